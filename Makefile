@@ -1,0 +1,176 @@
+# libbarlow - Makefile
+#
+#   make                 libbarlow.a, libbarlow.so.X.Y.Z and the examples, in build/
+#   make check           install missing Debian packages (as root), build, run every test
+#   make check-asan      the Check suites under AddressSanitizer + UBSan
+#   make check-valgrind  the Check suites under valgrind
+#   make bench           benchmarks (not part of check)
+#   make demo            the main job: pretrain + evaluate on Fashion-MNIST
+#   make install / uninstall   honour PREFIX LIBDIR INCLUDEDIR DESTDIR
+#   make abi-check       abidiff against tests/abi/barlow.abi
+#   make abi-baseline    rewrite that baseline (only with a CHANGELOG entry saying why)
+#
+# BLAS=openblas (default, Debian libopenblas-dev) or BLAS=reference (Debian libblas-dev).
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+DESTDIR    ?=
+
+CC         ?= cc
+CXX        ?= c++
+CFLAGS     ?= -O2 -g
+BUILD      ?= build
+BLAS       ?= openblas
+PYTHON     ?= python3
+
+# Version, read from the header as zstd does.
+VERSION_MAJOR := $(shell sed -n 's/^\#define BT_VERSION_MAJOR  *\([0-9]*\).*/\1/p' include/barlow.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define BT_VERSION_MINOR  *\([0-9]*\).*/\1/p' include/barlow.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define BT_VERSION_PATCH  *\([0-9]*\).*/\1/p' include/barlow.h)
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+SONAME        := libbarlow.so.$(VERSION_MAJOR)
+SHARED        := libbarlow.so.$(VERSION)
+
+ifeq ($(BLAS),openblas)
+  BLAS_CFLAGS := -DBT_BLAS_OPENBLAS
+  BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+  BLAS_PC     := openblas
+else ifeq ($(BLAS),reference)
+  # Debian's alternatives point libblas.so.3 at OpenBLAS when both are installed:
+  # link the netlib copy by path and keep it first on the run path.
+  BLAS_REF_DIR := $(shell pkg-config --variable=libdir blas-netlib 2>/dev/null || echo /usr/lib/x86_64-linux-gnu)/blas
+  BLAS_CFLAGS  :=
+  BLAS_LIBS    := -L$(BLAS_REF_DIR) -Wl,-rpath,$(BLAS_REF_DIR) -lblas
+  BLAS_PC      := blas-netlib
+else
+  $(error BLAS must be openblas or reference, not '$(BLAS)')
+endif
+
+WARN      := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
+LIB_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -fPIC -fvisibility=hidden -fopenmp \
+             -Iinclude $(BLAS_CFLAGS) $(CFLAGS)
+LIB_LIBS   = $(BLAS_LIBS) -fopenmp -lpthread -lm
+LDFLAGS   ?=
+
+LIB_SRC := $(sort $(wildcard libbarlow/*.c))
+LIB_OBJ := $(patsubst libbarlow/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+LIB_HDR := include/barlow.h $(wildcard libbarlow/*.h)
+
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+TEST_SRC     := $(sort $(wildcard tests/check_*.c))
+TEST_SUITES  := $(patsubst tests/check_%.c,%,$(TEST_SRC))
+TEST_OBJ     := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) tests/runner.c $(wildcard tests/util_*.c))
+TEST_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Wno-missing-prototypes -Iinclude \
+                -Ilibbarlow -Itests -I$(BUILD)/tests $(CHECK_CFLAGS) -fopenmp $(CFLAGS)
+
+EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
+
+.PHONY: all lib examples check check-asan check-valgrind run-tests deps abi-check abi-baseline \
+        install uninstall bench demo clean
+
+all: lib examples
+
+lib: $(BUILD)/libbarlow.a $(BUILD)/$(SHARED)
+
+$(BUILD)/obj/%.o: libbarlow/%.c $(LIB_HDR) | $(BUILD)/obj
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/libbarlow.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/$(SHARED): $(LIB_OBJ) libbarlow/libbarlow.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libbarlow/libbarlow.map \
+	    -Wl,--no-undefined -Wl,-z,noexecstack -Wl,-z,relro -Wl,-z,now \
+	    $(LDFLAGS) -o $@ $(LIB_OBJ) $(LIB_LIBS)
+	ln -sf $(SHARED) $(BUILD)/$(SONAME)
+	ln -sf $(SHARED) $(BUILD)/libbarlow.so
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/examples:
+	mkdir -p $@
+
+# Examples link the static library so they run from the tree without LD_LIBRARY_PATH.
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
+	$(CC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_$*) $(LDFLAGS)
+
+# ---- tests ------------------------------------------------------------------
+
+# The runner's suite list is generated from the file names: adding tests/check_foo.c
+# (exporting Suite *foo_suite(void)) is all it takes to add a suite.
+$(BUILD)/tests/suites.inc: $(TEST_SRC) | $(BUILD)/tests
+	printf 'BT_SUITE(%s)\n' $(TEST_SUITES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tests/%.o: tests/%.c $(LIB_HDR) $(wildcard tests/*.h) $(BUILD)/tests/suites.inc | $(BUILD)/tests
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/runner: $(TEST_OBJ) $(BUILD)/libbarlow.a
+	$(CC) $(TEST_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libbarlow.a $(CHECK_LIBS) $(LIB_LIBS) -lpthread
+
+deps:
+	@bash .ci/deps.sh check
+
+# Everything `make check` runs; the Check suites go last so their summary closes the log.
+check: deps
+	$(MAKE) all $(BUILD)/tests/runner
+	$(MAKE) abi-check
+	$(BUILD)/examples/list_options | diff -u docs/options.md - && echo "docs: options.md is current"
+	bash tests/install_test.sh
+	$(PYTHON) tests/python/smoke.py $(BUILD)/$(SHARED)
+	$(MAKE) run-tests
+
+run-tests: $(BUILD)/tests/runner
+	cd tests && ../$(BUILD)/tests/runner
+
+check-asan: deps
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" run-tests
+
+check-valgrind: deps
+	$(MAKE) $(BUILD)/tests/runner
+	cd tests && CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	    ../$(BUILD)/tests/runner
+
+abi-check: lib
+	bash tests/abi/check.sh $(BUILD)/$(SHARED) $(SONAME)
+
+abi-baseline: lib
+	abidw --headers-dir include --drop-private-types --out-file tests/abi/barlow.abi $(BUILD)/$(SHARED)
+
+# ---- install ----------------------------------------------------------------
+
+$(BUILD)/barlow.pc: barlow.pc.in include/barlow.h | $(BUILD)/obj
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' barlow.pc.in > $@
+
+install: lib $(BUILD)/barlow.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 $(BUILD)/libbarlow.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/$(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/libbarlow.so
+	install -m 644 include/barlow.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/barlow.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libbarlow.a $(DESTDIR)$(LIBDIR)/$(SHARED) \
+	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libbarlow.so \
+	      $(DESTDIR)$(INCLUDEDIR)/barlow.h $(DESTDIR)$(LIBDIR)/pkgconfig/barlow.pc
+
+# ---- long runs ----------------------------------------------------------------
+
+bench: all
+	@bash .ci/deps.sh bench
+	@echo "make bench: nothing to measure yet"
+
+demo: all
+	@bash .ci/deps.sh demo
+	$(BUILD)/examples/minimal
+
+clean:
+	rm -rf $(BUILD)
