@@ -66,6 +66,9 @@ TEST_OBJ     := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) tests/runner
 TEST_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Wno-missing-prototypes -Iinclude \
                 -Ilibbarlow -Itests -I$(BUILD)/tests $(CHECK_CFLAGS) -fopenmp $(CFLAGS)
 
+BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
+BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
 EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
@@ -90,7 +93,7 @@ $(BUILD)/$(SHARED): $(LIB_OBJ) libbarlow/libbarlow.map
 	ln -sf $(SHARED) $(BUILD)/$(SONAME)
 	ln -sf $(SHARED) $(BUILD)/libbarlow.so
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/examples:
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench:
 	mkdir -p $@
 
 # Examples link the static library so they run from the tree without LD_LIBRARY_PATH.
@@ -164,9 +167,15 @@ uninstall:
 
 # ---- long runs ----------------------------------------------------------------
 
+# Each tests/bench/bench_X.c is a program; it runs its PyTorch twin tests/bench/bench_X.py
+# itself (when PyTorch is installed) so both are measured in one run.
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libbarlow.a tests/bench/bench_util.h | $(BUILD)/bench
+	$(CC) $(TEST_CFLAGS) -Wno-unused-function $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
+
 bench: all
 	@bash .ci/deps.sh bench
-	@echo "make bench: nothing to measure yet"
+	$(MAKE) $(BENCHES)
+	@for b in $(BENCHES); do echo; $$b || exit 1; done
 
 demo: all
 	@bash .ci/deps.sh demo

@@ -206,6 +206,42 @@ BT_API bt_status bt_config_option(int32_t i, const char **name, const char **typ
  * unknown name. For per-view names, a shared "aug.X" setting counts. */
 BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
 
+/* ------------------------------------------------------------------------ */
+/* Layers (issue: layers)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of this section go here) */
+
+/* ------------------------------------------------------------------------ */
+/* Model (issue: model)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of this section go here) */
+
+/* ------------------------------------------------------------------------ */
+/* Loss (issue: loss)                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of this section go here) */
+
+/* ------------------------------------------------------------------------ */
+/* Augmentation (issue: augment)                                           */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of this section go here) */
+
+/* ------------------------------------------------------------------------ */
+/* Optimizers and probe loss (issue: optim)                                */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of this section go here) */
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints (issue: checkpoint)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of this section go here) */
+
 #ifdef __cplusplus
 }
 #endif

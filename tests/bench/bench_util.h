@@ -1,0 +1,67 @@
+/* bench_util.h - timing helpers shared by the benchmarks (header-only). */
+#ifndef BT_BENCH_UTIL_H
+#define BT_BENCH_UTIL_H
+
+#include <barlow.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../libbarlow/blas.h"
+
+static double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int bench_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n samples (sorts them). */
+static double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Seconds per sgemm of m x n x k (row-major, no transpose), median of reps. */
+static double bench_sgemm_seconds(int m, int n, int k, int reps)
+{
+    float *a = calloc((size_t)m * k, sizeof *a), *b = calloc((size_t)k * n, sizeof *b),
+          *c = calloc((size_t)m * n, sizeof *c);
+    double t[32];
+    int r;
+    if (reps > 32)
+        reps = 32;
+    for (r = 0; r < m * k; r++)
+        a[r] = (float)(r % 7) * 0.1f;
+    for (r = 0; r < k * n; r++)
+        b[r] = (float)(r % 5) * 0.1f;
+    cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+    for (r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, m, n, k, 1.0f, a, k, b, n, 0.0f, c,
+                    n);
+        t[r] = bench_now() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return bench_median(t, reps);
+}
+
+/* Print what runs: the build line (BLAS, kernel core) and the thread count. */
+static void bench_header(const char *what)
+{
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("== %s ==\n%s\nOPENBLAS_CORETYPE=%s BT_NUM_THREADS=%s\n", what, bt_build_info(),
+           ct ? ct : "(unset)", getenv("BT_NUM_THREADS") ? getenv("BT_NUM_THREADS") : "(unset)");
+}
+
+#endif

@@ -1,0 +1,26 @@
+/* golden.h - read the golden files written by tests/golden/golden_io.py, and
+ * compare arrays with a relative tolerance. */
+#ifndef BT_TESTS_GOLDEN_H
+#define BT_TESTS_GOLDEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct golden golden;
+
+/* Load tests/golden/<file> (path relative to tests/); aborts the test on failure. */
+golden *golden_load(const char *file);
+void golden_free(golden *g);
+/* The named array; fails the test when missing. ndim/shape may be NULL. */
+const float *golden_get(const golden *g, const char *name, int *ndim, int64_t *shape);
+/* Element count of the named array. */
+int64_t golden_numel(const golden *g, const char *name);
+/* 1 when present. */
+int golden_has(const golden *g, const char *name);
+
+/* Max over i of |got-want| / max(|want|_inf over the array, tiny): the relative error
+ * measured against the array's scale, as the design's "relative error <= 1e-4" means. */
+double rel_err(const float *got, const float *want, int64_t n);
+double rel_err_d(const double *got, const double *want, int64_t n);
+
+#endif

@@ -1,0 +1,127 @@
+/* util_golden.c - golden-file reader and comparison helpers for the tests. */
+#include "golden.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct entry {
+    char name[128];
+    int ndim;
+    int64_t shape[8];
+    int64_t numel;
+    float *data;
+};
+
+struct golden {
+    int count;
+    struct entry *e;
+};
+
+static int rd(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
+
+golden *golden_load(const char *file)
+{
+    char path[512], magic[8];
+    uint32_t count, i;
+    golden *g;
+    FILE *f;
+    snprintf(path, sizeof path, "golden/%s", file);
+    f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s (run the tests from tests/)", path);
+    ck_assert_msg(rd(f, magic, 8) && memcmp(magic, "BTGOLD1\n", 8) == 0, "%s: bad magic", path);
+    ck_assert(rd(f, &count, 4));
+    g = calloc(1, sizeof *g);
+    g->e = calloc(count, sizeof *g->e);
+    g->count = (int)count;
+    for (i = 0; i < count; i++) {
+        struct entry *e = &g->e[i];
+        uint16_t len;
+        uint8_t nd;
+        int k;
+        ck_assert(rd(f, &len, 2) && len < sizeof e->name && rd(f, e->name, len));
+        e->name[len] = '\0';
+        ck_assert(rd(f, &nd, 1) && nd <= 8);
+        e->ndim = nd;
+        e->numel = 1;
+        for (k = 0; k < nd; k++) {
+            ck_assert(rd(f, &e->shape[k], 8));
+            e->numel *= e->shape[k];
+        }
+        e->data = malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
+        ck_assert_msg(rd(f, e->data, (size_t)e->numel * sizeof(float)), "%s: truncated at %s", path,
+                      e->name);
+    }
+    fclose(f);
+    return g;
+}
+
+void golden_free(golden *g)
+{
+    int i;
+    if (!g)
+        return;
+    for (i = 0; i < g->count; i++)
+        free(g->e[i].data);
+    free(g->e);
+    free(g);
+}
+
+static const struct entry *find(const golden *g, const char *name)
+{
+    int i;
+    for (i = 0; i < g->count; i++)
+        if (strcmp(g->e[i].name, name) == 0)
+            return &g->e[i];
+    return NULL;
+}
+
+int golden_has(const golden *g, const char *name) { return find(g, name) != NULL; }
+
+const float *golden_get(const golden *g, const char *name, int *ndim, int64_t *shape)
+{
+    const struct entry *e = find(g, name);
+    ck_assert_msg(e != NULL, "golden array '%s' missing", name);
+    if (ndim)
+        *ndim = e->ndim;
+    if (shape)
+        memcpy(shape, e->shape, (size_t)e->ndim * sizeof *shape);
+    return e->data;
+}
+
+int64_t golden_numel(const golden *g, const char *name)
+{
+    const struct entry *e = find(g, name);
+    ck_assert_msg(e != NULL, "golden array '%s' missing", name);
+    return e->numel;
+}
+
+double rel_err(const float *got, const float *want, int64_t n)
+{
+    double scale = 1e-30, worst = 0;
+    int64_t i;
+    for (i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)want[i]));
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= worst)) /* also catches NaN */
+            worst = isnan(d) ? INFINITY : d;
+    }
+    return worst / scale;
+}
+
+double rel_err_d(const double *got, const double *want, int64_t n)
+{
+    double scale = 1e-300, worst = 0;
+    int64_t i;
+    for (i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (i = 0; i < n; i++) {
+        double d = fabs(got[i] - want[i]);
+        if (!(d <= worst))
+            worst = isnan(d) ? INFINITY : d;
+    }
+    return worst / scale;
+}
