@@ -215,8 +215,82 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
 /* ------------------------------------------------------------------------ */
 /* Model (issue: model)                                                    */
 /* ------------------------------------------------------------------------ */
+/*
+ * The Barlow Twins network: an encoder of the ResNet family (torchvision's
+ * semantics and initialisation) followed by an MLP projector, built from the
+ * model.* options. Tensors are named as the official implementation's
+ * state_dict ("backbone.conv1.weight", "backbone.layer1.0.bn1.running_var",
+ * "projector.0.weight", ...), so checkpoints map onto PyTorch modules.
+ *
+ * Memory: the model owns one workspace, sized at the first forward for a given
+ * batch and image size and reused afterwards; training forward keeps every
+ * activation the backward needs until the next forward.
+ */
 
-/* (declarations of this section go here) */
+/* Build a model from cfg: model.arch, model.block, model.blocks, model.widths,
+ * model.stem, model.in_channels, model.zero_init_residual, model.projector,
+ * model.projector_bias, model.projector_bn, seed (initialisation) and threads.
+ * Returns BT_OK, BT_E_MISUSE (out or cfg NULL/bad), BT_E_INVALID_ARG
+ * (inconsistent options, named in the message), BT_E_NOMEM. */
+BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg);
+
+/* Release the model, its tensors and workspace. NULL does nothing. */
+BT_API void bt_model_free(bt_model *m);
+
+/* Width of the backbone's output (e.g. 2048 for resnet50, 512 for resnet18),
+ * or -1 for a bad handle. */
+BT_API int64_t bt_model_feature_dim(const bt_model *m);
+
+/* Width of the projector's output (the last model.projector size), or -1. */
+BT_API int64_t bt_model_embed_dim(const bt_model *m);
+
+/* Training-mode forward of nviews views (1 to 8). x[v] are [N, C, H, W] with
+ * the same shape for every view (C = model.in_channels, N >= 2 since
+ * BatchNorm needs a batch, H and W large enough for the strides); z[v] are
+ * caller-created [N, embed_dim] outputs. Each view is its own BatchNorm batch,
+ * exactly as if each view went through the network alone, and running
+ * statistics are updated once per view, in view order. The views are batched
+ * together internally for speed. x is copied; it may be changed or freed
+ * after the call. Returns BT_OK, BT_E_MISUSE, BT_E_SHAPE (with the expected
+ * and actual shapes), BT_E_INVALID_ARG, BT_E_NOMEM. */
+BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+                                  bt_tensor *const *z);
+
+/* Backward of the last bt_model_forward: dz[v] are [N, embed_dim] gradients of
+ * the loss with respect to z[v]. Parameter gradients ACCUMULATE (sum over the
+ * views) until bt_model_zero_grad(). BT_E_STATE without a training forward
+ * since the last backward-invalidating call (bt_model_encode); BT_E_SHAPE
+ * when nviews or shapes differ from the forward's. */
+BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz);
+
+/* The backbone output [N, feature_dim] of view `view` of the last training
+ * forward, borrowed (valid until the next forward or bt_model_encode), for
+ * online probes. BT_E_STATE before any forward; BT_E_INVALID_ARG for a view
+ * out of range. */
+BT_API bt_status bt_model_features(bt_model *m, int32_t view, const bt_tensor **out);
+
+/* Eval-mode encoding: backbone only, BatchNorm with running statistics, no
+ * statistics updated. x is [N, C, H, W] (N >= 1), features a caller-created
+ * [N, feature_dim]. Invalidates the cached training activations: a
+ * bt_model_backward after it returns BT_E_STATE. */
+BT_API bt_status bt_model_encode(bt_model *m, const bt_tensor *x, bt_tensor *features);
+
+/* Set every parameter gradient to zero. */
+BT_API bt_status bt_model_zero_grad(bt_model *m);
+
+/* Number of tensors: every parameter AND buffer (BatchNorm running statistics
+ * and num_batches_tracked), or -1 for a bad handle. */
+BT_API int32_t bt_model_tensor_count(const bt_model *m);
+
+/* Tensor i (0 <= i < count) in state_dict order: *name (static to the model),
+ * *value and *grad (NULL for buffers), all borrowed; any out pointer may be
+ * NULL. The caller may read and write values and gradients (for its own
+ * gradient reduction, say) but not free them. */
+BT_API bt_status bt_model_tensor(bt_model *m, int32_t i, const char **name, bt_tensor **value,
+                                 bt_tensor **grad);
+
+/* Threads for the model's loops and GEMMs (overrides the threads option). */
+BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 
 /* ------------------------------------------------------------------------ */
 /* Loss (issue: loss)                                                      */

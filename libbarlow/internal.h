@@ -72,6 +72,9 @@ BTI_HIDDEN bt_status bti_shape_check(const char *fn, const char *arg, int32_t nd
                                      const int64_t *shape, int64_t *numel);
 /* Create a registered tensor owned by a parent handle (bt_tensor_free refuses it). */
 BTI_HIDDEN bt_status bti_tensor_new_owned(bt_tensor **out, int32_t ndim, const int64_t *shape);
+/* Create a registered tensor over memory owned by a parent handle (not freed with it). */
+BTI_HIDDEN bt_status bti_tensor_wrap_owned(bt_tensor **out, float *data, int32_t ndim,
+                                           const int64_t *shape);
 /* Free a tensor whatever its ownership. */
 BTI_HIDDEN void bti_tensor_destroy(bt_tensor *t);
 /* Format a shape as "[2, 3, 4]" into buf (always terminated). */

@@ -126,6 +126,11 @@ bt_status bti_tensor_new_owned(bt_tensor **out, int32_t ndim, const int64_t *sha
     return tensor_make(out, NULL, ndim, shape, 1, "tensor");
 }
 
+bt_status bti_tensor_wrap_owned(bt_tensor **out, float *data, int32_t ndim, const int64_t *shape)
+{
+    return tensor_make(out, data, ndim, shape, 1, "tensor");
+}
+
 void bti_tensor_destroy(bt_tensor *t)
 {
     if (!t)

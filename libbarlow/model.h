@@ -1,0 +1,12 @@
+/* model.h - private access to a model's tensors (checkpoints, optimizer). */
+#ifndef BARLOW_MODEL_H
+#define BARLOW_MODEL_H
+
+#include "internal.h"
+
+BTI_HIDDEN int bti_model_tensor_count(const bt_model *m);
+BTI_HIDDEN const char *bti_model_tensor_name(const bt_model *m, int i);
+BTI_HIDDEN bt_tensor *bti_model_tensor_value(bt_model *m, int i);
+BTI_HIDDEN bt_tensor *bti_model_tensor_grad(bt_model *m, int i);
+
+#endif
