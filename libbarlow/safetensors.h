@@ -116,7 +116,8 @@ BTI_HIDDEN bt_status bti_st_read_mem(const void *buf, size_t size, const char *n
 
 /* Tensors in the order of their data in the file (index 0..count-1). The
  * pointers returned (tensor, name, data) live until bti_st_close. The data of
- * every tensor is aligned to its element size. */
+ * every tensor is aligned to its element size (data may be NULL for a tensor
+ * with no elements). The whole data area is held in memory. */
 BTI_HIDDEN int bti_st_count(const bti_st_file *f);
 BTI_HIDDEN const struct bti_st_tensor *bti_st_get(const bti_st_file *f, int i);
 /* By name (binary search), NULL if absent. */
