@@ -6,6 +6,7 @@
 #include "augment.h"
 
 #include <math.h>
+#include <string.h>
 
 float bti_blur_box_radius(float sigma)
 {
@@ -19,52 +20,106 @@ float bti_blur_box_radius(float sigma)
     return l + a;
 }
 
-/* One pass over a line of n values: out[x] = (ww * sum(in[x-R..x+R]) +
- * fw * (in[x-R-1] + in[x+R+1]) + 2^23) >> 24, indices clamped to the line. */
-static void box_line(const uint8_t *in, uint8_t *out, int n, int radius, uint32_t ww, uint32_t fw)
+/* Pillow's sliding-window pass, out[x] = (ww * sum(in[x-R..x+R]) +
+ * fw * (in[x-R-1] + in[x+R+1]) + 2^23) >> 24 with indices clamped to the line,
+ * is computed here as that direct sum (R <= 1 for sigma <= 2), over padded
+ * rows for the horizontal passes and over whole rows at once for the vertical
+ * ones, so both run as contiguous, vectorisable loops. */
+
+/* Horizontal: pad holds the row with R+1 replicated pixels on each side. */
+static void box_row(const uint8_t *pad, uint8_t *out, int n, int c, int radius, uint32_t ww,
+                    uint32_t fw)
 {
-    int last = n - 1, x, k;
-    uint32_t acc = 0;
-#define AT(i) ((uint32_t)in[(i) < 0 ? 0 : (i) > last ? last : (i)])
-    for (k = -radius - 1; k < radius; k++) /* window of x = -1 */
-        acc += AT(k);
-    for (x = 0; x < n; x++) {
-        uint32_t bulk;
-        acc += AT(x + radius) - AT(x - radius - 1);
-        bulk = acc * ww + (AT(x - radius - 1) + AT(x + radius + 1)) * fw;
-        out[x] = (uint8_t)((bulk + (1u << 23)) >> 24);
+    const uint8_t *mid = pad + (size_t)(radius + 1) * c;
+    const uint8_t *lo = mid - (radius + 1) * c, *hi = mid + (radius + 1) * c;
+    int m = n * c, i, k;
+    if (radius == 0) {
+        for (i = 0; i < m; i++)
+            out[i] = (uint8_t)(((uint32_t)mid[i] * ww + ((uint32_t)lo[i] + hi[i]) * fw + (1u << 23)) >> 24);
+    } else if (radius == 1) {
+        const uint8_t *a = mid - c, *b = mid + c;
+        for (i = 0; i < m; i++)
+            out[i] = (uint8_t)((((uint32_t)a[i] + mid[i] + b[i]) * ww + ((uint32_t)lo[i] + hi[i]) * fw +
+                                (1u << 23)) >> 24);
+    } else {
+        for (i = 0; i < m; i++) {
+            uint32_t acc = 0;
+            for (k = -radius; k <= radius; k++)
+                acc += mid[i + k * c];
+            out[i] = (uint8_t)((acc * ww + ((uint32_t)lo[i] + hi[i]) * fw + (1u << 23)) >> 24);
+        }
     }
-#undef AT
 }
 
-/* Three passes over the n values at p, p+stride, ...; a and b are line buffers. */
-static void box_3(uint8_t *p, size_t stride, int n, int radius, uint32_t ww, uint32_t fw,
-                  uint8_t *a, uint8_t *b)
+static void pad_row(const uint8_t *row, uint8_t *pad, int n, int c, int radius)
 {
-    int x;
-    for (x = 0; x < n; x++)
-        a[x] = p[(size_t)x * stride];
-    box_line(a, b, n, radius, ww, fw);
-    box_line(b, a, n, radius, ww, fw);
-    box_line(a, b, n, radius, ww, fw);
-    for (x = 0; x < n; x++)
-        p[(size_t)x * stride] = b[x];
+    int k, ch;
+    for (k = 0; k <= radius; k++)
+        for (ch = 0; ch < c; ch++) {
+            pad[(size_t)k * c + ch] = row[ch];
+            pad[(size_t)(n + radius + 1 + k) * c + ch] = row[(size_t)(n - 1) * c + ch];
+        }
+    memcpy(pad + (size_t)(radius + 1) * c, row, (size_t)n * c);
 }
 
-void bti_aug_blur(uint8_t *px, int w, int h, int c, float sigma, uint8_t *line)
+/* Vertical: one output row from the clamped input rows. */
+static void box_col(const uint8_t *in, uint8_t *out, int y, int h, size_t stride, int radius,
+                    uint32_t ww, uint32_t fw)
+{
+#define ROW(i) (in + (size_t)((i) < 0 ? 0 : (i) >= h ? h - 1 : (i)) * stride)
+    const uint8_t *lo = ROW(y - radius - 1), *hi = ROW(y + radius + 1);
+    uint8_t *o = out + (size_t)y * stride;
+    size_t i;
+    int k;
+    if (radius == 0) {
+        const uint8_t *r0 = ROW(y);
+        for (i = 0; i < stride; i++)
+            o[i] = (uint8_t)(((uint32_t)r0[i] * ww + ((uint32_t)lo[i] + hi[i]) * fw + (1u << 23)) >> 24);
+    } else if (radius == 1) {
+        const uint8_t *a = ROW(y - 1), *b = ROW(y), *d = ROW(y + 1);
+        for (i = 0; i < stride; i++)
+            o[i] = (uint8_t)((((uint32_t)a[i] + b[i] + d[i]) * ww + ((uint32_t)lo[i] + hi[i]) * fw +
+                              (1u << 23)) >> 24);
+    } else {
+        for (i = 0; i < stride; i++) {
+            uint32_t acc = 0;
+            for (k = -radius; k <= radius; k++)
+                acc += ROW(y + k)[i];
+            o[i] = (uint8_t)((acc * ww + ((uint32_t)lo[i] + hi[i]) * fw + (1u << 23)) >> 24);
+        }
+    }
+#undef ROW
+}
+
+size_t bti_blur_ws_bytes(int w, int h, int c, float sigma)
+{
+    int radius = (int)bti_blur_box_radius(sigma);
+    return (size_t)w * h * c + (size_t)(w + 2 * radius + 2) * c;
+}
+
+void bti_aug_blur(uint8_t *px, int w, int h, int c, float sigma, uint8_t *ws)
 {
     float r = bti_blur_box_radius(sigma);
-    int radius = (int)r, y, x, ch, m = w > h ? w : h;
+    int radius = (int)r, y, pass;
     /* Pillow: (UINT32)(1 << 24) / (floatRadius * 2 + 1), a float division */
     uint32_t ww = (uint32_t)((float)(1u << 24) / (r * 2 + 1));
     uint32_t fw = ((1u << 24) - (uint32_t)(radius * 2 + 1) * ww) / 2;
-    uint8_t *a = line, *b = line + m;
+    size_t stride = (size_t)w * c;
+    uint8_t *tmp = ws, *pad = ws + stride * h;
     if (r == 0)
         return;
+    for (y = 0; y < h; y++) {
+        uint8_t *row = px + (size_t)y * stride;
+        for (pass = 0; pass < 3; pass++) {
+            pad_row(row, pad, w, c, radius);
+            box_row(pad, row, w, c, radius, ww, fw);
+        }
+    }
     for (y = 0; y < h; y++)
-        for (ch = 0; ch < c; ch++)
-            box_3(px + (size_t)y * w * c + ch, (size_t)c, w, radius, ww, fw, a, b);
-    for (x = 0; x < w; x++)
-        for (ch = 0; ch < c; ch++)
-            box_3(px + (size_t)x * c + ch, (size_t)w * c, h, radius, ww, fw, a, b);
+        box_col(px, tmp, y, h, stride, radius, ww, fw);
+    for (y = 0; y < h; y++)
+        box_col(tmp, px, y, h, stride, radius, ww, fw);
+    for (y = 0; y < h; y++)
+        box_col(px, tmp, y, h, stride, radius, ww, fw);
+    memcpy(px, tmp, stride * h);
 }

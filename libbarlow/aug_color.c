@@ -109,7 +109,12 @@ static void rgb2hsv(const uint8_t *in, uint8_t *hsv)
             h = (float)(2.0 + rc - bc);
         else
             h = (float)(4.0 + gc - rc);
-        h = (float)fmod(h / 6.0 + 1.0, 1.0);
+        {
+            /* fmod(h / 6.0 + 1.0, 1.0): the argument lies in (0.5, 2), where
+             * subtracting 1 is exact (Sterbenz), so this equals fmod bit for bit */
+            double t = h / 6.0 + 1.0;
+            h = (float)(t >= 1.0 ? t - 1.0 : t);
+        }
         hsv[0] = clip8((int)(h * 255.0));
         hsv[1] = clip8((int)(s * 255.0));
     }

@@ -85,7 +85,8 @@ static inline uint8_t clip_acc(int32_t acc)
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Workspace layout: kk_h, kk_v (int32), bounds_h, bounds_v (int), w (double), tmp (uint8). */
+/* Workspace layout: kk_h, kk_v (int32), bounds_h, bounds_v (int), w (double), tmp (uint8),
+ * acc (int32, one output row). */
 size_t bti_resample_ws_bytes(int bw, int bh, int out_w, int out_h, int ow, int oh, int c,
                              int bicubic_)
 {
@@ -93,7 +94,8 @@ size_t bti_resample_ws_bytes(int bw, int bh, int out_w, int out_h, int ow, int o
     size_t km = kh > kv ? kh : kv;
     return align64(kh * (size_t)ow * 4) + align64(kv * (size_t)oh * 4) +
            align64((size_t)ow * 2 * sizeof(int)) + align64((size_t)oh * 2 * sizeof(int)) +
-           align64(km * sizeof(double)) + align64((size_t)ow * (size_t)bh * (size_t)c);
+           align64(km * sizeof(double)) + align64((size_t)ow * (size_t)bh * (size_t)c) +
+           align64((size_t)ow * (size_t)c * sizeof(int32_t));
 }
 
 void bti_resample(const uint8_t *src, size_t src_stride, int c, int bx, int by, int bw, int bh,
@@ -111,6 +113,7 @@ void bti_resample(const uint8_t *src, size_t src_stride, int c, int bx, int by, 
     int *b_v = (int *)(p += align64((size_t)ow * 2 * sizeof(int)));
     double *w = (double *)(p += align64((size_t)oh * 2 * sizeof(int)));
     uint8_t *tmp = (p += align64((size_t)km * sizeof(double)));
+    int32_t *acc = (int32_t *)(p + align64((size_t)ow * (size_t)bh * (size_t)c));
     const uint8_t *mid; /* horizontal result: rows y0.. of the box, ow*c wide */
     size_t mid_stride;
     int y0, y1, xx, yy, x, ch;
@@ -132,11 +135,23 @@ void bti_resample(const uint8_t *src, size_t src_stride, int c, int bx, int by, 
                 const int32_t *k = kk_h + (size_t)xx * kh;
                 const uint8_t *in = row + (size_t)b_h[2 * xx] * c;
                 int n = b_h[2 * xx + 1];
-                for (ch = 0; ch < c; ch++) {
-                    int32_t acc = 1 << (PREC - 1);
-                    for (x = 0; x < n; x++)
-                        acc += (int32_t)in[(size_t)x * c + ch] * k[x];
-                    o[(size_t)xx * c + ch] = clip_acc(acc);
+                if (c == 3) {
+                    int32_t a0 = 1 << (PREC - 1), a1 = a0, a2 = a0;
+                    for (x = 0; x < n; x++) {
+                        a0 += (int32_t)in[3 * x] * k[x];
+                        a1 += (int32_t)in[3 * x + 1] * k[x];
+                        a2 += (int32_t)in[3 * x + 2] * k[x];
+                    }
+                    o[3 * xx] = clip_acc(a0);
+                    o[3 * xx + 1] = clip_acc(a1);
+                    o[3 * xx + 2] = clip_acc(a2);
+                } else {
+                    for (ch = 0; ch < c; ch++) {
+                        int32_t a0 = 1 << (PREC - 1);
+                        for (x = 0; x < n; x++)
+                            a0 += (int32_t)in[(size_t)x * c + ch] * k[x];
+                        o[(size_t)xx * c + ch] = clip_acc(a0);
+                    }
                 }
             }
         }
@@ -148,17 +163,23 @@ void bti_resample(const uint8_t *src, size_t src_stride, int c, int bx, int by, 
         mid_stride = src_stride;
     }
     if (need_v) {
+        /* row by row: each tap adds a whole source row, a contiguous loop */
+        int m = ow * c;
         for (yy = 0; yy < oh; yy++) {
             const int32_t *k = kk_v + (size_t)yy * kv;
             const uint8_t *base = mid + (size_t)(b_v[2 * yy] - y0) * mid_stride;
             int n = b_v[2 * yy + 1];
-            uint8_t *o = dst + (size_t)yy * ow * c;
-            for (xx = 0; xx < ow * c; xx++) {
-                int32_t acc = 1 << (PREC - 1);
-                for (x = 0; x < n; x++)
-                    acc += (int32_t)base[(size_t)x * mid_stride + xx] * k[x];
-                o[xx] = clip_acc(acc);
+            uint8_t *o = dst + (size_t)yy * m;
+            for (xx = 0; xx < m; xx++)
+                acc[xx] = 1 << (PREC - 1);
+            for (x = 0; x < n; x++) {
+                const uint8_t *row = base + (size_t)x * mid_stride;
+                int32_t kx = k[x];
+                for (xx = 0; xx < m; xx++)
+                    acc[xx] += (int32_t)row[xx] * kx;
             }
+            for (xx = 0; xx < m; xx++)
+                o[xx] = clip_acc(acc[xx]);
         }
     } else {
         for (yy = 0; yy < oh; yy++)

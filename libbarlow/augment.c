@@ -364,7 +364,8 @@ static void to_float(const uint8_t *img, int s, int c, const float (*lut)[256], 
 size_t bti_aug_task_ws(const struct bti_aug_view *v, const struct bti_aug_params *p, int c)
 {
     size_t s = (size_t)v->size;
-    return ((s * s * c + 63) & ~(size_t)63) + ((2 * s + 63) & ~(size_t)63) +
+    size_t blur = bti_blur_ws_bytes(v->size, v->size, c, (float)p->sigma);
+    return ((s * s * c + 63) & ~(size_t)63) + ((blur + 63) & ~(size_t)63) +
            bti_resample_ws_bytes(p->width, p->height, v->size, v->size, v->size, v->size, c,
                                  v->bicubic);
 }
@@ -376,7 +377,8 @@ void bti_aug_run(const struct bti_aug_view *v, const float (*lut)[256],
     int s = v->size, k;
     size_t npix = (size_t)s * s;
     uint8_t *img = ws, *line = ws + ((npix * c + 63) & ~(size_t)63);
-    uint8_t *rws = line + ((2 * (size_t)s + 63) & ~(size_t)63);
+    size_t blur = bti_blur_ws_bytes(s, s, c, (float)p->sigma);
+    uint8_t *rws = line + ((blur + 63) & ~(size_t)63);
     bti_resample(src, (size_t)width * c, c, p->left, p->top, p->width, p->height, s, s, 0, 0, s, s,
                  v->bicubic, img, rws);
     if (p->flip)

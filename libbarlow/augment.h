@@ -101,7 +101,9 @@ BTI_HIDDEN void bti_aug_hflip(uint8_t *px, int w, int h, int c);
 
 /* PIL's extended box radius for a Gaussian of standard deviation sigma, 3 passes. */
 BTI_HIDDEN float bti_blur_box_radius(float sigma);
-/* In place; line must hold 2 * max(w, h) bytes. */
-BTI_HIDDEN void bti_aug_blur(uint8_t *px, int w, int h, int c, float sigma, uint8_t *line);
+/* Workspace bytes of bti_aug_blur (at most w*h*c + (w+6)*c for sigma <= 2). */
+BTI_HIDDEN size_t bti_blur_ws_bytes(int w, int h, int c, float sigma);
+/* In place; ws must hold bti_blur_ws_bytes(w, h, c, sigma) bytes. */
+BTI_HIDDEN void bti_aug_blur(uint8_t *px, int w, int h, int c, float sigma, uint8_t *ws);
 
 #endif

@@ -101,7 +101,7 @@ static int colour_cases(const char *op)
         else if (!strcmp(op, "flip"))
             bti_aug_hflip(img, w, h, c);
         else if (!strcmp(op, "blur")) {
-            uint8_t *line = malloc(2 * (size_t)(w > h ? w : h));
+            uint8_t *line = malloc(bti_blur_ws_bytes(w, h, c, (float)p));
             bti_aug_blur(img, w, h, c, (float)p, line);
             free(line);
         }
