@@ -70,6 +70,7 @@ BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+EXAMPLE_LIBS_augment_grid := -lz
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
 .PHONY: all lib examples check check-asan check-valgrind run-tests deps abi-check abi-baseline \

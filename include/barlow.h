@@ -301,8 +301,97 @@ BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 /* ------------------------------------------------------------------------ */
 /* Augmentation (issue: augment)                                           */
 /* ------------------------------------------------------------------------ */
+/*
+ * The official Barlow Twins augmentation (BYOL's asymmetric pair), computed
+ * on host-owned uint8 images with Pillow's and torchvision's arithmetic, in
+ * this order for each view of each image:
+ *
+ *   RandomResizedCrop(S, scale, ratio; bicubic or bilinear with antialiasing)
+ *   -> horizontal flip (flip_p) -> colour jitter (jitter_p; brightness,
+ *   contrast, saturation, hue in a uniformly random order, each rounded to
+ *   uint8 as PIL does) -> grayscale (gray_p) -> PIL GaussianBlur with
+ *   sigma ~ U[0.1, 2.0] (blur_p) -> solarize at 128 (solarize_p)
+ *   -> x/255 -> (x - mean) / std.
+ *
+ * Settings are read per view at creation: "aug.view1.X" for the first output,
+ * "aug.view2.X" for the second (each defaulting to the shared "aug.X", then to
+ * "aug.preset"). The imagenet preset is the paper's: 224 px, bicubic, blur
+ * 1.0 / 0.1, solarize 0 / 0.2.
+ *
+ * Images: image i is heights[i] x widths[i] pixels of `channels` (1 or 3)
+ * interleaved uint8 values, rows packed (row stride = width * channels), at
+ * most 32768 pixels per side. Each image may have its own size; all share the
+ * channel count. Grayscale, saturation and hue leave 1-channel images as they
+ * are (as torchvision does for PIL "L" images).
+ *
+ * Normalisation: aug.mean / aug.std with 3 values apply per channel to RGB
+ * images; with 1 value, to every channel. 1-channel images need 1 value in
+ * both (else BT_E_INVALID_ARG); 2 values are refused at creation.
+ *
+ * Randomness: every random choice of view v of image i in the k-th successful
+ * bt_augment_views call since the state was set is drawn from a counter-based
+ * generator keyed by (seed, k, i, v). Output is therefore bit-identical for
+ * any thread count and any scheduling, and the state is two integers (see
+ * bt_augment_get_state). Failed calls do not advance k.
+ *
+ * Threads: images (and views) are processed in parallel on OpenMP threads, as
+ * many as the "threads" option of the creating configuration says.
+ */
 
-/* (declarations of this section go here) */
+/* Create an augmentation pipeline from cfg's aug.*, "seed" and "threads"
+ * options; cfg NULL means all defaults (imagenet preset, seed 0, threads from
+ * BT_NUM_THREADS or all cores). cfg is not kept. The call counter starts at 0.
+ * Returns BT_OK, BT_E_MISUSE (out NULL, cfg not a config), BT_E_INVALID_ARG
+ * (aug.viewK.scale_min > scale_max, ratio_min > ratio_max, a 2-value mean or
+ * std), BT_E_NOMEM. */
+BT_API bt_status bt_augment_create(bt_augment **out, const bt_config *cfg);
+
+/* Release the pipeline and its workspaces. NULL does nothing. */
+BT_API void bt_augment_free(bt_augment *a);
+
+/* Produce nviews augmented views of n images. out[v] (v = 0..nviews-1) must be
+ * a tensor of shape [n, channels, S_v, S_v] where S_v = aug.view1.size for
+ * v = 0 and aug.view2.size otherwise (bt_augment_output_size); it is
+ * overwritten. nviews is 1..8: view 0 uses the aug.view1.* settings, every
+ * later view the aug.view2.* settings, each with its own random stream (so
+ * nviews > 2 gives extra independent view-2 crops). images, heights, widths
+ * (n entries each) and out (nviews entries, distinct tensors) are borrowed for
+ * the call only. On success the call counter advances by one.
+ * Returns BT_OK, BT_E_MISUSE (a, images, images[i], heights, widths, out or
+ * out[v] NULL or not a live handle), BT_E_INVALID_ARG (n < 1, channels not 1
+ * or 3, an image side outside 1..32768, nviews outside 1..8, out tensors
+ * repeated, mean/std not fitting the channels), BT_E_SHAPE (out[v] of another
+ * shape), BT_E_NOMEM. On error nothing is written and the counter stays. */
+BT_API bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *images,
+                                  const int32_t *heights, const int32_t *widths, int32_t channels,
+                                  int32_t nviews, bt_tensor *const *out);
+
+/* The evaluation transform, deterministic (no random draws; the call counter
+ * does not move): resize so the short side is R = round(S * 256 / 224)
+ * (S = aug.view1.size: 224 -> 256, 32 -> 37, 28 -> 32) and the long side
+ * int(R * long / short), with PIL's BILINEAR filter and antialiasing; crop the
+ * S x S centre (offsets round((H' - S) / 2) half to even, as torchvision's
+ * CenterCrop); then x/255 and aug.view1.mean / aug.view1.std. This is
+ * torchvision's Resize(256), CenterCrop(224) for S = 224. out must be
+ * [n, channels, S, S]. Arguments and statuses as bt_augment_views. */
+BT_API bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images,
+                                 const int32_t *heights, const int32_t *widths, int32_t channels,
+                                 bt_tensor *out);
+
+/* The output side S of view `view` (0 = first output, aug.view1.size; 1..7 =
+ * aug.view2.size), or -1 with bt_last_error set for a bad handle or view. */
+BT_API int32_t bt_augment_output_size(const bt_augment *a, int32_t view);
+
+/* Read the random state: the seed and the number of successful
+ * bt_augment_views calls made since creation or the last set_state. Either
+ * pointer may be NULL. Store both in a checkpoint to resume the exact stream.
+ * Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_augment_get_state(const bt_augment *a, uint64_t *seed, uint64_t *calls);
+
+/* Set the random state: the next bt_augment_views call draws exactly what the
+ * call number `calls` of a pipeline seeded with `seed` drew. Settings and
+ * workspaces are unchanged. Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_augment_set_state(bt_augment *a, uint64_t seed, uint64_t calls);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizers and probe loss (issue: optim)                                */
