@@ -513,6 +513,23 @@ BT_API double bt_optim_lr(const bt_optim *o, int32_t group);
  * computed with a log-sum-exp in double. The forward keeps the softmax for
  * the backward; its buffers grow to the largest N x K seen and are reused.
  */
+/* Add every trainable tensor of layer l (the entries of bt_layer_tensor()
+ * with a gradient; buffers such as BatchNorm running statistics are skipped)
+ * with bt_optim_add_tensor(), named as bt_layer_tensor() names them ("weight",
+ * "bias"). The layer must outlive the optimizer. Adding two layers to one
+ * optimizer gives duplicate state names: use bt_optim_add_tensor() with your
+ * own names then. All or nothing: on failure no tensor of l was added.
+ * Returns as bt_optim_add_tensor, plus BT_E_MISUSE for a bad layer handle and
+ * BT_E_STATE when l has no trainable tensor. */
+BT_API bt_status bt_optim_add_layer(bt_optim *o, bt_layer *l);
+
+/* Add every trainable tensor of model m (the entries of bt_model_tensor()
+ * with a gradient), named as in checkpoints ("backbone.conv1.weight", ...),
+ * so the optimizer state is saved as "optim.backbone.conv1.weight.momentum".
+ * Grouped by dimension count as bt_optim_add_tensor(). The model must outlive
+ * the optimizer. All or nothing. */
+BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
+
 typedef struct bt_xent bt_xent;
 
 /* Create a cross-entropy handle. cfg may be NULL; only its "threads" option
@@ -542,8 +559,30 @@ BT_API bt_status bt_xent_backward(bt_xent *x, bt_tensor *dlogits);
 /* ------------------------------------------------------------------------ */
 /* Checkpoints (issue: checkpoint)                                         */
 /* ------------------------------------------------------------------------ */
+/*
+ * One safetensors file (docs/checkpoint.md) holds the model's tensors under
+ * the official state_dict names, the optimizer state under "optim." and, in
+ * "__metadata__", the step count, the augmentation RNG state and the library
+ * version. PyTorch loads the model tensors directly; a file written from
+ * PyTorch with only the model's tensors loads with o and a NULL.
+ */
 
-/* (declarations of this section go here) */
+/* Write m (required), o and a (each may be NULL) to path. The write is
+ * atomic: a temporary file in the same directory is written, flushed to disk
+ * and renamed over path, so path always holds either the old or the new file.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_IO (with the path and the system's reason),
+ * BT_E_NOMEM. */
+BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
+
+/* Load path into m (required), o and a (each may be NULL). The whole file is
+ * validated first - every offset, size, dtype and shape, every tensor of m
+ * present, no tensor m lacks (optimizer tensors are ignored when o is NULL),
+ * optimizer state of the same kind when o is given, RNG state when a is given
+ * - and BT_E_FORMAT, with a message naming the file and the tensor, leaves
+ * all three handles unchanged. F32 is read as is; F64 and I64 where every
+ * value converts exactly. Returns BT_OK, BT_E_MISUSE, BT_E_IO, BT_E_FORMAT,
+ * BT_E_NOMEM. */
+BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
 #ifdef __cplusplus
 }

@@ -1,29 +1,6 @@
 /*
  * optim_attach.c - attach a layer's or a model's trainable tensors to an
  * optimizer, through the public tensor-listing functions only.
- *
- * NOT COMPILED YET: this file is named optim_attach.c.txt on the optim branch
- * because the layers and the model are not merged there. When they land,
- * rename it to libbarlow/optim_attach.c and add these declarations to the
- * "Optimizers and probe loss" section of include/barlow.h:
- *
- * // Add every trainable tensor of layer l (entries of bt_layer_tensor()
- * // with a gradient; buffers such as BatchNorm running statistics are
- * // skipped) with bt_optim_add_tensor(), named as bt_layer_tensor() names
- * // them ("weight", "bias"). The layer must outlive the optimizer. Adding
- * // two layers to one optimizer gives duplicate names: use
- * // bt_optim_add_tensor() with your own names then.
- * // All or nothing: on failure no tensor of l was added.
- * // Returns as bt_optim_add_tensor, plus BT_E_MISUSE for a bad layer handle
- * // and BT_E_STATE when l has no trainable tensor.
- * BT_API bt_status bt_optim_add_layer(bt_optim *o, bt_layer *l);
- *
- * // Add every trainable tensor of model m (entries of bt_model_tensor() with
- * // a gradient), named as in checkpoints ("backbone.conv1.weight", ...), so
- * // the optimizer state is saved as "optim.backbone.conv1.weight.momentum".
- * // Grouped by dimension count as bt_optim_add_tensor(). The model must
- * // outlive the optimizer. All or nothing.
- * BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
  */
 #include "optim.h"
 
