@@ -305,17 +305,19 @@ static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float s
 #pragma omp parallel for num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
     for (b = 0; b < nb; b++) {
         int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n, i;
-        double sp = 0.0, su = 0.0;
+        /* four interleaved accumulators break the add latency chain; the
+         * order is fixed, so the result still is */
+        double sp[4] = {0.0, 0.0, 0.0, 0.0}, su[4] = {0.0, 0.0, 0.0, 0.0};
         for (i = lo; i < hi; i++) {
             float u = g[i] * scale;
             if (wd != 0.0f)
                 u = u + wd * p[i];
-            su += (double)u * (double)u;
+            su[i & 3] += (double)u * (double)u;
             if (want_p)
-                sp += (double)p[i] * (double)p[i];
+                sp[i & 3] += (double)p[i] * (double)p[i];
         }
-        part[2 * b] = sp;
-        part[2 * b + 1] = su;
+        part[2 * b] = (sp[0] + sp[1]) + (sp[2] + sp[3]);
+        part[2 * b + 1] = (su[0] + su[1]) + (su[2] + su[3]);
     }
     for (b = 0; b < nb; b++) {
         a += part[2 * b];
@@ -324,6 +326,23 @@ static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float s
     if (pp)
         *pp = a;
     *uu = c;
+}
+
+/* 1 when every g·scale is finite: an OR over exponent bits, which vectorises
+ * (SGD and AdamW need no norms). */
+static int all_finite(const bt_optim *o, const float *g, int64_t n, float scale)
+{
+    int64_t i;
+    uint32_t bad = 0;
+#pragma omp parallel for simd num_threads(o->threads) schedule(static) reduction(|:bad) \
+    if (n >= PAR_MIN)
+    for (i = 0; i < n; i++) {
+        float u = g[i] * scale;
+        uint32_t bits;
+        memcpy(&bits, &u, sizeof bits);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad == 0;
 }
 
 /* Liveness, finiteness and the LARS factors; writes only p->adapt/p->coef. */
@@ -347,9 +366,12 @@ static bt_status check_pass(bt_optim *o, const double lr[2])
                             "shape it was added with", p->name);
         pv = p->value->data;
         gv = p->grad->data;
-        /* Official LARS norms the decayed update; everything else needs ||g||. */
-        sums(o, pv, gv, p->numel, scale,
-             lars_adapt && !o->solo ? (float)o->wd : 0.0f, lars_adapt ? &pp : NULL, &uu);
+        /* Official LARS norms the decayed update, solo ||g||; others only check. */
+        if (o->kind == KIND_LARS)
+            sums(o, pv, gv, p->numel, scale, lars_adapt && !o->solo ? (float)o->wd : 0.0f,
+                 lars_adapt ? &pp : NULL, &uu);
+        else
+            uu = all_finite(o, gv, p->numel, scale) ? 0.0 : INFINITY;
         if (!isfinite(pp))
             return bti_fail(BT_E_NUMERIC, "bt_optim_step: parameter '%s' holds a non-finite value",
                             p->name);
@@ -404,16 +426,25 @@ static void sgd_update(const bt_optim *o, struct param *p, float lr)
     const float *g = p->grad->data;
     const float scale = (float)o->grad_scale, m = (float)o->momentum;
     const float wd = p->decayed ? (float)o->wd : 0.0f;
-    const int nesterov = o->nesterov;
+    const float nest = o->nesterov ? 1.0f : 0.0f;
     int64_t i, n = p->numel;
-#pragma omp parallel for num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
-    for (i = 0; i < n; i++) {
-        float d = g[i] * scale;
-        if (wd != 0.0f)
-            d = d + wd * v[i];
-        mu[i] = mu[i] * m + d;
-        d = nesterov ? d + m * mu[i] : mu[i];
-        v[i] = v[i] - lr * d;
+    /* Branch-free bodies so the loops vectorise; torch skips the decay when
+     * wd is 0, hence two loops. nest*d is exact (0 or d), so d + m*mu (with
+     * Nesterov) and mu (without) are computed exactly as torch does. */
+    if (wd != 0.0f) {
+#pragma omp parallel for simd num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
+        for (i = 0; i < n; i++) {
+            float d = g[i] * scale + wd * v[i], b = mu[i] * m + d;
+            mu[i] = b;
+            v[i] = v[i] - lr * (nest != 0.0f ? d + m * b : b);
+        }
+    } else {
+#pragma omp parallel for simd num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
+        for (i = 0; i < n; i++) {
+            float d = g[i] * scale, b = mu[i] * m + d;
+            mu[i] = b;
+            v[i] = v[i] - lr * (nest != 0.0f ? d + m * b : b);
+        }
     }
 }
 
