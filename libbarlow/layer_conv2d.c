@@ -9,7 +9,10 @@
  * When B == 1 the GEMMs read and write the NCHW tensors in place; a 1x1,
  * stride-1, unpadded convolution then needs no im2col at all. Chunks are sized
  * to keep GEMMs wide (chunk_cols output columns) while col stays bounded.
- * GEMMs use the BLAS's threads; im2col/col2im and the small loops use OpenMP
+ * With several threads and at least as many images, the images are instead
+ * spread over OpenMP threads, each running im2col and a single-threaded GEMM
+ * per image into its own buffers (dW summed per thread, then added in thread
+ * order); otherwise GEMMs use the BLAS's threads and im2col/col2im OpenMP
  * (never both at once). Nothing of the forward is kept but the borrowed x:
  * backward recomputes im2col, which is cheap next to the GEMMs. */
 #include "blas.h"
@@ -17,9 +20,10 @@
 
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
-#define CONV_CHUNK_COLS 4096                 /* default output columns per GEMM */
+#define CONV_CHUNK_COLS 1024                 /* default output columns per GEMM */
 #define CONV_MAX_COL_FLOATS ((int64_t)1 << 22) /* 16 MiB of im2col per chunk */
 
 struct geom {
@@ -100,6 +104,28 @@ static size_t tmp_floats(const struct geom *g)
     return g->b == 1 ? 0 : round16((size_t)(g->co * g->b * g->p));
 }
 
+/* Strategy: one GEMM per chunk with the BLAS's threads (mode 1), or images
+ * spread over OpenMP threads with a single-threaded BLAS each (mode 2). */
+static int per_image(const bt_layer *l, const struct geom *g)
+{
+    if (l->conv_mode == 1 || l->threads < 2 || g->n < 2)
+        return 0;
+    if (l->conv_mode == 2)
+        return 1;
+    /* Measured (tests/bench/bench_layers.c, 2 threads, shared machine): BLAS
+     * threads alternating with OpenMP loops chunk after chunk lose badly as
+     * soon as the cores are contended (10-50x on the small-ResNet shapes), and
+     * per-image work wins or ties on every ResNet shape; so spread images
+     * whenever there are enough of them. */
+    return g->n >= l->threads;
+}
+
+/* Per thread: one image's col (K*P) and a private dW (Co*K). */
+static size_t per_image_floats(const bt_layer *l, const struct geom *g)
+{
+    return (size_t)l->threads * (round16((size_t)(g->k2 * g->p)) + round16((size_t)(g->co * g->k2)));
+}
+
 static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int groups,
                               const char *fn)
 {
@@ -107,6 +133,8 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)training;
     (void)groups;
     geom_init(l, x->shape, &g);
+    if (per_image(l, &g))
+        return bti_scratch_reserve(l->scratch, per_image_floats(l, &g) * sizeof(float), fn);
     return bti_scratch_reserve(l->scratch, (col_floats(&g) + tmp_floats(&g)) * sizeof(float), fn);
 }
 
@@ -202,6 +230,85 @@ static void col2im(const struct geom *g, const float *restrict col, int64_t nb, 
     }
 }
 
+static void add_bias(float *restrict y, const float *restrict bias, int64_t co, int64_t p)
+{
+    int64_t o, q;
+    for (o = 0; o < co; o++)
+        for (q = 0; q < p; q++)
+            y[o * p + q] += bias[o];
+}
+
+static void forward_per_image(bt_layer *l, const struct geom *g, const float *x, float *y)
+{
+    const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
+    const size_t stride = round16((size_t)(g->k2 * g->p)) + round16((size_t)(g->co * g->k2));
+    float *base = (float *)l->scratch->p;
+    int64_t n;
+    bti_blas_set_threads(1);
+#pragma omp parallel for num_threads(l->threads) schedule(static)
+    for (n = 0; n < g->n; n++) {
+        float *col = base + (size_t)omp_get_thread_num() * stride;
+        const float *xc = x + n * g->c * g->h * g->w, *colp = xc;
+        float *yc = y + n * g->co * g->p;
+        if (!g->identity) {
+            im2col(g, xc, 1, col, 1);
+            colp = col;
+        }
+        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, (int)g->co, (int)g->p, (int)g->k2,
+                    1.0f, w, (int)g->k2, colp, (int)g->p, 0.0f, yc, (int)g->p);
+        if (bias)
+            add_bias(yc, bias, g->co, g->p);
+    }
+}
+
+static void backward_per_image(bt_layer *l, const struct geom *g, const float *x, const float *dy,
+                               float *dx)
+{
+    const float *w = l->value[0]->data;
+    const size_t colsz = round16((size_t)(g->k2 * g->p)), stride = colsz + round16((size_t)(g->co * g->k2));
+    const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */
+    float *base = (float *)l->scratch->p, *dw = l->grad[0]->data;
+    int64_t i, nw = g->co * g->k2;
+    bti_blas_set_threads(1);
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+        float *col = base + (size_t)t * stride, *part = col + colsz;
+        const int64_t n0 = g->n * t / tn, n1 = g->n * (t + 1) / tn;
+        int64_t n;
+        memset(part, 0, (size_t)nw * sizeof *part);
+        for (n = n0; n < n1; n++) {
+            const float *xc = x + n * g->c * g->h * g->w, *colp = xc, *dyc = dy + n * g->co * g->p;
+            if (!g->identity) {
+                im2col(g, xc, 1, col, 1);
+                colp = col;
+            }
+            cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, (int)g->co, (int)g->k2, (int)g->p,
+                        1.0f, dyc, (int)g->p, colp, (int)g->p, 1.0f, part, (int)g->k2);
+            if (!dx)
+                continue;
+            if (g->identity) {
+                cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)g->k2, (int)g->p,
+                            (int)g->co, 1.0f, w, (int)g->k2, dyc, (int)g->p, 0.0f,
+                            dx + n * g->c * g->h * g->w, (int)g->p);
+            } else {
+                cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)g->k2, (int)g->p,
+                            (int)g->co, 1.0f, w, (int)g->k2, dyc, (int)g->p, 0.0f, col, (int)g->p);
+                col2im(g, col, 1, dx + n * g->c * g->h * g->w, 1);
+            }
+        }
+    }
+    /* the threads' partial sums, added in thread order: deterministic for a thread count */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (i = 0; i < nw; i++) {
+        float s = dw[i];
+        int t;
+        for (t = 0; t < nt; t++)
+            s += base[(size_t)t * stride + colsz + (size_t)i];
+        dw[i] = s;
+    }
+}
+
 static void conv_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training, int groups)
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
@@ -213,6 +320,12 @@ static void conv_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int tr
     (void)groups;
     geom_init(l, xt->shape, &g);
     l->chunk_b = g.b;
+    l->conv_per_image = per_image(l, &g);
+    l->conv_threads = l->threads;
+    if (l->conv_per_image) {
+        forward_per_image(l, &g, xt->data, yt->data);
+        return;
+    }
     col = (float *)l->scratch->p;
     tmp = col + col_floats(&g);
     for (n0 = 0; n0 < g.n; n0 += g.b) {
@@ -287,6 +400,10 @@ static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
             }
             db[o] += (float)s;
         }
+    }
+    if (l->conv_per_image) {
+        backward_per_image(l, &g, l->x->data, dyt->data, dxt ? dxt->data : NULL);
+        return;
     }
 
     for (n0 = 0; n0 < g.n; n0 += g.b) {
@@ -384,4 +501,10 @@ void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols)
 {
     if (l->type == BTI_LAYER_CONV2D)
         l->chunk_cols = cols;
+}
+
+void bti_layer_conv2d_set_mode(bt_layer *l, int mode)
+{
+    if (l->type == BTI_LAYER_CONV2D)
+        l->conv_mode = mode;
 }

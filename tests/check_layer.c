@@ -115,7 +115,7 @@ static const char *const conv_files[] = {
 };
 
 /* chunk: GEMM columns per chunk (0 default, 1 one image per GEMM, else several images). */
-static void run_conv_case(const char *file, int64_t chunk, int threads)
+static void run_conv_case(const char *file, int64_t chunk, int threads, int mode)
 {
     golden *g = golden_load(file);
     const float *cfg = golden_get(g, "cfg", NULL, NULL);
@@ -124,12 +124,14 @@ static void run_conv_case(const char *file, int64_t chunk, int threads)
     bt_tensor *x = tensor_from(g, "x"), *y = tensor_like(g, "y"), *dy = tensor_from(g, "dy"),
               *dx = tensor_like(g, "dx");
     char what[128];
-    snprintf(what, sizeof what, "%s chunk %lld threads %d", file, (long long)chunk, threads);
+    snprintf(what, sizeof what, "%s chunk %lld threads %d mode %d", file, (long long)chunk,
+             threads, mode);
     ck_assert_int_eq(bt_layer_conv2d_create(&l, (int32_t)cfg[0], (int32_t)cfg[1], (int32_t)cfg[2],
                                             (int32_t)cfg[3], (int32_t)cfg[4], bias),
                      BT_OK);
     ck_assert_int_eq(bt_layer_tensor_count(l), bias ? 2 : 1);
     bti_layer_conv2d_set_chunk(l, chunk);
+    bti_layer_conv2d_set_mode(l, mode);
     ck_assert_int_eq(bt_layer_set_threads(l, threads), BT_OK);
     set_tensor(l, "weight", g, "weight");
     if (bias)
@@ -163,9 +165,13 @@ START_TEST(conv_matches_pytorch)
 {
     static const int64_t chunks[] = {0, 1, 40};
     size_t f, c;
-    for (f = 0; f < sizeof conv_files / sizeof *conv_files; f++)
+    for (f = 0; f < sizeof conv_files / sizeof *conv_files; f++) {
         for (c = 0; c < 3; c++)
-            run_conv_case(conv_files[f], chunks[c], 1 + (int)c % 2);
+            run_conv_case(conv_files[f], chunks[c], 1 + (int)c % 2, 1);
+        run_conv_case(conv_files[f], 0, 2, 2); /* images spread over OpenMP threads */
+        run_conv_case(conv_files[f], 0, 3, 2);
+        run_conv_case(conv_files[f], 0, 2, 0);
+    }
 }
 END_TEST
 
