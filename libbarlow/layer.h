@@ -7,6 +7,11 @@
 
 #define BTI_LAYER_MAX_TENSORS 5
 
+/* Element-wise loops over fewer elements than this run on one thread: a
+ * parallel region costs more than it saves there, and much more when the
+ * cores are contended (a descheduled team member stalls the whole region). */
+#define BTI_PAR_MIN ((int64_t)1 << 18)
+
 enum bti_layer_type {
     BTI_LAYER_CONV2D = 1,
     BTI_LAYER_LINEAR,

@@ -71,7 +71,7 @@ static void stats_planes(const struct bn_dims *d, const float *restrict x, doubl
                          double *var, int threads)
 {
     int64_t g, c;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (g = 0; g < d->g; g++) {
         for (c = 0; c < d->c; c++) {
             double s = 0.0, v = 0.0, mu;
@@ -103,7 +103,7 @@ static void stats_rows(const struct bn_dims *d, const float *restrict x, double 
                        int threads)
 {
     int64_t g, c0;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (g = 0; g < d->g; g++) {
         for (c0 = 0; c0 < d->c; c0 += CBLK) {
             const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK;
@@ -173,7 +173,7 @@ static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int trai
 
     if (d.s == 1) {
         int64_t n;
-#pragma omp parallel for num_threads(nt) schedule(static) if (d.n * d.c > 16384)
+#pragma omp parallel for num_threads(nt) schedule(static) if (d.n * d.c > BTI_PAR_MIN)
         for (n = 0; n < d.n; n++) {
             const int64_t gi = n / d.ns;
             const float *restrict r = x + n * d.c;
@@ -186,7 +186,7 @@ static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int trai
         }
     } else {
         int64_t n, cc;
-#pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(nt) schedule(static) if (d.n * d.c * d.s > BTI_PAR_MIN)
         for (n = 0; n < d.n; n++) {
             for (cc = 0; cc < d.c; cc++) {
                 const int64_t k = (n / d.ns) * d.c + cc;
@@ -209,7 +209,7 @@ static void sums_planes(const struct bn_dims *d, const float *restrict x, const 
                         int threads)
 {
     int64_t g, c;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (g = 0; g < d->g; g++) {
         for (c = 0; c < d->c; c++) {
             const int64_t k = g * d->c + c;
@@ -239,7 +239,7 @@ static void sums_rows(const struct bn_dims *d, const float *restrict x, const fl
                       int threads)
 {
     int64_t g, c0;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (g = 0; g < d->g; g++) {
         for (c0 = 0; c0 < d->c; c0 += CBLK) {
             const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK, k0 = g * d->c + c0;
@@ -300,7 +300,7 @@ static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     if (d.s == 1) {
         float *restrict dx = dxt->data;
         int64_t n;
-#pragma omp parallel for num_threads(nt) schedule(static) if (d.n * d.c > 16384)
+#pragma omp parallel for num_threads(nt) schedule(static) if (d.n * d.c > BTI_PAR_MIN)
         for (n = 0; n < d.n; n++) {
             const int64_t k0 = (n / d.ns) * d.c;
             const float *restrict r = x + n * d.c, *restrict e = dy + n * d.c;
@@ -322,7 +322,7 @@ static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     } else {
         float *restrict dx = dxt->data;
         int64_t n, cc;
-#pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(nt) schedule(static) if (d.n * d.c * d.s > BTI_PAR_MIN)
         for (n = 0; n < d.n; n++) {
             for (cc = 0; cc < d.c; cc++) {
                 const int64_t k = (n / d.ns) * d.c + cc;

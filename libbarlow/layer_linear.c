@@ -43,7 +43,7 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
     if (l->has_bias) {
         const float *restrict b = l->value[1]->data;
         int64_t i;
-#pragma omp parallel for num_threads(l->threads) schedule(static) if ((int64_t)n * out > 32768)
+#pragma omp parallel for num_threads(l->threads) schedule(static) if ((int64_t)n * out > BTI_PAR_MIN)
         for (i = 0; i < n; i++)
             memcpy(y + i * out, b, (size_t)out * sizeof *y);
     }
@@ -60,7 +60,7 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
         enum { BLK = 256 };
         float *db = l->grad[1]->data;
         int64_t o0;
-#pragma omp parallel for num_threads(l->threads) schedule(static)
+#pragma omp parallel for num_threads(l->threads) schedule(static) if ((int64_t)n * out > BTI_PAR_MIN)
         for (o0 = 0; o0 < out; o0 += BLK) {
             double acc[BLK];
             const int64_t m = out - o0 < BLK ? out - o0 : BLK;

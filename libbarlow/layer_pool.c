@@ -54,7 +54,7 @@ static void maxpool_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int
     int64_t pl;
     (void)training;
     (void)groups;
-#pragma omp parallel for num_threads(l->threads) schedule(static)
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (planes * h * w > BTI_PAR_MIN)
     for (pl = 0; pl < planes; pl++) {
         const float *restrict x = xt->data + pl * h * w;
         float *restrict y = yt->data + pl * ho * wo;
@@ -91,7 +91,7 @@ static void maxpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     int64_t pl;
     if (!dxt)
         return;
-#pragma omp parallel for num_threads(l->threads) schedule(static)
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (planes * hw > BTI_PAR_MIN)
     for (pl = 0; pl < planes; pl++) {
         float *restrict dx = dxt->data + pl * hw;
         const float *restrict dy = dyt->data + pl * ohw;
@@ -166,7 +166,7 @@ static void avgpool_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int
     int64_t pl;
     (void)training;
     (void)groups;
-#pragma omp parallel for num_threads(l->threads) schedule(static) if (planes * hw > 65536)
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (planes * hw > BTI_PAR_MIN)
     for (pl = 0; pl < planes; pl++) {
         const float *restrict r = x + pl * hw;
         double s = 0.0;
@@ -185,7 +185,7 @@ static void avgpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     int64_t pl;
     if (!dxt)
         return;
-#pragma omp parallel for num_threads(l->threads) schedule(static) if (planes * hw > 65536)
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (planes * hw > BTI_PAR_MIN)
     for (pl = 0; pl < planes; pl++) {
         float *restrict r = dxt->data + pl * hw;
         const float v = (float)((double)dy[pl] / (double)hw);

@@ -34,7 +34,7 @@ static void relu_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int tr
     int64_t i, n = xt->numel;
     (void)training;
     (void)groups;
-#pragma omp parallel for simd num_threads(l->threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(l->threads) schedule(static) if (n > BTI_PAR_MIN)
     for (i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
@@ -47,7 +47,7 @@ static void relu_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     if (!dxt)
         return;
     dx = dxt->data;
-#pragma omp parallel for simd num_threads(l->threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(l->threads) schedule(static) if (n > BTI_PAR_MIN)
     for (i = 0; i < n; i++)
         dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
