@@ -210,7 +210,124 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
 /* Layers (issue: layers)                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* (declarations of this section go here) */
+/*
+ * Standalone building blocks with PyTorch's semantics: nn.Conv2d, nn.Linear,
+ * nn.BatchNorm1d/2d, nn.ReLU, nn.MaxPool2d and global average pooling. Each
+ * layer owns its parameters, buffers and their gradients (bt_layer_tensor),
+ * initialised at creation as PyTorch's reset_parameters() does, drawn from
+ * seed 0 of libbarlow's counter-based generator (bt_layer_reset_parameters
+ * draws again from another seed; the values are not PyTorch's own draws).
+ *
+ * Forward and backward: bt_layer_forward() computes y from x and remembers
+ * what backward needs; bt_layer_backward() then gives the input gradient and
+ * ADDS the parameter gradients to the gradient tensors (until
+ * bt_layer_zero_grad()). The forward COPIES x into the layer, so the caller
+ * may free or overwrite x (and y may be the same tensor as x) before
+ * backward. Output tensors are created by the caller with exactly the shape
+ * bt_layer_output_shape() gives; a wrong shape is BT_E_SHAPE with a message
+ * giving the expected and actual shapes.
+ *
+ * Threads: each layer uses the thread count of BT_NUM_THREADS, or all cores,
+ * read at creation (bt_layer_set_threads changes it): OpenMP for element-wise
+ * loops, the BLAS's threads for GEMMs, never both at once. Results are
+ * deterministic for a given thread count.
+ */
+
+/* nn.Conv2d(in_ch, out_ch, kernel, stride, pad, bias): square kernel, groups
+ * 1, dilation 1. Input [N, in_ch, H, W], output [N, out_ch, Ho, Wo] with
+ * Ho = (H + 2*pad - kernel)/stride + 1 (floor). Tensors: "weight"
+ * [out_ch, in_ch, kernel, kernel], then "bias" [out_ch] when bias is 1; both
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_ch*kernel*kernel.
+ * Returns BT_OK, BT_E_MISUSE (out NULL), BT_E_INVALID_ARG (a size < 1,
+ * pad < 0, bias not 0/1), BT_E_NOMEM. */
+BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t out_ch,
+                                        int32_t kernel, int32_t stride, int32_t pad, int32_t bias);
+
+/* nn.Linear(in_features, out_features, bias): x [N, in_features] ->
+ * [N, out_features]. Tensors "weight" [out_features, in_features] and "bias"
+ * [out_features] (when bias is 1), U(-1/sqrt(in_features), 1/sqrt(in_features)).
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_NOMEM. */
+BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features,
+                                        int32_t out_features, int32_t bias);
+
+/* nn.BatchNorm1d/2d(channels, eps, momentum, affine), track_running_stats on.
+ * Input [N, C], [N, C, L] or [N, C, H, W]. Training: normalise with the
+ * batch's mean and biased variance; update running_mean and running_var
+ * (with the UNBIASED batch variance) as (1-momentum)*running + momentum*batch;
+ * num_batches_tracked += 1. Training needs more than one value per channel
+ * (else BT_E_SHAPE). Eval (training 0): the running statistics. Tensors, in
+ * PyTorch's order: "weight" (1) and "bias" (0) [C] when affine is 1, then the
+ * buffers "running_mean" (0), "running_var" (1) [C] and "num_batches_tracked"
+ * [1] (a count stored as float), whose grad is NULL. eps > 0, momentum in [0, 1].
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_NOMEM. */
+BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, double eps,
+                                           double momentum, int32_t affine);
+
+/* nn.ReLU: any shape; no tensors. The gradient is 0 where x <= 0. */
+BT_API bt_status bt_layer_relu_create(bt_layer **out);
+
+/* nn.MaxPool2d(kernel, stride, pad): [N, C, H, W] -> [N, C, Ho, Wo], floor
+ * mode, padding never wins; pad must be at most kernel/2 (BT_E_INVALID_ARG).
+ * Ties go to the first maximum in scan order, as in PyTorch. No tensors. */
+BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32_t stride,
+                                           int32_t pad);
+
+/* Global average pooling: [N, C, H, W] -> [N, C] (nn.AdaptiveAvgPool2d(1)
+ * then flatten). No tensors. */
+BT_API bt_status bt_layer_avgpool_create(bt_layer **out);
+
+/* Release a layer with its tensors (which become invalid). NULL does nothing. */
+BT_API void bt_layer_free(bt_layer *l);
+
+/* The output shape for an input of shape in_shape[0..ndim-1]: *out_ndim and
+ * out_shape[0..*out_ndim-1] (out_shape must hold BT_TENSOR_MAX_DIMS values).
+ * Returns BT_OK, BT_E_MISUSE (NULL), BT_E_INVALID_ARG (bad shape),
+ * BT_E_SHAPE (the layer cannot take this input; the message says why). */
+BT_API bt_status bt_layer_output_shape(const bt_layer *l, int32_t ndim, const int64_t *in_shape,
+                                       int32_t *out_ndim, int64_t *out_shape);
+
+/* y = layer(x), in training mode when training is non-zero (only batchnorm
+ * differs). x is copied into the layer (see above); y must have the output
+ * shape and is overwritten. Batchnorm in training updates its running
+ * statistics. Returns BT_OK, BT_E_MISUSE (bad handle), BT_E_SHAPE (x does
+ * not fit the layer, or y has the wrong shape), BT_E_NOMEM; on failure
+ * nothing changed, including what a pending backward would use. */
+BT_API bt_status bt_layer_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int32_t training);
+
+/* Backward of the last forward: dy has the forward's output shape; dx, when
+ * not NULL, receives the input gradient (overwritten; it must not overlap dy
+ * except for relu, where dx may be dy). Parameter gradients ACCUMULATE.
+ * May be called more than once per forward (each call adds again).
+ * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no forward yet), BT_E_SHAPE (dy or
+ * dx shape differs from the forward's), BT_E_INVALID_ARG (dx overlaps dy). */
+BT_API bt_status bt_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
+
+/* Number of parameter and buffer tensors (0 for relu and pooling), or -1
+ * with bt_last_error set for a bad handle. */
+BT_API int32_t bt_layer_tensor_count(const bt_layer *l);
+
+/* Tensor i (0 <= i < count) with its PyTorch name ("weight", "bias",
+ * "running_mean", "running_var", "num_batches_tracked"), its value and its
+ * gradient (NULL for buffers). All borrowed: owned by the layer, valid until
+ * bt_layer_free, never to be passed to bt_tensor_free. Values and gradients
+ * may be read and written. Any of name, value, grad may be NULL.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (i out of range). */
+BT_API bt_status bt_layer_tensor(bt_layer *l, int32_t i, const char **name, bt_tensor **value,
+                                 bt_tensor **grad);
+
+/* Set every parameter gradient to zero. Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_layer_zero_grad(bt_layer *l);
+
+/* Extension: the number of threads this layer uses (0 = BT_NUM_THREADS, or
+ * all cores). Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (n < 0 or > 1024). */
+BT_API bt_status bt_layer_set_threads(bt_layer *l, int32_t n);
+
+/* Extension: re-initialise parameters and buffers as PyTorch's
+ * reset_parameters() (distributions above; batchnorm: weight 1, bias 0,
+ * running_mean 0, running_var 1, num_batches_tracked 0) with values drawn
+ * from `seed`: the same seed gives the same values on every machine and
+ * thread count. Gradients are unchanged. Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_layer_reset_parameters(bt_layer *l, uint64_t seed);
 
 /* ------------------------------------------------------------------------ */
 /* Model (issue: model)                                                    */
