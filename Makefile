@@ -24,6 +24,8 @@ CFLAGS     ?= -O2 -g
 BUILD      ?= build
 BLAS       ?= openblas
 PYTHON     ?= python3
+# Debian's interpreter: the one that sees python3-torch when it is installed
+SYSPYTHON  ?= /usr/bin/python3
 
 # Version, read from the header as zstd does.
 VERSION_MAJOR := $(shell sed -n 's/^\#define BT_VERSION_MAJOR  *\([0-9]*\).*/\1/p' include/barlow.h)
@@ -126,6 +128,7 @@ check: deps
 	$(BUILD)/examples/list_options | diff -u docs/options.md - && echo "docs: options.md is current"
 	bash tests/install_test.sh
 	$(PYTHON) tests/python/smoke.py $(BUILD)/$(SHARED)
+	$(SYSPYTHON) tests/python/torch_interop.py $(BUILD)/$(SHARED)
 	$(MAKE) run-tests
 
 run-tests: $(BUILD)/tests/runner
