@@ -201,11 +201,12 @@ void bti_loss_xent_off(bt_loss *l)
         const float *r = c + i * d;
         double acc = 0;
         int64_t j;
+        /* each term is <= 1 and rounded once (expf); the sum is in double */
         for (j = 0; j < d; j++) {
             double v = (double)r[j] > 0 ? (double)r[j] : 0;
-            acc += exp(v * it - m);
+            acc += (double)expf((float)(v * it - m));
         }
-        part[i] = acc - exp(((double)r[i] > 0 ? (double)r[i] : 0) * it - m);
+        part[i] = acc - (double)expf((float)(((double)r[i] > 0 ? (double)r[i] : 0) * it - m));
     }
     for (i = 0; i < d; i++)
         s += part[i];
@@ -237,7 +238,7 @@ void bti_loss_back_xent(bt_loss *l, float *xa, float *xb)
             float *gr = g + i * d;
             int64_t j;
             for (j = 0; j < d; j++)
-                gr[j] = r[j] > 0 ? (float)(w * exp((double)r[j] * it - m)) : 0.0f;
+                gr[j] = r[j] > 0 ? (float)(w * (double)expf((float)((double)r[j] * it - m))) : 0.0f;
             gr[i0 + i] = 0.0f;
         }
         bti_blas_set_threads(l->threads);

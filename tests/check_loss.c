@@ -226,9 +226,11 @@ static void run_golden_case(int ci)
     for (m = 0; m < NMODES; m++) {
         bt_loss *l = make_loss(modes[m], NULL, NULL, NULL);
         double loss[2], on[2], off[2];
-        int np = m == XENT ? 1 : 2;
+        /* both paths everywhere, except that at D = 8192 the D x D path of the
+         * variants that share barlow's products is left out (run time) */
+        int np = m == XENT ? 1 : 2, p0 = d >= 8192 && m != 0 && m != XENT ? 1 : 0;
         int64_t k = d < 16 ? d : 16;
-        for (p = 0; p < np; p++) {
+        for (p = p0; p < np; p++) {
             bt_tensor *c = mat(k, k);
             double e, eg, ec;
             ck_assert_int_eq(bt_loss_set_path(l, p == 0 ? BT_LOSS_PATH_DXD : BT_LOSS_PATH_GRAM),
@@ -257,7 +259,7 @@ static void run_golden_case(int ci)
                        p, e);
             bt_tensor_free(c);
         }
-        if (np == 2) { /* the two paths agree */
+        if (np == 2 && p0 == 0) { /* the two paths agree */
             double e = fmax(rel(loss[1], loss[0]), fmax(rel(on[1], on[0]), rel(off[1], off[0])));
             e = fmax(e, rel_err(bt_tensor_data(ga[1]), bt_tensor_data(ga[0]), n * d));
             e = fmax(e, rel_err(bt_tensor_data(gb[1]), bt_tensor_data(gb[0]), n * d));
