@@ -37,7 +37,8 @@ struct bt_loss {
     /* settings */
     double lambda, scale, tau;
     int mode;
-    int threads;
+    int threads;    /* BLAS threads */
+    int ew_threads; /* OpenMP threads of the element-wise passes (set per forward) */
     int path_req; /* BT_LOSS_PATH_* asked for the next forwards */
 
     /* the last good forward */
@@ -59,6 +60,9 @@ struct bt_loss {
     struct bti_lbuf ka, kb;        /* float [N, N] (Gram path) */
     struct bti_lbuf gblk;          /* float [rows, D]: a block of dL/dC (xent backward) */
 };
+
+/* OpenMP threads for an element-wise pass over count elements (loss.c). */
+BTI_HIDDEN int bti_loss_ew_threads(const bt_loss *l, int64_t count);
 
 /* Rows of dL/dC held at once by the xent backward. */
 BTI_HIDDEN int64_t bti_loss_gblock_rows(int64_t d);

@@ -96,7 +96,8 @@ double bti_loss_offsq_dxd(const bt_loss *l)
     const float *c = l->c.p;
     double *part = l->red.p, s = 0;
     int64_t d = l->d, i;
-#pragma omp parallel for schedule(static) num_threads(l->threads)
+    int nt = bti_loss_ew_threads(l, d * d);
+#pragma omp parallel for schedule(static) num_threads(nt)
     for (i = 0; i < d; i++) {
         const float *r = c + i * d;
         double acc = 0;
@@ -148,7 +149,7 @@ double bti_loss_offsq_gram(const bt_loss *l)
     const double *dg = l->diag.p;
     double *part = l->red.p, s = 0, sd = 0, nn = (double)l->n;
     int64_t n = l->n, i;
-#pragma omp parallel for schedule(static) num_threads(l->threads)
+#pragma omp parallel for schedule(static) num_threads(bti_loss_ew_threads(l, n * n))
     for (i = 0; i < n; i++) {
         const float *ra = ka + i * n, *rb = kb + i * n;
         double acc = 0;
@@ -183,8 +184,9 @@ void bti_loss_xent_off(bt_loss *l)
     const float *c = l->c.p;
     double *part = l->red.p, m = 0, s = 0, it = 1.0 / l->tau;
     int64_t d = l->d, i;
+    int nt = bti_loss_ew_threads(l, d * d);
     /* max over i != j of max(C_ij, 0) / tau (>= 0), then the shifted sum */
-#pragma omp parallel for schedule(static) num_threads(l->threads)
+#pragma omp parallel for schedule(static) num_threads(nt)
     for (i = 0; i < d; i++) {
         const float *r = c + i * d;
         double mx = 0;
@@ -196,7 +198,7 @@ void bti_loss_xent_off(bt_loss *l)
     }
     for (i = 0; i < d; i++)
         m = part[i] > m ? part[i] : m;
-#pragma omp parallel for schedule(static) num_threads(l->threads)
+#pragma omp parallel for schedule(static) num_threads(nt)
     for (i = 0; i < d; i++) {
         const float *r = c + i * d;
         double acc = 0;
@@ -229,10 +231,11 @@ void bti_loss_back_xent(bt_loss *l, float *xa, float *xb)
     int64_t d = l->d, rows = bti_loss_gblock_rows(d), i0;
     int n = (int)l->n;
     double it = 1.0 / l->tau, w = l->scale * l->lambda * it / l->xent_s, m = l->xent_m;
+    int nt = bti_loss_ew_threads(l, rows * d);
     for (i0 = 0; i0 < d; i0 += rows) {
         int64_t nr = i0 + rows < d ? rows : d - i0, i;
         /* off-diagonal dL/dC for rows i0..i0+nr: zero where C_ij <= 0 (the clamp) */
-#pragma omp parallel for schedule(static) num_threads(l->threads)
+#pragma omp parallel for schedule(static) num_threads(nt)
         for (i = 0; i < nr; i++) {
             const float *r = c + (i0 + i) * d;
             float *gr = g + i * d;
