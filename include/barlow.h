@@ -412,8 +412,105 @@ BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 /* ------------------------------------------------------------------------ */
 /* Loss (issue: loss)                                                      */
 /* ------------------------------------------------------------------------ */
+/*
+ * The Barlow Twins loss of two embeddings za, zb of shape [N, D] (N >= 2,
+ * finite values), exactly as the official implementation computes it:
+ *
+ *   A, B  = za, zb each batch-normalised per column without affine (biased
+ *           variance over the N rows, eps 1e-5), as BatchNorm1d(D,
+ *           affine=False) in training mode
+ *   C     = A^T B / N                                         [D, D]
+ *   on    = sum_i (1 - C_ii)^2,   off = sum_{i != j} C_ij^2
+ *   loss  = scale * (on + lambda * off)
+ *
+ * Options read at creation: "loss.lambda" (0.0051), "loss.scale" (1),
+ * "loss.mode", "loss.temperature" (0.1, xent only) and "threads". Modes (the
+ * paper's Table 5 ablations):
+ *   barlow           the loss above (default)
+ *   invariance_only  loss = scale * on
+ *   redundancy_only  loss = scale * lambda * off
+ *   feature_norm     as barlow, but A, B normalise each ROW over the D
+ *                    features instead of each column over the batch:
+ *                    A[n,:] = (za[n,:] - mean_j za[n,j]) / sqrt(var_j za[n,j]
+ *                    + 1e-5) (biased variance), likewise B; then C = A^T B / N
+ *                    and the same on/off terms. (The paper names this
+ *                    "normalization along feature dimension"; this is the
+ *                    library's reading of it: a LayerNorm without affine.)
+ *   xent             C as in barlow, tau = loss.temperature:
+ *                    on  = -log sum_i exp(C_ii / tau)
+ *                    off = log sum_i sum_{j != i} exp(max(C_ij, 0) / tau)
+ *                    loss = scale * (on + lambda * off)
+ *
+ * Two exact computation paths, chosen per forward: the D x D path forms C
+ * (3 GEMMs of N x D x D per forward+backward); the Gram path never forms C
+ * but the N x N matrices A A^T and B B^T (cost O(N^2 D), memory O(N^2)).
+ * BT_LOSS_PATH_AUTO (default) uses D x D when D <= N and Gram when D > N;
+ * xent always uses D x D (its exponentials need every C_ij). Both paths give
+ * the same loss and gradients to about 1e-6 relative. Arithmetic: float32
+ * storage and SGEMM, every statistic and sum accumulated in double;
+ * deterministic for a given thread count.
+ *
+ * The handle keeps the normalised views of the last successful forward (2 N D
+ * floats) plus C (D^2 floats) or the Gram matrices (2 N^2 floats); buffers
+ * are reused while the shape stays, so only the first call at a shape
+ * allocates. Threads: the "threads" option (or BT_NUM_THREADS, or all
+ * cores) for OpenMP loops and the BLAS.
+ */
 
-/* (declarations of this section go here) */
+#define BT_LOSS_PATH_AUTO 0 /* D x D when D <= N, else Gram */
+#define BT_LOSS_PATH_DXD 1  /* form C = A^T B / N */
+#define BT_LOSS_PATH_GRAM 2 /* N x N Gram matrices, no D x D matrix */
+
+/* Create a loss from cfg's "loss.*" options and "threads"; cfg NULL means
+ * every default. cfg may be freed right after. *out is NULL on failure.
+ * Returns BT_OK, BT_E_MISUSE (out NULL, cfg not a live config), BT_E_NOMEM. */
+BT_API bt_status bt_loss_create(bt_loss **out, const bt_config *cfg);
+
+/* Release a loss and its buffers. NULL does nothing. */
+BT_API void bt_loss_free(bt_loss *l);
+
+/* Compute the loss of za, zb (both [N, D], same shape, N >= 2, all finite;
+ * only read) into *loss, and keep what the backward needs. On any error the
+ * handle is unchanged: bt_loss_backward, bt_loss_terms and
+ * bt_loss_correlation still refer to the last successful forward.
+ * Returns BT_OK, BT_E_MISUSE (NULL or bad handle, loss NULL), BT_E_SHAPE
+ * (ndim != 2, shapes differ, N < 2, N or D >= 2^31), BT_E_NUMERIC (a NaN or
+ * infinity in za or zb; the message gives its index), BT_E_NOMEM. */
+BT_API bt_status bt_loss_forward(bt_loss *l, const bt_tensor *za, const bt_tensor *zb,
+                                 double *loss);
+
+/* Write dloss/dza into dza and dloss/dzb into dzb (both [N, D] as the last
+ * successful forward; OVERWRITTEN, not accumulated; distinct memory), through
+ * the normalisation. May be called more than once per forward.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no successful forward yet),
+ * BT_E_SHAPE, BT_E_INVALID_ARG (dza and dzb share their data). */
+BT_API bt_status bt_loss_backward(bt_loss *l, bt_tensor *dza, bt_tensor *dzb);
+
+/* The raw terms of the last successful forward, before lambda and scale:
+ * barlow-type modes sum_i (1 - C_ii)^2 and sum_{i != j} C_ij^2 (both are
+ * computed whatever the mode); xent -log sum_i exp(C_ii / tau) and
+ * log sum_{i != j} exp(max(C_ij, 0) / tau). Either pointer may be NULL.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no successful forward yet). */
+BT_API bt_status bt_loss_terms(const bt_loss *l, double *on_diag, double *off_diag);
+
+/* Extension: choose the computation path of the following forwards
+ * (BT_LOSS_PATH_AUTO, _DXD or _GRAM); the last forward is not affected.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (unknown path),
+ * BT_E_UNSUPPORTED (_GRAM with loss.mode xent). */
+BT_API bt_status bt_loss_set_path(bt_loss *l, int32_t path);
+
+/* Extension: the path the last successful forward used (BT_LOSS_PATH_DXD or
+ * BT_LOSS_PATH_GRAM), BT_LOSS_PATH_AUTO (0) before any, -1 (with
+ * bt_last_error set) for a bad handle. */
+BT_API int32_t bt_loss_path(const bt_loss *l);
+
+/* Extension: the cross-correlation matrix C of the last successful forward,
+ * or its leading block: c must be a caller-created [k, k] tensor, 1 <= k <= D,
+ * and receives C[0..k, 0..k] (diagonal as the terms use it). Works on either
+ * path (the Gram path computes the block from the kept normalised views: 2 N
+ * k^2 flops). A full C is D^2 floats (256 MB for D = 8192); a block suits
+ * pictures. Returns BT_OK, BT_E_MISUSE, BT_E_STATE, BT_E_SHAPE. */
+BT_API bt_status bt_loss_correlation(bt_loss *l, bt_tensor *c);
 
 /* ------------------------------------------------------------------------ */
 /* Augmentation (issue: augment)                                           */
