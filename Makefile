@@ -71,7 +71,8 @@ TEST_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Wno-missing-prototyp
 BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c))) \
+                $(patsubst examples/%.cpp,$(BUILD)/examples/%,$(sort $(wildcard examples/*.cpp)))
 EXAMPLE_LIBS_augment_grid := -lz
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
@@ -105,6 +106,9 @@ examples: $(EXAMPLES)
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
 	$(CC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_$*) $(LDFLAGS)
 
+$(BUILD)/examples/%: examples/%.cpp $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
+	$(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Iinclude $(CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
+
 # ---- tests ------------------------------------------------------------------
 
 # The runner's suite list is generated from the file names: adding tests/check_foo.c
@@ -129,6 +133,7 @@ check: deps
 	bash tests/install_test.sh
 	$(PYTHON) tests/python/smoke.py $(BUILD)/$(SHARED)
 	$(SYSPYTHON) tests/python/torch_interop.py $(BUILD)/$(SHARED)
+	BUILD=$(BUILD) bash tests/examples_test.sh
 	$(MAKE) run-tests
 
 run-tests: $(BUILD)/tests/runner
