@@ -17,6 +17,7 @@
  * backward recomputes im2col, which is cheap next to the GEMMs. */
 #include "blas.h"
 #include "layer.h"
+#include "sgemm.h"
 
 #include <limits.h>
 #include <math.h>
@@ -25,11 +26,14 @@
 
 #define CONV_CHUNK_COLS 1024                 /* default output columns per GEMM */
 #define CONV_MAX_COL_FLOATS ((int64_t)1 << 22) /* 16 MiB of im2col per chunk */
+#define PB_COLS 512                          /* per-image strategy: columns per group */
+#define PB_MAX_COL_FLOATS ((int64_t)1 << 20) /* 4 MiB of im2col per thread */
 
 struct geom {
     int64_t n, c, h, w, co, ho, wo, p, k2; /* k2 = K = c*k*k */
     int k, s, pad;
-    int64_t b; /* images per chunk */
+    int64_t b;  /* images per chunk */
+    int64_t pb; /* images per GEMM group in the per-image strategy */
     int identity;
 };
 
@@ -90,6 +94,16 @@ static void geom_init(const bt_layer *l, const int64_t *in, struct geom *g)
     /* Equal chunks rather than a short last one. */
     chunks = (g->n + g->b - 1) / g->b;
     g->b = (g->n + chunks - 1) / chunks;
+    /* Per-image strategy: small images are grouped so that each GEMM has at
+     * least PB_COLS columns (the weight gradient reduces over them), within
+     * PB_MAX_COL_FLOATS of im2col per thread. */
+    g->pb = (PB_COLS + g->p - 1) / g->p;
+    if (g->pb > PB_MAX_COL_FLOATS / (g->k2 * g->p))
+        g->pb = PB_MAX_COL_FLOATS / (g->k2 * g->p);
+    if (g->pb < 1)
+        g->pb = 1;
+    if (g->pb > g->n)
+        g->pb = g->n;
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -120,10 +134,18 @@ static int per_image(const bt_layer *l, const struct geom *g)
     return g->n >= l->threads;
 }
 
-/* Per thread: one image's col (K*P) and a private dW (Co*K). */
+/* Per thread: a group's col (K x pb*P), its output or gradient rows (Co x pb*P)
+ * and a private dW (Co x K). */
+static size_t pi_col(const struct geom *g) { return round16((size_t)(g->k2 * g->pb * g->p)); }
+static size_t pi_tmp(const struct geom *g) { return round16((size_t)(g->co * g->pb * g->p)); }
+static size_t pi_stride(const struct geom *g)
+{
+    return pi_col(g) + pi_tmp(g) + round16((size_t)(g->co * g->k2));
+}
+
 static size_t per_image_floats(const bt_layer *l, const struct geom *g)
 {
-    return (size_t)l->threads * (round16((size_t)(g->k2 * g->p)) + round16((size_t)(g->co * g->k2)));
+    return (size_t)l->threads * pi_stride(g);
 }
 
 static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int groups,
@@ -133,6 +155,7 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)training;
     (void)groups;
     geom_init(l, x->shape, &g);
+    (void)bti_sgemm_level(); /* detect the CPU here, before threads call bti_sgemm */
     if (per_image(l, &g))
         return bti_scratch_reserve(l->scratch, per_image_floats(l, &g) * sizeof(float), fn);
     return bti_scratch_reserve(l->scratch, (col_floats(&g) + tmp_floats(&g)) * sizeof(float), fn);
@@ -238,26 +261,85 @@ static void add_bias(float *restrict y, const float *restrict bias, int64_t co, 
             y[o * p + q] += bias[o];
 }
 
+/* Images [n0, n1) in groups of pb: im2col of the group into col[K][nb*P] (or
+ * the image itself for an identity 1x1 alone), then one GEMM. */
+static void forward_images(const struct geom *g, const float *w, const float *bias, const float *x,
+                           float *y, int64_t n0, int64_t n1, float *col, float *tmp)
+{
+    int64_t n, b, o, q;
+    for (n = n0; n < n1; n += g->pb) {
+        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb, cols = nb * g->p;
+        const float *xc = x + n * g->c * g->h * g->w, *colp = xc;
+        float *yc = y + n * g->co * g->p;
+        if (!(g->identity && nb == 1)) {
+            im2col(g, xc, nb, col, 1);
+            colp = col;
+        }
+        bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, g->co, cols, g->k2, 1.0f, w, g->k2, colp, cols,
+                  0.0f, nb == 1 ? yc : tmp, cols);
+        if (nb == 1) {
+            if (bias)
+                add_bias(yc, bias, g->co, g->p);
+            continue;
+        }
+        for (b = 0; b < nb; b++)
+            for (o = 0; o < g->co; o++) {
+                const float *restrict src = tmp + o * cols + b * g->p;
+                float *restrict dst = yc + (b * g->co + o) * g->p;
+                const float bo = bias ? bias[o] : 0.0f;
+                for (q = 0; q < g->p; q++)
+                    dst[q] = src[q] + bo;
+            }
+    }
+}
+
 static void forward_per_image(bt_layer *l, const struct geom *g, const float *x, float *y)
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
-    const size_t stride = round16((size_t)(g->k2 * g->p)) + round16((size_t)(g->co * g->k2));
+    const size_t stride = pi_stride(g);
     float *base = (float *)l->scratch->p;
-    int64_t n;
     bti_blas_set_threads(1);
-#pragma omp parallel for num_threads(l->threads) schedule(static)
-    for (n = 0; n < g->n; n++) {
-        float *col = base + (size_t)omp_get_thread_num() * stride;
-        const float *xc = x + n * g->c * g->h * g->w, *colp = xc;
-        float *yc = y + n * g->co * g->p;
-        if (!g->identity) {
-            im2col(g, xc, 1, col, 1);
+#pragma omp parallel num_threads(l->threads)
+    {
+        const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+        float *col = base + (size_t)t * stride;
+        forward_images(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col, col + pi_col(g));
+    }
+}
+
+/* Images [n0, n1) in groups of pb: dW part += dy x col^T; dx = col2im(W^T x dy). */
+static void backward_images(const struct geom *g, const float *w, const float *x, const float *dy,
+                            float *dx, int64_t n0, int64_t n1, float *col, float *tmp, float *part)
+{
+    int64_t n, b;
+    for (n = n0; n < n1; n += g->pb) {
+        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb, cols = nb * g->p;
+        const float *xc = x + n * g->c * g->h * g->w, *colp = xc, *dyc = dy + n * g->co * g->p;
+        if (nb > 1) {
+            for (b = 0; b < nb; b++) {
+                int64_t o;
+                for (o = 0; o < g->co; o++)
+                    memcpy(tmp + o * cols + b * g->p, dyc + (b * g->co + o) * g->p,
+                           (size_t)g->p * sizeof(float));
+            }
+            dyc = tmp;
+        }
+        if (!(g->identity && nb == 1)) {
+            im2col(g, xc, nb, col, 1);
             colp = col;
         }
-        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, (int)g->co, (int)g->p, (int)g->k2,
-                    1.0f, w, (int)g->k2, colp, (int)g->p, 0.0f, yc, (int)g->p);
-        if (bias)
-            add_bias(yc, bias, g->co, g->p);
+        bti_sgemm(BTI_NO_TRANS, BTI_TRANS, g->co, g->k2, cols, 1.0f, dyc, cols, colp, cols, 1.0f,
+                  part, g->k2);
+        if (!dx)
+            continue;
+        if (g->identity && nb == 1) {
+            bti_sgemm(BTI_TRANS, BTI_NO_TRANS, g->k2, cols, g->co, 1.0f, w, g->k2, dyc, cols, 0.0f,
+                      dx + n * g->c * g->h * g->w, cols);
+        } else {
+            bti_sgemm(BTI_TRANS, BTI_NO_TRANS, g->k2, cols, g->co, 1.0f, w, g->k2, dyc, cols, 0.0f,
+                      col, cols);
+            col2im(g, col, nb, dx + n * g->c * g->h * g->w, 1);
+        }
     }
 }
 
@@ -265,7 +347,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
                                float *dx)
 {
     const float *w = l->value[0]->data;
-    const size_t colsz = round16((size_t)(g->k2 * g->p)), stride = colsz + round16((size_t)(g->co * g->k2));
+    const size_t stride = pi_stride(g), poff = pi_col(g) + pi_tmp(g);
     const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */
     float *base = (float *)l->scratch->p, *dw = l->grad[0]->data;
     int64_t i, nw = g->co * g->k2;
@@ -273,38 +355,18 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-        float *col = base + (size_t)t * stride, *part = col + colsz;
-        const int64_t n0 = g->n * t / tn, n1 = g->n * (t + 1) / tn;
-        int64_t n;
+        float *col = base + (size_t)t * stride, *part = col + poff;
         memset(part, 0, (size_t)nw * sizeof *part);
-        for (n = n0; n < n1; n++) {
-            const float *xc = x + n * g->c * g->h * g->w, *colp = xc, *dyc = dy + n * g->co * g->p;
-            if (!g->identity) {
-                im2col(g, xc, 1, col, 1);
-                colp = col;
-            }
-            cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, (int)g->co, (int)g->k2, (int)g->p,
-                        1.0f, dyc, (int)g->p, colp, (int)g->p, 1.0f, part, (int)g->k2);
-            if (!dx)
-                continue;
-            if (g->identity) {
-                cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)g->k2, (int)g->p,
-                            (int)g->co, 1.0f, w, (int)g->k2, dyc, (int)g->p, 0.0f,
-                            dx + n * g->c * g->h * g->w, (int)g->p);
-            } else {
-                cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)g->k2, (int)g->p,
-                            (int)g->co, 1.0f, w, (int)g->k2, dyc, (int)g->p, 0.0f, col, (int)g->p);
-                col2im(g, col, 1, dx + n * g->c * g->h * g->w, 1);
-            }
-        }
+        backward_images(g, w, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col, col + pi_col(g),
+                        part);
     }
     /* the threads' partial sums, added in thread order: deterministic for a thread count */
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
     for (i = 0; i < nw; i++) {
         float s = dw[i];
         int t;
         for (t = 0; t < nt; t++)
-            s += base[(size_t)t * stride + colsz + (size_t)i];
+            s += base[(size_t)t * stride + poff + (size_t)i];
         dw[i] = s;
     }
 }

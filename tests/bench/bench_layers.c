@@ -10,10 +10,12 @@
  * same layers with the same thread count and the ratio is printed.
  *
  * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 5),
- * BENCH_FILTER (substring of the case names to run), BENCH_CHUNK (conv2d GEMM
+ * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
+ * (0 cblas_sgemm only, 1 AVX2, 2 AVX-512: the level of the private conv GEMM), BENCH_CHUNK (conv2d GEMM
  * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin). */
 #include "bench_util.h"
 #include "layer.h"
+#include "sgemm.h"
 
 #include <math.h>
 #include <omp.h>
@@ -222,7 +224,7 @@ static void run_torch(int threads, int reps, const char *filter)
     len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/bench/bench_layers.py %d %d", threads,
                    reps);
     for (i = 0; i < ncases; i++)
-        if (!filter || strstr(cases[i].name, filter))
+        if (!filter || strstr(cases[i].name, filter) || strstr(cases[i].net, filter))
             len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", cases[i].spec);
     p = popen(cmd, "r");
     if (!p)
@@ -258,12 +260,14 @@ int main(void)
         reps = atoi(getenv("BENCH_REPS"));
     if (reps < 1)
         reps = 1;
+    if (getenv("BENCH_SGEMM")) /* 0 cblas_sgemm, 1 AVX2, 2 AVX-512 private kernels */
+        bti_sgemm_set_level(atoi(getenv("BENCH_SGEMM")));
     bench_header("layers: forward + backward (input and parameter gradients)");
     printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest), median of %d runs; the\n"
            "machine is shared, so expect noise of 10-30%%\n", threads, reps);
     define_cases();
     for (i = 0; i < ncases; i++)
-        if (!filter || strstr(cases[i].name, filter))
+        if (!filter || strstr(cases[i].name, filter) || strstr(cases[i].net, filter))
             run_case(&cases[i], threads, reps);
     mem = memcpy_gbs(threads);
     run_torch(threads, reps, filter);
@@ -272,7 +276,7 @@ int main(void)
            "torch ms", "torch/us");
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
-        if (filter && !strstr(c->name, filter))
+        if (filter && !strstr(c->name, filter) && !strstr(c->net, filter))
             continue;
         if (strcmp(net, c->net)) {
             net = c->net;

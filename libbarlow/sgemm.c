@@ -1,0 +1,409 @@
+/* sgemm.c - private SGEMM kernels for the convolution shapes (see sgemm.h).
+ *
+ * Two formulations, both reading the large operand where it lies:
+ *  - NN (op(B) = B): C tile [MR][NR] += Apack[k][MR] x B[k][NR]. A (the small
+ *    weight matrix, either orientation) is packed per block of MC rows x KC
+ *    depth into a stack buffer; B rows are read in place with masked loads
+ *    at the right edge. Used for the forward (W x col) and for the input
+ *    gradient (W^T x dy).
+ *  - NT (op(B) = B^T, op(A) = A): C[i][j] = sum_k A[i][k] B[j][k], a 4x4 tile
+ *    of dot products along the contiguous k, vector partial sums reduced at
+ *    the end. Used for the weight gradient (dy x col^T).
+ * Each C element is produced by one fixed sequence of FMAs, so results are the
+ * same bits on every call for a given level and shape. */
+#include "sgemm.h"
+
+#include "blas.h"
+
+#include <limits.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define BTI_X86 1
+#include <immintrin.h>
+#else
+#define BTI_X86 0
+#endif
+
+static int detected = -1;
+static int forced = -1;
+
+static int detect(void)
+{
+#if BTI_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return BTI_SGEMM_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return BTI_SGEMM_AVX2;
+#endif
+    return BTI_SGEMM_BLAS;
+}
+
+int bti_sgemm_level(void)
+{
+    if (detected < 0)
+        detected = detect();
+    return forced >= 0 && forced < detected ? forced : detected;
+}
+
+void bti_sgemm_set_level(int level)
+{
+    forced = level;
+}
+
+static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(BTI_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
+                beta, c, (int)ldc);
+}
+
+#if BTI_X86
+
+#define MC 64     /* rows of A packed at a time (a multiple of every MR) */
+#define KC_MAX 192 /* depth of a packed block: a KC x NR slice of B stays in L1 */
+#define NT_KC 4096 /* depth of an NT pass */
+
+/* ap[t][kk][r] = op(A)[m0 + t*mr + r][k0 + kk], zero past row m0 + mc. */
+static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
+                   int64_t kc, int mr, float *restrict ap)
+{
+    int64_t t, kk;
+    int r;
+    for (t = 0; t * mr < mc; t++) {
+        float *restrict dst = ap + t * kc * mr;
+        for (r = 0; r < mr; r++) {
+            const int64_t i = m0 + t * mr + r;
+            if (t * mr + r >= mc) {
+                for (kk = 0; kk < kc; kk++)
+                    dst[kk * mr + r] = 0.0f;
+            } else if (ta == BTI_NO_TRANS) {
+                const float *restrict src = a + i * lda + k0;
+                for (kk = 0; kk < kc; kk++)
+                    dst[kk * mr + r] = src[kk];
+            } else {
+                const float *restrict src = a + k0 * lda + i;
+                for (kk = 0; kk < kc; kk++)
+                    dst[kk * mr + r] = src[kk * lda];
+            }
+        }
+    }
+}
+
+/* ---- AVX-512: NN 8 x 48, NT 4 x 4 ---------------------------------------- */
+
+#define T512 __attribute__((target("avx512f")))
+
+T512 static __mmask16 mask16(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+T512 static void nn512(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
+                       float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
+                       float beta)
+{
+    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16), m2 = mask16(nr - 32);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
+    __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    int64_t k;
+    for (k = 0; k < kc; k++) {
+        const float *br = b + k * ldb, *aa = ap + k * 8;
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, br), b1 = _mm512_maskz_loadu_ps(m1, br + 16),
+                     b2 = _mm512_maskz_loadu_ps(m2, br + 32);
+        __m512 av;
+#define ROW512(i)                                                                                  \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
+    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);
+        ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
+#undef ROW512
+    }
+    {
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#define ST512(i)                                                                                   \
+    if (i < mr) {                                                                                  \
+        float *cr = c + (int64_t)i * ldc;                                                          \
+        __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1),                   \
+               r2 = _mm512_mul_ps(va, c##i##2);                                                    \
+        if (beta != 0.0f) {                                                                        \
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);                           \
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);                      \
+            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m2, cr + 32), r2);                      \
+        }                                                                                          \
+        _mm512_mask_storeu_ps(cr, m0, r0);                                                         \
+        _mm512_mask_storeu_ps(cr + 16, m1, r1);                                                    \
+        _mm512_mask_storeu_ps(cr + 32, m2, r2);                                                    \
+    }
+        ST512(0) ST512(1) ST512(2) ST512(3) ST512(4) ST512(5) ST512(6) ST512(7)
+#undef ST512
+    }
+}
+
+/* C[i][j] (i < mr, j < nr, both <= 4) = alpha * sum_k a_i[k] b_j[k] + beta * C. */
+T512 static void nt512(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float *c, int64_t ldc, int mr, int nr, float alpha, float beta)
+{
+    const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda, *a2 = a + (mr > 2 ? 2 : 0) * lda,
+                *a3 = a + (mr > 3 ? 3 : 0) * lda;
+    const float *b0 = b, *b1 = b + (nr > 1 ? 1 : 0) * ldb, *b2 = b + (nr > 2 ? 2 : 0) * ldb,
+                *b3 = b + (nr > 3 ? 3 : 0) * ldb;
+    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00,
+           s12 = s00, s13 = s00, s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00,
+           s32 = s00, s33 = s00;
+    int64_t kk = 0;
+    float out[4][4];
+    int i, j;
+#define NT512_STEP(LOAD)                                                                           \
+    {                                                                                              \
+        const __m512 x0 = LOAD(a0), x1 = LOAD(a1), x2 = LOAD(a2), x3 = LOAD(a3);                   \
+        __m512 y;                                                                                  \
+        y = LOAD(b0);                                                                              \
+        s00 = _mm512_fmadd_ps(x0, y, s00);                                                         \
+        s10 = _mm512_fmadd_ps(x1, y, s10);                                                         \
+        s20 = _mm512_fmadd_ps(x2, y, s20);                                                         \
+        s30 = _mm512_fmadd_ps(x3, y, s30);                                                         \
+        y = LOAD(b1);                                                                              \
+        s01 = _mm512_fmadd_ps(x0, y, s01);                                                         \
+        s11 = _mm512_fmadd_ps(x1, y, s11);                                                         \
+        s21 = _mm512_fmadd_ps(x2, y, s21);                                                         \
+        s31 = _mm512_fmadd_ps(x3, y, s31);                                                         \
+        y = LOAD(b2);                                                                              \
+        s02 = _mm512_fmadd_ps(x0, y, s02);                                                         \
+        s12 = _mm512_fmadd_ps(x1, y, s12);                                                         \
+        s22 = _mm512_fmadd_ps(x2, y, s22);                                                         \
+        s32 = _mm512_fmadd_ps(x3, y, s32);                                                         \
+        y = LOAD(b3);                                                                              \
+        s03 = _mm512_fmadd_ps(x0, y, s03);                                                         \
+        s13 = _mm512_fmadd_ps(x1, y, s13);                                                         \
+        s23 = _mm512_fmadd_ps(x2, y, s23);                                                         \
+        s33 = _mm512_fmadd_ps(x3, y, s33);                                                         \
+    }
+#define LD_FULL(p) _mm512_loadu_ps((p) + kk)
+#define LD_MASK(p) _mm512_maskz_loadu_ps(tail, (p) + kk)
+    for (; kk + 16 <= k; kk += 16)
+        NT512_STEP(LD_FULL)
+    if (kk < k) {
+        const __mmask16 tail = mask16(k - kk);
+        NT512_STEP(LD_MASK)
+    }
+#undef LD_FULL
+#undef LD_MASK
+#undef NT512_STEP
+    out[0][0] = _mm512_reduce_add_ps(s00);
+    out[0][1] = _mm512_reduce_add_ps(s01);
+    out[0][2] = _mm512_reduce_add_ps(s02);
+    out[0][3] = _mm512_reduce_add_ps(s03);
+    out[1][0] = _mm512_reduce_add_ps(s10);
+    out[1][1] = _mm512_reduce_add_ps(s11);
+    out[1][2] = _mm512_reduce_add_ps(s12);
+    out[1][3] = _mm512_reduce_add_ps(s13);
+    out[2][0] = _mm512_reduce_add_ps(s20);
+    out[2][1] = _mm512_reduce_add_ps(s21);
+    out[2][2] = _mm512_reduce_add_ps(s22);
+    out[2][3] = _mm512_reduce_add_ps(s23);
+    out[3][0] = _mm512_reduce_add_ps(s30);
+    out[3][1] = _mm512_reduce_add_ps(s31);
+    out[3][2] = _mm512_reduce_add_ps(s32);
+    out[3][3] = _mm512_reduce_add_ps(s33);
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++)
+            c[i * ldc + j] = beta != 0.0f ? alpha * out[i][j] + beta * c[i * ldc + j]
+                                          : alpha * out[i][j];
+}
+
+/* ---- AVX2 + FMA: NN 4 x 24, NT 2 x 4 ------------------------------------- */
+
+#define T256 __attribute__((target("avx2,fma")))
+
+T256 static __m256i mask8(int64_t n)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int v = n >= 8 ? 8 : n <= 0 ? 0 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(v), iota);
+}
+
+T256 static void nn256(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
+                       float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
+                       float beta)
+{
+    const __m256i m0 = mask8(nr), m1 = mask8(nr - 8), m2 = mask8(nr - 16);
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    int64_t k;
+    for (k = 0; k < kc; k++) {
+        const float *br = b + k * ldb, *aa = ap + k * 4;
+        const __m256 b0 = _mm256_maskload_ps(br, m0), b1 = _mm256_maskload_ps(br + 8, m1),
+                     b2 = _mm256_maskload_ps(br + 16, m2);
+        __m256 av;
+#define ROW256(i)                                                                                  \
+    av = _mm256_broadcast_ss(aa + i);                                                              \
+    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                                                    \
+    c##i##2 = _mm256_fmadd_ps(av, b2, c##i##2);
+        ROW256(0) ROW256(1) ROW256(2) ROW256(3)
+#undef ROW256
+    }
+    {
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#define ST256(i)                                                                                   \
+    if (i < mr) {                                                                                  \
+        float *cr = c + (int64_t)i * ldc;                                                          \
+        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1),                   \
+               r2 = _mm256_mul_ps(va, c##i##2);                                                    \
+        if (beta != 0.0f) {                                                                        \
+            r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), r0);                              \
+            r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), r1);                          \
+            r2 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 16, m2), r2);                         \
+        }                                                                                          \
+        _mm256_maskstore_ps(cr, m0, r0);                                                           \
+        _mm256_maskstore_ps(cr + 8, m1, r1);                                                       \
+        _mm256_maskstore_ps(cr + 16, m2, r2);                                                      \
+    }
+        ST256(0) ST256(1) ST256(2) ST256(3)
+#undef ST256
+    }
+}
+
+T256 static float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float *c, int64_t ldc, int mr, int nr, float alpha, float beta)
+{
+    const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda;
+    const float *b0 = b, *b1 = b + (nr > 1 ? 1 : 0) * ldb, *b2 = b + (nr > 2 ? 2 : 0) * ldb,
+                *b3 = b + (nr > 3 ? 3 : 0) * ldb;
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00,
+           s12 = s00, s13 = s00;
+    int64_t kk = 0;
+    float out[2][4];
+    int i, j;
+#define NT256_STEP(LOAD)                                                                           \
+    {                                                                                              \
+        const __m256 x0 = LOAD(a0), x1 = LOAD(a1);                                                 \
+        __m256 y;                                                                                  \
+        y = LOAD(b0);                                                                              \
+        s00 = _mm256_fmadd_ps(x0, y, s00);                                                         \
+        s10 = _mm256_fmadd_ps(x1, y, s10);                                                         \
+        y = LOAD(b1);                                                                              \
+        s01 = _mm256_fmadd_ps(x0, y, s01);                                                         \
+        s11 = _mm256_fmadd_ps(x1, y, s11);                                                         \
+        y = LOAD(b2);                                                                              \
+        s02 = _mm256_fmadd_ps(x0, y, s02);                                                         \
+        s12 = _mm256_fmadd_ps(x1, y, s12);                                                         \
+        y = LOAD(b3);                                                                              \
+        s03 = _mm256_fmadd_ps(x0, y, s03);                                                         \
+        s13 = _mm256_fmadd_ps(x1, y, s13);                                                         \
+    }
+#define LD_FULL(p) _mm256_loadu_ps((p) + kk)
+#define LD_MASK(p) _mm256_maskload_ps((p) + kk, tail)
+    for (; kk + 8 <= k; kk += 8)
+        NT256_STEP(LD_FULL)
+    if (kk < k) {
+        const __m256i tail = mask8(k - kk);
+        NT256_STEP(LD_MASK)
+    }
+#undef LD_FULL
+#undef LD_MASK
+#undef NT256_STEP
+    out[0][0] = hsum256(s00);
+    out[0][1] = hsum256(s01);
+    out[0][2] = hsum256(s02);
+    out[0][3] = hsum256(s03);
+    out[1][0] = hsum256(s10);
+    out[1][1] = hsum256(s11);
+    out[1][2] = hsum256(s12);
+    out[1][3] = hsum256(s13);
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++)
+            c[i * ldc + j] = beta != 0.0f ? alpha * out[i][j] + beta * c[i * ldc + j]
+                                          : alpha * out[i][j];
+}
+
+/* ---- drivers --------------------------------------------------------------- */
+
+static void nn_driver(int level, int ta, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c, int64_t ldc)
+{
+    float ap[MC * KC_MAX] __attribute__((aligned(64)));
+    const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
+    const int64_t nrmax = level == BTI_SGEMM_AVX512 ? 48 : 24;
+    const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
+    int64_t k0, m0, n0, i;
+    for (k0 = 0; k0 < k; k0 += kcs) {
+        const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
+        const float bet = k0 == 0 ? beta : 1.0f;
+        for (m0 = 0; m0 < m; m0 += MC) {
+            const int64_t mc = m - m0 < MC ? m - m0 : MC;
+            pack_a(ta, a, lda, m0, mc, k0, kc, mr, ap);
+            for (n0 = 0; n0 < n; n0 += nrmax) {
+                const int64_t nr = n - n0 < nrmax ? n - n0 : nrmax;
+                for (i = 0; i < mc; i += mr) {
+                    const int rows = mc - i < mr ? (int)(mc - i) : mr;
+                    const float *at = ap + (i / mr) * kc * mr, *bt = b + k0 * ldb + n0;
+                    float *ct = c + (m0 + i) * ldc + n0;
+                    if (level == BTI_SGEMM_AVX512)
+                        nn512(kc, at, bt, ldb, ct, ldc, rows, nr, alpha, bet);
+                    else
+                        nn256(kc, at, bt, ldb, ct, ldc, rows, nr, alpha, bet);
+                }
+            }
+        }
+    }
+}
+
+static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    const int mr = level == BTI_SGEMM_AVX512 ? 4 : 2;
+    const int64_t nkb = (k + NT_KC - 1) / NT_KC, kcs = (k + nkb - 1) / nkb;
+    int64_t k0, i, j;
+    for (k0 = 0; k0 < k; k0 += kcs) {
+        const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
+        const float bet = k0 == 0 ? beta : 1.0f;
+        for (i = 0; i < m; i += mr) {
+            const int rows = m - i < mr ? (int)(m - i) : mr;
+            for (j = 0; j < n; j += 4) {
+                const int cols = n - j < 4 ? (int)(n - j) : 4;
+                const float *at = a + i * lda + k0, *bt = b + j * ldb + k0;
+                float *ct = c + i * ldc + j;
+                if (level == BTI_SGEMM_AVX512)
+                    nt512(kc, at, lda, bt, ldb, ct, ldc, rows, cols, alpha, bet);
+                else
+                    nt256(kc, at, lda, bt, ldb, ct, ldc, rows, cols, alpha, bet);
+            }
+        }
+    }
+}
+
+#endif /* BTI_X86 */
+
+void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+               int64_t ldc)
+{
+#if BTI_X86
+    const int level = bti_sgemm_level();
+    if (level != BTI_SGEMM_BLAS && m > 0 && n > 0 && k > 0) {
+        if (trans_b == BTI_NO_TRANS) {
+            nn_driver(level, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        if (trans_a == BTI_NO_TRANS) {
+            nt_driver(level, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+    }
+#endif
+    blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}

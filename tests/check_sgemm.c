@@ -1,0 +1,140 @@
+/* check_sgemm.c - the private SGEMM kernels against a double-precision
+ * reference: every transpose pair, edge sizes around the tile sizes, leading
+ * dimensions wider than the rows, alpha/beta, beta = 0 ignoring NaN in C,
+ * untouched padding, and the same bits on a repeated call. */
+#include "blas.h"
+#include "rng.h"
+#include "sgemm.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *filled(int64_t n, uint64_t key)
+{
+    float *p = malloc((size_t)n * sizeof *p);
+    int64_t i;
+    for (i = 0; i < n; i++)
+        p[i] = (float)(2.0 * bti_rng_uniform(key, (uint64_t)i) - 1.0);
+    return p;
+}
+
+/* Runs one shape at the current level; returns the worst error / bound. */
+static double run_shape(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                        uint64_t seed)
+{
+    const int64_t lda = (ta == BTI_NO_TRANS ? k : m) + 3, ldb = (tb == BTI_NO_TRANS ? n : k) + 5,
+                  ldc = n + 2;
+    const int64_t arows = ta == BTI_NO_TRANS ? m : k, brows = tb == BTI_NO_TRANS ? k : n;
+    float *a = filled(arows * lda, bti_rng_key(seed, 1, 0, 0));
+    float *b = filled(brows * ldb, bti_rng_key(seed, 2, 0, 0));
+    float *c = filled(m * ldc + 1, bti_rng_key(seed, 3, 0, 0));
+    float *c0 = malloc((size_t)(m * ldc + 1) * sizeof *c0), *c2 = malloc((size_t)(m * ldc + 1) * sizeof *c2);
+    double worst = 0;
+    int64_t i, j, p;
+    if (beta == 0.0f)
+        for (i = 0; i < m; i++)
+            c[i * ldc + (i % n)] = NAN; /* must not be read */
+    memcpy(c0, c, (size_t)(m * ldc + 1) * sizeof *c);
+    bti_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    for (i = 0; i < m; i++) {
+        for (j = 0; j < n; j++) {
+            double s = 0, bound = 0;
+            for (p = 0; p < k; p++) {
+                double x = ta == BTI_NO_TRANS ? a[i * lda + p] : a[p * lda + i];
+                double y = tb == BTI_NO_TRANS ? b[p * ldb + j] : b[j * ldb + p];
+                s += x * y;
+                bound += fabs(x * y);
+            }
+            s *= alpha;
+            bound = fabs(alpha) * bound;
+            if (beta != 0.0f) {
+                s += beta * (double)c0[i * ldc + j];
+                bound += fabs(beta * (double)c0[i * ldc + j]);
+            }
+            ck_assert_msg(isfinite(c[i * ldc + j]), "non-finite at %lld,%lld", (long long)i, (long long)j);
+            worst = fmax(worst, fabs(c[i * ldc + j] - s) / (bound * 1e-6 + 1e-30));
+        }
+        for (j = n; j < ldc; j++) /* padding untouched */
+            ck_assert(memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float)) == 0);
+    }
+    ck_assert(memcmp(&c[m * ldc], &c0[m * ldc], sizeof(float)) == 0);
+    /* the same bits again */
+    memcpy(c2, c0, (size_t)(m * ldc + 1) * sizeof *c0);
+    bti_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+    for (i = 0; i < m; i++)
+        ck_assert(memcmp(c2 + i * ldc, c + i * ldc, (size_t)n * sizeof(float)) == 0);
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+    free(c2);
+    return worst;
+}
+
+static void sweep(int level)
+{
+    static const int64_t ms[] = {1, 3, 4, 5, 8, 9, 16, 17, 63, 64, 65, 144};
+    static const int64_t ns[] = {1, 4, 7, 15, 16, 17, 24, 25, 47, 48, 49, 97, 196};
+    static const int64_t ks[] = {1, 2, 9, 15, 16, 17, 33, 191, 192, 193, 400};
+    static const float betas[] = {0.0f, 1.0f, 0.5f};
+    size_t x, y, z;
+    uint64_t seed = 1;
+    double worst = 0;
+    int tr;
+    bti_sgemm_set_level(level);
+    for (tr = 0; tr < 4; tr++) {
+        const int ta = tr & 1 ? BTI_TRANS : BTI_NO_TRANS, tb = tr & 2 ? BTI_TRANS : BTI_NO_TRANS;
+        for (x = 0; x < sizeof ms / sizeof ms[0]; x++)
+            for (y = 0; y < sizeof ns / sizeof ns[0]; y += 1 + (x % 2))
+                for (z = (x + y) % 3; z < sizeof ks / sizeof ks[0]; z += 3) {
+                    const float beta = betas[(x + y + z) % 3], alpha = (seed % 4 == 0) ? -0.5f : 1.0f;
+                    double e = run_shape(ta, tb, ms[x], ns[y], ks[z], alpha, beta, seed++);
+                    ck_assert_msg(e < 4.0, "level %d ta %d tb %d %lldx%lldx%lld: error %.3g x 1e-6 of the bound",
+                                  level, ta, tb, (long long)ms[x], (long long)ns[y], (long long)ks[z], e);
+                    worst = fmax(worst, e);
+                }
+    }
+    /* a deep NT (several k passes) and a tall NN (several row blocks) */
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 5, 6, 9000, 1.0f, 1.0f, seed++));
+    worst = fmax(worst, run_shape(BTI_TRANS, BTI_NO_TRANS, 300, 50, 600, 1.0f, 0.0f, seed++));
+    ck_assert(worst < 4.0);
+    bti_sgemm_set_level(-1);
+}
+
+START_TEST(avx2_matches_reference) { sweep(BTI_SGEMM_AVX2); }
+END_TEST
+
+START_TEST(avx512_matches_reference) { sweep(BTI_SGEMM_AVX512); }
+END_TEST
+
+START_TEST(blas_fallback_matches_reference) { sweep(BTI_SGEMM_BLAS); }
+END_TEST
+
+START_TEST(level_is_clamped_to_the_cpu)
+{
+    int best;
+    bti_sgemm_set_level(-1);
+    best = bti_sgemm_level();
+    ck_assert(best >= BTI_SGEMM_BLAS && best <= BTI_SGEMM_AVX512);
+    bti_sgemm_set_level(BTI_SGEMM_AVX512);
+    ck_assert_int_eq(bti_sgemm_level(), best);
+    bti_sgemm_set_level(BTI_SGEMM_BLAS);
+    ck_assert_int_eq(bti_sgemm_level(), BTI_SGEMM_BLAS);
+    bti_sgemm_set_level(-1);
+}
+END_TEST
+
+Suite *sgemm_suite(void)
+{
+    Suite *s = suite_create("sgemm");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, avx2_matches_reference);
+    tcase_add_test(tc, avx512_matches_reference);
+    tcase_add_test(tc, blas_fallback_matches_reference);
+    tcase_add_test(tc, level_is_clamped_to_the_cpu);
+    suite_add_tcase(s, tc);
+    return s;
+}
