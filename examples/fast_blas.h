@@ -3,7 +3,7 @@
  *
  * Debian 12's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not recognise recent Xeons
  * and falls back to its "Prescott" kernels, several times slower than its
- * SkylakeX (AVX-512) ones on the same CPU. OpenBLAS reads
+ * SkylakeX (AVX-512) or Haswell (AVX2) ones on the same CPU. OpenBLAS reads
  * OPENBLAS_CORETYPE once, when it loads, so the only way to switch is to set it
  * and start again. A library must not do this behind its host's back; a
  * program that owns its process may. Set OPENBLAS_CORETYPE yourself (any
@@ -31,9 +31,8 @@ static void fast_blas_reexec(char **argv)
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
             core = "SkylakeX";
-        /* Not "Haswell": on this Xeon its sgemm gave a convolution weight gradient
-         * 1.3e-3 off PyTorch's (tests/check_model.c), where SkylakeX and the
-         * generic kernels stay within 2e-5. */
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            core = "Haswell";
 #endif
     }
     bt_config_free(c);
