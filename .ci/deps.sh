@@ -5,7 +5,7 @@
 # command is printed and the script fails.
 set -euo pipefail
 
-base=(build-essential pkg-config libopenblas-dev libblas-dev check abigail-tools python3 zlib1g-dev libpng-dev)
+base=(build-essential pkg-config libopenblas-dev libblas-dev check abigail-tools python3 zlib1g-dev libstb-dev)
 case "${1:-check}" in
   check)  want=("${base[@]}") ;;
   bench)  want=("${base[@]}" python3-torch python3-numpy) ;;
