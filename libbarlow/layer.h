@@ -83,7 +83,8 @@ struct bt_layer {
     /* conv2d: columns per GEMM chunk (tunable for tests and benchmarks) */
     int64_t chunk_cols;
     int64_t chunk_b; /* images per chunk of the last forward */
-    int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads */
+    int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads,
+                           3 as 2 with the padded-grid form wherever it applies (tests) */
     int conv_per_image; /* the strategy of the last forward */
     int conv_threads;   /* and its thread count */
 
@@ -140,7 +141,8 @@ BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s);
 /* conv2d: target number of output columns per GEMM (tests force small chunks). */
 BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
 /* conv2d strategy: 0 automatic, 1 one GEMM per chunk of images with the BLAS's
- * threads, 2 images spread over OpenMP threads, single-threaded BLAS each. */
+ * threads, 2 images spread over OpenMP threads, single-threaded BLAS each, 3 as 2
+ * but stride-1 "same" convolutions always in the padded-grid form (no im2col). */
 BTI_HIDDEN void bti_layer_conv2d_set_mode(bt_layer *l, int mode);
 /* Zero the parameter gradients. */
 BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);

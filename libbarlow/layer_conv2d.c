@@ -14,7 +14,10 @@
  * per image into its own buffers (dW summed per thread, then added in thread
  * order); otherwise GEMMs use the BLAS's threads and im2col/col2im OpenMP
  * (never both at once). Nothing of the forward is kept but the borrowed x:
- * backward recomputes im2col, which is cheap next to the GEMMs. */
+ * backward recomputes im2col, which is cheap next to the GEMMs. In the
+ * per-image strategy, stride-1 "same" convolutions skip im2col and col2im
+ * altogether: the padded-grid form below reads shifted windows of a padded
+ * copy of the input through the private kernels' row offsets. */
 #include "blas.h"
 #include "layer.h"
 #include "sgemm.h"
@@ -28,6 +31,7 @@
 #define CONV_MAX_COL_FLOATS ((int64_t)1 << 22) /* 16 MiB of im2col per chunk */
 #define PB_COLS 512                          /* per-image strategy: columns per group */
 #define PB_MAX_COL_FLOATS ((int64_t)1 << 20) /* 4 MiB of im2col per thread */
+#define GRID_MAX_OVERHEAD 1.35 /* padded-grid outputs per real output, at most */
 
 struct geom {
     int64_t n, c, h, w, co, ho, wo, p, k2; /* k2 = K = c*k*k */
@@ -35,6 +39,11 @@ struct geom {
     int64_t b;  /* images per chunk */
     int64_t pb; /* images per GEMM group in the per-image strategy */
     int identity;
+    /* padded-grid ("implicit GEMM") form of a stride-1 "same" convolution in the
+     * per-image strategy: images padded to hp x wp planes, pb per group, laid
+     * out [channel][image][hp][wp] with a channel stride of lcap floats */
+    int grid;
+    int64_t hp, wp, lcap, tail;
 };
 
 static bt_status conv_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
@@ -104,6 +113,25 @@ static void geom_init(const bt_layer *l, const int64_t *in, struct geom *g)
         g->pb = 1;
     if (g->pb > g->n)
         g->pb = g->n;
+    g->hp = g->h + 2 * g->pad;
+    g->wp = g->w + 2 * g->pad;
+    g->lcap = g->pb * g->hp * g->wp;
+    g->tail = 2 * g->pad * g->wp + 2 * g->pad + 16;
+    g->grid = 0;
+}
+
+/* The padded-grid form needs a private kernel (it reads B through row offsets),
+ * stride 1 and "same" padding with an odd kernel; it computes hp*wp outputs per
+ * image instead of h*w, so it is used when that overhead is small (mode 3
+ * forces it wherever it applies, for tests). */
+static int grid_ok(const bt_layer *l, const struct geom *g)
+{
+    if (g->s != 1 || g->k < 2 || g->k % 2 == 0 || g->pad != (g->k - 1) / 2 ||
+        bti_sgemm_level() == BTI_SGEMM_BLAS)
+        return 0;
+    if (l->conv_mode == 3)
+        return 1;
+    return (double)(g->hp * g->wp) <= GRID_MAX_OVERHEAD * (double)(g->h * g->w);
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -124,7 +152,7 @@ static int per_image(const bt_layer *l, const struct geom *g)
 {
     if (l->conv_mode == 1 || l->threads < 2 || g->n < 2)
         return 0;
-    if (l->conv_mode == 2)
+    if (l->conv_mode >= 2)
         return 1;
     /* Measured (tests/bench/bench_layers.c, 2 threads, shared machine): BLAS
      * threads alternating with OpenMP loops chunk after chunk lose badly as
@@ -138,13 +166,32 @@ static int per_image(const bt_layer *l, const struct geom *g)
  * and a private dW (Co x K). */
 static size_t pi_col(const struct geom *g) { return round16((size_t)(g->k2 * g->pb * g->p)); }
 static size_t pi_tmp(const struct geom *g) { return round16((size_t)(g->co * g->pb * g->p)); }
+/* Grid form, per thread: xpad, dypad, the GEMM output on the grid, dW part, and
+ * the row offsets of xpad (k2) and of dypad (co*k*k) as int64. After all threads:
+ * the flipped, transposed weights for dx. */
+static size_t gr_x(const struct geom *g) { return round16((size_t)(g->c * g->lcap + g->tail)); }
+static size_t gr_dy(const struct geom *g) { return round16((size_t)(g->co * g->lcap + g->tail)); }
+static size_t gr_out(const struct geom *g)
+{
+    return round16((size_t)((g->co > g->c ? g->co : g->c) * g->lcap));
+}
+static size_t gr_part(const struct geom *g) { return round16((size_t)(g->co * g->k2)); }
+static size_t gr_offs(const struct geom *g)
+{
+    return round16((size_t)(2 * (g->k2 + g->co * g->k * g->k)));
+}
+
 static size_t pi_stride(const struct geom *g)
 {
+    if (g->grid)
+        return gr_x(g) + gr_dy(g) + gr_out(g) + gr_part(g) + gr_offs(g);
     return pi_col(g) + pi_tmp(g) + round16((size_t)(g->co * g->k2));
 }
 
 static size_t per_image_floats(const bt_layer *l, const struct geom *g)
 {
+    if (g->grid)
+        return (size_t)l->threads * pi_stride(g) + round16((size_t)(g->c * g->co * g->k * g->k));
     return (size_t)l->threads * pi_stride(g);
 }
 
@@ -156,6 +203,7 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)groups;
     geom_init(l, x->shape, &g);
     (void)bti_sgemm_level(); /* detect the CPU here, before threads call bti_sgemm */
+    g.grid = per_image(l, &g) && grid_ok(l, &g);
     if (per_image(l, &g))
         return bti_scratch_reserve(l->scratch, per_image_floats(l, &g) * sizeof(float), fn);
     return bti_scratch_reserve(l->scratch, (col_floats(&g) + tmp_floats(&g)) * sizeof(float), fn);
@@ -293,6 +341,130 @@ static void forward_images(const struct geom *g, const float *w, const float *bi
     }
 }
 
+/* ---- padded-grid form (stride 1, "same" padding) ----------------------------
+ * Images are copied into zero-padded planes pad[ch][b][hp][wp] (channel stride
+ * lcap). Output q = b*hp*wp + y*wp + x of the grid reads input row (c, i, j) at
+ * pad[c] + i*wp + j + q, a contiguous run: the GEMM reads B through row offsets
+ * and no im2col is built. Grid columns with x >= w or y >= h are junk and are
+ * dropped (forward) or meet zeros (weight gradient); every float the kernels
+ * read is written first, so junk stays finite. The input gradient is the same
+ * kind of convolution of the padded dy with the flipped, transposed weights. */
+
+/* src [nb][ch][h][w] (image stride ch*h*w) into dst [ch][b][hp][wp]; zeros the
+ * margin the GEMMs read past the last image. */
+static void grid_pack(const struct geom *g, const float *restrict src, int64_t ch, int64_t nb,
+                      float *restrict dst)
+{
+    const int64_t hw = g->h * g->w, plane = g->hp * g->wp, pad = g->pad;
+    int64_t c, b, y, x, z, end;
+    for (c = 0; c < ch; c++) {
+        float *restrict dc = dst + c * g->lcap;
+        for (b = 0; b < nb; b++) {
+            const float *restrict sp = src + (b * ch + c) * hw;
+            float *restrict dp = dc + b * plane;
+            memset(dp, 0, (size_t)(pad * g->wp) * sizeof *dp);
+            for (y = 0; y < g->h; y++) {
+                float *restrict dr = dp + (y + pad) * g->wp;
+                const float *restrict sr = sp + y * g->w;
+                for (x = 0; x < pad; x++)
+                    dr[x] = 0.0f;
+                for (x = 0; x < g->w; x++)
+                    dr[pad + x] = sr[x];
+                for (x = pad + g->w; x < g->wp; x++)
+                    dr[x] = 0.0f;
+            }
+            memset(dp + (pad + g->h) * g->wp, 0, (size_t)(pad * g->wp) * sizeof *dp);
+        }
+        /* reads run up to tail floats past image nb - 1 */
+        end = c == ch - 1 ? g->lcap + g->tail : g->lcap;
+        z = nb * plane + g->tail < end ? nb * plane + g->tail : end;
+        if (z > nb * plane)
+            memset(dc + nb * plane, 0, (size_t)(z - nb * plane) * sizeof *dc);
+    }
+}
+
+/* Row offsets of a padded buffer with ch channels: (c, i, j) -> c*lcap + i*wp + j. */
+static void grid_offsets(const struct geom *g, int64_t ch, int64_t *off)
+{
+    int64_t c;
+    int i, j;
+    for (c = 0; c < ch; c++)
+        for (i = 0; i < g->k; i++)
+            for (j = 0; j < g->k; j++)
+                off[(c * g->k + i) * g->k + j] = c * g->lcap + (int64_t)i * g->wp + j;
+}
+
+/* The grid rows out[ch][b*plane + y*wp + x] into dst [nb][ch][h][w] (+ bias). */
+static void grid_unpack(const struct geom *g, const float *restrict out, int64_t ch, int64_t nb,
+                        const float *bias, float *restrict dst)
+{
+    const int64_t plane = g->hp * g->wp;
+    int64_t b, c, y, x;
+    for (b = 0; b < nb; b++)
+        for (c = 0; c < ch; c++) {
+            const float bo = bias ? bias[c] : 0.0f;
+            for (y = 0; y < g->h; y++) {
+                const float *restrict sr = out + c * g->lcap + b * plane + y * g->wp;
+                float *restrict dr = dst + ((b * ch + c) * g->h + y) * g->w;
+                for (x = 0; x < g->w; x++)
+                    dr[x] = sr[x] + bo;
+            }
+        }
+}
+
+static void forward_grid(const struct geom *g, const float *w, const float *bias, const float *x,
+                         float *y, int64_t n0, int64_t n1, float *buf)
+{
+    float *xp = buf, *out = xp + gr_x(g) + gr_dy(g);
+    int64_t *offx = (int64_t *)(out + gr_out(g) + gr_part(g));
+    const int64_t plane = g->hp * g->wp, chw = g->c * g->h * g->w;
+    int64_t n;
+    grid_offsets(g, g->c, offx);
+    for (n = n0; n < n1; n += g->pb) {
+        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
+        grid_pack(g, x + n * chw, g->c, nb, xp);
+        bti_sgemm_rows(BTI_NO_TRANS, BTI_NO_TRANS, g->co, nb * plane, g->k2, 1.0f, w, g->k2, xp,
+                       offx, 0.0f, out, g->lcap);
+        grid_unpack(g, out, g->co, nb, bias, y + n * g->co * g->p);
+    }
+}
+
+/* dW part += dy_grid x xpad-rows^T; dx = unpack(wt x dypad-rows). wt[c][(o,i,j)] =
+ * W[o][c][k-1-i][k-1-j], prepared once by the caller. */
+static void backward_grid(const struct geom *g, const float *wt, const float *x, const float *dy,
+                          float *dx, int64_t n0, int64_t n1, float *buf, float *part)
+{
+    float *xp = buf, *dp = xp + gr_x(g), *out = dp + gr_dy(g);
+    int64_t *offx = (int64_t *)(out + gr_out(g) + gr_part(g)), *offd = offx + g->k2;
+    const int64_t plane = g->hp * g->wp, chw = g->c * g->h * g->w, kk = (int64_t)g->k * g->k;
+    const float *dyg = dp + g->pad * g->wp + g->pad; /* dy on the output grid */
+    int64_t n;
+    grid_offsets(g, g->c, offx);
+    grid_offsets(g, g->co, offd);
+    for (n = n0; n < n1; n += g->pb) {
+        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
+        grid_pack(g, x + n * chw, g->c, nb, xp);
+        grid_pack(g, dy + n * g->co * g->p, g->co, nb, dp);
+        bti_sgemm_rows(BTI_NO_TRANS, BTI_TRANS, g->co, g->k2, nb * plane, 1.0f, dyg, g->lcap, xp,
+                       offx, 1.0f, part, g->k2);
+        if (!dx)
+            continue;
+        bti_sgemm_rows(BTI_NO_TRANS, BTI_NO_TRANS, g->c, nb * plane, g->co * kk, 1.0f, wt,
+                       g->co * kk, dp, offd, 0.0f, out, g->lcap);
+        grid_unpack(g, out, g->c, nb, NULL, dx + n * chw);
+    }
+}
+
+static void flip_weights(const struct geom *g, const float *restrict w, float *restrict wt)
+{
+    const int64_t kk = (int64_t)g->k * g->k;
+    int64_t o, c, t;
+    for (c = 0; c < g->c; c++)
+        for (o = 0; o < g->co; o++)
+            for (t = 0; t < kk; t++)
+                wt[c * g->co * kk + o * kk + t] = w[(o * g->c + c) * kk + (kk - 1 - t)];
+}
+
 static void forward_per_image(bt_layer *l, const struct geom *g, const float *x, float *y)
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
@@ -303,7 +475,11 @@ static void forward_per_image(bt_layer *l, const struct geom *g, const float *x,
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride;
-        forward_images(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col, col + pi_col(g));
+        if (g->grid)
+            forward_grid(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
+        else
+            forward_images(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col,
+                           col + pi_col(g));
     }
 }
 
@@ -347,18 +523,25 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
                                float *dx)
 {
     const float *w = l->value[0]->data;
-    const size_t stride = pi_stride(g), poff = pi_col(g) + pi_tmp(g);
+    const size_t stride = pi_stride(g),
+                 poff = g->grid ? gr_x(g) + gr_dy(g) + gr_out(g) : pi_col(g) + pi_tmp(g);
     const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */
     float *base = (float *)l->scratch->p, *dw = l->grad[0]->data;
+    float *wt = base + (size_t)nt * stride;
     int64_t i, nw = g->co * g->k2;
     bti_blas_set_threads(1);
+    if (g->grid && dx)
+        flip_weights(g, w, wt);
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride, *part = col + poff;
         memset(part, 0, (size_t)nw * sizeof *part);
-        backward_images(g, w, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col, col + pi_col(g),
-                        part);
+        if (g->grid)
+            backward_grid(g, wt, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col, part);
+        else
+            backward_images(g, w, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col,
+                            col + pi_col(g), part);
     }
     /* the threads' partial sums, added in thread order: deterministic for a thread count */
 #pragma omp parallel for num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
@@ -383,6 +566,9 @@ static void conv_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int tr
     geom_init(l, xt->shape, &g);
     l->chunk_b = g.b;
     l->conv_per_image = per_image(l, &g);
+    g.grid = l->conv_per_image && grid_ok(l, &g);
+    if (g.grid)
+        l->conv_per_image = 2; /* remembered for backward */
     l->conv_threads = l->threads;
     if (l->conv_per_image) {
         forward_per_image(l, &g, xt->data, yt->data);
@@ -441,6 +627,7 @@ static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     const int nt = l->threads;
     geom_init(l, l->in_shape, &g);
     g.b = l->chunk_b; /* the forward's plan, for which scratch was reserved */
+    g.grid = l->conv_per_image == 2;
     col = (float *)l->scratch->p;
     tmp = col + col_floats(&g);
 

@@ -100,7 +100,7 @@ T512 static __mmask16 mask16(int64_t n)
 }
 
 T512 static void nn512(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
-                       float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
+                       const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
                        float beta)
 {
     const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16), m2 = mask16(nr - 32);
@@ -110,7 +110,7 @@ T512 static void nn512(int64_t kc, const float *restrict ap, const float *restri
     __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     int64_t k;
     for (k = 0; k < kc; k++) {
-        const float *br = b + k * ldb, *aa = ap + k * 8;
+        const float *br = boff ? b + boff[k] : b + k * ldb, *aa = ap + k * 8;
         const __m512 b0 = _mm512_maskz_loadu_ps(m0, br), b1 = _mm512_maskz_loadu_ps(m1, br + 16),
                      b2 = _mm512_maskz_loadu_ps(m2, br + 32);
         __m512 av;
@@ -144,13 +144,12 @@ T512 static void nn512(int64_t kc, const float *restrict ap, const float *restri
 }
 
 /* C[i][j] (i < mr, j < nr, both <= 4) = alpha * sum_k a_i[k] b_j[k] + beta * C. */
-T512 static void nt512(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+T512 static void nt512(int64_t k, const float *a, int64_t lda, const float *const *brow,
                        float *c, int64_t ldc, int mr, int nr, float alpha, float beta)
 {
     const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda, *a2 = a + (mr > 2 ? 2 : 0) * lda,
                 *a3 = a + (mr > 3 ? 3 : 0) * lda;
-    const float *b0 = b, *b1 = b + (nr > 1 ? 1 : 0) * ldb, *b2 = b + (nr > 2 ? 2 : 0) * ldb,
-                *b3 = b + (nr > 3 ? 3 : 0) * ldb;
+    const float *b0 = brow[0], *b1 = brow[1], *b2 = brow[2], *b3 = brow[3];
     __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00,
            s12 = s00, s13 = s00, s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00,
            s32 = s00, s33 = s00;
@@ -227,7 +226,7 @@ T256 static __m256i mask8(int64_t n)
 }
 
 T256 static void nn256(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
-                       float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
+                       const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
                        float beta)
 {
     const __m256i m0 = mask8(nr), m1 = mask8(nr - 8), m2 = mask8(nr - 16);
@@ -235,7 +234,7 @@ T256 static void nn256(int64_t kc, const float *restrict ap, const float *restri
     __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     int64_t k;
     for (k = 0; k < kc; k++) {
-        const float *br = b + k * ldb, *aa = ap + k * 4;
+        const float *br = boff ? b + boff[k] : b + k * ldb, *aa = ap + k * 4;
         const __m256 b0 = _mm256_maskload_ps(br, m0), b1 = _mm256_maskload_ps(br + 8, m1),
                      b2 = _mm256_maskload_ps(br + 16, m2);
         __m256 av;
@@ -276,12 +275,11 @@ T256 static float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *const *brow,
                        float *c, int64_t ldc, int mr, int nr, float alpha, float beta)
 {
     const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda;
-    const float *b0 = b, *b1 = b + (nr > 1 ? 1 : 0) * ldb, *b2 = b + (nr > 2 ? 2 : 0) * ldb,
-                *b3 = b + (nr > 3 ? 3 : 0) * ldb;
+    const float *b0 = brow[0], *b1 = brow[1], *b2 = brow[2], *b3 = brow[3];
     __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00,
            s12 = s00, s13 = s00;
     int64_t kk = 0;
@@ -332,8 +330,8 @@ T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *b, i
 /* ---- drivers --------------------------------------------------------------- */
 
 static void nn_driver(int level, int ta, int64_t m, int64_t n, int64_t k, float alpha,
-                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                      float *c, int64_t ldc)
+                      const float *a, int64_t lda, const float *b, int64_t ldb,
+                      const int64_t *boff, float beta, float *c, int64_t ldc)
 {
     float ap[MC * KC_MAX] __attribute__((aligned(64)));
     const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
@@ -350,12 +348,14 @@ static void nn_driver(int level, int ta, int64_t m, int64_t n, int64_t k, float 
                 const int64_t nr = n - n0 < nrmax ? n - n0 : nrmax;
                 for (i = 0; i < mc; i += mr) {
                     const int rows = mc - i < mr ? (int)(mc - i) : mr;
-                    const float *at = ap + (i / mr) * kc * mr, *bt = b + k0 * ldb + n0;
+                    const float *at = ap + (i / mr) * kc * mr,
+                                *bt = boff ? b + n0 : b + k0 * ldb + n0;
+                    const int64_t *bo = boff ? boff + k0 : NULL;
                     float *ct = c + (m0 + i) * ldc + n0;
                     if (level == BTI_SGEMM_AVX512)
-                        nn512(kc, at, bt, ldb, ct, ldc, rows, nr, alpha, bet);
+                        nn512(kc, at, bt, ldb, bo, ct, ldc, rows, nr, alpha, bet);
                     else
-                        nn256(kc, at, bt, ldb, ct, ldc, rows, nr, alpha, bet);
+                        nn256(kc, at, bt, ldb, bo, ct, ldc, rows, nr, alpha, bet);
                 }
             }
         }
@@ -363,7 +363,8 @@ static void nn_driver(int level, int ta, int64_t m, int64_t n, int64_t k, float 
 }
 
 static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+                      int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
+                      float *c, int64_t ldc)
 {
     const int mr = level == BTI_SGEMM_AVX512 ? 4 : 2;
     const int64_t nkb = (k + NT_KC - 1) / NT_KC, kcs = (k + nkb - 1) / nkb;
@@ -375,12 +376,17 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
             const int rows = m - i < mr ? (int)(m - i) : mr;
             for (j = 0; j < n; j += 4) {
                 const int cols = n - j < 4 ? (int)(n - j) : 4;
-                const float *at = a + i * lda + k0, *bt = b + j * ldb + k0;
+                const float *at = a + i * lda + k0, *bt[4];
                 float *ct = c + i * ldc + j;
+                int q;
+                for (q = 0; q < 4; q++) {
+                    const int64_t r = j + (q < cols ? q : 0); /* short tiles repeat row j */
+                    bt[q] = (boff ? b + boff[r] : b + r * ldb) + k0;
+                }
                 if (level == BTI_SGEMM_AVX512)
-                    nt512(kc, at, lda, bt, ldb, ct, ldc, rows, cols, alpha, bet);
+                    nt512(kc, at, lda, bt, ct, ldc, rows, cols, alpha, bet);
                 else
-                    nt256(kc, at, lda, bt, ldb, ct, ldc, rows, cols, alpha, bet);
+                    nt256(kc, at, lda, bt, ct, ldc, rows, cols, alpha, bet);
             }
         }
     }
@@ -396,14 +402,37 @@ void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
     const int level = bti_sgemm_level();
     if (level != BTI_SGEMM_BLAS && m > 0 && n > 0 && k > 0) {
         if (trans_b == BTI_NO_TRANS) {
-            nn_driver(level, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            nn_driver(level, trans_a, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
             return;
         }
         if (trans_a == BTI_NO_TRANS) {
-            nt_driver(level, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            nt_driver(level, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
             return;
         }
     }
 #endif
     blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, const int64_t *boff, float beta,
+                   float *c, int64_t ldc)
+{
+#if BTI_X86
+    const int level = bti_sgemm_level();
+    if (level == BTI_SGEMM_BLAS || m <= 0 || n <= 0 || k <= 0)
+        return 0;
+    if (trans_b == BTI_NO_TRANS) {
+        nn_driver(level, trans_a, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
+        return 1;
+    }
+    if (trans_a == BTI_NO_TRANS) {
+        nt_driver(level, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
+        return 1;
+    }
+#else
+    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
+    (void)b, (void)boff, (void)beta, (void)c, (void)ldc;
+#endif
+    return 0;
 }

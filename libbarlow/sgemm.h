@@ -24,6 +24,16 @@ BTI_HIDDEN void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_
                           const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                           float *c, int64_t ldc);
 
+/* As bti_sgemm, but the stored B is given by row offsets: row r of B (k rows
+ * when trans_b is BTI_NO_TRANS, n rows of B when BTI_TRANS) is the contiguous
+ * run starting at b + boff[r]. Lets a convolution read shifted windows of its
+ * padded input in place instead of building im2col columns. Returns 0 (and
+ * does nothing) when no private kernel runs this (level BTI_SGEMM_BLAS, or
+ * both operands transposed); the caller then needs another way. */
+BTI_HIDDEN int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                              float alpha, const float *a, int64_t lda, const float *b,
+                              const int64_t *boff, float beta, float *c, int64_t ldc);
+
 /* The level bti_sgemm uses: the best the CPU supports, unless forced. Call it
  * once from single-threaded code before bti_sgemm runs on several threads
  * (the first call detects the CPU). */

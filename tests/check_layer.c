@@ -171,6 +171,8 @@ START_TEST(conv_matches_pytorch)
         run_conv_case(conv_files[f], 0, 2, 2); /* images spread over OpenMP threads */
         run_conv_case(conv_files[f], 0, 3, 2);
         run_conv_case(conv_files[f], 0, 2, 0);
+        run_conv_case(conv_files[f], 0, 2, 3); /* padded-grid form where it applies */
+        run_conv_case(conv_files[f], 0, 3, 3);
     }
 }
 END_TEST

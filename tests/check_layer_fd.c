@@ -256,8 +256,9 @@ static void check_fd(struct fd *f, bt_layer *l, const char *what)
     bti_layer_destroy(l);
 }
 
-static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s, int p,
-                      int bias, int64_t chunk)
+/* mode: conv2d strategy (0 automatic; 3 the padded-grid form wherever it applies, on 2 threads) */
+static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s,
+                           int p, int bias, int64_t chunk, int mode)
 {
     struct fd f = {0};
     bt_layer *l = NULL;
@@ -272,7 +273,17 @@ static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, in
     f.b = rand_array(f.nb, 0.5, 0.0);
     ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, k, s, p, bias, "fd"), BT_OK);
     bti_layer_conv2d_set_chunk(l, chunk);
-    check_fd(&f, l, "conv2d");
+    if (mode) {
+        bti_layer_conv2d_set_mode(l, mode);
+        bti_layer_set_threads(l, 2);
+    }
+    check_fd(&f, l, mode == 3 ? "conv2d padded grid" : "conv2d");
+}
+
+static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s, int p,
+                      int bias, int64_t chunk)
+{
+    conv_case_mode(n, c, h, w, co, k, s, p, bias, chunk, 0);
 }
 
 START_TEST(conv_gradients)
@@ -284,6 +295,10 @@ START_TEST(conv_gradients)
     conv_case(2, 2, 6, 6, 2, 4, 1, 2, 0, 0); /* even kernel, output larger than input */
     conv_case(2, 2, 9, 9, 3, 1, 2, 0, 0, 0);
     conv_case(1, 1, 11, 11, 2, 7, 2, 3, 1, 0);
+    /* stride-1 "same" convolutions read the padded input in place (the padded-grid form) */
+    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 3);
+    conv_case_mode(4, 2, 6, 5, 3, 5, 1, 2, 0, 0, 3);
+    conv_case_mode(2, 3, 4, 4, 2, 1, 1, 0, 0, 0, 3); /* 1x1: not a grid case, per image */
 }
 END_TEST
 
