@@ -70,6 +70,7 @@ BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+EXAMPLE_LIBS_augment_grid := -lz
 # Extra link flags per example: the barlow command reads gzip (zlib) and images (Debian's libstb).
 EXAMPLE_LIBS_barlow := -lz -lstb
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)

@@ -301,20 +301,288 @@ BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 /* ------------------------------------------------------------------------ */
 /* Augmentation (issue: augment)                                           */
 /* ------------------------------------------------------------------------ */
+/*
+ * The official Barlow Twins augmentation (BYOL's asymmetric pair), computed
+ * on host-owned uint8 images with Pillow's and torchvision's arithmetic, in
+ * this order for each view of each image:
+ *
+ *   RandomResizedCrop(S, scale, ratio; bicubic or bilinear with antialiasing)
+ *   -> horizontal flip (flip_p) -> colour jitter (jitter_p; brightness,
+ *   contrast, saturation, hue in a uniformly random order, each rounded to
+ *   uint8 as PIL does) -> grayscale (gray_p) -> PIL GaussianBlur with
+ *   sigma ~ U[0.1, 2.0] (blur_p) -> solarize at 128 (solarize_p)
+ *   -> x/255 -> (x - mean) / std.
+ *
+ * Settings are read per view at creation: "aug.view1.X" for the first output,
+ * "aug.view2.X" for the second (each defaulting to the shared "aug.X", then to
+ * "aug.preset"). The imagenet preset is the paper's: 224 px, bicubic, blur
+ * 1.0 / 0.1, solarize 0 / 0.2.
+ *
+ * Images: image i is heights[i] x widths[i] pixels of `channels` (1 or 3)
+ * interleaved uint8 values, rows packed (row stride = width * channels), at
+ * most 32768 pixels per side. Each image may have its own size; all share the
+ * channel count. Grayscale, saturation and hue leave 1-channel images as they
+ * are (as torchvision does for PIL "L" images).
+ *
+ * Normalisation: aug.mean / aug.std with 3 values apply per channel to RGB
+ * images; with 1 value, to every channel. 1-channel images need 1 value in
+ * both (else BT_E_INVALID_ARG); 2 values are refused at creation.
+ *
+ * Randomness: every random choice of view v of image i in the k-th successful
+ * bt_augment_views call since the state was set is drawn from a counter-based
+ * generator keyed by (seed, k, i, v). Output is therefore bit-identical for
+ * any thread count and any scheduling, and the state is two integers (see
+ * bt_augment_get_state). Failed calls do not advance k.
+ *
+ * Threads: images (and views) are processed in parallel on OpenMP threads, as
+ * many as the "threads" option of the creating configuration says.
+ */
 
-/* (declarations of this section go here) */
+/* Create an augmentation pipeline from cfg's aug.*, "seed" and "threads"
+ * options; cfg NULL means all defaults (imagenet preset, seed 0, threads from
+ * BT_NUM_THREADS or all cores). cfg is not kept. The call counter starts at 0.
+ * Returns BT_OK, BT_E_MISUSE (out NULL, cfg not a config), BT_E_INVALID_ARG
+ * (aug.viewK.scale_min > scale_max, ratio_min > ratio_max, a 2-value mean or
+ * std), BT_E_NOMEM. */
+BT_API bt_status bt_augment_create(bt_augment **out, const bt_config *cfg);
+
+/* Release the pipeline and its workspaces. NULL does nothing. */
+BT_API void bt_augment_free(bt_augment *a);
+
+/* Produce nviews augmented views of n images. out[v] (v = 0..nviews-1) must be
+ * a tensor of shape [n, channels, S_v, S_v] where S_v = aug.view1.size for
+ * v = 0 and aug.view2.size otherwise (bt_augment_output_size); it is
+ * overwritten. nviews is 1..8: view 0 uses the aug.view1.* settings, every
+ * later view the aug.view2.* settings, each with its own random stream (so
+ * nviews > 2 gives extra independent view-2 crops). images, heights, widths
+ * (n entries each) and out (nviews entries, distinct tensors) are borrowed for
+ * the call only. On success the call counter advances by one.
+ * Returns BT_OK, BT_E_MISUSE (a, images, images[i], heights, widths, out or
+ * out[v] NULL or not a live handle), BT_E_INVALID_ARG (n < 1, channels not 1
+ * or 3, an image side outside 1..32768, nviews outside 1..8, out tensors
+ * repeated, mean/std not fitting the channels), BT_E_SHAPE (out[v] of another
+ * shape), BT_E_NOMEM. On error nothing is written and the counter stays. */
+BT_API bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *images,
+                                  const int32_t *heights, const int32_t *widths, int32_t channels,
+                                  int32_t nviews, bt_tensor *const *out);
+
+/* The evaluation transform, deterministic (no random draws; the call counter
+ * does not move): resize so the short side is R = round(S * 256 / 224)
+ * (S = aug.view1.size: 224 -> 256, 32 -> 37, 28 -> 32) and the long side
+ * int(R * long / short), with PIL's BILINEAR filter and antialiasing; crop the
+ * S x S centre (offsets round((H' - S) / 2) half to even, as torchvision's
+ * CenterCrop); then x/255 and aug.view1.mean / aug.view1.std. This is
+ * torchvision's Resize(256), CenterCrop(224) for S = 224. out must be
+ * [n, channels, S, S]. Arguments and statuses as bt_augment_views. */
+BT_API bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images,
+                                 const int32_t *heights, const int32_t *widths, int32_t channels,
+                                 bt_tensor *out);
+
+/* The output side S of view `view` (0 = first output, aug.view1.size; 1..7 =
+ * aug.view2.size), or -1 with bt_last_error set for a bad handle or view. */
+BT_API int32_t bt_augment_output_size(const bt_augment *a, int32_t view);
+
+/* Read the random state: the seed and the number of successful
+ * bt_augment_views calls made since creation or the last set_state. Either
+ * pointer may be NULL. Store both in a checkpoint to resume the exact stream.
+ * Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_augment_get_state(const bt_augment *a, uint64_t *seed, uint64_t *calls);
+
+/* Set the random state: the next bt_augment_views call draws exactly what the
+ * call number `calls` of a pipeline seeded with `seed` drew. Settings and
+ * workspaces are unchanged. Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_augment_set_state(bt_augment *a, uint64_t seed, uint64_t calls);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizers and probe loss (issue: optim)                                */
 /* ------------------------------------------------------------------------ */
 
-/* (declarations of this section go here) */
+/*
+ * An optimizer updates a list of (value, gradient) tensor pairs in place, in
+ * two groups as the official Barlow Twins code does:
+ *   group 0: tensors with >= 2 dimensions (conv and linear weights), rate
+ *            "optim.lr", weight decay and (LARS) the trust-ratio adaptation;
+ *   group 1: 1-dimensional tensors (BatchNorm gamma/beta, biases), rate
+ *            "optim.lr_bias"; with "optim.exclude_bias_bn" = 1 (the default)
+ *            they get no weight decay and no adaptation, with 0 they are
+ *            decayed and adapted like group 0 (but keep their own rate).
+ *
+ * Options read at creation ("optim.*", see docs/options.md):
+ *   kind            lars | sgd | adamw
+ *   lr, lr_bias     per-group rates, both multiplied by batch_size/256
+ *   momentum        momentum (LARS, SGD) or beta1 (AdamW)
+ *   weight_decay, eta, exclude_bias_bn, nesterov (sgd only), beta2, adam_eps
+ *   grad_scale      every gradient is multiplied by it first (1 = exact; 1/W
+ *                   reproduces the official W-GPU runs' gradient scale)
+ *   lars_variant    official | solo (below)
+ *   schedule, batch_size, warmup_steps, total_steps, final_lr_ratio (below)
+ *   threads         element-wise loops use this many OpenMP threads
+ *
+ * Schedule, for the step s about to be taken (s = bt_optim_step_count()) and
+ * base_g = batch_size/256 * lr_g of group g:
+ *   s <  warmup_steps:  lr_g(s) = base_g * s / warmup_steps   (so lr(0) = 0)
+ *   otherwise, with schedule "constant" or total_steps = 0:  lr_g(s) = base_g
+ *   otherwise ("cosine"), s < total_steps: t = s - warmup_steps,
+ *       T = total_steps - warmup_steps, q = (1 + cos(pi t / T)) / 2,
+ *       lr_g(s) = base_g * (q + final_lr_ratio * (1 - q))
+ *   s >= total_steps:  lr_g(s) = final_lr_ratio * base_g   (held for ever)
+ * This is the official main.py schedule with its 10-epoch warm-up and
+ * 0.001 end ratio made options.
+ *
+ * Updates, per tensor p with gradient g (g already multiplied by grad_scale),
+ * state mu / m / v starting at zero, wd = weight_decay for decayed tensors
+ * and 0 otherwise, norms ||.|| of the whole tensor, accumulated in double:
+ *   lars, official (facebookresearch/barlowtwins main.py):
+ *       adapted tensors: u = g + wd p;  q = eta ||p|| / ||u|| when both norms
+ *       are > 0, else 1;  u = q u.   Other tensors: u = g.
+ *       mu = momentum mu + u;  p -= lr mu.
+ *   lars, solo (solo-learn / Lightning Bolts, with clip_lars_lr on):
+ *       adapted tensors with ||p|| > 0 and ||g|| > 0:
+ *       t = eta ||p|| / (||g|| + wd ||p|| + 1e-8);  q = min(t / lr, 1)
+ *       (q = 1 when lr = 0), so the rate applied to this tensor's update is
+ *       min(t, lr);  u = q (g + wd p).  Otherwise u = g (no decay either).
+ *       mu = momentum mu + u;  p -= lr mu.
+ *   sgd (torch.optim.SGD, dampening 0): d = g + wd p;  mu = momentum mu + d;
+ *       p -= lr (d + momentum mu) with nesterov, p -= lr mu without.
+ *   adamw (torch.optim.AdamW, beta1 = momentum, t = step count + 1):
+ *       p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *       p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + adam_eps).
+ *
+ * A step whose gradients hold an infinity or NaN anywhere is refused with
+ * BT_E_NUMERIC before anything is written: no parameter, no state, no step
+ * count changes (a GradScaler-style loop can then skip the batch).
+ *
+ * Determinism: norms are summed in fixed-size blocks in a fixed order, so the
+ * result does not even depend on the thread count. The optimizer state
+ * (momentum or Adam moments, the step count) is saved and restored by
+ * bt_checkpoint_save/load, and a run resumed from step k is bit-identical to
+ * one that never stopped.
+ */
+
+/* Create an optimizer from the "optim.*" options of cfg (NULL: all defaults;
+ * cfg may be freed after the call). It starts with no tensors and step 0.
+ * Returns BT_OK; BT_E_MISUSE (out NULL, cfg not a live config);
+ * BT_E_INVALID_ARG for an inconsistent combination: "optim.nesterov" = 1
+ * with a kind other than sgd or with momentum 0, or a cosine schedule whose
+ * total_steps (> 0) is not larger than warmup_steps; BT_E_NOMEM. */
+BT_API bt_status bt_optim_create(bt_optim **out, const bt_config *cfg);
+
+/* Release the optimizer and its state. The tensors it updates are not
+ * touched. NULL does nothing. */
+BT_API void bt_optim_free(bt_optim *o);
+
+/* Add one parameter: value is updated in place from grad (same shape, 1 to
+ * 4 dimensions). The group follows the number of dimensions (see above).
+ * name identifies the tensor's optimizer state in checkpoints
+ * ("optim.<name>.momentum", "optim.<name>.exp_avg", ...): use the model's
+ * tensor name, e.g. "backbone.conv1.weight". It is copied; it must be 1 to
+ * 200 printable ASCII characters without '"' or '\\', and unique within the
+ * optimizer; NULL gives "param.<index>".
+ * value and grad are BORROWED: they must stay alive, with the same shape,
+ * for as long as the optimizer is used (bt_optim_step() refuses with
+ * BT_E_MISUSE a tensor that was freed). Tensors must be added before the
+ * first step. Returns BT_OK; BT_E_MISUSE (a handle NULL or not live, value
+ * and grad the same tensor); BT_E_SHAPE (grad's shape differs);
+ * BT_E_INVALID_ARG (bad or duplicate name, value already added);
+ * BT_E_STATE (the optimizer has already stepped); BT_E_NOMEM. */
+BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *grad,
+                                     const char *name);
+
+/* One update of every added tensor with the rates bt_optim_lr() reports,
+ * then the step count + 1. Gradients are only read (never cleared: zero them
+ * yourself before accumulating the next ones). Uses the "threads" option's
+ * thread count (OpenMP) for the element-wise loops.
+ * Returns BT_OK; BT_E_MISUSE (o not live, or an added tensor freed or
+ * reshaped); BT_E_STATE (no tensors added); BT_E_NUMERIC (a gradient, or a
+ * parameter of an adapted tensor, is not finite: nothing changed). */
+BT_API bt_status bt_optim_step(bt_optim *o);
+
+/* Number of steps taken (restored by bt_checkpoint_load), or -1 with
+ * bt_last_error set for a bad handle. */
+BT_API int64_t bt_optim_step_count(const bt_optim *o);
+
+/* The learning rate the NEXT bt_optim_step() applies to group 0 (weights)
+ * or 1 (biases and BatchNorm); -1 with bt_last_error set for a bad handle or
+ * group. */
+BT_API double bt_optim_lr(const bt_optim *o, int32_t group);
+
+/*
+ * Softmax cross-entropy for linear probes and fine-tuning, as
+ * torch.nn.functional.cross_entropy with mean reduction: for logits z [N, K]
+ * and labels y, loss = (1/N) sum_n (log sum_k exp z[n,k] - z[n,y_n]),
+ * computed with a log-sum-exp in double. The forward keeps the softmax for
+ * the backward; its buffers grow to the largest N x K seen and are reused.
+ */
+/* Add every trainable tensor of layer l (the entries of bt_layer_tensor()
+ * with a gradient; buffers such as BatchNorm running statistics are skipped)
+ * with bt_optim_add_tensor(), named as bt_layer_tensor() names them ("weight",
+ * "bias"). The layer must outlive the optimizer. Adding two layers to one
+ * optimizer gives duplicate state names: use bt_optim_add_tensor() with your
+ * own names then. All or nothing: on failure no tensor of l was added.
+ * Returns as bt_optim_add_tensor, plus BT_E_MISUSE for a bad layer handle and
+ * BT_E_STATE when l has no trainable tensor. */
+BT_API bt_status bt_optim_add_layer(bt_optim *o, bt_layer *l);
+
+/* Add every trainable tensor of model m (the entries of bt_model_tensor()
+ * with a gradient), named as in checkpoints ("backbone.conv1.weight", ...),
+ * so the optimizer state is saved as "optim.backbone.conv1.weight.momentum".
+ * Grouped by dimension count as bt_optim_add_tensor(). The model must outlive
+ * the optimizer. All or nothing. */
+BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
+
+typedef struct bt_xent bt_xent;
+
+/* Create a cross-entropy handle. cfg may be NULL; only its "threads" option
+ * is read (NULL: BT_NUM_THREADS or all cores). Returns BT_OK, BT_E_MISUSE,
+ * BT_E_NOMEM. */
+BT_API bt_status bt_xent_create(bt_xent **out, const bt_config *cfg);
+
+/* Release the handle. NULL does nothing. */
+BT_API void bt_xent_free(bt_xent *x);
+
+/* Forward: logits is [N, K] (K >= 1), labels holds N class indices in
+ * [0, K). Writes the mean loss and the number of rows whose label is the
+ * arg-max (top-1) or among the min(5, K) largest logits (top-5); ties go to
+ * the lower class index, as torch.argmax. Any of mean_loss, top1_correct,
+ * top5_correct may be NULL. Returns BT_OK; BT_E_MISUSE (x, logits or labels
+ * NULL / not live); BT_E_SHAPE (logits not 2-D); BT_E_INVALID_ARG (a label
+ * out of range, named with its row); BT_E_NUMERIC (a non-finite logit);
+ * BT_E_NOMEM. On failure the previous forward stays usable. */
+BT_API bt_status bt_xent_forward(bt_xent *x, const bt_tensor *logits, const int32_t *labels,
+                                 double *mean_loss, int64_t *top1_correct, int64_t *top5_correct);
+
+/* Backward of the last forward: overwrites dlogits ([N, K], the forward's
+ * shape) with d(mean loss)/d logits = (softmax(z) - onehot(y)) / N.
+ * Returns BT_OK; BT_E_MISUSE; BT_E_STATE (no forward yet); BT_E_SHAPE. */
+BT_API bt_status bt_xent_backward(bt_xent *x, bt_tensor *dlogits);
 
 /* ------------------------------------------------------------------------ */
 /* Checkpoints (issue: checkpoint)                                         */
 /* ------------------------------------------------------------------------ */
+/*
+ * One safetensors file (docs/checkpoint.md) holds the model's tensors under
+ * the official state_dict names, the optimizer state under "optim." and, in
+ * "__metadata__", the step count, the augmentation RNG state and the library
+ * version. PyTorch loads the model tensors directly; a file written from
+ * PyTorch with only the model's tensors loads with o and a NULL.
+ */
 
-/* (declarations of this section go here) */
+/* Write m (required), o and a (each may be NULL) to path. The write is
+ * atomic: a temporary file in the same directory is written, flushed to disk
+ * and renamed over path, so path always holds either the old or the new file.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_IO (with the path and the system's reason),
+ * BT_E_NOMEM. */
+BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
+
+/* Load path into m (required), o and a (each may be NULL). The whole file is
+ * validated first - every offset, size, dtype and shape, every tensor of m
+ * present, no tensor m lacks (optimizer tensors are ignored when o is NULL),
+ * optimizer state of the same kind when o is given, RNG state when a is given
+ * - and BT_E_FORMAT, with a message naming the file and the tensor, leaves
+ * all three handles unchanged. F32 is read as is; F64 and I64 where every
+ * value converts exactly. Returns BT_OK, BT_E_MISUSE, BT_E_IO, BT_E_FORMAT,
+ * BT_E_NOMEM. */
+BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,7 @@ cc -std=c11 -Wall -Werror "$top/examples/minimal.c" $(pkg-config --cflags --libs
 LD_LIBRARY_PATH="$root/lib" "$tmp/minimal" > "$tmp/out.txt"
 grep -q 'loss.lambda = 0.004' "$tmp/out.txt" || { echo "install: FAIL shared build output"; cat "$tmp/out.txt"; exit 1; }
 # the program really uses the installed shared library
-LD_LIBRARY_PATH="$root/lib" ldd "$tmp/minimal" | grep -q "$root/lib/libbarlow.so.0" \
+LD_LIBRARY_PATH="$root/lib" ldd "$tmp/minimal" | grep "$root/lib/libbarlow.so.0" >/dev/null \
   || { echo "install: FAIL not linked to the installed libbarlow.so.0"; exit 1; }
 cc -std=c11 -Wall -Werror "$top/examples/minimal.c" $(pkg-config --cflags barlow) \
    "$root/lib/libbarlow.a" $(pkg-config --static --libs barlow | sed 's/-lbarlow//') -o "$tmp/minimal-static"

@@ -135,6 +135,15 @@ def case(out, name, block, blocks, widths, in_ch, cifar_stem, proj, n, hw):
         elif key.endswith("running_mean") or key.endswith("running_var"):
             g["buffer." + key] = net.state_dict()[key]
     g["tensor_count"] = len(names)
+    if name == "bottleneck":
+        # A checkpoint written from PyTorch (model tensors only, no metadata, float32 with
+        # int64 num_batches_tracked) and the eval-mode features it must give.
+        import gen_safetensors
+        state = {k: (v if v.dtype == torch.int64 else v.float()) for k, v in net.state_dict().items()}
+        gen_safetensors.save(os.path.join(out, "model_bottleneck_torch.safetensors"), state)
+        net.eval()
+        with torch.no_grad():
+            g["eval_features"] = net.backbone(xs[0])
     golden_io.write(os.path.join(out, "model_%s.bin" % name), g)
     with open(os.path.join(out, "model_%s.names" % name), "w") as f:
         f.write("\n".join(names) + "\n")

@@ -1,0 +1,342 @@
+/* check_checkpoint.c - bt_checkpoint_save / bt_checkpoint_load: round trips, files
+ * written by PyTorch, and malformed files that must leave the model unchanged. */
+#include "barlow.h"
+#include "golden.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/bt_ckpt_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *path(const char *name)
+{
+    static char buf[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static bt_model *make(const char *projector, const char *seed)
+{
+    bt_config *c;
+    bt_model *m;
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "model.arch", "resnet"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "model.blocks", "1-1"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "model.widths", "8-16"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "model.stem", "cifar"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "model.in_channels", "1"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "model.projector", projector), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "seed", seed), BT_OK);
+    ck_assert_msg(bt_model_create(&m, c) == BT_OK, "%s", bt_last_error());
+    bt_config_free(c);
+    return m;
+}
+
+/* One training step so running statistics and num_batches_tracked move. */
+static void step(bt_model *m)
+{
+    bt_tensor *x[2], *z[2];
+    int64_t xs[4] = {4, 1, 12, 12}, zs[2] = {4, bt_model_embed_dim(m)};
+    int v, i;
+    for (v = 0; v < 2; v++) {
+        ck_assert_int_eq(bt_tensor_create(&x[v], 4, xs), BT_OK);
+        ck_assert_int_eq(bt_tensor_create(&z[v], 2, zs), BT_OK);
+        for (i = 0; i < 4 * 144; i++)
+            bt_tensor_data(x[v])[i] = (float)sin(0.1 * i + v);
+    }
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, z), BT_OK);
+    for (v = 0; v < 2; v++) {
+        bt_tensor_free(x[v]);
+        bt_tensor_free(z[v]);
+    }
+}
+
+/* 1 when every tensor of a and b is bit-identical. */
+static int same_tensors(bt_model *a, bt_model *b)
+{
+    int32_t t;
+    if (bt_model_tensor_count(a) != bt_model_tensor_count(b))
+        return 0;
+    for (t = 0; t < bt_model_tensor_count(a); t++) {
+        bt_tensor *va, *vb;
+        bt_model_tensor(a, t, NULL, &va, NULL);
+        bt_model_tensor(b, t, NULL, &vb, NULL);
+        if (bt_tensor_numel(va) != bt_tensor_numel(vb) ||
+            memcmp(bt_tensor_data(va), bt_tensor_data(vb), (size_t)bt_tensor_numel(va) * 4) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+START_TEST(model_round_trip_is_exact)
+{
+    bt_model *a = make("32-16", "0"), *b = make("32-16", "1");
+    bt_tensor *nbt;
+    const char *name;
+    step(a);
+    ck_assert(!same_tensors(a, b));
+    ck_assert_msg(bt_checkpoint_save(path("a.safetensors"), a, NULL, NULL) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert_msg(bt_checkpoint_load(path("a.safetensors"), b, NULL, NULL) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert(same_tensors(a, b));
+    ck_assert_int_eq(bt_model_tensor(b, 5, &name, &nbt, NULL), BT_OK);
+    ck_assert_str_eq(name, "backbone.bn1.num_batches_tracked");
+    ck_assert(bt_tensor_data(nbt)[0] == 2.0f);
+    bt_model_free(a);
+    bt_model_free(b);
+}
+END_TEST
+
+START_TEST(augmentation_state_round_trips)
+{
+    bt_model *m = make("32-16", "0");
+    bt_augment *a, *b;
+    uint64_t seed, calls;
+    ck_assert_int_eq(bt_augment_create(&a, NULL), BT_OK);
+    ck_assert_int_eq(bt_augment_create(&b, NULL), BT_OK);
+    ck_assert_int_eq(bt_augment_set_state(a, 12345678901234ULL, 77), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(path("s.safetensors"), m, NULL, a), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(path("s.safetensors"), m, NULL, b), BT_OK);
+    ck_assert_int_eq(bt_augment_get_state(b, &seed, &calls), BT_OK);
+    ck_assert(seed == 12345678901234ULL && calls == 77);
+    /* a file without augmentation state cannot restore one */
+    ck_assert_int_eq(bt_checkpoint_save(path("m.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(path("m.safetensors"), m, NULL, b), BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "augmentation"));
+    bt_augment_free(a);
+    bt_augment_free(b);
+    bt_model_free(m);
+}
+END_TEST
+
+/* Same formula as gen_model.py's pattern(). */
+static double pattern(uint64_t t, uint64_t i)
+{
+    uint64_t h = (i * 2654435761u + t * 40503u + 12345u) & 0xffffffffu;
+    h = ((h ^ (h >> 13)) * 1274126177u) & 0xffffffffu;
+    h ^= h >> 16;
+    return (double)h / 4294967296.0 - 0.5;
+}
+
+START_TEST(file_written_by_pytorch_loads)
+{
+    bt_config *c;
+    bt_model *m;
+    bt_tensor *x, *f;
+    golden *g = golden_load("model_bottleneck.bin");
+    int64_t n = (int64_t)golden_get(g, "n", NULL, NULL)[0], hw = 33, xs[4], fs[2];
+    int64_t i;
+    double err;
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    bt_config_set(c, "model.arch", "resnet");
+    bt_config_set(c, "model.block", "bottleneck");
+    bt_config_set(c, "model.blocks", "1-2");
+    bt_config_set(c, "model.widths", "8-16");
+    bt_config_set(c, "model.projector", "64-32");
+    ck_assert_int_eq(bt_model_create(&m, c), BT_OK);
+    bt_config_free(c);
+    ck_assert_msg(bt_checkpoint_load("golden/model_bottleneck_torch.safetensors", m, NULL, NULL) ==
+                      BT_OK,
+                  "%s", bt_last_error());
+    xs[0] = n;
+    xs[1] = 3;
+    xs[2] = xs[3] = hw;
+    fs[0] = n;
+    fs[1] = bt_model_feature_dim(m);
+    ck_assert_int_eq(bt_tensor_create(&x, 4, xs), BT_OK);
+    ck_assert_int_eq(bt_tensor_create(&f, 2, fs), BT_OK);
+    for (i = 0; i < bt_tensor_numel(x); i++)
+        bt_tensor_data(x)[i] = (float)(2.0 * pattern(1000, (uint64_t)i));
+    ck_assert_int_eq(bt_model_encode(m, x, f), BT_OK);
+    err = rel_err(bt_tensor_data(f), golden_get(g, "eval_features", NULL, NULL), fs[0] * fs[1]);
+    ck_assert_msg(err <= 1e-4, "eval features after loading PyTorch's file: relative error %g", err);
+    bt_tensor_free(x);
+    bt_tensor_free(f);
+    bt_model_free(m);
+    golden_free(g);
+}
+END_TEST
+
+static void expect_format_error(bt_model *m, const char *file, const char *needle)
+{
+    int32_t t, n = bt_model_tensor_count(m);
+    float **saved = calloc((size_t)n, sizeof *saved);
+    for (t = 0; t < n; t++) { /* snapshot every tensor */
+        bt_tensor *v;
+        bt_model_tensor(m, t, NULL, &v, NULL);
+        saved[t] = malloc((size_t)bt_tensor_numel(v) * 4);
+        memcpy(saved[t], bt_tensor_data(v), (size_t)bt_tensor_numel(v) * 4);
+    }
+    ck_assert_int_eq(bt_checkpoint_load(file, m, NULL, NULL), BT_E_FORMAT);
+    ck_assert_msg(strstr(bt_last_error(), needle) != NULL, "message '%s' lacks '%s'",
+                  bt_last_error(), needle);
+    for (t = 0; t < n; t++) {
+        bt_tensor *v;
+        bt_model_tensor(m, t, NULL, &v, NULL);
+        ck_assert(memcmp(saved[t], bt_tensor_data(v), (size_t)bt_tensor_numel(v) * 4) == 0);
+        free(saved[t]);
+    }
+    free(saved);
+}
+
+START_TEST(malformed_files_leave_the_model_unchanged)
+{
+    bt_model *m = make("32-16", "0"), *other = make("32-8", "3"), *wide = make("32-16-4", "3");
+    FILE *f;
+    char *buf;
+    long size;
+    ck_assert_int_eq(bt_checkpoint_save(path("good.safetensors"), other, NULL, NULL), BT_OK);
+    /* another architecture: a mis-shaped tensor, named */
+    expect_format_error(m, path("good.safetensors"), "projector.3.weight");
+    /* an extra tensor */
+    ck_assert_int_eq(bt_checkpoint_save(path("wide.safetensors"), wide, NULL, NULL), BT_OK);
+    expect_format_error(m, path("wide.safetensors"), "projector");
+    /* a missing tensor: the smaller file lacks what this model has */
+    expect_format_error(wide, path("good.safetensors"), "projector");
+    /* truncated and corrupt copies of a good file */
+    ck_assert_int_eq(bt_checkpoint_save(path("ok.safetensors"), m, NULL, NULL), BT_OK);
+    f = fopen(path("ok.safetensors"), "rb");
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)size);
+    ck_assert_int_eq(fread(buf, 1, (size_t)size, f), size);
+    fclose(f);
+    f = fopen(path("trunc.safetensors"), "wb");
+    fwrite(buf, 1, (size_t)size - 100, f);
+    fclose(f);
+    expect_format_error(m, path("trunc.safetensors"), "trunc.safetensors");
+    buf[12] = '#'; /* inside the JSON header */
+    f = fopen(path("bad.safetensors"), "wb");
+    fwrite(buf, 1, (size_t)size, f);
+    fclose(f);
+    expect_format_error(m, path("bad.safetensors"), "bad.safetensors");
+    free(buf);
+    /* unreadable */
+    ck_assert_int_eq(bt_checkpoint_load(path("missing.safetensors"), m, NULL, NULL), BT_E_IO);
+    ck_assert_int_eq(bt_checkpoint_save("/nonexistent-dir/x.safetensors", m, NULL, NULL), BT_E_IO);
+    ck_assert_int_eq(access("/nonexistent-dir", F_OK), -1);
+    /* misuse */
+    ck_assert_int_eq(bt_checkpoint_save(NULL, m, NULL, NULL), BT_E_MISUSE);
+    ck_assert_int_eq(bt_checkpoint_save(path("x"), NULL, NULL, NULL), BT_E_MISUSE);
+    ck_assert_int_eq(bt_checkpoint_load(path("ok.safetensors"), (bt_model *)(void *)dir, NULL, NULL),
+                     BT_E_MISUSE);
+    bt_model_free(m);
+    bt_model_free(other);
+    bt_model_free(wide);
+}
+END_TEST
+
+static bt_optim *make_optim(bt_model *m, const char *kind)
+{
+    bt_config *c;
+    bt_optim *o;
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "optim.kind", kind), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "optim.batch_size", "256"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "optim.warmup_steps", "2"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "optim.total_steps", "6"), BT_OK);
+    ck_assert_int_eq(bt_optim_create(&o, c), BT_OK);
+    ck_assert_msg(bt_optim_add_model(o, m) == BT_OK, "%s", bt_last_error());
+    bt_config_free(c);
+    return o;
+}
+
+/* Gradients that depend on the step k and on the current weights. */
+static void train_step(bt_model *m, bt_optim *o, int k)
+{
+    int32_t t;
+    for (t = 0; t < bt_model_tensor_count(m); t++) {
+        bt_tensor *v, *g;
+        int64_t i;
+        bt_model_tensor(m, t, NULL, &v, &g);
+        if (!g)
+            continue;
+        for (i = 0; i < bt_tensor_numel(g); i++)
+            bt_tensor_data(g)[i] = (float)(0.01 * sin(0.3 * (double)i + k + t)) +
+                                   0.1f * bt_tensor_data(v)[i];
+    }
+    ck_assert_msg(bt_optim_step(o) == BT_OK, "%s", bt_last_error());
+}
+
+static void resume_case(const char *kind)
+{
+    bt_model *a = make("32-16", "0"), *b = make("32-16", "9");
+    bt_optim *oa = make_optim(a, kind), *ob = make_optim(b, kind);
+    int k;
+    for (k = 0; k < 3; k++)
+        train_step(a, oa, k);
+    ck_assert_int_eq(bt_checkpoint_save(path("r.safetensors"), a, oa, NULL), BT_OK);
+    for (k = 3; k < 6; k++)
+        train_step(a, oa, k);
+    ck_assert_msg(bt_checkpoint_load(path("r.safetensors"), b, ob, NULL) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert_int_eq(bt_optim_step_count(ob), 3);
+    for (k = 3; k < 6; k++)
+        train_step(b, ob, k);
+    ck_assert_int_eq(bt_optim_step_count(ob), bt_optim_step_count(oa));
+    ck_assert_msg(same_tensors(a, b), "%s: resumed run differs", kind);
+    bt_optim_free(oa);
+    bt_optim_free(ob);
+    bt_model_free(a);
+    bt_model_free(b);
+}
+
+START_TEST(resume_is_bit_identical)
+{
+    resume_case("lars");
+    resume_case("sgd");
+    resume_case("adamw");
+}
+END_TEST
+
+START_TEST(optimizer_state_of_another_kind_is_refused)
+{
+    bt_model *m = make("32-16", "0");
+    bt_optim *lars = make_optim(m, "lars"), *adam = make_optim(m, "adamw");
+    ck_assert_int_eq(bt_checkpoint_save(path("o.safetensors"), m, lars, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(path("o.safetensors"), m, adam, NULL), BT_E_FORMAT);
+    /* weights only: the optimizer tensors are skipped */
+    ck_assert_int_eq(bt_checkpoint_load(path("o.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(path("w.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(path("w.safetensors"), m, lars, NULL), BT_E_FORMAT);
+    bt_optim_free(lars);
+    bt_optim_free(adam);
+    bt_model_free(m);
+}
+END_TEST
+
+Suite *checkpoint_suite(void)
+{
+    Suite *s = suite_create("checkpoint");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, model_round_trip_is_exact);
+    tcase_add_test(tc, augmentation_state_round_trips);
+    tcase_add_test(tc, file_written_by_pytorch_loads);
+    tcase_add_test(tc, malformed_files_leave_the_model_unchanged);
+    tcase_add_test(tc, resume_is_bit_identical);
+    tcase_add_test(tc, optimizer_state_of_another_kind_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
