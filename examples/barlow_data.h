@@ -90,6 +90,12 @@ static int data_is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static int file_exists_any(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
 static int data_is_dir(const char *path)
 {
     struct stat st;
@@ -590,7 +596,8 @@ static int data_load(struct dataset *d, const char *kind, const char *path, int 
         char **names = NULL;
         int64_t ncls = 0;
         if (!data_is_dir(path)) {
-            data_fail(err, "%s: no such folder", path);
+            data_fail(err, "%s: %s", path, file_exists_any(path) ? "not a folder of images (name --dataset "
+                      "for a dataset file)" : "no such file or folder");
             return -1;
         }
         if (channels != 1 && channels != 3) {
