@@ -24,6 +24,8 @@ CFLAGS     ?= -O2 -g
 BUILD      ?= build
 BLAS       ?= openblas
 PYTHON     ?= python3
+# Debian's interpreter: the one that sees python3-torch when it is installed
+SYSPYTHON  ?= /usr/bin/python3
 
 # Version, read from the header as zstd does.
 VERSION_MAJOR := $(shell sed -n 's/^\#define BT_VERSION_MAJOR  *\([0-9]*\).*/\1/p' include/barlow.h)
@@ -69,7 +71,8 @@ TEST_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Wno-missing-prototyp
 BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c)))
+EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c))) \
+                $(patsubst examples/%.cpp,$(BUILD)/examples/%,$(sort $(wildcard examples/*.cpp)))
 EXAMPLE_LIBS_augment_grid := -lz
 # Extra link flags per example: the barlow command reads gzip (zlib) and images (Debian's libstb).
 EXAMPLE_LIBS_barlow := -lz -lstb
@@ -105,7 +108,10 @@ examples: $(EXAMPLES)
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
 	$(CC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_$*) $(LDFLAGS)
 
-$(BUILD)/examples/barlow: $(wildcard examples/barlow_*.h)
+$(BUILD)/examples/%: examples/%.cpp $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
+	$(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Iinclude $(CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
+
+$(BUILD)/examples/barlow: $(wildcard examples/barlow_*.h) examples/fast_blas.h
 
 # ---- tests ------------------------------------------------------------------
 
@@ -130,6 +136,8 @@ check: deps
 	$(BUILD)/examples/list_options | diff -u docs/options.md - && echo "docs: options.md is current"
 	bash tests/install_test.sh
 	$(PYTHON) tests/python/smoke.py $(BUILD)/$(SHARED)
+	$(SYSPYTHON) tests/python/torch_interop.py $(BUILD)/$(SHARED)
+	BUILD=$(BUILD) bash tests/examples_test.sh
 	$(MAKE) run-tests
 
 run-tests: $(BUILD)/tests/runner
@@ -183,16 +191,13 @@ bench: all
 	@for b in $(BENCHES); do echo; $$b || exit 1; done
 
 # The main job: Barlow Twins on Fashion-MNIST for a fixed time budget, then the linear probe
-# and kNN beside a random-init encoder and raw pixels (docs/results.md). Debian's OpenBLAS
-# 0.3.21 does not recognise recent AVX-512 Xeons and falls back to slow generic kernels: on a
-# CPU with AVX-512 the demo asks for the SkylakeX ones (an OPENBLAS_CORETYPE you set wins).
+# and kNN beside a random-init encoder and raw pixels (docs/results.md). The command picks
+# OpenBLAS's fast kernels itself (examples/fast_blas.h).
 DEMO_FLAGS ?= --minutes 10
 demo:
 	@bash .ci/deps.sh demo
 	$(MAKE) all
 	rm -rf $(BUILD)/demo
-	ct=$${OPENBLAS_CORETYPE:-$$(grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo SkylakeX)}; \
-	if [ -n "$$ct" ]; then export OPENBLAS_CORETYPE=$$ct; fi; \
 	$(BUILD)/examples/barlow pretrain --out $(BUILD)/demo $(DEMO_FLAGS)
 
 clean:

@@ -34,6 +34,7 @@
 
 #include "barlow_data.h"
 #include "barlow_probe.h"
+#include "fast_blas.h"
 
 #define DEFAULT_FMNIST "/usr/share/datasets/fashion-mnist"
 #define MAX_SETS 256
@@ -1433,6 +1434,7 @@ int main(int argc, char **argv)
 {
     struct args a;
     parse_args(argc, argv, &a);
+    fast_blas_reexec(argv); /* after parsing: usage errors need no second start */
     if (bt_version_number() != BT_VERSION_NUMBER)
         fprintf(stderr, "%s: warning: built against libbarlow %d, running %d\n", g_cmd, BT_VERSION_NUMBER,
                 bt_version_number());

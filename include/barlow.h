@@ -210,7 +210,124 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
 /* Layers (issue: layers)                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* (declarations of this section go here) */
+/*
+ * Standalone building blocks with PyTorch's semantics: nn.Conv2d, nn.Linear,
+ * nn.BatchNorm1d/2d, nn.ReLU, nn.MaxPool2d and global average pooling. Each
+ * layer owns its parameters, buffers and their gradients (bt_layer_tensor),
+ * initialised at creation as PyTorch's reset_parameters() does, drawn from
+ * seed 0 of libbarlow's counter-based generator (bt_layer_reset_parameters
+ * draws again from another seed; the values are not PyTorch's own draws).
+ *
+ * Forward and backward: bt_layer_forward() computes y from x and remembers
+ * what backward needs; bt_layer_backward() then gives the input gradient and
+ * ADDS the parameter gradients to the gradient tensors (until
+ * bt_layer_zero_grad()). The forward COPIES x into the layer, so the caller
+ * may free or overwrite x (and y may be the same tensor as x) before
+ * backward. Output tensors are created by the caller with exactly the shape
+ * bt_layer_output_shape() gives; a wrong shape is BT_E_SHAPE with a message
+ * giving the expected and actual shapes.
+ *
+ * Threads: each layer uses the thread count of BT_NUM_THREADS, or all cores,
+ * read at creation (bt_layer_set_threads changes it): OpenMP for element-wise
+ * loops, the BLAS's threads for GEMMs, never both at once. Results are
+ * deterministic for a given thread count.
+ */
+
+/* nn.Conv2d(in_ch, out_ch, kernel, stride, pad, bias): square kernel, groups
+ * 1, dilation 1. Input [N, in_ch, H, W], output [N, out_ch, Ho, Wo] with
+ * Ho = (H + 2*pad - kernel)/stride + 1 (floor). Tensors: "weight"
+ * [out_ch, in_ch, kernel, kernel], then "bias" [out_ch] when bias is 1; both
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_ch*kernel*kernel.
+ * Returns BT_OK, BT_E_MISUSE (out NULL), BT_E_INVALID_ARG (a size < 1,
+ * pad < 0, bias not 0/1), BT_E_NOMEM. */
+BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t out_ch,
+                                        int32_t kernel, int32_t stride, int32_t pad, int32_t bias);
+
+/* nn.Linear(in_features, out_features, bias): x [N, in_features] ->
+ * [N, out_features]. Tensors "weight" [out_features, in_features] and "bias"
+ * [out_features] (when bias is 1), U(-1/sqrt(in_features), 1/sqrt(in_features)).
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_NOMEM. */
+BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features,
+                                        int32_t out_features, int32_t bias);
+
+/* nn.BatchNorm1d/2d(channels, eps, momentum, affine), track_running_stats on.
+ * Input [N, C], [N, C, L] or [N, C, H, W]. Training: normalise with the
+ * batch's mean and biased variance; update running_mean and running_var
+ * (with the UNBIASED batch variance) as (1-momentum)*running + momentum*batch;
+ * num_batches_tracked += 1. Training needs more than one value per channel
+ * (else BT_E_SHAPE). Eval (training 0): the running statistics. Tensors, in
+ * PyTorch's order: "weight" (1) and "bias" (0) [C] when affine is 1, then the
+ * buffers "running_mean" (0), "running_var" (1) [C] and "num_batches_tracked"
+ * [1] (a count stored as float), whose grad is NULL. eps > 0, momentum in [0, 1].
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_NOMEM. */
+BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, double eps,
+                                           double momentum, int32_t affine);
+
+/* nn.ReLU: any shape; no tensors. The gradient is 0 where x <= 0. */
+BT_API bt_status bt_layer_relu_create(bt_layer **out);
+
+/* nn.MaxPool2d(kernel, stride, pad): [N, C, H, W] -> [N, C, Ho, Wo], floor
+ * mode, padding never wins; pad must be at most kernel/2 (BT_E_INVALID_ARG).
+ * Ties go to the first maximum in scan order, as in PyTorch. No tensors. */
+BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32_t stride,
+                                           int32_t pad);
+
+/* Global average pooling: [N, C, H, W] -> [N, C] (nn.AdaptiveAvgPool2d(1)
+ * then flatten). No tensors. */
+BT_API bt_status bt_layer_avgpool_create(bt_layer **out);
+
+/* Release a layer with its tensors (which become invalid). NULL does nothing. */
+BT_API void bt_layer_free(bt_layer *l);
+
+/* The output shape for an input of shape in_shape[0..ndim-1]: *out_ndim and
+ * out_shape[0..*out_ndim-1] (out_shape must hold BT_TENSOR_MAX_DIMS values).
+ * Returns BT_OK, BT_E_MISUSE (NULL), BT_E_INVALID_ARG (bad shape),
+ * BT_E_SHAPE (the layer cannot take this input; the message says why). */
+BT_API bt_status bt_layer_output_shape(const bt_layer *l, int32_t ndim, const int64_t *in_shape,
+                                       int32_t *out_ndim, int64_t *out_shape);
+
+/* y = layer(x), in training mode when training is non-zero (only batchnorm
+ * differs). x is copied into the layer (see above); y must have the output
+ * shape and is overwritten. Batchnorm in training updates its running
+ * statistics. Returns BT_OK, BT_E_MISUSE (bad handle), BT_E_SHAPE (x does
+ * not fit the layer, or y has the wrong shape), BT_E_NOMEM; on failure
+ * nothing changed, including what a pending backward would use. */
+BT_API bt_status bt_layer_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int32_t training);
+
+/* Backward of the last forward: dy has the forward's output shape; dx, when
+ * not NULL, receives the input gradient (overwritten; it must not overlap dy
+ * except for relu, where dx may be dy). Parameter gradients ACCUMULATE.
+ * May be called more than once per forward (each call adds again).
+ * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no forward yet), BT_E_SHAPE (dy or
+ * dx shape differs from the forward's), BT_E_INVALID_ARG (dx overlaps dy). */
+BT_API bt_status bt_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
+
+/* Number of parameter and buffer tensors (0 for relu and pooling), or -1
+ * with bt_last_error set for a bad handle. */
+BT_API int32_t bt_layer_tensor_count(const bt_layer *l);
+
+/* Tensor i (0 <= i < count) with its PyTorch name ("weight", "bias",
+ * "running_mean", "running_var", "num_batches_tracked"), its value and its
+ * gradient (NULL for buffers). All borrowed: owned by the layer, valid until
+ * bt_layer_free, never to be passed to bt_tensor_free. Values and gradients
+ * may be read and written. Any of name, value, grad may be NULL.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (i out of range). */
+BT_API bt_status bt_layer_tensor(bt_layer *l, int32_t i, const char **name, bt_tensor **value,
+                                 bt_tensor **grad);
+
+/* Set every parameter gradient to zero. Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_layer_zero_grad(bt_layer *l);
+
+/* Extension: the number of threads this layer uses (0 = BT_NUM_THREADS, or
+ * all cores). Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (n < 0 or > 1024). */
+BT_API bt_status bt_layer_set_threads(bt_layer *l, int32_t n);
+
+/* Extension: re-initialise parameters and buffers as PyTorch's
+ * reset_parameters() (distributions above; batchnorm: weight 1, bias 0,
+ * running_mean 0, running_var 1, num_batches_tracked 0) with values drawn
+ * from `seed`: the same seed gives the same values on every machine and
+ * thread count. Gradients are unchanged. Returns BT_OK or BT_E_MISUSE. */
+BT_API bt_status bt_layer_reset_parameters(bt_layer *l, uint64_t seed);
 
 /* ------------------------------------------------------------------------ */
 /* Model (issue: model)                                                    */
@@ -295,8 +412,106 @@ BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 /* ------------------------------------------------------------------------ */
 /* Loss (issue: loss)                                                      */
 /* ------------------------------------------------------------------------ */
+/*
+ * The Barlow Twins loss of two embeddings za, zb of shape [N, D] (N >= 2,
+ * finite values), exactly as the official implementation computes it:
+ *
+ *   A, B  = za, zb each batch-normalised per column without affine (biased
+ *           variance over the N rows, eps 1e-5), as BatchNorm1d(D,
+ *           affine=False) in training mode
+ *   C     = A^T B / N                                         [D, D]
+ *   on    = sum_i (1 - C_ii)^2,   off = sum_{i != j} C_ij^2
+ *   loss  = scale * (on + lambda * off)
+ *
+ * Options read at creation: "loss.lambda" (0.0051), "loss.scale" (1),
+ * "loss.mode", "loss.temperature" (0.1, xent only) and "threads". Modes (the
+ * paper's Table 5 ablations):
+ *   barlow           the loss above (default)
+ *   invariance_only  loss = scale * on
+ *   redundancy_only  loss = scale * lambda * off
+ *   feature_norm     as barlow, but A, B normalise each ROW over the D
+ *                    features instead of each column over the batch:
+ *                    A[n,:] = (za[n,:] - mean_j za[n,j]) / sqrt(var_j za[n,j]
+ *                    + 1e-5) (biased variance), likewise B; then C = A^T B / N
+ *                    and the same on/off terms. (The paper names this
+ *                    "normalization along feature dimension"; this is the
+ *                    library's reading of it: a LayerNorm without affine.)
+ *   xent             C as in barlow, tau = loss.temperature:
+ *                    on  = -log sum_i exp(C_ii / tau)
+ *                    off = log sum_i sum_{j != i} exp(max(C_ij, 0) / tau)
+ *                    loss = scale * (on + lambda * off)
+ *
+ * Two exact computation paths, chosen per forward: the D x D path forms C
+ * (3 GEMMs of N x D x D per forward+backward); the Gram path never forms C
+ * but the N x N matrices A A^T and B B^T (cost O(N^2 D), memory O(N^2)).
+ * BT_LOSS_PATH_AUTO (default) uses D x D when D <= N and Gram when D > N;
+ * xent always uses D x D (its exponentials need every C_ij). Both paths give
+ * the same loss (to ~1e-8) and gradients (to < 1e-5 relative to the largest
+ * entry; ~5e-6 at N=64, D=8192, less for larger N) and match PyTorch in
+ * float64 to < 1e-5. Arithmetic: float32 storage and SGEMM, every statistic
+ * and sum accumulated in double; deterministic for a given thread count.
+ *
+ * The handle keeps the normalised views of the last successful forward (2 N D
+ * floats) plus C (D^2 floats) or the Gram matrices (2 N^2 floats); buffers
+ * are reused while the shape stays, so only the first call at a shape
+ * allocates. Threads: the "threads" option (or BT_NUM_THREADS, or all
+ * cores) for OpenMP loops and the BLAS.
+ */
 
-/* (declarations of this section go here) */
+#define BT_LOSS_PATH_AUTO 0 /* D x D when D <= N, else Gram */
+#define BT_LOSS_PATH_DXD 1  /* form C = A^T B / N */
+#define BT_LOSS_PATH_GRAM 2 /* N x N Gram matrices, no D x D matrix */
+
+/* Create a loss from cfg's "loss.*" options and "threads"; cfg NULL means
+ * every default. cfg may be freed right after. *out is NULL on failure.
+ * Returns BT_OK, BT_E_MISUSE (out NULL, cfg not a live config), BT_E_NOMEM. */
+BT_API bt_status bt_loss_create(bt_loss **out, const bt_config *cfg);
+
+/* Release a loss and its buffers. NULL does nothing. */
+BT_API void bt_loss_free(bt_loss *l);
+
+/* Compute the loss of za, zb (both [N, D], same shape, N >= 2, all finite;
+ * only read) into *loss, and keep what the backward needs. On any error the
+ * handle is unchanged: bt_loss_backward, bt_loss_terms and
+ * bt_loss_correlation still refer to the last successful forward.
+ * Returns BT_OK, BT_E_MISUSE (NULL or bad handle, loss NULL), BT_E_SHAPE
+ * (ndim != 2, shapes differ, N < 2, N or D >= 2^31), BT_E_NUMERIC (a NaN or
+ * infinity in za or zb; the message gives its index), BT_E_NOMEM. */
+BT_API bt_status bt_loss_forward(bt_loss *l, const bt_tensor *za, const bt_tensor *zb,
+                                 double *loss);
+
+/* Write dloss/dza into dza and dloss/dzb into dzb (both [N, D] as the last
+ * successful forward; OVERWRITTEN, not accumulated; distinct memory), through
+ * the normalisation. May be called more than once per forward.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no successful forward yet),
+ * BT_E_SHAPE, BT_E_INVALID_ARG (dza and dzb share their data). */
+BT_API bt_status bt_loss_backward(bt_loss *l, bt_tensor *dza, bt_tensor *dzb);
+
+/* The raw terms of the last successful forward, before lambda and scale:
+ * barlow-type modes sum_i (1 - C_ii)^2 and sum_{i != j} C_ij^2 (both are
+ * computed whatever the mode); xent -log sum_i exp(C_ii / tau) and
+ * log sum_{i != j} exp(max(C_ij, 0) / tau). Either pointer may be NULL.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no successful forward yet). */
+BT_API bt_status bt_loss_terms(const bt_loss *l, double *on_diag, double *off_diag);
+
+/* Extension: choose the computation path of the following forwards
+ * (BT_LOSS_PATH_AUTO, _DXD or _GRAM); the last forward is not affected.
+ * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (unknown path),
+ * BT_E_UNSUPPORTED (_GRAM with loss.mode xent). */
+BT_API bt_status bt_loss_set_path(bt_loss *l, int32_t path);
+
+/* Extension: the path the last successful forward used (BT_LOSS_PATH_DXD or
+ * BT_LOSS_PATH_GRAM), BT_LOSS_PATH_AUTO (0) before any, -1 (with
+ * bt_last_error set) for a bad handle. */
+BT_API int32_t bt_loss_path(const bt_loss *l);
+
+/* Extension: the cross-correlation matrix C of the last successful forward,
+ * or its leading block: c must be a caller-created [k, k] tensor, 1 <= k <= D,
+ * and receives C[0..k, 0..k] (diagonal as the terms use it). Works on either
+ * path (the Gram path computes the block from the kept normalised views: 2 N
+ * k^2 flops). A full C is D^2 floats (256 MB for D = 8192); a block suits
+ * pictures. Returns BT_OK, BT_E_MISUSE, BT_E_STATE, BT_E_SHAPE. */
+BT_API bt_status bt_loss_correlation(bt_loss *l, bt_tensor *c);
 
 /* ------------------------------------------------------------------------ */
 /* Augmentation (issue: augment)                                           */

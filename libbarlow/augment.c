@@ -427,7 +427,7 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
         return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
     for (v = 0; v < nviews; v++) {
         const struct bti_aug_view *vw = &a->view[v ? 1 : 0];
-        char arg[16];
+        char arg[32];
         snprintf(arg, sizeof arg, "out[%d]", (int)v);
         if ((st = check_out(fn, arg, out[v], n, channels, vw->size)) != BT_OK)
             return st;

@@ -881,7 +881,7 @@ BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor 
     want[0] = m->batch;
     want[1] = m->embed_dim;
     for (v = 0; v < nviews; v++) {
-        char arg[16];
+        char arg[32];
         snprintf(arg, sizeof arg, "dz[%d]", (int)v);
         if ((st = bti_check(dz[v], BTI_KIND_TENSOR, fn, arg)) != BT_OK)
             return st;

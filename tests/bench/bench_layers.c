@@ -1,0 +1,295 @@
+/* bench_layers.c - forward + backward of each layer at the shapes of a CIFAR
+ * ResNet-18 (batch 64) and of a 28x28 one-channel small ResNet (widths
+ * 16-32-64, batch 256), through the private API the model uses (no copy of x).
+ *
+ * Convolutions and linear layers: GFLOP/s of forward + both backward GEMMs, and
+ * the ratio to a square cblas_sgemm of the same FLOPs (capped at 2048^3)
+ * measured in the same run with the same threads. Element-wise layers: GB/s of
+ * their minimal memory traffic, next to a memcpy measured in the same run.
+ * When /usr/bin/python3 imports torch, tests/bench/bench_layers.py times the
+ * same layers with the same thread count and the ratio is printed.
+ *
+ * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 5),
+ * BENCH_FILTER (substring of the case names to run), BENCH_CHUNK (conv2d GEMM
+ * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin). */
+#include "bench_util.h"
+#include "layer.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <unistd.h>
+
+struct bcase {
+    const char *net;  /* "cifar18" or "small28" */
+    const char *name; /* human name */
+    char spec[96];    /* "kind:args" shared with the python twin */
+    double ms, torch_ms, gflops, gbs, ref;
+};
+
+static struct bcase cases[64];
+static int ncases;
+
+static void add(const char *net, const char *name, const char *spec)
+{
+    struct bcase *c = &cases[ncases++];
+    c->net = net;
+    c->name = name;
+    snprintf(c->spec, sizeof c->spec, "%s", spec);
+    c->torch_ms = -1;
+}
+
+static void define_cases(void)
+{
+    /* CIFAR ResNet-18 (3x3 stem, no max-pool), batch 64 */
+    add("cifar18", "conv1 3->64 3x3 @32", "conv:64,3,32,32,64,3,1,1");
+    add("cifar18", "layer1 64->64 3x3 @32", "conv:64,64,32,32,64,3,1,1");
+    add("cifar18", "layer2 64->128 3x3 s2 @32", "conv:64,64,32,32,128,3,2,1");
+    add("cifar18", "layer2 128->128 3x3 @16", "conv:64,128,16,16,128,3,1,1");
+    add("cifar18", "layer2 down 1x1 s2 64->128", "conv:64,64,32,32,128,1,2,0");
+    add("cifar18", "layer3 128->256 3x3 s2 @16", "conv:64,128,16,16,256,3,2,1");
+    add("cifar18", "layer3 256->256 3x3 @8", "conv:64,256,8,8,256,3,1,1");
+    add("cifar18", "layer4 256->512 3x3 s2 @8", "conv:64,256,8,8,512,3,2,1");
+    add("cifar18", "layer4 512->512 3x3 @4", "conv:64,512,4,4,512,3,1,1");
+    add("cifar18", "layer4 down 1x1 s2 256->512", "conv:64,256,8,8,512,1,2,0");
+    add("cifar18", "bn 64 @32", "bn:64,64,32,32");
+    add("cifar18", "bn 512 @4", "bn:64,512,4,4");
+    add("cifar18", "relu 64x64x32x32", "relu:64,64,32,32");
+    add("cifar18", "maxpool 3x3 s2 64x64x32x32", "maxpool:64,64,32,32,3,2,1");
+    add("cifar18", "avgpool 512x4x4", "avgpool:64,512,4,4");
+    add("cifar18", "projector linear 512->2048", "linear:64,512,2048");
+    add("cifar18", "projector bn1d 2048", "bn:64,2048,1,1");
+    /* 28x28 one-channel small ResNet, widths 16-32-64, batch 256 */
+    add("small28", "conv1 1->16 3x3 @28", "conv:256,1,28,28,16,3,1,1");
+    add("small28", "layer1 16->16 3x3 @28", "conv:256,16,28,28,16,3,1,1");
+    add("small28", "layer2 16->32 3x3 s2 @28", "conv:256,16,28,28,32,3,2,1");
+    add("small28", "layer2 32->32 3x3 @14", "conv:256,32,14,14,32,3,1,1");
+    add("small28", "layer2 down 1x1 s2 16->32", "conv:256,16,28,28,32,1,2,0");
+    add("small28", "layer3 32->64 3x3 s2 @14", "conv:256,32,14,14,64,3,2,1");
+    add("small28", "layer3 64->64 3x3 @7", "conv:256,64,7,7,64,3,1,1");
+    add("small28", "bn 16 @28", "bn:256,16,28,28");
+    add("small28", "relu 256x16x28x28", "relu:256,16,28,28");
+}
+
+static int parse(const char *spec, char *kind, int64_t *a)
+{
+    const char *p = strchr(spec, ':');
+    int n = 0;
+    memcpy(kind, spec, (size_t)(p - spec));
+    kind[p - spec] = '\0';
+    for (p++; *p && n < 8; n++) {
+        char *end;
+        a[n] = strtoll(p, &end, 10);
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+static void fill(bt_tensor *t, uint32_t seed)
+{
+    int64_t i;
+    for (i = 0; i < t->numel; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        t->data[i] = (float)((seed >> 8) * (1.0 / 16777216.0) - 0.5);
+    }
+}
+
+static double sgemm_rate(double flops)
+{
+    static double cache_s[16], cache_r[16];
+    static int nc;
+    int s = (int)(cbrt(flops / 2.0) / 64.0 + 0.5) * 64, i;
+    double t;
+    if (s < 128)
+        s = 128;
+    if (s > 2048)
+        s = 2048;
+    for (i = 0; i < nc; i++)
+        if (cache_s[i] == s)
+            return cache_r[i];
+    t = bench_sgemm_seconds(s, s, s, s >= 1536 ? 3 : 5);
+    if (nc < 16) {
+        cache_s[nc] = s;
+        cache_r[nc++] = 2.0 * s * s * (double)s / t * 1e-9;
+    }
+    return 2.0 * s * s * (double)s / t * 1e-9;
+}
+
+static double memcpy_gbs(int threads)
+{
+    const int64_t n = 16 << 20;
+    float *a = bti_alloc((size_t)n * 4), *b = bti_alloc((size_t)n * 4);
+    double t[5];
+    int r;
+    memset(a, 1, (size_t)n * 4);
+    memset(b, 0, (size_t)n * 4);
+    for (r = 0; r < 5; r++) {
+        double t0 = bench_now();
+        int64_t i;
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (i = 0; i < n; i += 1 << 16)
+            memcpy(b + i, a + i, (size_t)(1 << 16) * 4);
+        t[r] = bench_now() - t0;
+    }
+    bti_free(a);
+    bti_free(b);
+    return 2.0 * 4 * n / bench_median(t, 5) * 1e-9;
+}
+
+static void run_case(struct bcase *c, int threads, int reps)
+{
+    char kind[16];
+    int64_t a[8], xs[4], ys[4];
+    int32_t xnd = 4, ynd;
+    bt_layer *l = NULL;
+    bt_tensor *x = NULL, *y = NULL, *dy = NULL, *dx = NULL;
+    double t[64], flops = 0, bytes = 0;
+    int r;
+    parse(c->spec, kind, a);
+    if (!strcmp(kind, "conv")) {
+        bti_layer_conv2d_new(&l, (int)a[1], (int)a[4], (int)a[5], (int)a[6], (int)a[7], 0, "bench");
+    } else if (!strcmp(kind, "bn")) {
+        bti_layer_batchnorm_new(&l, (int)a[1], 1e-5, 0.1, 1, "bench");
+        if (a[2] * a[3] == 1)
+            xnd = 2;
+    } else if (!strcmp(kind, "relu")) {
+        bti_layer_relu_new(&l, "bench");
+    } else if (!strcmp(kind, "maxpool")) {
+        bti_layer_maxpool2d_new(&l, (int)a[4], (int)a[5], (int)a[6], "bench");
+    } else if (!strcmp(kind, "avgpool")) {
+        bti_layer_avgpool_new(&l, "bench");
+    } else {
+        bti_layer_linear_new(&l, (int)a[1], (int)a[2], 1, "bench");
+        xnd = 2;
+    }
+    memcpy(xs, a, sizeof xs);
+    bti_layer_set_threads(l, threads);
+    if (getenv("BENCH_CHUNK")) /* conv2d GEMM columns per chunk, for tuning */
+        bti_layer_conv2d_set_chunk(l, atoll(getenv("BENCH_CHUNK")));
+    if (getenv("BENCH_CONV_MODE")) /* 1 chunked GEMM on BLAS threads, 2 images on OpenMP threads */
+        bti_layer_conv2d_set_mode(l, atoi(getenv("BENCH_CONV_MODE")));
+    bti_layer_output_shape(l, xnd, xs, &ynd, ys);
+    bt_tensor_create(&x, xnd, xs);
+    bt_tensor_create(&dx, xnd, xs);
+    bt_tensor_create(&y, ynd, ys);
+    bt_tensor_create(&dy, ynd, ys);
+    fill(x, 1);
+    fill(dy, 2);
+    if (reps > 63)
+        reps = 63;
+    for (r = 0; r <= reps; r++) {
+        double t0 = bench_now();
+        if (bti_layer_forward(l, x, y, 1, 1) != BT_OK || bti_layer_backward(l, dy, dx) != BT_OK) {
+            printf("%s: %s\n", c->name, bt_last_error());
+            exit(1);
+        }
+        t[r] = bench_now() - t0;
+    }
+    c->ms = 1e3 * bench_median(t + 1, reps); /* the first call sizes the buffers */
+    if (!strcmp(kind, "conv"))
+        flops = 3.0 * 2.0 * (double)ys[1] * (double)(a[1] * a[5] * a[5]) * (double)ys[0] *
+                (double)(ys[2] * ys[3]);
+    else if (!strcmp(kind, "linear"))
+        flops = 3.0 * 2.0 * (double)a[0] * (double)a[1] * (double)a[2];
+    else /* forward reads x, writes y; backward reads x (or y) and dy, writes dx */
+        bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel);
+    if (flops > 0) {
+        c->gflops = flops / (c->ms * 1e-3) * 1e-9;
+        c->ref = sgemm_rate(flops);
+    } else {
+        c->gbs = bytes / (c->ms * 1e-3) * 1e-9;
+    }
+    bt_tensor_free(x);
+    bt_tensor_free(y);
+    bt_tensor_free(dx);
+    bt_tensor_free(dy);
+    bti_layer_destroy(l);
+}
+
+static void run_torch(int threads, int reps, const char *filter)
+{
+    char cmd[8192];
+    FILE *p;
+    char line[256];
+    int i, len;
+    if (getenv("BENCH_NO_TORCH"))
+        return;
+    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0 ||
+        access("tests/bench/bench_layers.py", R_OK) != 0) {
+        printf("PyTorch: not available (no /usr/bin/python3 with torch); skipped\n");
+        return;
+    }
+    len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/bench/bench_layers.py %d %d", threads,
+                   reps);
+    for (i = 0; i < ncases; i++)
+        if (!filter || strstr(cases[i].name, filter))
+            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", cases[i].spec);
+    p = popen(cmd, "r");
+    if (!p)
+        return;
+    while (fgets(line, sizeof line, p)) {
+        char spec[96];
+        double ms;
+        if (sscanf(line, "%95s %lf", spec, &ms) != 2)
+            continue;
+        for (i = 0; i < ncases; i++)
+            if (!strcmp(cases[i].spec, spec))
+                cases[i].torch_ms = ms;
+    }
+    pclose(p);
+    {
+        char ver[64] = "?";
+        p = popen("/usr/bin/python3 -c 'import torch; print(torch.__version__)'", "r");
+        if (p) {
+            if (fgets(ver, sizeof ver, p))
+                ver[strcspn(ver, "\n")] = '\0';
+            pclose(p);
+        }
+        printf("PyTorch %s, torch.set_num_threads(%d)\n", ver, threads);
+    }
+}
+
+int main(void)
+{
+    int threads = bti_threads_resolve(NULL), reps = 5, i;
+    const char *filter = getenv("BENCH_FILTER"), *net = "";
+    double mem;
+    if (getenv("BENCH_REPS"))
+        reps = atoi(getenv("BENCH_REPS"));
+    if (reps < 1)
+        reps = 1;
+    bench_header("layers: forward + backward (input and parameter gradients)");
+    printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest), median of %d runs; the\n"
+           "machine is shared, so expect noise of 10-30%%\n", threads, reps);
+    define_cases();
+    for (i = 0; i < ncases; i++)
+        if (!filter || strstr(cases[i].name, filter))
+            run_case(&cases[i], threads, reps);
+    mem = memcpy_gbs(threads);
+    run_torch(threads, reps, filter);
+    printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
+    printf("%-30s %10s %9s %8s %10s %9s %9s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",
+           "torch ms", "torch/us");
+    for (i = 0; i < ncases; i++) {
+        struct bcase *c = &cases[i];
+        if (filter && !strstr(c->name, filter))
+            continue;
+        if (strcmp(net, c->net)) {
+            net = c->net;
+            printf("-- %s\n", !strcmp(net, "cifar18") ? "CIFAR ResNet-18, batch 64"
+                                                        : "28x28x1 small ResNet 16-32-64, batch 256");
+        }
+        printf("%-30s %10.3f ", c->name, c->ms);
+        if (c->gflops > 0)
+            printf("%9.1f %7.0f%% %10s ", c->gflops, 100.0 * c->gflops / c->ref, "");
+        else
+            printf("%9s %8s %10.1f ", "", "", c->gbs);
+        if (c->torch_ms > 0)
+            printf("%9.3f %9.2f\n", c->torch_ms, c->torch_ms / c->ms);
+        else
+            printf("%9s %9s\n", "-", "-");
+    }
+    printf("(/sgemm: rate relative to a square sgemm of the same FLOPs, capped at 2048^3, in this "
+           "run;\n torch/us > 1 means libbarlow is faster)\n");
+    return 0;
+}

@@ -1,0 +1,62 @@
+"""PyTorch twin of bench_layers.c: the same layers at the same shapes, forward +
+backward (input gradient and parameter gradients), median milliseconds.
+
+Usage: bench_layers.py THREADS REPS CASE... where CASE is the C benchmark's
+description "kind:args" (conv:N,C,H,W,Co,k,s,p  bn:N,C,H,W  relu:N,C,H,W
+maxpool:N,C,H,W,k,s,p  avgpool:N,C,H,W  linear:N,in,out). Prints one line
+"CASE ms" per case."""
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+
+def build(case):
+    kind, args = case.split(":")
+    a = [int(v) for v in args.split(",")]
+    if kind == "conv":
+        n, c, h, w, co, k, s, p = a
+        return nn.Conv2d(c, co, k, stride=s, padding=p, bias=False), (n, c, h, w)
+    if kind == "bn":
+        n, c, h, w = a
+        if h * w == 1:
+            return nn.BatchNorm1d(c), (n, c)
+        return nn.BatchNorm2d(c), (n, c, h, w)
+    if kind == "relu":
+        return nn.ReLU(), tuple(a)
+    if kind == "maxpool":
+        n, c, h, w, k, s, p = a
+        return nn.MaxPool2d(k, s, p), (n, c, h, w)
+    if kind == "avgpool":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), tuple(a)
+    if kind == "linear":
+        n, fin, fout = a
+        return nn.Linear(fin, fout, bias=True), (n, fin)
+    raise ValueError(case)
+
+
+def main():
+    threads, reps = int(sys.argv[1]), int(sys.argv[2])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for case in sys.argv[3:]:
+        m, shape = build(case)
+        m.train()
+        x = torch.randn(*shape, requires_grad=True)
+        y = m(x)
+        dy = torch.randn_like(y)
+        times = []
+        for r in range(reps + 1):
+            t0 = time.perf_counter()
+            y = m(x)
+            y.backward(dy)
+            t = time.perf_counter() - t0
+            if r:
+                times.append(t)
+        times.sort()
+        print("%s %.4f" % (case, 1e3 * times[len(times) // 2]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""A checkpoint written by libbarlow loads into the matching PyTorch module with
+strict=True and gives the same eval-mode features (run by make check when
+/usr/bin/python3 has PyTorch; skipped otherwise).
+Usage: /usr/bin/python3 tests/python/torch_interop.py build/libbarlow.so.X.Y.Z"""
+import ctypes
+import os
+import sys
+import tempfile
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "golden"))
+try:
+    import numpy as np
+    import torch
+    from torchvision.models.resnet import BasicBlock
+except ImportError:
+    print("torch-interop: skipped (no PyTorch for this interpreter)")
+    sys.exit(0)
+import gen_safetensors  # noqa: E402
+from gen_model import Net  # noqa: E402
+
+lib = ctypes.CDLL(sys.argv[1])
+lib.bt_last_error.restype = ctypes.c_char_p
+lib.bt_tensor_data.restype = ctypes.POINTER(ctypes.c_float)
+lib.bt_tensor_data.argtypes = [ctypes.c_void_p]
+P = ctypes.c_void_p
+
+
+def ok(status, what):
+    if status != 0:
+        print("torch-interop: FAIL", what, lib.bt_last_error().decode())
+        sys.exit(1)
+
+
+def tensor(*shape):
+    t = P()
+    ok(lib.bt_tensor_create(ctypes.byref(t), len(shape), (ctypes.c_int64 * len(shape))(*shape)), "tensor")
+    return t
+
+
+def fill(t, a):
+    a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+    ctypes.memmove(lib.bt_tensor_data(t), a.ctypes.data, a.nbytes)
+
+
+def read(t, shape):
+    n = int(np.prod(shape))
+    return np.ctypeslib.as_array(lib.bt_tensor_data(t), shape=(n,)).reshape(shape).copy()
+
+
+cfg = P()
+ok(lib.bt_config_create(ctypes.byref(cfg)), "config")
+for k, v in [("model.arch", "resnet"), ("model.blocks", "1-1-1"), ("model.widths", "16-32-64"),
+             ("model.stem", "cifar"), ("model.in_channels", "1"), ("model.projector", "512-512-512"),
+             ("seed", "3")]:
+    ok(lib.bt_config_set(cfg, k.encode(), v.encode()), k)
+model = P()
+ok(lib.bt_model_create(ctypes.byref(model), cfg), "model")
+rng = np.random.default_rng(0)
+n = 6
+xs = [tensor(n, 1, 28, 28) for _ in range(2)]
+zs = [tensor(n, 512) for _ in range(2)]
+for x in xs:
+    fill(x, rng.standard_normal((n, 1, 28, 28)))
+ok(lib.bt_model_forward(model, 2, (P * 2)(*xs), (P * 2)(*zs)), "forward")  # moves running stats
+feat = tensor(n, 64)
+ok(lib.bt_model_encode(model, xs[0], feat), "encode")
+ours = read(feat, (n, 64))
+
+with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, "m.safetensors")
+    ok(lib.bt_checkpoint_save(path.encode(), model, None, None), "save")
+    state, meta = gen_safetensors.load(path)
+net = Net(BasicBlock, [1, 1, 1], [16, 32, 64], 1, True, [512, 512, 512])
+net.load_state_dict(state, strict=True)
+net.eval()
+with torch.no_grad():
+    theirs = net.backbone(torch.from_numpy(read(xs[0], (n, 1, 28, 28)))).numpy()
+err = np.abs(ours - theirs).max() / np.abs(theirs).max()
+if not err <= 1e-4:
+    print("torch-interop: FAIL eval features differ, relative error %g" % err)
+    sys.exit(1)
+print("torch-interop: 1 passed, 0 failed (strict=True load, eval features within %.1e; metadata %s)"
+      % (err, meta.get("libbarlow.version")))
