@@ -171,7 +171,7 @@ struct args {
     int64_t epochs, batch, limit, threads, seed, max_steps;
     double minutes;
     int resume, no_eval, no_baselines, has_seed, has_threads;
-    int64_t knn_bank, knn_test, knn_k, eval_train, eval_test, probe_epochs;
+    int64_t knn_bank, knn_test, knn_k, eval_train, eval_test, probe_epochs, eval_size;
     double probe_lr;
     int progress; /* -1 auto (TTY), 0 plain lines, 1 bar */
 };
@@ -206,6 +206,8 @@ static void usage(FILE *f)
         "  --checkpoint FILE     a checkpoint; its model options come from config.txt beside it,\n"
         "                        --config and --set (defaults: the dataset's preset)\n"
         "  --eval-train N --eval-test N  images used for the probes (default all)\n"
+        "  --eval-size N         side of the evaluation view (default: the images' own, 28 for\n"
+        "                        fmnist, 32 for cifar10; aug.size for a folder)\n"
         "  --probe-epochs N --probe-lr X  linear probe schedule (default 30, 0.1)\n"
         "  --knn-k N             neighbours of kNN (default 20)\n"
         "  --no-baselines        skip the random-init encoder and raw-pixel probes\n"
@@ -328,6 +330,8 @@ static void parse_args(int argc, char **argv, struct args *a)
             a->knn_k = parse_int(flag, VALUE(), 1, 10000);
         else if (FLAG("--eval-train"))
             a->eval_train = parse_int(flag, VALUE(), 2, INT32_MAX);
+        else if (FLAG("--eval-size"))
+            a->eval_size = parse_int(flag, VALUE(), 1, 4096);
         else if (FLAG("--eval-test"))
             a->eval_test = parse_int(flag, VALUE(), 1, INT32_MAX);
         else if (FLAG("--probe-epochs"))
@@ -455,6 +459,33 @@ static void cfg_apply_sets(bt_config *c, const struct args *a)
     }
 }
 
+/* The evaluation side of a dataset kind: the images' own size where they all
+ * share one (training may use smaller crops: the encoder is convolutional
+ * with a global pool), else aug.size (0). */
+static int64_t native_eval_size(const char *kind)
+{
+    return !strcmp(kind, "fmnist") ? 28 : !strcmp(kind, "cifar10") ? 32 : 0;
+}
+
+/* The evaluation pipeline: bt_augment_eval at side `size` (0 = aug.view1.size).
+ * cfg is changed only for the creation and restored. */
+static bt_augment *make_eval_augment(bt_config *cfg, int64_t size)
+{
+    char old[64], buf[32];
+    int was_set = bt_config_is_set(cfg, "aug.view1.size") == 1;
+    bt_augment *aug = NULL;
+    cfg_get(cfg, "aug.view1.size", old, sizeof old);
+    if (size > 0) {
+        snprintf(buf, sizeof buf, "%lld", (long long)size);
+        cfg_set(cfg, "aug.view1.size", buf, "--eval-size");
+    }
+    if (bt_augment_create(&aug, cfg) != BT_OK)
+        die("%s", bt_last_error());
+    if (size > 0 && bt_config_set(cfg, "aug.view1.size", was_set ? old : NULL) != BT_OK)
+        fail("%s", bt_last_error());
+    return aug;
+}
+
 /* Write every option that differs from the library default (explicitly set),
  * in a form cfg_load_file reads back to the same effective configuration. */
 static void cfg_write_file(const bt_config *c, const char *path)
@@ -493,7 +524,7 @@ static void cfg_write_file(const bt_config *c, const char *path)
 struct run {
     char dataset[32];
     char data[PATH_CAP];
-    int64_t limit, batch, total_steps, steps_per_epoch, knn_bank, knn_test;
+    int64_t limit, batch, total_steps, steps_per_epoch, knn_bank, knn_test, eval_size;
 };
 
 static void run_write(const struct run *r, const char *path)
@@ -502,9 +533,10 @@ static void run_write(const struct run *r, const char *path)
     FILE *f = atomic_open(path, tmp, sizeof tmp);
     fprintf(f, "# barlow pretrain run state (read by --resume, eval and embed)\n");
     fprintf(f, "dataset=%s\ndata=%s\nlimit=%lld\nbatch=%lld\ntotal_steps=%lld\nsteps_per_epoch=%lld\n"
-               "knn_bank=%lld\nknn_test=%lld\n",
+               "knn_bank=%lld\nknn_test=%lld\neval_size=%lld\n",
             r->dataset, r->data, (long long)r->limit, (long long)r->batch, (long long)r->total_steps,
-            (long long)r->steps_per_epoch, (long long)r->knn_bank, (long long)r->knn_test);
+            (long long)r->steps_per_epoch, (long long)r->knn_bank, (long long)r->knn_test,
+            (long long)r->eval_size);
     atomic_close(f, tmp, path);
 }
 
@@ -545,6 +577,8 @@ static int run_read(struct run *r, const char *path)
             r->knn_bank = parse_int(path, eq, 0, INT32_MAX);
         else if (!strcmp(line, "knn_test"))
             r->knn_test = parse_int(path, eq, 0, INT32_MAX);
+        else if (!strcmp(line, "eval_size"))
+            r->eval_size = parse_int(path, eq, 0, 4096);
         else
             die("%s:%d: unknown key '%s'", path, ln, line);
     }
@@ -996,10 +1030,9 @@ static void eval_one(bt_model *m, bt_augment *aug, const struct dataset *train, 
 
 /* Linear probe and kNN of the trained encoder, a randomly initialised one (the
  * same initialisation pretraining started from) and raw pixels, side by side. */
-static void evaluate(bt_model *m, const bt_config *cfg, const struct dataset *train, const struct dataset *test,
-                     const struct args *a, FILE *log, int64_t step)
+static void evaluate(bt_model *m, const bt_config *cfg, bt_augment *aug, const struct dataset *train,
+                     const struct dataset *test, const struct args *a, FILE *log, int64_t step)
 {
-    bt_augment *aug = NULL;
     bt_model *rnd = NULL;
     struct scores s[3];
     const char *names[3] = {"Barlow Twins encoder", "random-init encoder", "raw pixels"};
@@ -1012,10 +1045,9 @@ static void evaluate(bt_model *m, const bt_config *cfg, const struct dataset *tr
     double t0 = now_s();
     if (!train->label || test->n == 0)
         die("evaluation needs a labelled dataset with a test split");
-    if (bt_augment_create(&aug, cfg) != BT_OK)
-        die("%s", bt_last_error());
-    printf("evaluating: linear probe (%lld epochs, lr %g) and %lld-NN on %lld train / %lld test images\n",
-           (long long)a->probe_epochs, a->probe_lr, (long long)a->knn_k, (long long)ntr, (long long)nte);
+    printf("evaluating: linear probe (%lld epochs, lr %g) and %lld-NN on %lld train / %lld test images, "
+           "%d px views\n", (long long)a->probe_epochs, a->probe_lr, (long long)a->knn_k, (long long)ntr,
+           (long long)nte, bt_augment_output_size(aug, 0));
     fflush(stdout);
     eval_one(m, aug, train, test, ntr, nte, a, threads, seed, &s[0]);
     if (!a->no_baselines) {
@@ -1025,7 +1057,6 @@ static void evaluate(bt_model *m, const bt_config *cfg, const struct dataset *tr
         bt_model_free(rnd);
         eval_one(NULL, aug, train, test, ntr, nte, a, threads, seed, &s[2]);
     }
-    bt_augment_free(aug);
     printf("\n%-22s %12s%s %10s%s\n", "", "linear top-1", top5 ? "   top-5" : "", "kNN top-1",
            top5 ? "   top-5" : "");
     for (r = 0; r < rows; r++) {
@@ -1077,17 +1108,17 @@ static void save_checkpoint(const char *path, struct trainer *t)
 
 /* Per-epoch kNN on subsets (documented in docs/results.md): the first knn_bank
  * training images are the bank, the first knn_test test images the queries. */
-static void epoch_knn(struct trainer *t, const struct dataset *train, const struct dataset *test,
-                      const struct run *r, int32_t threads, double *top1, double *top5)
+static void epoch_knn(struct trainer *t, bt_augment *eval_aug, const struct dataset *train,
+                      const struct dataset *test, const struct run *r, int32_t threads, double *top1, double *top5)
 {
     struct feats fb, fq;
     char err[PROBE_ERR_CAP];
-    int32_t S = bt_augment_output_size(t->aug, 0);
+    int32_t S = bt_augment_output_size(eval_aug, 0);
     *top1 = *top5 = -1;
     if (!train->label || test->n == 0)
         return;
-    if (probe_encode(t->m, t->aug, train, r->knn_bank, S, &fb, err) != 0
-        || probe_encode(t->m, t->aug, test, r->knn_test, S, &fq, err) != 0
+    if (probe_encode(t->m, eval_aug, train, r->knn_bank, S, &fb, err) != 0
+        || probe_encode(t->m, eval_aug, test, r->knn_test, S, &fq, err) != 0
         || probe_knn(&fb, 0, &fq, 0, train->nclasses, 20, threads, top1, top5, err) != 0)
         fail("%s", err);
     feats_free(&fb);
@@ -1103,6 +1134,7 @@ static int cmd_pretrain(const struct args *a)
     struct trainer t;
     struct progress pg;
     bt_config *cfg = NULL;
+    bt_augment *eval_aug;
     FILE *log;
     double *hist, t_epoch;
     int64_t *perm, step, step0, perm_epoch = -1, threads;
@@ -1137,6 +1169,8 @@ static int cmd_pretrain(const struct args *a)
         cfg_load_file(cfg, cfgp);
         if (a->data)
             snprintf(r.data, sizeof r.data, "%s", a->data);
+        if (a->eval_size)
+            r.eval_size = a->eval_size; /* evaluation only: training continues exactly */
     } else {
         const char *kind;
         if (file_exists(ckpt))
@@ -1159,6 +1193,7 @@ static int cmd_pretrain(const struct args *a)
         r.limit = a->limit;
         r.knn_bank = a->knn_bank;
         r.knn_test = a->knn_test;
+        r.eval_size = a->eval_size ? a->eval_size : native_eval_size(kind);
     }
     if (a->has_threads) {
         snprintf(buf, sizeof buf, "%lld", (long long)a->threads);
@@ -1204,6 +1239,7 @@ static int cmd_pretrain(const struct args *a)
     }
 
     trainer_init(&t, cfg, r.batch, 1);
+    eval_aug = make_eval_augment(cfg, r.eval_size);
     if (a->resume && bt_checkpoint_load(ckpt, t.m, t.opt, t.aug) != BT_OK)
         die_checkpoint(ckpt);
     step0 = bt_optim_step_count(t.opt);
@@ -1285,7 +1321,7 @@ static int cmd_pretrain(const struct args *a)
             for (i = first; i < step; i++) /* the whole epoch's, also after a resume */
                 epoch_loss += hist[i];
             epoch_loss /= (double)(step - first);
-            epoch_knn(&t, &train, &test, &r, (int32_t)threads, &k1, &k5);
+            epoch_knn(&t, eval_aug, &train, &test, &r, (int32_t)threads, &k1, &k5);
             save_checkpoint(ckpt, &t);
             draw_loss(lossp, hist, step, r.steps_per_epoch);
             draw_correlation(corrp, t.loss, bt_model_embed_dim(t.m));
@@ -1314,6 +1350,7 @@ static int cmd_pretrain(const struct args *a)
                g_interrupted ? "interrupted" : "stopped (--max-steps)", (long long)step,
                (long long)r.total_steps, ckpt, out);
         trainer_free(&t);
+        bt_augment_free(eval_aug);
         bt_config_free(cfg);
         data_free(&train);
         data_free(&test);
@@ -1326,9 +1363,10 @@ static int cmd_pretrain(const struct args *a)
     printf("pretraining done: %lld steps; pictures %s, %s\n", (long long)step, lossp, corrp);
     fflush(stdout);
     if (!a->no_eval)
-        evaluate(t.m, cfg, &train, &test, a, log, step);
+        evaluate(t.m, cfg, eval_aug, &train, &test, a, log, step);
     fclose(log);
     trainer_free(&t);
+    bt_augment_free(eval_aug);
     bt_config_free(cfg);
     data_free(&train);
     data_free(&test);
@@ -1342,7 +1380,7 @@ static int cmd_pretrain(const struct args *a)
 /* Model options and dataset of a checkpoint: preset, config.txt and run.txt
  * beside it, then --config, --set, --threads. */
 static bt_model *load_for_eval(const struct args *a, bt_config **cfg_out, char *kind, size_t kcap, char *data,
-                               size_t dcap, int64_t *limit)
+                               size_t dcap, int64_t *limit, int64_t *eval_size)
 {
     char dir[PATH_CAP], p[PATH_CAP + 32], buf[64];
     struct run r;
@@ -1357,6 +1395,7 @@ static bt_model *load_for_eval(const struct args *a, bt_config **cfg_out, char *
     snprintf(data, dcap, "%s", a->data ? a->data : have_run ? r.data : DEFAULT_FMNIST);
     snprintf(kind, kcap, "%s", a->dataset ? a->dataset : have_run && !a->data ? r.dataset : data_guess_kind(data));
     *limit = a->limit;
+    *eval_size = a->eval_size ? a->eval_size : have_run ? r.eval_size : native_eval_size(kind);
     if (bt_config_create(&cfg) != BT_OK)
         fail("%s", bt_last_error());
     cfg_apply_preset(cfg, kind);
@@ -1381,15 +1420,17 @@ static bt_model *load_for_eval(const struct args *a, bt_config **cfg_out, char *
 static int cmd_eval(const struct args *a)
 {
     char kind[32], data[PATH_CAP];
-    int64_t limit;
+    int64_t limit, eval_size;
     bt_config *cfg;
-    bt_model *m = load_for_eval(a, &cfg, kind, sizeof kind, data, sizeof data, &limit);
+    bt_model *m = load_for_eval(a, &cfg, kind, sizeof kind, data, sizeof data, &limit, &eval_size);
+    bt_augment *aug = make_eval_augment(cfg, eval_size);
     struct dataset train, test;
     int32_t ch = (int32_t)cfg_int(cfg, "model.in_channels");
     load_split(&train, kind, data, 0, ch, limit);
     load_split(&test, kind, data, 1, ch, limit);
     printf("checkpoint %s on %s (%s)\n", a->checkpoint, kind, data);
-    evaluate(m, cfg, &train, &test, a, NULL, -1);
+    evaluate(m, cfg, aug, &train, &test, a, NULL, -1);
+    bt_augment_free(aug);
     data_free(&train);
     data_free(&test);
     bt_model_free(m);
@@ -1400,10 +1441,10 @@ static int cmd_eval(const struct args *a)
 static int cmd_embed(const struct args *a)
 {
     char kind[32], data[PATH_CAP], err[PROBE_ERR_CAP];
-    int64_t limit;
+    int64_t limit, eval_size;
     bt_config *cfg;
-    bt_model *m = load_for_eval(a, &cfg, kind, sizeof kind, data, sizeof data, &limit);
-    bt_augment *aug = NULL;
+    bt_model *m = load_for_eval(a, &cfg, kind, sizeof kind, data, sizeof data, &limit, &eval_size);
+    bt_augment *aug = make_eval_augment(cfg, eval_size);
     struct dataset d;
     struct feats f;
     int test = a->split && !strcmp(a->split, "test");
@@ -1412,8 +1453,6 @@ static int cmd_embed(const struct args *a)
         die("%s: no %s split", data, test ? "test" : "train");
     if (a->labels_out && !d.label)
         die("--labels: %s has no labels", data);
-    if (bt_augment_create(&aug, cfg) != BT_OK)
-        die("%s", bt_last_error());
     if (probe_encode(m, aug, &d, d.n, bt_augment_output_size(aug, 0), &f, err) != 0)
         fail("%s", err);
     npy_write(a->out, "<f4", f.n, f.dim, f.x, sizeof(float));

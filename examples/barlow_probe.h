@@ -69,9 +69,35 @@ static void probe_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t 
     }
 }
 
+/* The first n images' own pixels (x/255) as features, when they all have the
+ * same size; returns 1 when they do not (the caller uses the evaluation view). */
+static int probe_raw_pixels(const struct dataset *d, int64_t n, struct feats *out, char *err)
+{
+    int64_t i, j, dim;
+    if (n > d->n)
+        n = d->n;
+    for (i = 1; i < n; i++)
+        if (d->height[i] != d->height[0] || d->width[i] != d->width[0])
+            return 1;
+    dim = (int64_t)d->height[0] * d->width[0] * d->channels;
+    out->x = malloc((size_t)(n ? n : 1) * (size_t)dim * sizeof(float));
+    if (!out->x) {
+        snprintf(err, PROBE_ERR_CAP, "out of memory for %lld x %lld pixels", (long long)n, (long long)dim);
+        return -1;
+    }
+    out->n = n;
+    out->dim = dim;
+    out->label = d->label;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < dim; j++)
+            out->x[i * dim + j] = (float)d->image[i][j] / 255.0f;
+    return 0;
+}
+
 /* Encode the first n images of d: with a model, eval-mode backbone features
- * (bt_model_encode); with m NULL, the normalised centre-crop pixels themselves.
- * The centre view comes from bt_augment_eval of `aug` (size S). */
+ * (bt_model_encode) of the centre view (bt_augment_eval of `aug`, size S);
+ * with m NULL, the raw pixels: the images themselves when they share one
+ * size, else the normalised centre view. */
 static int probe_encode(bt_model *m, bt_augment *aug, const struct dataset *d, int64_t n, int32_t size,
                         struct feats *out, char *err)
 {
@@ -79,6 +105,11 @@ static int probe_encode(bt_model *m, bt_augment *aug, const struct dataset *d, i
     int64_t C = d->channels, pix = C * size * size, dim = m ? bt_model_feature_dim(m) : pix, i;
     float *x = NULL;
     memset(out, 0, sizeof *out);
+    if (!m) {
+        int rc = probe_raw_pixels(d, n, out, err);
+        if (rc <= 0)
+            return rc;
+    }
     if (n > d->n)
         n = d->n;
     out->x = malloc((size_t)(n ? n : 1) * (size_t)dim * sizeof(float));
