@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# The `barlow` command end to end, on small synthetic datasets in the three
+# formats (made here with Python's standard library, so no dataset package is
+# needed): pretrain, exact resume (after --max-steps and after Ctrl-C), eval,
+# embed (.npy header), and the bad-input cases (one-line error naming the
+# file or option, exit status 2, an existing checkpoint left untouched).
+#   bash tests/cli_test.sh            (BUILD=build by default; `make` first)
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-build}
+bin="$top/$build/examples/barlow"
+py=${PYTHON:-python3}
+[[ -x "$bin" ]] || { echo "cli: $bin not built (run make)"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export BT_NUM_THREADS=${BT_NUM_THREADS:-2} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+pass=0
+failed=0
+ok() { pass=$((pass + 1)); }
+bad() { failed=$((failed + 1)); echo "cli: FAIL $*"; }
+
+# ---- synthetic data: 10 classes of noisy bars, as Fashion-MNIST idx (gzip), CIFAR-10 batches, PNG folders
+"$py" - "$tmp" <<'EOF'
+import gzip, os, random, struct, sys, zlib
+out = sys.argv[1]
+rng = random.Random(7)
+def image(c, side, ch):
+    px = bytearray(side * side * ch)
+    for y in range(side):
+        for x in range(side):
+            on = (x // 3 + c) % 10 < 3 if c % 2 else (y // 3 + c) % 10 < 3
+            v = (200 if on else 30) + rng.randint(-25, 25)
+            for k in range(ch):
+                px[(y * side + x) * ch + k] = max(0, min(255, v + 20 * k))
+    return bytes(px)
+def fmnist(d, split, n):
+    os.makedirs(d, exist_ok=True)
+    labels = [i % 10 for i in range(n)]
+    with gzip.open(f"{d}/{split}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28))
+        for c in labels:
+            f.write(image(c, 28, 1))
+    with gzip.open(f"{d}/{split}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(labels))
+fmnist(f"{out}/fm", "train", 160)
+fmnist(f"{out}/fm", "t10k", 60)
+os.makedirs(f"{out}/cifar", exist_ok=True)
+for name, n in [("data_batch_%d.bin" % b, 24) for b in range(1, 6)] + [("test_batch.bin", 30)]:
+    with open(f"{out}/cifar/{name}", "wb") as f:
+        for i in range(n):
+            c = i % 10
+            hwc = image(c, 32, 3)
+            f.write(bytes([c]) + bytes(hwc[k::3][p] for k in range(3) for p in range(1024)))
+def png(path, side, rgb):
+    raw = b"".join(b"\0" + rgb[y * side * 3:(y + 1) * side * 3] for y in range(side))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+for c in range(3):
+    os.makedirs(f"{out}/folder/class{c}", exist_ok=True)
+    for i in range(20):
+        png(f"{out}/folder/class{c}/img{i:02d}.png", 20 + i % 5, image(c, 20 + i % 5, 3))
+EOF
+[[ -f "$tmp/fm/train-images-idx3-ubyte.gz" ]] || { echo "cli: FAIL could not make the synthetic data"; exit 1; }
+
+tiny=(--set model.widths=4-8 --set model.blocks=1-1 --set model.projector=16-16 --batch 16
+      --knn-bank 100 --knn-test 40 --probe-epochs 3 --progress lines)
+fm=(--data "$tmp/fm")
+
+# ---- pretrain, then the files a run leaves
+"$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 2 --out "$tmp/run" >"$tmp/run.out" 2>&1
+rc=$?
+[[ $rc -eq 0 ]] && ok || { bad "pretrain exit $rc"; cat "$tmp/run.out"; }
+for f in checkpoint.safetensors config.txt run.txt log.jsonl loss.png correlation.png; do
+  [[ -s "$tmp/run/$f" ]] && ok || bad "pretrain left no $f"
+done
+for f in loss.png correlation.png; do
+  [[ $(head -c 8 "$tmp/run/$f" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] && ok || bad "$f is not a PNG"
+done
+n_steps=$(grep -c '"event":"step"' "$tmp/run/log.jsonl")
+[[ $n_steps -eq 20 ]] && ok || bad "log has $n_steps step records, want 20 (2 epochs of 160/16)"
+[[ $(grep -c '"event":"epoch".*"knn_top1"' "$tmp/run/log.jsonl") -eq 2 ]] && ok || bad "log lacks 2 epoch kNN records"
+grep -q '"event":"eval".*"trained".*"random".*"pixels"' "$tmp/run/log.jsonl" && ok || bad "log lacks the eval record"
+grep -q '^Barlow Twins encoder .*%' "$tmp/run.out" && grep -q '^random-init encoder .*%' "$tmp/run.out" \
+  && grep -q '^raw pixels .*%' "$tmp/run.out" && ok || bad "pretrain did not print the three probe rows"
+
+# ---- exact resume: an uninterrupted reference, a --max-steps stop, a Ctrl-C stop
+ref=(pretrain "${fm[@]}" "${tiny[@]}" --epochs 6 --no-eval)
+"$bin" "${ref[@]}" --out "$tmp/ref" >"$tmp/ref.out" 2>&1 || bad "reference run failed: $(tail -1 "$tmp/ref.out")"
+"$bin" "${ref[@]}" --out "$tmp/stop" --max-steps 13 >"$tmp/stop.out" 2>&1 && ok || bad "--max-steps run failed"
+grep -q 'stopped (--max-steps) at step 13' "$tmp/stop.out" && ok || bad "--max-steps did not stop at 13"
+"$bin" pretrain --out "$tmp/stop" --resume --no-eval >>"$tmp/stop.out" 2>&1 && ok || bad "resume failed: $(tail -1 "$tmp/stop.out")"
+cmp -s "$tmp/ref/checkpoint.safetensors" "$tmp/stop/checkpoint.safetensors" && ok \
+  || bad "resumed after --max-steps: checkpoint differs from the uninterrupted run"
+diff <(grep -o '"step":[0-9]*,"epoch":[0-9]*,"loss":[^,]*' "$tmp/ref/log.jsonl") \
+     <(grep -o '"step":[0-9]*,"epoch":[0-9]*,"loss":[^,]*' "$tmp/stop/log.jsonl") >/dev/null && ok \
+  || bad "resumed log's losses differ from the uninterrupted run"
+
+"$bin" "${ref[@]}" --out "$tmp/int" >"$tmp/int.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q '"event":"step"' "$tmp/int/log.jsonl" 2>/dev/null && break
+  sleep 0.05
+done
+kill -INT $pid
+wait $pid
+rc=$?
+if [[ $rc -eq 130 ]]; then
+  ok
+  grep -q '"event":"interrupted"' "$tmp/int/log.jsonl" && ok || bad "Ctrl-C not logged"
+  "$bin" pretrain --out "$tmp/int" --resume --no-eval >>"$tmp/int.out" 2>&1 && ok || bad "resume after Ctrl-C failed"
+  cmp -s "$tmp/ref/checkpoint.safetensors" "$tmp/int/checkpoint.safetensors" && ok \
+    || bad "resumed after Ctrl-C: checkpoint differs from the uninterrupted run"
+elif [[ $rc -eq 0 ]]; then
+  echo "cli: note: the run finished before Ctrl-C arrived; interrupt case not exercised"
+else
+  bad "Ctrl-C: exit $rc, want 130"; cat "$tmp/int.out"
+fi
+
+# ---- eval and embed
+"$bin" eval --checkpoint "$tmp/run/checkpoint.safetensors" --probe-epochs 3 --no-baselines >"$tmp/eval.out" 2>&1 \
+  && grep -q '^Barlow Twins encoder .*%' "$tmp/eval.out" && ok || { bad "eval"; cat "$tmp/eval.out"; }
+"$bin" embed --checkpoint "$tmp/run/checkpoint.safetensors" --split test --out "$tmp/f.npy" --labels "$tmp/l.npy" \
+  >"$tmp/embed.out" 2>&1 && ok || { bad "embed"; cat "$tmp/embed.out"; }
+"$py" - "$tmp/f.npy" "$tmp/l.npy" <<'EOF' && ok || bad "embed: .npy files malformed"
+import ast, os, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    assert b[:8] == b"\x93NUMPY\x01\x00", "magic"
+    n = struct.unpack("<H", b[8:10])[0]
+    assert (10 + n) % 64 == 0 and b[10 + n - 1:10 + n] == b"\n", "header padding"
+    h = ast.literal_eval(b[10:10 + n].decode("latin1"))
+    count = 1
+    for s in h["shape"]:
+        count *= s
+    assert len(b) == 10 + n + 4 * count, "data size"
+    return h
+f, l = read(sys.argv[1]), read(sys.argv[2])
+assert f["descr"] == "<f4" and not f["fortran_order"] and f["shape"] == (60, 8), f
+assert l["descr"] == "<i4" and l["shape"] == (60,), l
+EOF
+
+# ---- the other two dataset formats
+"$bin" pretrain --data "$tmp/cifar" "${tiny[@]}" --epochs 1 --no-eval --set model.arch=resnet --set model.projector=16 --out "$tmp/c10" \
+  >"$tmp/c10.out" 2>&1 && grep -q 'pretraining cifar10: 120 train / 30 test' "$tmp/c10.out" && ok \
+  || { bad "cifar10 pretrain"; cat "$tmp/c10.out"; }
+"$bin" pretrain --data "$tmp/folder" "${tiny[@]}" --epochs 1 --set aug.size=16 --set model.arch=resnet \
+  --set model.stem=cifar --probe-epochs 2 --out "$tmp/fold" >"$tmp/fold.out" 2>&1 \
+  && grep -q 'pretraining folder: 54 train / 6 test' "$tmp/fold.out" && ok || { bad "folder pretrain"; cat "$tmp/fold.out"; }
+
+# ---- bad input: exit 2, one line naming the culprit, checkpoint untouched
+sum_before=$(sha256sum "$tmp/run/checkpoint.safetensors")
+expect2() { # name, pattern the message must contain, command...
+  local name=$1 pat=$2
+  shift 2
+  "$@" >"$tmp/bad.out" 2>"$tmp/bad.err"
+  local rc=$? lines
+  lines=$(wc -l <"$tmp/bad.err")
+  if [[ $rc -eq 2 && $lines -eq 1 ]] && grep -q -- "$pat" "$tmp/bad.err"; then ok; else
+    bad "$name: exit $rc, $lines stderr lines, want 2 and one line with '$pat':"; cat "$tmp/bad.err"; fi
+}
+expect2 "missing dataset" "$tmp/nope" "$bin" pretrain --data "$tmp/nope" --dataset fmnist --out "$tmp/x1"
+mkdir -p "$tmp/nolab" && cp "$tmp/fm/train-images-idx3-ubyte.gz" "$tmp/nolab/"
+expect2 "missing labels file" "train-labels-idx1-ubyte" "$bin" pretrain --data "$tmp/nolab" --dataset fmnist --out "$tmp/x2"
+mkdir -p "$tmp/trunc" && cp "$tmp/fm/train-labels-idx1-ubyte.gz" "$tmp/fm/t10k"* "$tmp/trunc/"
+head -c 20000 "$tmp/fm/train-images-idx3-ubyte.gz" >"$tmp/trunc/train-images-idx3-ubyte.gz"
+expect2 "truncated gzip" "trunc/train-images-idx3-ubyte.gz" "$bin" pretrain --data "$tmp/trunc" --dataset fmnist --out "$tmp/x3"
+mkdir -p "$tmp/garb" && cp "$tmp/fm/"* "$tmp/garb/" && head -c 5000 /dev/urandom >"$tmp/garb/train-labels-idx1-ubyte.gz"
+expect2 "garbage labels" "garb/train-labels-idx1-ubyte.gz" "$bin" pretrain --data "$tmp/garb" --dataset fmnist --out "$tmp/x4"
+head -c 3000 "$tmp/cifar/data_batch_1.bin" >"$tmp/short.bin"
+expect2 "corrupt cifar batch" "short.bin" "$bin" pretrain --data "$tmp/short.bin" --dataset cifar10 --out "$tmp/x5"
+expect2 "unknown flag" "--bogus" "$bin" pretrain --bogus
+expect2 "unknown option" "model.nope" "$bin" pretrain "${fm[@]}" --set model.nope=1 --out "$tmp/x6"
+expect2 "bad option value" "loss.lambda" "$bin" pretrain "${fm[@]}" --set loss.lambda=-1 --out "$tmp/x7"
+expect2 "bad flag value" "--epochs" "$bin" pretrain "${fm[@]}" --epochs ten --out "$tmp/x8"
+expect2 "bad config line" "bad.cfg:2" bash -c "printf 'loss.lambda=0.1\nmodel.arch=vgg\n' >'$tmp/bad.cfg'; \
+  '$bin' pretrain --data '$tmp/fm' --config '$tmp/bad.cfg' --out '$tmp/x9'"
+expect2 "other architecture (eval)" "checkpoint" "$bin" eval --checkpoint "$tmp/run/checkpoint.safetensors" \
+  --set model.widths=4-16
+expect2 "existing checkpoint" "--resume" "$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 1 --out "$tmp/run"
+cp "$tmp/run/config.txt" "$tmp/config.keep"
+sed -i 's/^model.widths=.*/model.widths=8-8/' "$tmp/run/config.txt"
+expect2 "other architecture (resume)" "checkpoint" "$bin" pretrain --out "$tmp/run" --resume
+cp "$tmp/config.keep" "$tmp/run/config.txt"
+expect2 "resume with --set" "--resume" "$bin" pretrain --out "$tmp/run" --resume --set loss.lambda=0.1
+head -c 300 "$tmp/run/checkpoint.safetensors" >"$tmp/cut.safetensors"
+cp "$tmp/run/config.txt" "$tmp/run/run.txt" "$tmp/" 2>/dev/null
+expect2 "corrupt checkpoint" "cut.safetensors" "$bin" eval --checkpoint "$tmp/cut.safetensors"
+[[ $(sha256sum "$tmp/run/checkpoint.safetensors") == "$sum_before" ]] && ok || bad "a failed command changed the checkpoint"
+for d in x1 x2 x3 x4 x5 x6 x7 x8 x9; do
+  [[ ! -e "$tmp/$d/checkpoint.safetensors" ]] || bad "failed run $d wrote a checkpoint"
+done
+
+echo "cli: $pass passed, $failed failed"
+[[ $failed -eq 0 ]]
