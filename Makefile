@@ -138,6 +138,7 @@ check: deps
 	$(PYTHON) tests/python/smoke.py $(BUILD)/$(SHARED)
 	$(SYSPYTHON) tests/python/torch_interop.py $(BUILD)/$(SHARED)
 	BUILD=$(BUILD) bash tests/examples_test.sh
+	BUILD=$(BUILD) bash tests/cli_test.sh
 	$(MAKE) run-tests
 
 run-tests: $(BUILD)/tests/runner
