@@ -168,7 +168,7 @@ struct args {
     const char *data, *dataset, *out, *config, *checkpoint, *split, *labels_out;
     const char *sets[MAX_SETS];
     int nsets;
-    int64_t epochs, batch, limit, threads, seed, max_steps;
+    int64_t epochs, steps, batch, limit, threads, seed, max_steps;
     double minutes;
     int resume, no_eval, no_baselines, has_seed, has_threads;
     int64_t knn_bank, knn_test, knn_k, eval_train, eval_test, probe_epochs, eval_size;
@@ -192,6 +192,7 @@ static void usage(FILE *f)
         "  --out DIR             run folder: checkpoint, log.jsonl, config.txt, pictures (default runs/KIND)\n"
         "  --epochs N            epochs (default 10), or\n"
         "  --minutes M           a time budget: the schedule length is fixed from a short timing run\n"
+        "  --steps N             or exactly N optimizer steps (reproducible whatever the load)\n"
         "  --batch N             images per step (optim.batch_size)\n"
         "  --threads N           worker threads (0 = all cores)\n"
         "  --seed N              seed of initialisation, augmentation and data order\n"
@@ -308,6 +309,8 @@ static void parse_args(int argc, char **argv, struct args *a)
             a->sets[a->nsets++] = s;
         } else if (FLAG("--epochs"))
             a->epochs = parse_int(flag, VALUE(), 1, 1000000);
+        else if (FLAG("--steps"))
+            a->steps = parse_int(flag, VALUE(), 1, INT64_MAX / 4);
         else if (FLAG("--minutes"))
             a->minutes = parse_real(flag, VALUE(), 0.01, 1e6);
         else if (FLAG("--batch"))
@@ -351,13 +354,13 @@ static void parse_args(int argc, char **argv, struct args *a)
 #undef FLAG
 #undef VALUE
     }
-    if (a->epochs && a->minutes > 0)
-        die("--epochs and --minutes exclude each other");
+    if ((a->epochs != 0) + (a->minutes > 0) + (a->steps != 0) > 1)
+        die("--epochs, --minutes and --steps exclude each other");
     if (strcmp(a->cmd, "pretrain") != 0) {
         if (!a->checkpoint)
             die("%s needs --checkpoint FILE", a->cmd);
-        if (a->resume || a->epochs || a->minutes > 0 || a->batch || a->max_steps)
-            die("--resume, --epochs, --minutes, --batch and --max-steps belong to pretrain");
+        if (a->resume || a->epochs || a->steps || a->minutes > 0 || a->batch || a->max_steps)
+            die("--resume, --epochs, --steps, --minutes, --batch and --max-steps belong to pretrain");
         if (!strcmp(a->cmd, "embed") && !a->out)
             die("embed needs --out FEATURES.npy");
     } else if (a->checkpoint || a->split || a->labels_out) {
@@ -1161,7 +1164,7 @@ static int cmd_pretrain(const struct args *a)
             die("--resume: %s does not exist", ckpt);
         if (!run_read(&r, runp))
             die("--resume: %s does not exist (was %s written by barlow pretrain?)", runp, ckpt);
-        if (a->nsets || a->config || a->epochs || a->minutes > 0 || a->batch || a->limit || a->has_seed
+        if (a->nsets || a->config || a->epochs || a->steps || a->minutes > 0 || a->batch || a->limit || a->has_seed
             || a->dataset)
             die("--resume continues the run in %s with its recorded options (%s, %s); "
                 "--set, --config, --epochs, --minutes, --batch, --limit, --seed and --dataset cannot change them",
@@ -1221,6 +1224,8 @@ static int cmd_pretrain(const struct args *a)
             printf("%.3f s/step, %.1f s of kNN per epoch -> %lld steps (%.2f epochs of %lld)\n", per_step,
                    per_epoch_extra, (long long)r.total_steps, (double)r.total_steps / (double)r.steps_per_epoch,
                    (long long)r.steps_per_epoch);
+        } else if (a->steps) {
+            r.total_steps = a->steps;
         } else {
             r.total_steps = (a->epochs ? a->epochs : 10) * r.steps_per_epoch;
         }

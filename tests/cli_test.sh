@@ -85,6 +85,13 @@ grep -q '"event":"eval".*"trained".*"random".*"pixels"' "$tmp/run/log.jsonl" && 
 grep -q '^Barlow Twins encoder .*%' "$tmp/run.out" && grep -q '^random-init encoder .*%' "$tmp/run.out" \
   && grep -q '^raw pixels .*%' "$tmp/run.out" && ok || bad "pretrain did not print the three probe rows"
 
+# ---- --steps fixes the schedule length exactly (not a multiple of the epoch)
+"$bin" pretrain "${fm[@]}" "${tiny[@]}" --steps 7 --no-eval --out "$tmp/steps" >"$tmp/steps.out" 2>&1 \
+  && ok || bad "--steps run failed: $(tail -1 "$tmp/steps.out")"
+n_steps=$(grep -c '"event":"step"' "$tmp/steps/log.jsonl")
+[[ $n_steps -eq 7 ]] && ok || bad "--steps 7 logged $n_steps steps"
+grep -q '^total_steps=7$' "$tmp/steps/run.txt" && ok || bad "--steps 7 not recorded in run.txt"
+
 # ---- exact resume: an uninterrupted reference, a --max-steps stop, a Ctrl-C stop
 ref=(pretrain "${fm[@]}" "${tiny[@]}" --epochs 6 --no-eval)
 "$bin" "${ref[@]}" --out "$tmp/ref" >"$tmp/ref.out" 2>&1 || bad "reference run failed: $(tail -1 "$tmp/ref.out")"
@@ -173,6 +180,7 @@ expect2 "corrupt cifar batch" "short.bin" "$bin" pretrain --data "$tmp/short.bin
 expect2 "unknown flag" "--bogus" "$bin" pretrain --bogus
 expect2 "unknown option" "model.nope" "$bin" pretrain "${fm[@]}" --set model.nope=1 --out "$tmp/x6"
 expect2 "bad option value" "loss.lambda" "$bin" pretrain "${fm[@]}" --set loss.lambda=-1 --out "$tmp/x7"
+expect2 "two schedule lengths" "--steps" "$bin" pretrain "${fm[@]}" --steps 5 --epochs 1 --out "$tmp/x10"
 expect2 "bad flag value" "--epochs" "$bin" pretrain "${fm[@]}" --epochs ten --out "$tmp/x8"
 expect2 "bad config line" "bad.cfg:2" bash -c "printf 'loss.lambda=0.1\nmodel.arch=vgg\n' >'$tmp/bad.cfg'; \
   '$bin' pretrain --data '$tmp/fm' --config '$tmp/bad.cfg' --out '$tmp/x9'"
