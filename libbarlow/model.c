@@ -77,6 +77,7 @@ struct bt_model {
     bt_tensor *features[MAX_VIEWS]; /* registered borrowed views of the feature rows */
     int act_features;   /* index of the backbone output activation */
     struct bti_scratch scratch; /* shared by all layers: they run one at a time */
+    int no_fusion;              /* tests: run every step on its own */
 };
 
 /* ---- construction -------------------------------------------------------- */
@@ -409,11 +410,21 @@ static void plan_fusion(bt_model *m)
     }
 }
 
+static void plan_release(struct plan *p);
+
 /* Whether step s runs fused with its partner in a plan of nsteps steps. */
 static int fused(const bt_model *m, int s, int nsteps)
 {
     const struct step *st = &m->steps[s];
-    return st->partner >= 0 && st->partner < nsteps && s < nsteps;
+    return !m->no_fusion && st->partner >= 0 && st->partner < nsteps && s < nsteps;
+}
+
+void bti_model_set_fusion(bt_model *m, int on)
+{
+    m->no_fusion = !on;
+    plan_release(&m->train); /* fused-away activations have no buffer: plan again */
+    plan_release(&m->eval);
+    m->can_backward = 0;
 }
 
 static bt_status build_tensor_table(bt_model *m)
