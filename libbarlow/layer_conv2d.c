@@ -150,10 +150,14 @@ static size_t tmp_floats(const struct geom *g)
  * spread over OpenMP threads with a single-threaded BLAS each (mode 2). */
 static int per_image(const bt_layer *l, const struct geom *g)
 {
-    if (l->conv_mode == 1 || l->threads < 2 || g->n < 2)
+    if (l->conv_mode == 1 || g->n < 2)
         return 0;
     if (l->conv_mode >= 2)
         return 1;
+    /* one thread: the private kernels image group by image group when they beat
+     * the BLAS (3-4x over OpenBLAS's Prescott kernels), else one big BLAS GEMM */
+    if (l->threads < 2)
+        return bti_sgemm_prefer_private();
     /* Measured (tests/bench/bench_layers.c, 2 threads, shared machine): BLAS
      * threads alternating with OpenMP loops chunk after chunk lose badly as
      * soon as the cores are contended (10-50x on the small-ResNet shapes), and

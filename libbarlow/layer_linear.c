@@ -1,6 +1,7 @@
 /* layer_linear.c - nn.Linear: y = x W^T + b with W [out, in], three SGEMMs. */
 #include "blas.h"
 #include "layer.h"
+#include "sgemm.h"
 
 #include <limits.h>
 #include <math.h>
@@ -41,6 +42,18 @@ static void split(int64_t rows, int t, int tn, int64_t *r0, int64_t *r1)
     *r1 = t == tn - 1 ? rows : (rows * (t + 1) / tn) & ~(int64_t)15;
 }
 
+/* Row-major GEMM on the calling thread: the private kernels when they beat the
+ * BLAS (see bti_sgemm_prefer_private), else the BLAS (set to one thread). */
+static void gemm(int priv, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (priv)
+        bti_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    else
+        cblas_sgemm(BTI_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
+                    beta, c, (int)ldc);
+}
+
 /* The GEMMs are split by output rows over the OpenMP team, each part a
  * single-threaded BLAS call: the BLAS's own threads would otherwise compete
  * for the cores with the team's threads, which spin for a while after every
@@ -53,7 +66,8 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
     const int64_t n = xt->shape[0], in = l->in_ch, out = l->out_ch;
     const float *x = xt->data, *w = l->value[0]->data, *b = l->has_bias ? l->value[1]->data : NULL;
     float *y = yt->data;
-    const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1;
+    const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
+              priv = bti_sgemm_prefer_private();
     (void)training;
     (void)groups;
     bti_blas_set_threads(1);
@@ -66,9 +80,8 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
             if (b)
                 for (i = i0; i < i1; i++)
                     memcpy(y + i * out, b, (size_t)out * sizeof *y);
-            cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, (int)(i1 - i0), (int)out, (int)in,
-                        1.0f, x + i0 * in, (int)in, w, (int)in, b ? 1.0f : 0.0f, y + i0 * out,
-                        (int)out);
+            gemm(priv, BTI_NO_TRANS, BTI_TRANS, i1 - i0, out, in, x + i0 * in, in, w, in,
+                 b ? 1.0f : 0.0f, y + i0 * out, out);
         }
     }
 }
@@ -79,7 +92,8 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     const float *dy = dyt->data, *x = l->x->data, *w = l->value[0]->data;
     float *dw = l->grad[0]->data, *db = l->has_bias ? l->grad[1]->data : NULL;
     float *dx = dxt ? dxt->data : NULL;
-    const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1;
+    const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
+              priv = bti_sgemm_prefer_private();
     bti_blas_set_threads(1);
 #pragma omp parallel num_threads(nt)
     {
@@ -105,13 +119,12 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
             }
         }
         if (o1 > o0) /* dW rows [o0, o1) += dy[:, o0:o1]^T x */
-            cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)(o1 - o0), (int)in, (int)n,
-                        1.0f, dy + o0, (int)out, x, (int)in, 1.0f, dw + o0 * in, (int)in);
+            gemm(priv, BTI_TRANS, BTI_NO_TRANS, o1 - o0, in, n, dy + o0, out, x, in, 1.0f,
+                 dw + o0 * in, in);
         split(n, t, tn, &i0, &i1);
         if (dx && i1 > i0)
-            cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, (int)(i1 - i0), (int)in,
-                        (int)out, 1.0f, dy + i0 * out, (int)out, w, (int)in, 0.0f, dx + i0 * in,
-                        (int)in);
+            gemm(priv, BTI_NO_TRANS, BTI_NO_TRANS, i1 - i0, in, out, dy + i0 * out, out, w, in,
+                 0.0f, dx + i0 * in, in);
     }
 }
 

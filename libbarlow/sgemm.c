@@ -51,6 +51,37 @@ void bti_sgemm_set_level(int level)
     forced = level;
 }
 
+#ifdef BT_BLAS_OPENBLAS
+extern char *openblas_get_corename(void);
+#endif
+
+/* OpenBLAS cores with AVX2/AVX-512 kernels at least as fast as ours (measured:
+ * SkylakeX 110-150 GFLOP/s per core on the ResNet shapes, ours 90-110; Prescott 23-32). */
+static int blas_is_fast(void)
+{
+#ifdef BT_BLAS_OPENBLAS
+    static const char *const fast[] = {"haswell", "skylakex", "zen", "cooperlake",
+                                       "sapphirerapids"};
+    const char *core = openblas_get_corename();
+    size_t i, j;
+    for (i = 0; core && i < sizeof fast / sizeof fast[0]; i++) {
+        for (j = 0; core[j] && fast[i][j] && (core[j] | 0x20) == fast[i][j]; j++)
+            ;
+        if (!fast[i][j] && !core[j])
+            return 1;
+    }
+#endif
+    return 0; /* the reference BLAS, or an OpenBLAS on generic kernels */
+}
+
+int bti_sgemm_prefer_private(void)
+{
+    static int blas_fast = -1;
+    if (blas_fast < 0)
+        blas_fast = blas_is_fast();
+    return bti_sgemm_level() != BTI_SGEMM_BLAS && !blas_fast;
+}
+
 static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
