@@ -124,6 +124,7 @@ static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, 
 /* ---- AVX-512: NN 8 x 48, NT 4 x 4 ---------------------------------------- */
 
 #define T512 __attribute__((target("avx512f")))
+#define PF_AHEAD 8 /* rows of B fetched ahead in the NN kernels */
 
 T512 static __mmask16 mask16(int64_t n)
 {
@@ -145,6 +146,13 @@ T512 static void nn512(int64_t kc, const float *restrict ap, const float *restri
         const __m512 b0 = _mm512_maskz_loadu_ps(m0, br), b1 = _mm512_maskz_loadu_ps(m1, br + 16),
                      b2 = _mm512_maskz_loadu_ps(m2, br + 32);
         __m512 av;
+        if (k + PF_AHEAD < kc) {
+            /* rows of B are far apart: fetch a few ahead, the prefetchers stop at pages */
+            const float *pf = boff ? b + boff[k + PF_AHEAD] : br + PF_AHEAD * ldb;
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 32), _MM_HINT_T0);
+        }
 #define ROW512(i)                                                                                  \
     av = _mm512_set1_ps(aa[i]);                                                                    \
     c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
