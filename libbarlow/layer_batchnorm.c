@@ -59,11 +59,12 @@ static bt_status bn_prepare(bt_layer *l, const bt_tensor *x, int training, int g
                         "%s: batchnorm training needs more than 1 value per channel; x %s in %d "
                         "group(s) gives %lld",
                         fn, bti_shape_str(x, a, sizeof a), groups, (long long)d.m);
-    /* saved: mean, invstd, biased var per (slice, channel); scratch: two sums per (slice, channel) */
+    /* saved: mean, invstd, biased var per (slice, channel) */
     st = bti_buffer_reserve((void **)&l->saved, &l->saved_count, (size_t)(3 * d.g * d.c),
                             sizeof(double), fn);
     if (st == BT_OK)
-        st = bti_scratch_reserve(l->scratch, (size_t)(2 * d.g * d.c) * sizeof(double), fn);
+        /* two double sums per (slice, channel), then (row layout) four float coefficients */
+        st = bti_scratch_reserve(l->scratch, (size_t)(4 * d.g * d.c) * sizeof(double), fn);
     return st;
 }
 
@@ -366,35 +367,82 @@ static void bwd_planes(const bt_layer *l, const struct bn_dims *d, const float *
         bwd_task(l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, k);
 }
 
-/* ---- row layout [N, C]: channel blocks over the rows ---------------------------------- */
+/* ---- row layout [N, C]: channel blocks over the rows ----------------------------------
+ *
+ * Statistics per block of CBLK channels (a task) over the rows of a slice, in
+ * double; then per-(slice, channel) coefficients in float, so that the
+ * per-element loops are plain vector loops over a row (the same arithmetic as
+ * the plane layout: the same bits as computing them in place). */
 
-static void stats_rows(const struct bn_dims *d, const float *restrict x, double *mean, double *var,
+BTI_CLONES static void stats_rows_task(const struct bn_dims *d, const float *x, double *mean,
+                                       double *var, int64_t t)
+{
+    const int64_t nb = (d->c + CBLK - 1) / CBLK, g = t / nb, c0 = (t % nb) * CBLK;
+    const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK;
+    double *restrict mu = mean + g * d->c + c0, *restrict v = var + g * d->c + c0;
+    int64_t n, c;
+    for (c = 0; c < cm; c++)
+        mu[c] = v[c] = 0.0;
+    for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+        const float *restrict r = x + n * d->c + c0;
+#pragma omp simd
+        for (c = 0; c < cm; c++)
+            mu[c] += r[c];
+    }
+    for (c = 0; c < cm; c++)
+        mu[c] /= (double)d->m;
+    for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+        const float *restrict r = x + n * d->c + c0;
+#pragma omp simd
+        for (c = 0; c < cm; c++) {
+            const double e = r[c] - mu[c];
+            v[c] += e * e;
+        }
+    }
+    for (c = 0; c < cm; c++)
+        v[c] /= (double)d->m;
+}
+
+static void stats_rows(const struct bn_dims *d, const float *x, double *mean, double *var,
                        int threads)
 {
-    int64_t g, c0;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (g = 0; g < d->g; g++) {
-        for (c0 = 0; c0 < d->c; c0 += CBLK) {
-            const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK;
-            double *restrict mu = mean + g * d->c + c0, *restrict v = var + g * d->c + c0;
-            int64_t n, c;
-            for (c = 0; c < cm; c++)
-                mu[c] = v[c] = 0.0;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + n * d->c + c0;
-                for (c = 0; c < cm; c++)
-                    mu[c] += r[c];
-            }
-            for (c = 0; c < cm; c++)
-                mu[c] /= (double)d->m;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + n * d->c + c0;
-                for (c = 0; c < cm; c++)
-                    v[c] += (r[c] - mu[c]) * (r[c] - mu[c]);
-            }
-            for (c = 0; c < cm; c++)
-                v[c] /= (double)d->m;
+    const int64_t tasks = d->g * ((d->c + CBLK - 1) / CBLK);
+    int64_t t;
+#pragma omp parallel for num_threads(threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (t = 0; t < tasks; t++)
+        stats_rows_task(d, x, mean, var, t);
+}
+
+/* y rows: (x - mu) * sc + sh (+ skip) (ReLU), coefficients per (slice, channel) */
+BTI_CLONES static void fwd_rows_task(const struct bn_dims *d, const float *x, float *y,
+                                     const float *skip, int relu, const float *muf,
+                                     const float *sc, const float *sh, int64_t n)
+{
+    const int64_t k0 = (n / d->ns) * d->c;
+    const float *restrict r = x + n * d->c, *restrict sk = skip ? skip + n * d->c : NULL;
+    const float *restrict mu = muf + k0, *restrict a = sc + k0, *restrict bb = sh + k0;
+    float *restrict o = y + n * d->c;
+    int64_t c;
+    if (sk && relu) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float v = (r[c] - mu[c]) * a[c] + bb[c] + sk[c];
+            o[c] = v > 0.0f ? v : 0.0f;
         }
+    } else if (sk) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = (r[c] - mu[c]) * a[c] + bb[c] + sk[c];
+    } else if (relu) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float v = (r[c] - mu[c]) * a[c] + bb[c];
+            o[c] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = (r[c] - mu[c]) * a[c] + bb[c];
     }
 }
 
@@ -402,50 +450,96 @@ static void fwd_rows_apply(const bt_layer *l, const struct bn_dims *d, const flo
                            const float *skip, int relu, const double *mean, const double *invstd)
 {
     const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
-    int64_t n;
-#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
-    for (n = 0; n < d->n; n++) {
-        const int64_t gi = n / d->ns;
-        const float *restrict r = x + n * d->c, *restrict sk = skip ? skip + n * d->c : NULL;
-        float *restrict o = y + n * d->c;
-        const double *restrict mu = mean + gi * d->c, *restrict is = invstd + gi * d->c;
-        int64_t c;
-        for (c = 0; c < d->c; c++) {
-            const float sc = (float)(is[c] * (w ? w[c] : 1.0f));
-            float v = (r[c] - (float)mu[c]) * sc + (b ? b[c] : 0.0f);
-            if (sk)
-                v += sk[c];
-            o[c] = relu && !(v > 0.0f) ? 0.0f : v;
-        }
+    float *muf = (float *)l->scratch->p, *sc = muf + d->g * d->c, *sh = sc + d->g * d->c;
+    int64_t k, n;
+    for (k = 0; k < d->g * d->c; k++) {
+        const int64_t c = k % d->c;
+        muf[k] = (float)mean[k];
+        sc[k] = (float)(invstd[k] * (w ? w[c] : 1.0f));
+        sh[k] = b ? b[c] : 0.0f;
     }
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (n = 0; n < d->n; n++)
+        fwd_rows_task(d, x, y, skip, relu, muf, sc, sh, n);
 }
 
-static void sums_rows(const struct bn_dims *d, const float *restrict x, const float *restrict dy,
-                      const float *restrict mk, const double *mean, const double *invstd,
-                      double *sdy, double *sdx, int threads)
+/* per channel block: sdy = sum dy, sdx = sum dy * xhat (dy masked as in acc_sums) */
+BTI_CLONES static void sums_rows_task(const struct bn_dims *d, const float *x, const float *dy,
+                                      const float *mk, const double *mean, const double *invstd,
+                                      double *sdy, double *sdx, int64_t t)
 {
-    int64_t g, c0;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (g = 0; g < d->g; g++) {
-        for (c0 = 0; c0 < d->c; c0 += CBLK) {
-            const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK, k0 = g * d->c + c0;
-            double *restrict a = sdy + k0, *restrict bs = sdx + k0;
-            const double *restrict mu = mean + k0;
-            int64_t n, c;
-            for (c = 0; c < cm; c++)
-                a[c] = bs[c] = 0.0;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + n * d->c + c0, *restrict e = dy + n * d->c + c0;
-                const float *restrict m = mk ? mk + n * d->c + c0 : NULL;
-                for (c = 0; c < cm; c++) {
-                    const float v = !m || m[c] > 0.0f ? e[c] : 0.0f;
-                    a[c] += v;
-                    bs[c] += v * (r[c] - mu[c]);
-                }
+    const int64_t nb = (d->c + CBLK - 1) / CBLK, g = t / nb, c0 = (t % nb) * CBLK;
+    const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK, k0 = g * d->c + c0;
+    double *restrict a = sdy + k0, *restrict bs = sdx + k0;
+    const double *restrict mu = mean + k0;
+    int64_t n, c;
+    for (c = 0; c < cm; c++)
+        a[c] = bs[c] = 0.0;
+    for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+        const float *restrict r = x + n * d->c + c0, *restrict e = dy + n * d->c + c0;
+        if (mk) {
+            const float *restrict m = mk + n * d->c + c0;
+#pragma omp simd
+            for (c = 0; c < cm; c++) {
+                const float u = e[c], v = m[c] > 0.0f ? u : 0.0f;
+                a[c] += v;
+                bs[c] += v * (r[c] - mu[c]);
             }
-            for (c = 0; c < cm; c++)
-                bs[c] *= invstd[k0 + c];
+        } else {
+#pragma omp simd
+            for (c = 0; c < cm; c++) {
+                a[c] += e[c];
+                bs[c] += e[c] * (r[c] - mu[c]);
+            }
         }
+    }
+    for (c = 0; c < cm; c++)
+        bs[c] *= invstd[k0 + c];
+}
+
+static void sums_rows(const struct bn_dims *d, const float *x, const float *dy, const float *mk,
+                      const double *mean, const double *invstd, double *sdy, double *sdx,
+                      int threads)
+{
+    const int64_t tasks = d->g * ((d->c + CBLK - 1) / CBLK);
+    int64_t t;
+#pragma omp parallel for num_threads(threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (t = 0; t < tasks; t++)
+        sums_rows_task(d, x, dy, mk, mean, invstd, sdy, sdx, t);
+}
+
+/* dx rows: sc * (dy - mdy - (x - mu) * kx), or sc * dy in eval (dy masked) */
+BTI_CLONES static void dx_rows_task(const struct bn_dims *d, const float *x, const float *dy,
+                                    const float *mk, float *dx, int training, const float *muf,
+                                    const float *sc, const float *mdy, const float *kx, int64_t n)
+{
+    const int64_t k0 = (n / d->ns) * d->c;
+    const float *restrict r = x + n * d->c, *restrict e = dy + n * d->c;
+    const float *restrict m = mk ? mk + n * d->c : NULL;
+    const float *restrict mu = muf + k0, *restrict a = sc + k0, *restrict md = mdy + k0,
+                          *restrict kk = kx + k0;
+    float *restrict o = dx + n * d->c;
+    int64_t c;
+    if (training && m) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float u = e[c], v = m[c] > 0.0f ? u : 0.0f;
+            o[c] = a[c] * (v - md[c] - (r[c] - mu[c]) * kk[c]);
+        }
+    } else if (training) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = a[c] * (e[c] - md[c] - (r[c] - mu[c]) * kk[c]);
+    } else if (m) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float u = e[c];
+            o[c] = m[c] > 0.0f ? a[c] * u : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = a[c] * e[c];
     }
 }
 
@@ -454,28 +548,20 @@ static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, 
                     const double *invstd, const double *sdy, const double *sdx)
 {
     const float *w = l->has_bias ? l->value[0]->data : NULL;
-    int64_t n;
-#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
-    for (n = 0; n < d->n; n++) {
-        const int64_t k0 = (n / d->ns) * d->c;
-        const float *restrict r = x + n * d->c, *restrict e = dy + n * d->c;
-        const float *restrict m = mk ? mk + n * d->c : NULL;
-        float *restrict o = dx + n * d->c;
-        int64_t cc;
-        for (cc = 0; cc < d->c; cc++) {
-            const double is = invstd[k0 + cc];
-            const float sc = (float)(is * (w ? w[cc] : 1.0f));
-            const float v = !m || m[cc] > 0.0f ? e[cc] : 0.0f;
-            if (training) {
-                const float mdy = (float)(sdy[k0 + cc] / (double)d->m),
-                            kx = (float)(sdx[k0 + cc] / (double)d->m * is),
-                            mu = (float)mean[k0 + cc];
-                o[cc] = sc * (v - mdy - (r[cc] - mu) * kx);
-            } else {
-                o[cc] = sc * v;
-            }
-        }
+    const int64_t gc = d->g * d->c;
+    /* after the sums (2 gc doubles) in scratch: four float coefficients per (slice, channel) */
+    float *muf = (float *)(sdx + gc), *sc = muf + gc, *mdy = sc + gc, *kx = mdy + gc;
+    int64_t k, n;
+    for (k = 0; k < gc; k++) {
+        const double is = invstd[k];
+        muf[k] = (float)mean[k];
+        sc[k] = (float)(is * (w ? w[k % d->c] : 1.0f));
+        mdy[k] = (float)(sdy[k] / (double)d->m);
+        kx[k] = (float)(sdx[k] / (double)d->m * is);
     }
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (n = 0; n < d->n; n++)
+        dx_rows_task(d, x, dy, mk, dx, training, muf, sc, mdy, kx, n);
 }
 
 /* ---- forward / backward ------------------------------------------------------------- */
