@@ -548,7 +548,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
                             col + pi_col(g), part);
     }
     /* the threads' partial sums, added in thread order: deterministic for a thread count */
-#pragma omp parallel for num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
     for (i = 0; i < nw; i++) {
         float s = dw[i];
         int t;

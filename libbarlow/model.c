@@ -641,7 +641,7 @@ static void add_relu(float *restrict out, const float *restrict a, const float *
                      int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
     for (i = 0; i < n; i++) {
         float v = a[i] + b[i];
         out[i] = v > 0.0f ? v : 0.0f;
@@ -651,7 +651,7 @@ static void add_relu(float *restrict out, const float *restrict a, const float *
 static void mask_relu(float *restrict g, const float *restrict y, int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
     for (i = 0; i < n; i++) {
         const float v = g[i];
         g[i] = y[i] > 0.0f ? v : 0.0f;
@@ -663,7 +663,7 @@ static void mask_relu_copy(float *restrict g, float *restrict copy, const float 
                            int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
     for (i = 0; i < n; i++) {
         const float v = g[i], r = y[i] > 0.0f ? v : 0.0f;
         g[i] = r;
@@ -674,7 +674,7 @@ static void mask_relu_copy(float *restrict g, float *restrict copy, const float 
 static void add_into(float *restrict dst, const float *restrict src, int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
     for (i = 0; i < n; i++)
         dst[i] += src[i];
 }
