@@ -58,6 +58,7 @@ static void define_cases(void)
     add("cifar18", "bn 64 @32", "bn:64,64,32,32");
     add("cifar18", "bn 512 @4", "bn:64,512,4,4");
     add("cifar18", "relu 64x64x32x32", "relu:64,64,32,32");
+    add("cifar18", "bn+relu fused 64 @32", "bnrelu:64,64,32,32");
     add("cifar18", "maxpool 3x3 s2 64x64x32x32", "maxpool:64,64,32,32,3,2,1");
     add("cifar18", "avgpool 512x4x4", "avgpool:64,512,4,4");
     add("cifar18", "projector linear 512->2048", "linear:64,512,2048");
@@ -72,6 +73,7 @@ static void define_cases(void)
     add("small28", "layer3 64->64 3x3 @7", "conv:256,64,7,7,64,3,1,1");
     add("small28", "bn 16 @28", "bn:256,16,28,28");
     add("small28", "relu 256x16x28x28", "relu:256,16,28,28");
+    add("small28", "bn+relu fused 16 @28", "bnrelu:256,16,28,28");
 }
 
 static int parse(const char *spec, char *kind, int64_t *a)
@@ -176,7 +178,7 @@ static void run_case(struct bcase *c, int threads, int reps)
     parse(c->spec, kind, a);
     if (!strcmp(kind, "conv")) {
         bti_layer_conv2d_new(&l, (int)a[1], (int)a[4], (int)a[5], (int)a[6], (int)a[7], 0, "bench");
-    } else if (!strcmp(kind, "bn")) {
+    } else if (!strcmp(kind, "bn") || !strcmp(kind, "bnrelu")) {
         bti_layer_batchnorm_new(&l, (int)a[1], 1e-5, 0.1, 1, "bench");
         if (a[2] * a[3] == 1)
             xnd = 2;
@@ -207,7 +209,15 @@ static void run_case(struct bcase *c, int threads, int reps)
         reps = 63;
     for (r = 0; r <= reps; r++) {
         double t0 = bench_now();
-        if (bti_layer_forward(l, x, y, 1, 1) != BT_OK || bti_layer_backward(l, dy, dx) != BT_OK) {
+        bt_status st;
+        if (!strcmp(kind, "bnrelu")) /* the model's fused BatchNorm + ReLU */
+            st = bti_layer_forward_fused(l, x, y, 1, 1, NULL, 1) != BT_OK
+                     ? BT_E_STATE
+                     : bti_layer_backward_masked(l, dy, dx, y);
+        else
+            st = bti_layer_forward(l, x, y, 1, 1) != BT_OK ? BT_E_STATE
+                                                           : bti_layer_backward(l, dy, dx);
+        if (st != BT_OK) {
             printf("%s: %s\n", c->name, bt_last_error());
             exit(1);
         }
@@ -220,7 +230,8 @@ static void run_case(struct bcase *c, int threads, int reps)
     else if (!strcmp(kind, "linear"))
         flops = 3.0 * 2.0 * (double)a[0] * (double)a[1] * (double)a[2];
     else /* forward reads x, writes y; backward reads x (or y) and dy, writes dx */
-        bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel);
+        bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel) +
+                (!strcmp(kind, "bnrelu") ? 4.0 * (double)y->numel : 0.0); /* + the ReLU mask */
     if (flops > 0) {
         c->gflops = flops / (c->ms * 1e-3) * 1e-9;
         c->ref = sgemm_rate(flops);
