@@ -154,10 +154,14 @@ static int per_image(const bt_layer *l, const struct geom *g)
         return 0;
     if (l->conv_mode >= 2)
         return 1;
-    /* one thread: the private kernels image group by image group when they beat
-     * the BLAS (3-4x over OpenBLAS's Prescott kernels), else one big BLAS GEMM */
+    /* One thread: the private kernels image group by image group when they beat
+     * the BLAS: always over OpenBLAS's Prescott kernels (3-4x), and over its good
+     * kernels up to 128 output channels, where packing both operands costs it as
+     * much as the arithmetic (measured, SkylakeX, 1 thread: private 1.9-3.4x
+     * faster at 16-64 channels, even at 128, 1.4x slower at 256-512). */
     if (l->threads < 2)
-        return bti_sgemm_prefer_private();
+        return bti_sgemm_prefer_private() ||
+               (bti_sgemm_level() != BTI_SGEMM_BLAS && g->co <= 128);
     /* Measured (tests/bench/bench_layers.c, 2 threads, shared machine): BLAS
      * threads alternating with OpenMP loops chunk after chunk lose badly as
      * soon as the cores are contended (10-50x on the small-ResNet shapes), and
