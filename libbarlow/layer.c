@@ -259,6 +259,54 @@ bt_status bti_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx)
     return BT_OK;
 }
 
+bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training,
+                                  int groups, const bt_tensor *skip, int relu)
+{
+    const char *fn = "batchnorm fused forward";
+    int64_t oshape[BT_TENSOR_MAX_DIMS];
+    int32_t ondim;
+    bt_status st;
+    if (l->type != BTI_LAYER_BATCHNORM)
+        return bti_fail(BT_E_INVALID_ARG, "%s: the layer is a %s, not a batchnorm", fn,
+                        l->ops->name);
+    if (!x || !y)
+        return bti_fail(BT_E_MISUSE, "%s: %s is NULL", fn, x ? "y" : "x");
+    st = forward_check(l, x, y, groups, fn, &ondim, oshape);
+    if (st != BT_OK)
+        return st;
+    if (skip && !bti_tensor_has_shape(skip, ondim, oshape))
+        return bti_fail(BT_E_SHAPE, "%s: skip does not have the output's shape", fn);
+    if (overlaps(x, y) || (skip && overlaps(skip, y)))
+        return bti_fail(BT_E_INVALID_ARG, "%s: y overlaps x or skip", fn);
+    st = l->ops->prepare(l, x, training, groups, fn);
+    if (st != BT_OK)
+        return st;
+    bti_batchnorm_forward_ex(l, x, y, training ? 1 : 0, groups, skip, relu ? 1 : 0);
+    record_forward(l, x, training, groups, ondim, oshape);
+    return BT_OK;
+}
+
+bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
+                                    const bt_tensor *mask)
+{
+    const char *fn = "batchnorm masked backward";
+    bt_status st;
+    if (l->type != BTI_LAYER_BATCHNORM)
+        return bti_fail(BT_E_INVALID_ARG, "%s: the layer is a %s, not a batchnorm", fn,
+                        l->ops->name);
+    if (!dy)
+        return bti_fail(BT_E_MISUSE, "%s: dy is NULL", fn);
+    st = backward_check(l, dy, dx, fn);
+    if (st != BT_OK)
+        return st;
+    if (mask && !bti_tensor_has_shape(mask, l->out_ndim, l->out_shape))
+        return bti_fail(BT_E_SHAPE, "%s: mask does not have the output's shape", fn);
+    if (mask && dx && overlaps(mask, dx))
+        return bti_fail(BT_E_INVALID_ARG, "%s: dx overlaps mask", fn);
+    bti_batchnorm_backward_ex(l, dy, dx, mask);
+    return BT_OK;
+}
+
 /* ---- public API ------------------------------------------------------------------- */
 
 static bt_status publish(bt_layer **out, bt_layer *l, bt_status st)

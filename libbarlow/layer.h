@@ -12,6 +12,24 @@
  * cores are contended (a descheduled team member stalls the whole region). */
 #define BTI_PAR_MIN ((int64_t)1 << 18)
 
+/* Element-wise loops that are worth wider vectors: compiled for AVX-512, AVX2 and
+ * the baseline, chosen once at load time (GCC's function multiversioning). The
+ * sums these loops make depend on the version chosen, so results are
+ * deterministic for a given machine and thread count. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&    \
+    !defined(BTI_NO_CLONES)
+#define BTI_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BTI_CLONES
+#endif
+
+/* helpers of such loops: inlined so that they get the clone's vector ISA */
+#if defined(__GNUC__)
+#define BTI_INLINE __attribute__((always_inline)) inline
+#else
+#define BTI_INLINE inline
+#endif
+
 enum bti_layer_type {
     BTI_LAYER_CONV2D = 1,
     BTI_LAYER_LINEAR,
@@ -144,6 +162,24 @@ BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
  * threads, 2 images spread over OpenMP threads, single-threaded BLAS each, 3 as 2
  * but stride-1 "same" convolutions always in the padded-grid form (no im2col). */
 BTI_HIDDEN void bti_layer_conv2d_set_mode(bt_layer *l, int mode);
+/* BatchNorm fused with what follows it in a ResNet (the model's fast path), checked as
+ * bti_layer_forward: y = relu?(bn(x) + skip) with skip NULL or of y's shape (it may not
+ * alias y), relu 0 or 1. BT_E_INVALID_ARG when l is not a BatchNorm. Writes nothing but
+ * y and the layer's state; the matching backward is bti_layer_backward_masked (or plain
+ * bti_layer_backward when neither skip nor relu was used). */
+BTI_HIDDEN bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt_tensor *y,
+                                             int training, int groups, const bt_tensor *skip,
+                                             int relu);
+/* BatchNorm backward with dy read as 0 wherever mask <= 0: mask is the output of a fused
+ * ReLU, so this equals ReLU backward followed by BatchNorm backward, in one pass pair.
+ * mask NULL: plain backward. dx may be NULL; it may not alias dy, mask or x. */
+BTI_HIDDEN bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
+                                               const bt_tensor *mask);
+/* the BatchNorm bodies behind the two (no checks) */
+BTI_HIDDEN void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *x, bt_tensor *y,
+                                         int training, int groups, const bt_tensor *skip, int relu);
+BTI_HIDDEN void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
+                                          const bt_tensor *mask);
 /* Zero the parameter gradients. */
 BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
 

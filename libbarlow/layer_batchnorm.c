@@ -3,8 +3,9 @@
  * Training: each slice of the batch (groups) is normalised with its own
  * statistics (biased variance), and the running statistics are updated once
  * per slice, in slice order, with the UNBIASED variance, as PyTorch does.
- * Eval: the running statistics. Sums are accumulated in double per channel in
- * a fixed order, so results do not depend on the thread count. The saved
+ * Eval: the running statistics. Sums run in single precision over short runs
+ * added up in double, per channel in a fixed order, so results do not depend on
+ * the thread count. The saved
  * per-(slice, channel) mean and 1/std let backward recompute x-hat from the
  * borrowed x instead of storing it. */
 #include "layer.h"
@@ -58,87 +59,522 @@ static bt_status bn_prepare(bt_layer *l, const bt_tensor *x, int training, int g
                         "%s: batchnorm training needs more than 1 value per channel; x %s in %d "
                         "group(s) gives %lld",
                         fn, bti_shape_str(x, a, sizeof a), groups, (long long)d.m);
-    /* saved: mean, invstd, biased var per (slice, channel); scratch: two sums per (slice, channel) */
+    /* saved: mean, invstd, biased var per (slice, channel) */
     st = bti_buffer_reserve((void **)&l->saved, &l->saved_count, (size_t)(3 * d.g * d.c),
                             sizeof(double), fn);
     if (st == BT_OK)
-        st = bti_scratch_reserve(l->scratch, (size_t)(2 * d.g * d.c) * sizeof(double), fn);
+        /* two double sums per (slice, channel), then (row layout) four float coefficients */
+        st = bti_scratch_reserve(l->scratch, (size_t)(4 * d.g * d.c) * sizeof(double), fn);
     return st;
 }
 
-/* mean and biased variance of slice g, channel block or channel, into the saved arrays. */
-static void stats_planes(const struct bn_dims *d, const float *restrict x, double *mean,
-                         double *var, int threads)
+/* ---- plane layout [N, C, S]: one task per (slice, channel) ------------------------
+ *
+ * A task makes every pass over its channel's planes back to back, so that the
+ * second and third passes find the planes in the core's cache and a forward
+ * costs one read of x and one write of y from memory. Sums run in single
+ * precision in LANES explicit partial sums (a GCC vector) of at most FLUSH values each, which
+ * are then added up in double in a fixed order: accurate, and the same bits
+ * for any thread count and any vector ISA. Fused variants (for the model): forward adds a residual and/or
+ * applies ReLU to the output; backward takes dy as zero where the fused ReLU's
+ * output was zero (exactly what a separate ReLU backward would have passed). */
+
+#define LANES 16 /* partial sums per accumulator: a GCC vector of 16 floats, lowered to */
+#define FLUSH 16 /* the ISA at hand; vectors added to it before it is flushed to double */
+
+typedef float lanes __attribute__((vector_size(LANES * sizeof(float))));
+typedef int32_t lanes_i __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+/* (no vector arguments or results: they would change the calling convention) */
+#define LANES_LOAD(v, p) memcpy(&(v), (p), sizeof(lanes))
+
+/* The lanes added up in double in a fixed order. */
+BTI_INLINE static double lanes_sum(const lanes *p)
 {
-    int64_t g, c;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (g = 0; g < d->g; g++) {
-        for (c = 0; c < d->c; c++) {
-            double s = 0.0, v = 0.0, mu;
-            int64_t n, q;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + (n * d->c + c) * d->s;
-                double t = 0.0;
-#pragma omp simd reduction(+ : t)
-                for (q = 0; q < d->s; q++)
-                    t += r[q];
-                s += t;
-            }
-            mu = s / (double)d->m;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + (n * d->c + c) * d->s;
-                double t = 0.0;
-#pragma omp simd reduction(+ : t)
-                for (q = 0; q < d->s; q++)
-                    t += (r[q] - mu) * (r[q] - mu);
-                v += t;
-            }
-            mean[g * d->c + c] = mu;
-            var[g * d->c + c] = v / (double)d->m;
+    double t = 0.0;
+    int j;
+    for (j = 0; j < LANES; j++)
+        t += (*p)[j];
+    return t;
+}
+
+/* *acc += sum of r[0..s) through the lanes *p (flushed every FLUSH vectors). The
+ * planes of a channel are far apart, so each next one (at r + ahead) is fetched
+ * while this one is summed: the hardware prefetcher stops at page boundaries. */
+BTI_INLINE static void acc_sum(const float *restrict r, int64_t s, int64_t ahead, lanes *p,
+                               int *cnt, double *acc)
+{
+    int64_t q = 0;
+    lanes v = *p;
+    for (; q + LANES <= s; q += LANES) {
+        lanes t;
+        __builtin_prefetch(r + q + ahead);
+        LANES_LOAD(t, r + q);
+        v += t;
+        if (++*cnt == FLUSH) {
+            *acc += lanes_sum(&v);
+            v = (lanes){0};
+            *cnt = 0;
+        }
+    }
+    *p = v;
+    for (; q < s; q++)
+        *acc += r[q];
+}
+
+/* *acc += sum of (r - a)^2 */
+BTI_INLINE static void acc_sumsq(const float *restrict r, int64_t s, float a, lanes *p, int *cnt,
+                                 double *acc)
+{
+    int64_t q = 0;
+    lanes v = *p;
+    for (; q + LANES <= s; q += LANES) {
+        lanes dd;
+        LANES_LOAD(dd, r + q);
+        dd -= a;
+        v += dd * dd;
+        if (++*cnt == FLUSH) {
+            *acc += lanes_sum(&v);
+            v = (lanes){0};
+            *cnt = 0;
+        }
+    }
+    *p = v;
+    for (; q < s; q++) {
+        const float dd = r[q] - a;
+        *acc += dd * dd;
+    }
+}
+
+/* *se += sum of e, *sex += sum of e * (r - a), with e taken as 0 where mk (if given) <= 0 */
+BTI_INLINE static void acc_sums(const float *restrict r, const float *restrict e,
+                                const float *restrict mk, int64_t s, int64_t ahead, float a,
+                                lanes *p1, lanes *p2, int *cnt, double *se, double *sex)
+{
+    int64_t q = 0;
+    lanes u = *p1, w = *p2;
+    for (; q + LANES <= s; q += LANES) {
+        lanes v, xr;
+        __builtin_prefetch(r + q + ahead);
+        __builtin_prefetch(e + q + ahead);
+        if (mk)
+            __builtin_prefetch(mk + q + ahead);
+        LANES_LOAD(v, e + q);
+        LANES_LOAD(xr, r + q);
+        if (mk) {
+            lanes m;
+            LANES_LOAD(m, mk + q);
+            v = (lanes)((lanes_i)v & (m > 0.0f));
+        }
+        u += v;
+        w += v * (xr - a);
+        if (++*cnt == FLUSH) {
+            *se += lanes_sum(&u);
+            *sex += lanes_sum(&w);
+            u = w = (lanes){0};
+            *cnt = 0;
+        }
+    }
+    *p1 = u;
+    *p2 = w;
+    for (; q < s; q++) {
+        const float v = !mk || mk[q] > 0.0f ? e[q] : 0.0f;
+        *se += v;
+        *sex += v * (r[q] - a);
+    }
+}
+
+/* o = (r - mu) * sc + sh, then + skip, then ReLU, as asked */
+BTI_INLINE static void norm_run(const float *restrict r, float *restrict o, const float *restrict skip,
+                     int relu, int64_t s, float mu, float sc, float sh)
+{
+    int64_t q;
+    if (skip && relu) {
+#pragma omp simd
+        for (q = 0; q < s; q++) {
+            const float v = (r[q] - mu) * sc + sh + skip[q];
+            o[q] = v > 0.0f ? v : 0.0f;
+        }
+    } else if (skip) {
+#pragma omp simd
+        for (q = 0; q < s; q++)
+            o[q] = (r[q] - mu) * sc + sh + skip[q];
+    } else if (relu) {
+#pragma omp simd
+        for (q = 0; q < s; q++) {
+            const float v = (r[q] - mu) * sc + sh;
+            o[q] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (q = 0; q < s; q++)
+            o[q] = (r[q] - mu) * sc + sh;
+    }
+}
+
+/* dx = sc * (e - mdy - (r - mu) * kx), e masked as in sums_run */
+BTI_INLINE static void dx_run(const float *restrict r, const float *restrict e, const float *restrict mk,
+                   float *restrict o, int64_t s, float mu, float sc, float mdy, float kx)
+{
+    int64_t q;
+    if (mk) {
+#pragma omp simd
+        for (q = 0; q < s; q++) {
+            const float g = e[q], v = mk[q] > 0.0f ? g : 0.0f;
+            o[q] = sc * (v - mdy - (r[q] - mu) * kx);
+        }
+    } else {
+#pragma omp simd
+        for (q = 0; q < s; q++)
+            o[q] = sc * (e[q] - mdy - (r[q] - mu) * kx);
+    }
+}
+
+BTI_INLINE static void dx_eval_run(const float *restrict e, const float *restrict mk, float *restrict o,
+                        int64_t s, float sc)
+{
+    int64_t q;
+    if (mk) {
+#pragma omp simd
+        for (q = 0; q < s; q++) {
+            const float g = e[q];
+            o[q] = mk[q] > 0.0f ? sc * g : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (q = 0; q < s; q++)
+            o[q] = sc * e[q];
+    }
+}
+
+/* Training forward over planes for task k = (slice, channel): statistics and the
+ * normalised output. Compiled for the best vector ISA the CPU has (BTI_CLONES). */
+BTI_CLONES static void fwd_train_task(const bt_layer *l, const struct bn_dims *d, const float *x,
+                                      float *y, const float *skip, int relu, double *mean,
+                                      double *invstd, double *var, int64_t k)
+{
+    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
+    const int64_t g = k / d->c, c = k % d->c, n0 = g * d->ns, n1 = n0 + d->ns;
+    double s1 = 0.0, s2 = 0.0, mu, dm, v, is;
+    float muf, sc, sh;
+    lanes p = {0};
+    int64_t n;
+    int cnt = 0;
+    for (n = n0; n < n1; n++)
+        acc_sum(x + (n * d->c + c) * d->s, d->s, n + 1 < n1 ? d->c * d->s : 0, &p, &cnt, &s1);
+    s1 += lanes_sum(&p);
+    p = (lanes){0};
+    mu = s1 / (double)d->m;
+    muf = (float)mu;
+    cnt = 0;
+    for (n = n0; n < n1; n++)
+        acc_sumsq(x + (n * d->c + c) * d->s, d->s, muf, &p, &cnt, &s2);
+    s2 += lanes_sum(&p);
+    dm = mu - (double)muf; /* E[(x - a)^2] = var + (mu - a)^2 */
+    v = s2 / (double)d->m - dm * dm;
+    if (v < 0.0)
+        v = 0.0;
+    is = 1.0 / sqrt(v + l->eps);
+    mean[k] = mu;
+    var[k] = v;
+    invstd[k] = is;
+    sc = (float)(is * (w ? w[c] : 1.0f));
+    sh = b ? b[c] : 0.0f;
+    for (n = n0; n < n1; n++) {
+        const int64_t off = (n * d->c + c) * d->s;
+        norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, muf, sc, sh);
+    }
+}
+
+static void fwd_planes_train(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
+                             const float *skip, int relu, double *mean, double *invstd, double *var)
+{
+    int64_t k;
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
+    for (k = 0; k < d->g * d->c; k++)
+        fwd_train_task(l, d, x, y, skip, relu, mean, invstd, var, k);
+}
+
+/* Normalising with given statistics (eval), planes [k0, k1) of (image, channel). */
+BTI_CLONES static void fwd_apply_task(const bt_layer *l, const struct bn_dims *d, const float *x,
+                                      float *y, const float *skip, int relu, const double *mean,
+                                      const double *invstd, int64_t k)
+{
+    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
+    const int64_t n = k / d->c, c = k % d->c, j = (n / d->ns) * d->c + c, off = k * d->s;
+    norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, (float)mean[j],
+             (float)(invstd[j] * (w ? w[c] : 1.0f)), b ? b[c] : 0.0f);
+}
+
+static void fwd_planes_apply(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
+                             const float *skip, int relu, const double *mean, const double *invstd)
+{
+    int64_t k;
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
+    for (k = 0; k < d->n * d->c; k++)
+        fwd_apply_task(l, d, x, y, skip, relu, mean, invstd, k);
+}
+
+/* Backward over planes for task k = (slice, channel): sdy = sum dy, sdx = sum dy *
+ * xhat, then dx from them. */
+BTI_CLONES static void bwd_task(const bt_layer *l, const struct bn_dims *d, const float *x,
+                                const float *dy, const float *mk, float *dx, int training,
+                                const double *mean, const double *invstd, double *sdy,
+                                double *sdx, int64_t k)
+{
+    const float *w = l->has_bias ? l->value[0]->data : NULL;
+    const int64_t g = k / d->c, c = k % d->c, n0 = g * d->ns, n1 = n0 + d->ns;
+    const double mu = mean[k], is = invstd[k];
+    const float muf = (float)mu, sc = (float)(is * (w ? w[c] : 1.0f));
+    double a = 0.0, bs = 0.0;
+    lanes p1 = {0}, p2 = {0};
+    int64_t n;
+    int cnt = 0;
+    for (n = n0; n < n1; n++) {
+        const int64_t off = (n * d->c + c) * d->s;
+        acc_sums(x + off, dy + off, mk ? mk + off : NULL, d->s, n + 1 < n1 ? d->c * d->s : 0,
+                 muf, &p1, &p2, &cnt, &a, &bs);
+    }
+    a += lanes_sum(&p1);
+    bs += lanes_sum(&p2);
+    bs -= (mu - (double)muf) * a; /* sum e (x - mu) from sum e (x - muf) */
+    sdy[k] = a;
+    sdx[k] = bs * is;
+    if (!dx)
+        return;
+    if (training) {
+        /* dx = w*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)), xhat = (x-mu)*invstd */
+        const float mdy = (float)(a / (double)d->m), kx = (float)(sdx[k] / (double)d->m * is);
+        for (n = n0; n < n1; n++) {
+            const int64_t off = (n * d->c + c) * d->s;
+            dx_run(x + off, dy + off, mk ? mk + off : NULL, dx + off, d->s, muf, sc, mdy, kx);
+        }
+    } else {
+        for (n = n0; n < n1; n++) {
+            const int64_t off = (n * d->c + c) * d->s;
+            dx_eval_run(dy + off, mk ? mk + off : NULL, dx + off, d->s, sc);
         }
     }
 }
 
-static void stats_rows(const struct bn_dims *d, const float *restrict x, double *mean, double *var,
+static void bwd_planes(const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
+                       const float *mk, float *dx, int training, const double *mean,
+                       const double *invstd, double *sdy, double *sdx)
+{
+    int64_t k;
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
+    for (k = 0; k < d->g * d->c; k++)
+        bwd_task(l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, k);
+}
+
+/* ---- row layout [N, C]: channel blocks over the rows ----------------------------------
+ *
+ * Statistics per block of CBLK channels (a task) over the rows of a slice, in
+ * double; then per-(slice, channel) coefficients in float, so that the
+ * per-element loops are plain vector loops over a row (the same arithmetic as
+ * the plane layout: the same bits as computing them in place). */
+
+BTI_CLONES static void stats_rows_task(const struct bn_dims *d, const float *x, double *mean,
+                                       double *var, int64_t t)
+{
+    const int64_t nb = (d->c + CBLK - 1) / CBLK, g = t / nb, c0 = (t % nb) * CBLK;
+    const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK;
+    double *restrict mu = mean + g * d->c + c0, *restrict v = var + g * d->c + c0;
+    int64_t n, c;
+    for (c = 0; c < cm; c++)
+        mu[c] = v[c] = 0.0;
+    for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+        const float *restrict r = x + n * d->c + c0;
+#pragma omp simd
+        for (c = 0; c < cm; c++)
+            mu[c] += r[c];
+    }
+    for (c = 0; c < cm; c++)
+        mu[c] /= (double)d->m;
+    for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+        const float *restrict r = x + n * d->c + c0;
+#pragma omp simd
+        for (c = 0; c < cm; c++) {
+            const double e = r[c] - mu[c];
+            v[c] += e * e;
+        }
+    }
+    for (c = 0; c < cm; c++)
+        v[c] /= (double)d->m;
+}
+
+static void stats_rows(const struct bn_dims *d, const float *x, double *mean, double *var,
                        int threads)
 {
-    int64_t g, c0;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (g = 0; g < d->g; g++) {
-        for (c0 = 0; c0 < d->c; c0 += CBLK) {
-            const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK;
-            double *restrict mu = mean + g * d->c + c0, *restrict v = var + g * d->c + c0;
-            int64_t n, c;
-            for (c = 0; c < cm; c++)
-                mu[c] = v[c] = 0.0;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + n * d->c + c0;
-                for (c = 0; c < cm; c++)
-                    mu[c] += r[c];
-            }
-            for (c = 0; c < cm; c++)
-                mu[c] /= (double)d->m;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + n * d->c + c0;
-                for (c = 0; c < cm; c++)
-                    v[c] += (r[c] - mu[c]) * (r[c] - mu[c]);
-            }
-            for (c = 0; c < cm; c++)
-                v[c] /= (double)d->m;
+    const int64_t tasks = d->g * ((d->c + CBLK - 1) / CBLK);
+    int64_t t;
+#pragma omp parallel for num_threads(threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (t = 0; t < tasks; t++)
+        stats_rows_task(d, x, mean, var, t);
+}
+
+/* y rows: (x - mu) * sc + sh (+ skip) (ReLU), coefficients per (slice, channel) */
+BTI_CLONES static void fwd_rows_task(const struct bn_dims *d, const float *x, float *y,
+                                     const float *skip, int relu, const float *muf,
+                                     const float *sc, const float *sh, int64_t n)
+{
+    const int64_t k0 = (n / d->ns) * d->c;
+    const float *restrict r = x + n * d->c, *restrict sk = skip ? skip + n * d->c : NULL;
+    const float *restrict mu = muf + k0, *restrict a = sc + k0, *restrict bb = sh + k0;
+    float *restrict o = y + n * d->c;
+    int64_t c;
+    if (sk && relu) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float v = (r[c] - mu[c]) * a[c] + bb[c] + sk[c];
+            o[c] = v > 0.0f ? v : 0.0f;
         }
+    } else if (sk) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = (r[c] - mu[c]) * a[c] + bb[c] + sk[c];
+    } else if (relu) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float v = (r[c] - mu[c]) * a[c] + bb[c];
+            o[c] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = (r[c] - mu[c]) * a[c] + bb[c];
     }
 }
 
-static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training, int groups)
+static void fwd_rows_apply(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
+                           const float *skip, int relu, const double *mean, const double *invstd)
+{
+    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
+    float *muf = (float *)l->scratch->p, *sc = muf + d->g * d->c, *sh = sc + d->g * d->c;
+    int64_t k, n;
+    for (k = 0; k < d->g * d->c; k++) {
+        const int64_t c = k % d->c;
+        muf[k] = (float)mean[k];
+        sc[k] = (float)(invstd[k] * (w ? w[c] : 1.0f));
+        sh[k] = b ? b[c] : 0.0f;
+    }
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (n = 0; n < d->n; n++)
+        fwd_rows_task(d, x, y, skip, relu, muf, sc, sh, n);
+}
+
+/* per channel block: sdy = sum dy, sdx = sum dy * xhat (dy masked as in acc_sums) */
+BTI_CLONES static void sums_rows_task(const struct bn_dims *d, const float *x, const float *dy,
+                                      const float *mk, const double *mean, const double *invstd,
+                                      double *sdy, double *sdx, int64_t t)
+{
+    const int64_t nb = (d->c + CBLK - 1) / CBLK, g = t / nb, c0 = (t % nb) * CBLK;
+    const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK, k0 = g * d->c + c0;
+    double *restrict a = sdy + k0, *restrict bs = sdx + k0;
+    const double *restrict mu = mean + k0;
+    int64_t n, c;
+    for (c = 0; c < cm; c++)
+        a[c] = bs[c] = 0.0;
+    for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+        const float *restrict r = x + n * d->c + c0, *restrict e = dy + n * d->c + c0;
+        if (mk) {
+            const float *restrict m = mk + n * d->c + c0;
+#pragma omp simd
+            for (c = 0; c < cm; c++) {
+                const float u = e[c], v = m[c] > 0.0f ? u : 0.0f;
+                a[c] += v;
+                bs[c] += v * (r[c] - mu[c]);
+            }
+        } else {
+#pragma omp simd
+            for (c = 0; c < cm; c++) {
+                a[c] += e[c];
+                bs[c] += e[c] * (r[c] - mu[c]);
+            }
+        }
+    }
+    for (c = 0; c < cm; c++)
+        bs[c] *= invstd[k0 + c];
+}
+
+static void sums_rows(const struct bn_dims *d, const float *x, const float *dy, const float *mk,
+                      const double *mean, const double *invstd, double *sdy, double *sdx,
+                      int threads)
+{
+    const int64_t tasks = d->g * ((d->c + CBLK - 1) / CBLK);
+    int64_t t;
+#pragma omp parallel for num_threads(threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (t = 0; t < tasks; t++)
+        sums_rows_task(d, x, dy, mk, mean, invstd, sdy, sdx, t);
+}
+
+/* dx rows: sc * (dy - mdy - (x - mu) * kx), or sc * dy in eval (dy masked) */
+BTI_CLONES static void dx_rows_task(const struct bn_dims *d, const float *x, const float *dy,
+                                    const float *mk, float *dx, int training, const float *muf,
+                                    const float *sc, const float *mdy, const float *kx, int64_t n)
+{
+    const int64_t k0 = (n / d->ns) * d->c;
+    const float *restrict r = x + n * d->c, *restrict e = dy + n * d->c;
+    const float *restrict m = mk ? mk + n * d->c : NULL;
+    const float *restrict mu = muf + k0, *restrict a = sc + k0, *restrict md = mdy + k0,
+                          *restrict kk = kx + k0;
+    float *restrict o = dx + n * d->c;
+    int64_t c;
+    if (training && m) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float u = e[c], v = m[c] > 0.0f ? u : 0.0f;
+            o[c] = a[c] * (v - md[c] - (r[c] - mu[c]) * kk[c]);
+        }
+    } else if (training) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = a[c] * (e[c] - md[c] - (r[c] - mu[c]) * kk[c]);
+    } else if (m) {
+#pragma omp simd
+        for (c = 0; c < d->c; c++) {
+            const float u = e[c];
+            o[c] = m[c] > 0.0f ? a[c] * u : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (c = 0; c < d->c; c++)
+            o[c] = a[c] * e[c];
+    }
+}
+
+static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
+                    const float *mk, float *dx, int training, const double *mean,
+                    const double *invstd, const double *sdy, const double *sdx)
+{
+    const float *w = l->has_bias ? l->value[0]->data : NULL;
+    const int64_t gc = d->g * d->c;
+    /* after the sums (2 gc doubles) in scratch: four float coefficients per (slice, channel) */
+    float *muf = (float *)(sdx + gc), *sc = muf + gc, *mdy = sc + gc, *kx = mdy + gc;
+    int64_t k, n;
+    for (k = 0; k < gc; k++) {
+        const double is = invstd[k];
+        muf[k] = (float)mean[k];
+        sc[k] = (float)(is * (w ? w[k % d->c] : 1.0f));
+        mdy[k] = (float)(sdy[k] / (double)d->m);
+        kx[k] = (float)(sdx[k] / (double)d->m * is);
+    }
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+    for (n = 0; n < d->n; n++)
+        dx_rows_task(d, x, dy, mk, dx, training, muf, sc, mdy, kx, n);
+}
+
+/* ---- forward / backward ------------------------------------------------------------- */
+
+void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training,
+                              int groups, const bt_tensor *skipt, int relu)
 {
     struct bn_dims d;
     double *mean, *invstd, *var;
-    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
     const int ri = l->has_bias ? 2 : 0; /* index of running_mean */
     float *rm = l->value[ri]->data, *rv = l->value[ri + 1]->data, *nbt = l->value[ri + 2]->data;
-    const float *restrict x = xt->data;
-    float *restrict y = yt->data;
-    const int nt = l->threads;
+    const float *x = xt->data, *skip = skipt ? skipt->data : NULL;
+    float *y = yt->data;
     int64_t i, g, c;
     bn_dims_of(l, xt->shape, xt->ndim, groups, &d);
     mean = l->saved;
@@ -147,12 +583,14 @@ static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int trai
 
     if (training) {
         const double mom = l->momentum, unbias = (double)d.m / (double)(d.m - 1);
-        if (d.s == 1)
-            stats_rows(&d, x, mean, var, nt);
-        else
-            stats_planes(&d, x, mean, var, nt);
-        for (i = 0; i < d.g * d.c; i++)
-            invstd[i] = 1.0 / sqrt(var[i] + l->eps);
+        if (d.s == 1) {
+            stats_rows(&d, x, mean, var, l->threads);
+            for (i = 0; i < d.g * d.c; i++)
+                invstd[i] = 1.0 / sqrt(var[i] + l->eps);
+            fwd_rows_apply(l, &d, x, y, skip, relu, mean, invstd);
+        } else {
+            fwd_planes_train(l, &d, x, y, skip, relu, mean, invstd, var);
+        }
         /* once per slice, in slice order: exactly as if each slice ran alone */
         for (g = 0; g < d.g; g++) {
             for (c = 0; c < d.c; c++) {
@@ -161,114 +599,34 @@ static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int trai
             }
             nbt[0] += 1.0f;
         }
-    } else {
-        for (g = 0; g < d.g; g++) {
-            for (c = 0; c < d.c; c++) {
-                mean[g * d.c + c] = rm[c];
-                var[g * d.c + c] = rv[c];
-                invstd[g * d.c + c] = 1.0 / sqrt((double)rv[c] + l->eps);
-            }
+        return;
+    }
+    for (g = 0; g < d.g; g++) {
+        for (c = 0; c < d.c; c++) {
+            mean[g * d.c + c] = rm[c];
+            var[g * d.c + c] = rv[c];
+            invstd[g * d.c + c] = 1.0 / sqrt((double)rv[c] + l->eps);
         }
     }
-
-    if (d.s == 1) {
-        int64_t n;
-#pragma omp parallel for num_threads(nt) schedule(static) if (d.n * d.c > BTI_PAR_MIN)
-        for (n = 0; n < d.n; n++) {
-            const int64_t gi = n / d.ns;
-            const float *restrict r = x + n * d.c;
-            float *restrict o = y + n * d.c;
-            const double *restrict mu = mean + gi * d.c, *restrict is = invstd + gi * d.c;
-            for (c = 0; c < d.c; c++) {
-                const float sc = (float)(is[c] * (w ? w[c] : 1.0f));
-                o[c] = (r[c] - (float)mu[c]) * sc + (b ? b[c] : 0.0f);
-            }
-        }
-    } else {
-        int64_t n, cc;
-#pragma omp parallel for collapse(2) num_threads(nt) schedule(static) if (d.n * d.c * d.s > BTI_PAR_MIN)
-        for (n = 0; n < d.n; n++) {
-            for (cc = 0; cc < d.c; cc++) {
-                const int64_t k = (n / d.ns) * d.c + cc;
-                const float mu = (float)mean[k], sc = (float)(invstd[k] * (w ? w[cc] : 1.0f)),
-                            sh = b ? b[cc] : 0.0f;
-                const float *restrict r = x + (n * d.c + cc) * d.s;
-                float *restrict o = y + (n * d.c + cc) * d.s;
-                int64_t q;
-#pragma omp simd
-                for (q = 0; q < d.s; q++)
-                    o[q] = (r[q] - mu) * sc + sh;
-            }
-        }
-    }
+    if (d.s == 1)
+        fwd_rows_apply(l, &d, x, y, skip, relu, mean, invstd);
+    else
+        fwd_planes_apply(l, &d, x, y, skip, relu, mean, invstd);
 }
 
-/* Per (slice, channel): sdy = sum dy, sdx = sum dy * xhat. */
-static void sums_planes(const struct bn_dims *d, const float *restrict x, const float *restrict dy,
-                        const double *mean, const double *invstd, double *sdy, double *sdx,
-                        int threads)
+static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training, int groups)
 {
-    int64_t g, c;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (g = 0; g < d->g; g++) {
-        for (c = 0; c < d->c; c++) {
-            const int64_t k = g * d->c + c;
-            const double mu = mean[k];
-            double a = 0.0, bsum = 0.0;
-            int64_t n, q;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + (n * d->c + c) * d->s;
-                const float *restrict e = dy + (n * d->c + c) * d->s;
-                double t = 0.0, u = 0.0;
-#pragma omp simd reduction(+ : t, u)
-                for (q = 0; q < d->s; q++) {
-                    t += e[q];
-                    u += e[q] * (r[q] - mu);
-                }
-                a += t;
-                bsum += u;
-            }
-            sdy[k] = a;
-            sdx[k] = bsum * invstd[k];
-        }
-    }
+    bti_batchnorm_forward_ex(l, xt, yt, training, groups, NULL, 0);
 }
 
-static void sums_rows(const struct bn_dims *d, const float *restrict x, const float *restrict dy,
-                      const double *mean, const double *invstd, double *sdy, double *sdx,
-                      int threads)
-{
-    int64_t g, c0;
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (g = 0; g < d->g; g++) {
-        for (c0 = 0; c0 < d->c; c0 += CBLK) {
-            const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK, k0 = g * d->c + c0;
-            double *restrict a = sdy + k0, *restrict bs = sdx + k0;
-            const double *restrict mu = mean + k0;
-            int64_t n, c;
-            for (c = 0; c < cm; c++)
-                a[c] = bs[c] = 0.0;
-            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
-                const float *restrict r = x + n * d->c + c0, *restrict e = dy + n * d->c + c0;
-                for (c = 0; c < cm; c++) {
-                    a[c] += e[c];
-                    bs[c] += e[c] * (r[c] - mu[c]);
-                }
-            }
-            for (c = 0; c < cm; c++)
-                bs[c] *= invstd[k0 + c];
-        }
-    }
-}
-
-static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
+void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt,
+                               const bt_tensor *maskt)
 {
     struct bn_dims d;
     const double *mean, *invstd;
     double *sdy, *sdx;
-    const float *w = l->has_bias ? l->value[0]->data : NULL;
-    const float *restrict x = l->x->data, *restrict dy = dyt->data;
-    const int nt = l->threads, training = l->training;
+    const float *x = l->x->data, *dy = dyt->data, *mk = maskt ? maskt->data : NULL;
+    float *dx = dxt ? dxt->data : NULL;
     int64_t c;
     bn_dims_of(l, l->in_shape, l->in_ndim, l->groups, &d);
     mean = l->saved;
@@ -276,11 +634,13 @@ static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     sdy = (double *)l->scratch->p;
     sdx = sdy + d.g * d.c;
 
-    if (d.s == 1)
-        sums_rows(&d, x, dy, mean, invstd, sdy, sdx, nt);
-    else
-        sums_planes(&d, x, dy, mean, invstd, sdy, sdx, nt);
-
+    if (d.s == 1) {
+        sums_rows(&d, x, dy, mk, mean, invstd, sdy, sdx, l->threads);
+        if (dx)
+            dx_rows(l, &d, x, dy, mk, dx, l->training, mean, invstd, sdy, sdx);
+    } else {
+        bwd_planes(l, &d, x, dy, mk, dx, l->training, mean, invstd, sdy, sdx);
+    }
     if (l->has_bias) {
         float *dw = l->grad[0]->data, *db = l->grad[1]->data;
         for (c = 0; c < d.c; c++) {
@@ -294,58 +654,11 @@ static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
             dw[c] += (float)bsum;
         }
     }
-    if (!dxt)
-        return;
+}
 
-    if (d.s == 1) {
-        float *restrict dx = dxt->data;
-        int64_t n;
-#pragma omp parallel for num_threads(nt) schedule(static) if (d.n * d.c > BTI_PAR_MIN)
-        for (n = 0; n < d.n; n++) {
-            const int64_t k0 = (n / d.ns) * d.c;
-            const float *restrict r = x + n * d.c, *restrict e = dy + n * d.c;
-            float *restrict o = dx + n * d.c;
-            int64_t cc;
-            for (cc = 0; cc < d.c; cc++) {
-                const double is = invstd[k0 + cc];
-                const float sc = (float)(is * (w ? w[cc] : 1.0f));
-                if (training) {
-                    const float mdy = (float)(sdy[k0 + cc] / (double)d.m),
-                                kx = (float)(sdx[k0 + cc] / (double)d.m * is),
-                                mu = (float)mean[k0 + cc];
-                    o[cc] = sc * (e[cc] - mdy - (r[cc] - mu) * kx);
-                } else {
-                    o[cc] = sc * e[cc];
-                }
-            }
-        }
-    } else {
-        float *restrict dx = dxt->data;
-        int64_t n, cc;
-#pragma omp parallel for collapse(2) num_threads(nt) schedule(static) if (d.n * d.c * d.s > BTI_PAR_MIN)
-        for (n = 0; n < d.n; n++) {
-            for (cc = 0; cc < d.c; cc++) {
-                const int64_t k = (n / d.ns) * d.c + cc;
-                const double is = invstd[k];
-                const float sc = (float)(is * (w ? w[cc] : 1.0f));
-                const float *restrict r = x + (n * d.c + cc) * d.s, *restrict e = dy + (n * d.c + cc) * d.s;
-                float *restrict o = dx + (n * d.c + cc) * d.s;
-                int64_t q;
-                if (training) {
-                    /* dx = w*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)), with xhat = (x-mu)*invstd */
-                    const float mdy = (float)(sdy[k] / (double)d.m),
-                                kx = (float)(sdx[k] / (double)d.m * is), mu = (float)mean[k];
-#pragma omp simd
-                    for (q = 0; q < d.s; q++)
-                        o[q] = sc * (e[q] - mdy - (r[q] - mu) * kx);
-                } else {
-#pragma omp simd
-                    for (q = 0; q < d.s; q++)
-                        o[q] = sc * e[q];
-                }
-            }
-        }
-    }
+static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
+{
+    bti_batchnorm_backward_ex(l, dyt, dxt, NULL);
 }
 
 static void bn_reset(bt_layer *l, uint64_t seed)

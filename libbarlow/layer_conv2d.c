@@ -150,10 +150,18 @@ static size_t tmp_floats(const struct geom *g)
  * spread over OpenMP threads with a single-threaded BLAS each (mode 2). */
 static int per_image(const bt_layer *l, const struct geom *g)
 {
-    if (l->conv_mode == 1 || l->threads < 2 || g->n < 2)
+    if (l->conv_mode == 1 || g->n < 2)
         return 0;
     if (l->conv_mode >= 2)
         return 1;
+    /* One thread: the private kernels image group by image group when they beat
+     * the BLAS: always over OpenBLAS's Prescott kernels (3-4x), and over its good
+     * kernels up to 128 output channels, where packing both operands costs it as
+     * much as the arithmetic (measured, SkylakeX, 1 thread: private 1.9-3.4x
+     * faster at 16-64 channels, even at 128, 1.4x slower at 256-512). */
+    if (l->threads < 2)
+        return bti_sgemm_prefer_private() ||
+               (bti_sgemm_level() != BTI_SGEMM_BLAS && g->co <= 128);
     /* Measured (tests/bench/bench_layers.c, 2 threads, shared machine): BLAS
      * threads alternating with OpenMP loops chunk after chunk lose badly as
      * soon as the cores are contended (10-50x on the small-ResNet shapes), and
@@ -544,7 +552,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
                             col + pi_col(g), part);
     }
     /* the threads' partial sums, added in thread order: deterministic for a thread count */
-#pragma omp parallel for num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
     for (i = 0; i < nw; i++) {
         float s = dw[i];
         int t;

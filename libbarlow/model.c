@@ -26,11 +26,20 @@
 
 enum { STEP_LAYER, STEP_ADD_RELU };
 
+/* Fusions, decided once the network is built (see plan_fusion): a BatchNorm
+ * whose output only feeds a ReLU writes the ReLU's output itself, and its
+ * backward reads the ReLU's gradient through the ReLU's mask; a BatchNorm whose
+ * output only feeds an add-ReLU runs at the add-ReLU's turn (the other operand
+ * is ready then) and writes relu(bn(x) + skip) directly. */
+enum { FUSE_NONE, FUSE_RELU, FUSE_ADD };
+
 struct step {
     int kind;
     bt_layer *layer; /* STEP_LAYER */
     int is_bn;       /* BatchNorm: one statistics group per view */
     int in, in2, out;
+    int fuse;        /* BatchNorm: FUSE_* */
+    int partner;     /* the step fused with this one (either side), or -1 */
 };
 
 /* One planned execution: activation shapes and buffers for a batch shape. */
@@ -68,6 +77,7 @@ struct bt_model {
     bt_tensor *features[MAX_VIEWS]; /* registered borrowed views of the feature rows */
     int act_features;   /* index of the backbone output activation */
     struct bti_scratch scratch; /* shared by all layers: they run one at a time */
+    int no_fusion;              /* tests: run every step on its own */
 };
 
 /* ---- construction -------------------------------------------------------- */
@@ -109,6 +119,8 @@ static bt_status add_step(bt_model *m, int kind, bt_layer *l, int is_bn, int in,
     m->steps[m->nsteps].in = in;
     m->steps[m->nsteps].in2 = in2;
     m->steps[m->nsteps].out = out;
+    m->steps[m->nsteps].fuse = FUSE_NONE;
+    m->steps[m->nsteps].partner = -1;
     m->nsteps++;
     return BT_OK;
 }
@@ -369,6 +381,52 @@ static bt_status build(bt_model *m, const struct arch *a, uint64_t seed)
 #undef TRY
 }
 
+/* Mark the BatchNorm steps whose output has exactly one consumer that is a ReLU
+ * layer (FUSE_RELU) or the first operand of an add-ReLU (FUSE_ADD). */
+static void plan_fusion(bt_model *m)
+{
+    int s, t;
+    for (s = 0; s < m->nsteps; s++) {
+        struct step *b = &m->steps[s];
+        int uses = 0, cons = -1;
+        if (b->kind != STEP_LAYER || b->layer->type != BTI_LAYER_BATCHNORM)
+            continue;
+        for (t = s + 1; t < m->nsteps; t++) {
+            const struct step *c = &m->steps[t];
+            uses += (c->in == b->out) + (c->kind == STEP_ADD_RELU && c->in2 == b->out);
+            if (c->in == b->out)
+                cons = t;
+        }
+        if (uses != 1 || cons < 0 || b->out == m->act_features)
+            continue;
+        if (m->steps[cons].kind == STEP_LAYER && m->steps[cons].layer->type == BTI_LAYER_RELU)
+            b->fuse = FUSE_RELU;
+        else if (m->steps[cons].kind == STEP_ADD_RELU)
+            b->fuse = FUSE_ADD;
+        else
+            continue;
+        b->partner = cons;
+        m->steps[cons].partner = s;
+    }
+}
+
+static void plan_release(struct plan *p);
+
+/* Whether step s runs fused with its partner in a plan of nsteps steps. */
+static int fused(const bt_model *m, int s, int nsteps)
+{
+    const struct step *st = &m->steps[s];
+    return !m->no_fusion && st->partner >= 0 && st->partner < nsteps && s < nsteps;
+}
+
+void bti_model_set_fusion(bt_model *m, int on)
+{
+    m->no_fusion = !on;
+    plan_release(&m->train); /* fused-away activations have no buffer: plan again */
+    plan_release(&m->eval);
+    m->can_backward = 0;
+}
+
 static bt_status build_tensor_table(bt_model *m)
 /* names are "<layer prefix>.<tensor name>", both short */
 {
@@ -449,7 +507,13 @@ static int count_pool(const bt_model *m, const struct plan *p)
     slot[out] = take(&g);
     for (s = p->nsteps - 1; s >= 0; s--) {
         const struct step *st = &m->steps[s];
-        int go = slot[st->out];
+        int go = slot[st->out], gout = st->out;
+        if (st->kind == STEP_LAYER && st->fuse == FUSE_NONE && fused(m, s, p->nsteps))
+            continue; /* a ReLU done by its BatchNorm */
+        if (st->fuse == FUSE_RELU && fused(m, s, p->nsteps)) {
+            gout = m->steps[st->partner].out;
+            go = slot[gout];
+        }
         if (st->kind == STEP_LAYER) {
             if (st->in != 0) {
                 if (slot[st->in] < 0)
@@ -466,7 +530,7 @@ static int count_pool(const bt_model *m, const struct plan *p)
             else
                 give(&g, go);
         }
-        slot[st->out] = -1;
+        slot[gout] = -1;
     }
     return g.used_max;
 }
@@ -512,9 +576,22 @@ static bt_status plan_build(bt_model *m, struct plan *p, int nsteps, int groups,
             goto done;
         }
     }
+    for (s = 0; s < nsteps; s++)
+        if (m->steps[s].fuse != FUSE_NONE && fused(m, s, nsteps))
+            nd[m->steps[s].out] = -nd[m->steps[s].out]; /* never written: no buffer */
     for (i = 0; i < q.nacts; i++) {
         int64_t n = 1;
         int k;
+        if (nd[i] < 0) {
+            q.act[i].ndim = -nd[i];
+            memcpy(q.act[i].shape, shape[i], sizeof shape[i]);
+            for (k = 0; k < -nd[i]; k++)
+                n *= shape[i][k];
+            q.act[i].numel = n;
+            if (n > q.max_numel)
+                q.max_numel = n;
+            continue;
+        }
         if (nd[i] == 0)
             continue; /* not reached by these steps */
         for (k = 0; k < nd[i]; k++)
@@ -564,7 +641,7 @@ static void add_relu(float *restrict out, const float *restrict a, const float *
                      int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
     for (i = 0; i < n; i++) {
         float v = a[i] + b[i];
         out[i] = v > 0.0f ? v : 0.0f;
@@ -574,15 +651,30 @@ static void add_relu(float *restrict out, const float *restrict a, const float *
 static void mask_relu(float *restrict g, const float *restrict y, int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-    for (i = 0; i < n; i++)
-        g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
+    for (i = 0; i < n; i++) {
+        const float v = g[i];
+        g[i] = y[i] > 0.0f ? v : 0.0f;
+    }
+}
+
+/* mask_relu, also writing the result to copy: one pass instead of two */
+static void mask_relu_copy(float *restrict g, float *restrict copy, const float *restrict y,
+                           int64_t n, int threads)
+{
+    int64_t i;
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
+    for (i = 0; i < n; i++) {
+        const float v = g[i], r = y[i] > 0.0f ? v : 0.0f;
+        g[i] = r;
+        copy[i] = r;
+    }
 }
 
 static void add_into(float *restrict dst, const float *restrict src, int64_t n, int threads)
 {
     int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
     for (i = 0; i < n; i++)
         dst[i] += src[i];
 }
@@ -603,9 +695,24 @@ static bt_status run_forward(bt_model *m, struct plan *p, int training)
     bt_status st;
     for (s = 0; s < p->nsteps; s++) {
         const struct step *stp = &m->steps[s];
-        if (stp->kind == STEP_LAYER) {
+        const int fz = fused(m, s, p->nsteps);
+        if (stp->kind == STEP_LAYER && fz && stp->fuse == FUSE_RELU) {
+            st = bti_layer_forward_fused(stp->layer, &p->act[stp->in],
+                                         &p->act[m->steps[stp->partner].out], training,
+                                         p->groups, NULL, 1);
+            if (st != BT_OK)
+                return st;
+        } else if (stp->kind == STEP_LAYER && fz) {
+            continue; /* a ReLU already done, or a BatchNorm done at its add-ReLU */
+        } else if (stp->kind == STEP_LAYER) {
             st = bti_layer_forward(stp->layer, &p->act[stp->in], &p->act[stp->out], training,
                                    stp->is_bn ? p->groups : 1);
+            if (st != BT_OK)
+                return st;
+        } else if (fz) {
+            const struct step *b = &m->steps[stp->partner];
+            st = bti_layer_forward_fused(b->layer, &p->act[b->in], &p->act[stp->out], training,
+                                         p->groups, &p->act[stp->in2], 1);
             if (st != BT_OK)
                 return st;
         } else {
@@ -627,31 +734,44 @@ static bt_status run_backward(bt_model *m, struct plan *p)
     busy[0] = 1;
     for (s = p->nsteps - 1; s >= 0 && st == BT_OK; s--) {
         const struct step *stp = &m->steps[s];
-        int go = slot[stp->out];
-        struct bt_tensor dy = gview(p, stp->out, p->pool[go]);
+        int go, gout = stp->out;
+        const struct bt_tensor *mask = NULL;
+        struct bt_tensor dy;
+        if (stp->kind == STEP_LAYER && stp->fuse == FUSE_NONE && fused(m, s, p->nsteps))
+            continue; /* a ReLU: its BatchNorm reads its gradient through its mask */
+        if (stp->fuse == FUSE_RELU && fused(m, s, p->nsteps)) {
+            gout = m->steps[stp->partner].out;
+            mask = &p->act[gout];
+        }
+        go = slot[gout];
+        dy = gview(p, gout, p->pool[go]);
         if (stp->kind == STEP_LAYER) {
             if (stp->in == 0) {
-                st = bti_layer_backward(stp->layer, &dy, NULL);
+                st = mask ? bti_layer_backward_masked(stp->layer, &dy, NULL, mask)
+                          : bti_layer_backward(stp->layer, &dy, NULL);
             } else if (slot[stp->in] < 0) {
                 struct bt_tensor dx;
                 slot[stp->in] = take(&g);
                 dx = gview(p, stp->in, p->pool[slot[stp->in]]);
-                st = bti_layer_backward(stp->layer, &dy, &dx);
+                st = mask ? bti_layer_backward_masked(stp->layer, &dy, &dx, mask)
+                          : bti_layer_backward(stp->layer, &dy, &dx);
             } else {
                 int t = take(&g);
                 struct bt_tensor dx = gview(p, stp->in, p->pool[t]);
-                st = bti_layer_backward(stp->layer, &dy, &dx);
+                st = mask ? bti_layer_backward_masked(stp->layer, &dy, &dx, mask)
+                          : bti_layer_backward(stp->layer, &dy, &dx);
                 add_into(p->pool[slot[stp->in]], p->pool[t], dx.numel, m->threads);
                 give(&g, t);
             }
             give(&g, go);
         } else {
             int64_t cnt = p->act[stp->out].numel;
-            mask_relu(p->pool[go], p->buf[stp->out], cnt, m->threads);
             if (slot[stp->in2] < 0) {
                 slot[stp->in2] = take(&g);
-                memcpy(p->pool[slot[stp->in2]], p->pool[go], (size_t)cnt * sizeof(float));
+                mask_relu_copy(p->pool[go], p->pool[slot[stp->in2]], p->buf[stp->out], cnt,
+                               m->threads);
             } else {
+                mask_relu(p->pool[go], p->buf[stp->out], cnt, m->threads);
                 add_into(p->pool[slot[stp->in2]], p->pool[go], cnt, m->threads);
             }
             if (slot[stp->in] < 0) {
@@ -661,7 +781,7 @@ static bt_status run_backward(bt_model *m, struct plan *p)
                 give(&g, go);
             }
         }
-        slot[stp->out] = -1;
+        slot[gout] = -1;
     }
     return st;
 }
@@ -706,7 +826,9 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
         return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
     m->threads = bti_threads_resolve(cfg);
     m->in_channels = a.in_channels;
-    if ((st = build(m, &a, (uint64_t)seed)) != BT_OK || (st = build_tensor_table(m)) != BT_OK ||
+    if ((st = build(m, &a, (uint64_t)seed)) == BT_OK)
+        plan_fusion(m);
+    if (st != BT_OK || (st = build_tensor_table(m)) != BT_OK ||
         (st = bti_handle_add(m, BTI_KIND_MODEL)) != BT_OK) {
         model_destroy(m);
         return st;

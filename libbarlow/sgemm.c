@@ -51,6 +51,37 @@ void bti_sgemm_set_level(int level)
     forced = level;
 }
 
+#ifdef BT_BLAS_OPENBLAS
+extern char *openblas_get_corename(void);
+#endif
+
+/* OpenBLAS cores with AVX2/AVX-512 kernels at least as fast as ours (measured:
+ * SkylakeX 110-150 GFLOP/s per core on the ResNet shapes, ours 90-110; Prescott 23-32). */
+static int blas_is_fast(void)
+{
+#ifdef BT_BLAS_OPENBLAS
+    static const char *const fast[] = {"haswell", "skylakex", "zen", "cooperlake",
+                                       "sapphirerapids"};
+    const char *core = openblas_get_corename();
+    size_t i, j;
+    for (i = 0; core && i < sizeof fast / sizeof fast[0]; i++) {
+        for (j = 0; core[j] && fast[i][j] && (core[j] | 0x20) == fast[i][j]; j++)
+            ;
+        if (!fast[i][j] && !core[j])
+            return 1;
+    }
+#endif
+    return 0; /* the reference BLAS, or an OpenBLAS on generic kernels */
+}
+
+int bti_sgemm_prefer_private(void)
+{
+    static int blas_fast = -1;
+    if (blas_fast < 0)
+        blas_fast = blas_is_fast();
+    return bti_sgemm_level() != BTI_SGEMM_BLAS && !blas_fast;
+}
+
 static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
@@ -93,6 +124,7 @@ static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, 
 /* ---- AVX-512: NN 8 x 48, NT 4 x 4 ---------------------------------------- */
 
 #define T512 __attribute__((target("avx512f")))
+#define PF_AHEAD 8 /* rows of B fetched ahead in the NN kernels */
 
 T512 static __mmask16 mask16(int64_t n)
 {
@@ -114,6 +146,13 @@ T512 static void nn512(int64_t kc, const float *restrict ap, const float *restri
         const __m512 b0 = _mm512_maskz_loadu_ps(m0, br), b1 = _mm512_maskz_loadu_ps(m1, br + 16),
                      b2 = _mm512_maskz_loadu_ps(m2, br + 32);
         __m512 av;
+        if (k + PF_AHEAD < kc) {
+            /* rows of B are far apart: fetch a few ahead, the prefetchers stop at pages */
+            const float *pf = boff ? b + boff[k + PF_AHEAD] : br + PF_AHEAD * ldb;
+            _mm_prefetch((const char *)pf, _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 32), _MM_HINT_T0);
+        }
 #define ROW512(i)                                                                                  \
     av = _mm512_set1_ps(aa[i]);                                                                    \
     c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
@@ -392,6 +431,68 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
     }
 }
 
+/* NT through the NN kernel: C[i][j] = sum_k A[i][k] B[j][k] with B^T packed, a
+ * block of kc x nrmax at a time, by a transposing copy; A is packed as in NN.
+ * The copy costs about one cycle per element of B per block of NT_MC rows of A,
+ * against NT_MC/32 cycles of FMAs: worth it once A has some hundred rows, where
+ * the dot-product tiles of nt_driver are bound by L2 reads and reductions. */
+#define NT_MC 256
+
+static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
+                    int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
+{
+    int64_t j0, kk0, j, kk;
+    for (j0 = 0; j0 < nr; j0 += 16) {
+        const int64_t je = nr - j0 < 16 ? nr : j0 + 16;
+        for (kk0 = 0; kk0 < kc; kk0 += 16) {
+            const int64_t ke = kc - kk0 < 16 ? kc : kk0 + 16;
+            for (j = j0; j < je; j++) {
+                const float *restrict src = (boff ? b + boff[n0 + j] : b + (n0 + j) * ldb) + k0;
+                for (kk = kk0; kk < ke; kk++)
+                    bp[kk * nrmax + j] = src[kk];
+            }
+        }
+    }
+}
+
+static void ntp_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                       int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
+                       float *c, int64_t ldc)
+{
+    float ap[NT_MC * KC_MAX] __attribute__((aligned(64)));
+    float bp[KC_MAX * 48] __attribute__((aligned(64)));
+    const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
+    const int64_t nrmax = level == BTI_SGEMM_AVX512 ? 48 : 24;
+    const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
+    int64_t k0, m0, n0, i;
+    for (k0 = 0; k0 < k; k0 += kcs) {
+        const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
+        const float bet = k0 == 0 ? beta : 1.0f;
+        for (m0 = 0; m0 < m; m0 += NT_MC) {
+            const int64_t mc = m - m0 < NT_MC ? m - m0 : NT_MC;
+            pack_a(BTI_NO_TRANS, a, lda, m0, mc, k0, kc, mr, ap);
+            for (n0 = 0; n0 < n; n0 += nrmax) {
+                const int64_t nr = n - n0 < nrmax ? n - n0 : nrmax;
+                pack_bt(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
+                for (i = 0; i < mc; i += mr) {
+                    const int rows = mc - i < mr ? (int)(mc - i) : mr;
+                    const float *at = ap + (i / mr) * kc * mr;
+                    float *ct = c + (m0 + i) * ldc + n0;
+                    if (level == BTI_SGEMM_AVX512)
+                        nn512(kc, at, bp, nrmax, NULL, ct, ldc, rows, nr, alpha, bet);
+                    else
+                        nn256(kc, at, bp, nrmax, NULL, ct, ldc, rows, nr, alpha, bet);
+                }
+            }
+        }
+    }
+}
+
+/* Which NT form: the packed one for tall A (see ntp_driver; measured on the
+ * ResNet weight-gradient shapes: 2x at 256 and 512 rows, 1.4x at 128, slower at 64). */
+#define NT_PACKED_MIN_ROWS 128
+static int nt_packed(int64_t m) { return m >= NT_PACKED_MIN_ROWS; }
+
 #endif /* BTI_X86 */
 
 void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -406,7 +507,10 @@ void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
             return;
         }
         if (trans_a == BTI_NO_TRANS) {
-            nt_driver(level, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+            if (nt_packed(m))
+                ntp_driver(level, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+            else
+                nt_driver(level, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
             return;
         }
     }
@@ -427,7 +531,10 @@ int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, fl
         return 1;
     }
     if (trans_a == BTI_NO_TRANS) {
-        nt_driver(level, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
+        if (nt_packed(m))
+            ntp_driver(level, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
+        else
+            nt_driver(level, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
         return 1;
     }
 #else

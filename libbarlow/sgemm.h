@@ -39,6 +39,12 @@ BTI_HIDDEN int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, in
  * (the first call detects the CPU). */
 BTI_HIDDEN int bti_sgemm_level(void);
 
+/* 1 when the private kernels run and beat the BLAS: the BLAS is not OpenBLAS,
+ * or OpenBLAS chose kernels without AVX2 (Debian's "Prescott" fallback on CPUs
+ * it does not know). Large GEMMs then go here rather than to the BLAS. Call it
+ * first from single-threaded code, as bti_sgemm_level. */
+BTI_HIDDEN int bti_sgemm_prefer_private(void);
+
 /* Force a level for tests and benchmarks (clamped to what the CPU supports);
  * -1 returns to automatic. Not thread-safe against running GEMMs. */
 BTI_HIDDEN void bti_sgemm_set_level(int level);

@@ -3,6 +3,7 @@
 #include "barlow.h"
 #include "golden.h"
 
+#include "model.h"
 #include "sgemm.h"
 
 #include <check.h>
@@ -450,6 +451,98 @@ START_TEST(gradients_accumulate_until_zeroed)
 }
 END_TEST
 
+/* Two training steps and an encoding of `opts`, with or without the fused
+ * BatchNorm steps; returns z, every parameter gradient and buffer, and the
+ * features, concatenated. */
+static float *run_steps(const char *const *opts, int fusion, int64_t ch, int64_t hw, size_t *count)
+{
+    bt_model *m = make(opts);
+    bt_tensor *x[2], *z[2], *f;
+    int64_t e, fd, total = 0;
+    float *out;
+    int32_t t, v, step;
+    fill(m);
+    bti_model_set_fusion(m, fusion);
+    e = bt_model_embed_dim(m);
+    fd = bt_model_feature_dim(m);
+    for (v = 0; v < 2; v++) {
+        x[v] = tensor4(3, ch, hw, hw);
+        fill_pattern(x[v], 70 + (uint64_t)v, 1.0);
+        z[v] = tensor2(3, e);
+    }
+    f = tensor2(3, fd);
+    for (t = 0; t < bt_model_tensor_count(m); t++) {
+        bt_tensor *val, *g;
+        ck_assert_int_eq(bt_model_tensor(m, t, NULL, &val, &g), BT_OK);
+        total += bt_tensor_numel(val) + (g ? bt_tensor_numel(g) : 0);
+    }
+    total += 2 * 3 * e + 3 * fd;
+    out = malloc((size_t)total * sizeof *out);
+    ck_assert(out != NULL);
+    for (step = 0; step < 2; step++) {
+        ck_assert_msg(bt_model_forward(m, 2, (const bt_tensor *const *)x, z) == BT_OK, "%s",
+                      bt_last_error());
+        fill_pattern(z[0], 9 + (uint64_t)step, 0.1);
+        fill_pattern(z[1], 11 + (uint64_t)step, 0.1);
+        ck_assert_msg(bt_model_backward(m, 2, (const bt_tensor *const *)z) == BT_OK, "%s",
+                      bt_last_error());
+    }
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, z), BT_OK);
+    ck_assert_int_eq(bt_model_encode(m, x[0], f), BT_OK);
+    *count = 0;
+    for (v = 0; v < 2; v++) {
+        memcpy(out + *count, bt_tensor_data(z[v]), (size_t)(3 * e) * sizeof *out);
+        *count += (size_t)(3 * e);
+    }
+    memcpy(out + *count, bt_tensor_data(f), (size_t)(3 * fd) * sizeof *out);
+    *count += (size_t)(3 * fd);
+    for (t = 0; t < bt_model_tensor_count(m); t++) {
+        bt_tensor *val, *g;
+        ck_assert_int_eq(bt_model_tensor(m, t, NULL, &val, &g), BT_OK);
+        memcpy(out + *count, bt_tensor_data(val), (size_t)bt_tensor_numel(val) * sizeof *out);
+        *count += (size_t)bt_tensor_numel(val);
+        if (g) {
+            memcpy(out + *count, bt_tensor_data(g), (size_t)bt_tensor_numel(g) * sizeof *out);
+            *count += (size_t)bt_tensor_numel(g);
+        }
+    }
+    for (v = 0; v < 2; v++) {
+        bt_tensor_free(x[v]);
+        bt_tensor_free(z[v]);
+    }
+    bt_tensor_free(f);
+    bt_model_free(m);
+    return out;
+}
+
+/* The fused BatchNorm+ReLU and BatchNorm+add+ReLU steps compute exactly what the
+ * separate steps do: the same bits in outputs, gradients, running statistics. */
+START_TEST(fused_steps_give_the_same_bits)
+{
+    static const char *const bottleneck[] = {"model.arch", "resnet", "model.block", "bottleneck",
+                                             "model.blocks", "1-2", "model.widths", "8-16",
+                                             "model.stem", "imagenet", "model.projector", "64-32",
+                                             NULL};
+    const char *const *opts[2] = {small_opts, bottleneck};
+    const int64_t ch[2] = {1, 3}, hw[2] = {28, 32};
+    int k;
+    for (k = 0; k < 2; k++) {
+        size_t n1, n0, i, nz = 0;
+        float *a = run_steps(opts[k], 1, ch[k], hw[k], &n1);
+        float *b = run_steps(opts[k], 0, ch[k], hw[k], &n0);
+        ck_assert_uint_eq(n1, n0);
+        for (i = 0; i < n1; i++)
+            nz += a[i] != 0.0f;
+        ck_assert_msg(nz > n1 / 4, "case %d: too few nonzero values (%zu of %zu)", k, nz, n1);
+        for (i = 0; i < n1; i++)
+            ck_assert_msg(memcmp(&a[i], &b[i], sizeof *a) == 0,
+                          "case %d: value %zu differs: fused %.9g, separate %.9g", k, i, a[i], b[i]);
+        free(a);
+        free(b);
+    }
+}
+END_TEST
+
 Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -463,6 +556,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, eval_encoding_is_per_sample_and_changes_nothing);
     tcase_add_test(tc, misuse_is_reported_and_changes_nothing);
     tcase_add_test(tc, gradients_accumulate_until_zeroed);
+    tcase_add_test(tc, fused_steps_give_the_same_bits);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -99,6 +99,8 @@ static void sweep(int level)
     /* a deep NT (several k passes) and a tall NN (several row blocks) */
     worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 5, 6, 9000, 1.0f, 1.0f, seed++));
     worst = fmax(worst, run_shape(BTI_TRANS, BTI_NO_TRANS, 300, 50, 600, 1.0f, 0.0f, seed++));
+    /* a tall NT: the packed form, two row blocks and a short one, several k passes */
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 530, 61, 600, 1.0f, 0.5f, seed++));
     ck_assert(worst < 4.0);
     bti_sgemm_set_level(-1);
 }
@@ -110,6 +112,47 @@ START_TEST(avx512_matches_reference) { sweep(BTI_SGEMM_AVX512); }
 END_TEST
 
 START_TEST(blas_fallback_matches_reference) { sweep(BTI_SGEMM_BLAS); }
+END_TEST
+
+/* bti_sgemm_rows (B rows given by offsets, as the padded-grid convolution uses)
+ * gives the same bits as bti_sgemm on the same rows laid out densely. */
+static void rows_case(int level, int tb, int64_t m, int64_t n, int64_t k, uint64_t seed)
+{
+    const int64_t brows = tb == BTI_NO_TRANS ? k : n, bcols = tb == BTI_NO_TRANS ? n : k;
+    const int64_t span = brows * 7 + bcols + 3;
+    float *a = filled(m * k, bti_rng_key(seed, 1, 0, 0)), *src = filled(span, bti_rng_key(seed, 2, 0, 0));
+    float *dense = malloc((size_t)(brows * bcols) * sizeof *dense);
+    float *c1 = filled(m * n, bti_rng_key(seed, 3, 0, 0)), *c2 = malloc((size_t)(m * n) * sizeof *c2);
+    int64_t *off = malloc((size_t)brows * sizeof *off), r;
+    for (r = 0; r < brows; r++) {
+        off[r] = (r * 7 + (r % 3)) % (span - bcols); /* overlapping, unordered windows */
+        memcpy(dense + r * bcols, src + off[r], (size_t)bcols * sizeof *dense);
+    }
+    memcpy(c2, c1, (size_t)(m * n) * sizeof *c2);
+    bti_sgemm_set_level(level);
+    ck_assert_int_eq(bti_sgemm_rows(BTI_NO_TRANS, tb, m, n, k, 1.0f, a, k, src, off, 0.5f, c1, n), 1);
+    bti_sgemm(BTI_NO_TRANS, tb, m, n, k, 1.0f, a, k, dense, bcols, 0.5f, c2, n);
+    bti_sgemm_set_level(-1);
+    ck_assert_msg(memcmp(c1, c2, (size_t)(m * n) * sizeof *c1) == 0,
+                  "level %d tb %d %lldx%lldx%lld: rows differ from dense", level, tb, (long long)m,
+                  (long long)n, (long long)k);
+    free(a);
+    free(src);
+    free(dense);
+    free(c1);
+    free(c2);
+    free(off);
+}
+
+START_TEST(rows_match_dense)
+{
+    int level;
+    for (level = BTI_SGEMM_AVX2; level <= bti_sgemm_level(); level++) {
+        rows_case(level, BTI_NO_TRANS, 70, 100, 300, 1);
+        rows_case(level, BTI_TRANS, 40, 75, 500, 2);  /* dot-product NT */
+        rows_case(level, BTI_TRANS, 300, 75, 500, 3); /* packed NT */
+    }
+}
 END_TEST
 
 START_TEST(level_is_clamped_to_the_cpu)
@@ -135,6 +178,7 @@ Suite *sgemm_suite(void)
     tcase_add_test(tc, avx512_matches_reference);
     tcase_add_test(tc, blas_fallback_matches_reference);
     tcase_add_test(tc, level_is_clamped_to_the_cpu);
+    tcase_add_test(tc, rows_match_dense);
     suite_add_tcase(s, tc);
     return s;
 }

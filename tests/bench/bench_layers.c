@@ -5,7 +5,8 @@
  * Convolutions and linear layers: GFLOP/s of forward + both backward GEMMs, and
  * the ratio to a square cblas_sgemm of the same FLOPs (capped at 2048^3)
  * measured in the same run with the same threads. Element-wise layers: GB/s of
- * their minimal memory traffic, next to a memcpy measured in the same run.
+ * their minimal memory traffic, and its ratio to a memcpy moving the same bytes
+ * with the same threads, measured right after the layer.
  * When /usr/bin/python3 imports torch, tests/bench/bench_layers.py times the
  * same layers with the same thread count and the ratio is printed.
  *
@@ -26,7 +27,7 @@ struct bcase {
     const char *net;  /* "cifar18" or "small28" */
     const char *name; /* human name */
     char spec[96];    /* "kind:args" shared with the python twin */
-    double ms, torch_ms, gflops, gbs, ref;
+    double ms, torch_ms, gflops, gbs, ref; /* ref: sgemm GFLOP/s or memcpy GB/s */
 };
 
 static struct bcase cases[64];
@@ -57,6 +58,7 @@ static void define_cases(void)
     add("cifar18", "bn 64 @32", "bn:64,64,32,32");
     add("cifar18", "bn 512 @4", "bn:64,512,4,4");
     add("cifar18", "relu 64x64x32x32", "relu:64,64,32,32");
+    add("cifar18", "bn+relu fused 64 @32", "bnrelu:64,64,32,32");
     add("cifar18", "maxpool 3x3 s2 64x64x32x32", "maxpool:64,64,32,32,3,2,1");
     add("cifar18", "avgpool 512x4x4", "avgpool:64,512,4,4");
     add("cifar18", "projector linear 512->2048", "linear:64,512,2048");
@@ -71,6 +73,7 @@ static void define_cases(void)
     add("small28", "layer3 64->64 3x3 @7", "conv:256,64,7,7,64,3,1,1");
     add("small28", "bn 16 @28", "bn:256,16,28,28");
     add("small28", "relu 256x16x28x28", "relu:256,16,28,28");
+    add("small28", "bn+relu fused 16 @28", "bnrelu:256,16,28,28");
 }
 
 static int parse(const char *spec, char *kind, int64_t *a)
@@ -117,6 +120,31 @@ static double sgemm_rate(double flops)
     return 2.0 * s * s * (double)s / t * 1e-9;
 }
 
+/* GB/s (read + write) of copying `bytes` / 2 bytes with `threads`, median of reps:
+ * the same traffic as an element-wise case, in the same run. */
+static double memcpy_same_gbs(double bytes, int threads, int reps)
+{
+    const int64_t n = (int64_t)(bytes / 8.0); /* floats copied */
+    float *a = bti_alloc((size_t)n * 4), *b = bti_alloc((size_t)n * 4);
+    double t[64];
+    int r;
+    if (reps > 63)
+        reps = 63;
+    memset(a, 1, (size_t)n * 4);
+    memset(b, 0, (size_t)n * 4);
+    for (r = 0; r <= reps; r++) {
+        double t0 = bench_now();
+        int64_t i;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > (1 << 18))
+        for (i = 0; i < n; i += 1 << 16)
+            memcpy(b + i, a + i, (size_t)(n - i < (1 << 16) ? n - i : (1 << 16)) * 4);
+        t[r] = bench_now() - t0;
+    }
+    bti_free(a);
+    bti_free(b);
+    return bytes / bench_median(t + 1, reps) * 1e-9;
+}
+
 static double memcpy_gbs(int threads)
 {
     const int64_t n = 16 << 20;
@@ -150,7 +178,7 @@ static void run_case(struct bcase *c, int threads, int reps)
     parse(c->spec, kind, a);
     if (!strcmp(kind, "conv")) {
         bti_layer_conv2d_new(&l, (int)a[1], (int)a[4], (int)a[5], (int)a[6], (int)a[7], 0, "bench");
-    } else if (!strcmp(kind, "bn")) {
+    } else if (!strcmp(kind, "bn") || !strcmp(kind, "bnrelu")) {
         bti_layer_batchnorm_new(&l, (int)a[1], 1e-5, 0.1, 1, "bench");
         if (a[2] * a[3] == 1)
             xnd = 2;
@@ -181,7 +209,15 @@ static void run_case(struct bcase *c, int threads, int reps)
         reps = 63;
     for (r = 0; r <= reps; r++) {
         double t0 = bench_now();
-        if (bti_layer_forward(l, x, y, 1, 1) != BT_OK || bti_layer_backward(l, dy, dx) != BT_OK) {
+        bt_status st;
+        if (!strcmp(kind, "bnrelu")) /* the model's fused BatchNorm + ReLU */
+            st = bti_layer_forward_fused(l, x, y, 1, 1, NULL, 1) != BT_OK
+                     ? BT_E_STATE
+                     : bti_layer_backward_masked(l, dy, dx, y);
+        else
+            st = bti_layer_forward(l, x, y, 1, 1) != BT_OK ? BT_E_STATE
+                                                           : bti_layer_backward(l, dy, dx);
+        if (st != BT_OK) {
             printf("%s: %s\n", c->name, bt_last_error());
             exit(1);
         }
@@ -194,12 +230,14 @@ static void run_case(struct bcase *c, int threads, int reps)
     else if (!strcmp(kind, "linear"))
         flops = 3.0 * 2.0 * (double)a[0] * (double)a[1] * (double)a[2];
     else /* forward reads x, writes y; backward reads x (or y) and dy, writes dx */
-        bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel);
+        bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel) +
+                (!strcmp(kind, "bnrelu") ? 4.0 * (double)y->numel : 0.0); /* + the ReLU mask */
     if (flops > 0) {
         c->gflops = flops / (c->ms * 1e-3) * 1e-9;
         c->ref = sgemm_rate(flops);
     } else {
         c->gbs = bytes / (c->ms * 1e-3) * 1e-9;
+        c->ref = memcpy_same_gbs(bytes, threads, reps);
     }
     bt_tensor_free(x);
     bt_tensor_free(y);
@@ -272,8 +310,8 @@ int main(void)
     mem = memcpy_gbs(threads);
     run_torch(threads, reps, filter);
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
-    printf("%-30s %10s %9s %8s %10s %9s %9s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",
-           "torch ms", "torch/us");
+    printf("%-30s %10s %9s %8s %10s %8s %9s %9s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",
+           "/memcpy", "torch ms", "torch/us");
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
         if (filter && !strstr(c->name, filter) && !strstr(c->net, filter))
@@ -285,15 +323,16 @@ int main(void)
         }
         printf("%-30s %10.3f ", c->name, c->ms);
         if (c->gflops > 0)
-            printf("%9.1f %7.0f%% %10s ", c->gflops, 100.0 * c->gflops / c->ref, "");
+            printf("%9.1f %7.0f%% %10s %8s ", c->gflops, 100.0 * c->gflops / c->ref, "", "");
         else
-            printf("%9s %8s %10.1f ", "", "", c->gbs);
+            printf("%9s %8s %10.1f %7.0f%% ", "", "", c->gbs, 100.0 * c->gbs / c->ref);
         if (c->torch_ms > 0)
             printf("%9.3f %9.2f\n", c->torch_ms, c->torch_ms / c->ms);
         else
             printf("%9s %9s\n", "-", "-");
     }
     printf("(/sgemm: rate relative to a square sgemm of the same FLOPs, capped at 2048^3, in this "
-           "run;\n torch/us > 1 means libbarlow is faster)\n");
+           "run;\n /memcpy: GB/s of the layer's minimal traffic relative to a memcpy of the same "
+           "bytes,\n same threads, in this run; torch/us > 1 means libbarlow is faster)\n");
     return 0;
 }

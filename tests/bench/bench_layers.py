@@ -2,7 +2,7 @@
 backward (input gradient and parameter gradients), median milliseconds.
 
 Usage: bench_layers.py THREADS REPS CASE... where CASE is the C benchmark's
-description "kind:args" (conv:N,C,H,W,Co,k,s,p  bn:N,C,H,W  relu:N,C,H,W
+description "kind:args" (conv:N,C,H,W,Co,k,s,p  bn:N,C,H,W  bnrelu:N,C,H,W  relu:N,C,H,W
 maxpool:N,C,H,W,k,s,p  avgpool:N,C,H,W  linear:N,in,out). Prints one line
 "CASE ms" per case."""
 import sys
@@ -23,6 +23,9 @@ def build(case):
         if h * w == 1:
             return nn.BatchNorm1d(c), (n, c)
         return nn.BatchNorm2d(c), (n, c, h, w)
+    if kind == "bnrelu":
+        n, c, h, w = a
+        return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU()), (n, c, h, w)
     if kind == "relu":
         return nn.ReLU(), tuple(a)
     if kind == "maxpool":
