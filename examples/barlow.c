@@ -373,8 +373,9 @@ static void parse_args(int argc, char **argv, struct args *a)
 /* Per-dataset presets, applied before the config file and --set.
  * Fashion-MNIST's was chosen by measuring short runs (docs/results.md): 16 px
  * crops train 3x faster than 28 px at equal accuracy; a 256-wide last stage
- * (narrow early stages: more steps in the budget), a 2048 projector and a learning rate far above ImageNet's 0.2 each helped,
- * since a 10-minute run has about a thousand steps, not hundreds of thousands. */
+ * (after narrow early ones, for more steps in the budget), a 2048 projector
+ * and a learning rate far above ImageNet's 0.2 each helped, since a 10-minute
+ * run has about a thousand steps, not hundreds of thousands. */
 static const char *const preset_fmnist[][2] = {
     {"model.arch", "resnet"},       {"model.block", "basic"},      {"model.blocks", "1-1-1"},
     {"model.widths", "16-32-256"},  {"model.stem", "cifar"},       {"model.in_channels", "1"},
@@ -1164,7 +1165,7 @@ static int cmd_pretrain(const struct args *a)
         if (a->nsets || a->config || a->epochs || a->steps || a->minutes > 0 || a->batch || a->limit || a->has_seed
             || a->dataset)
             die("--resume continues the run in %s with its recorded options (%s, %s); "
-                "--set, --config, --epochs, --minutes, --batch, --limit, --seed and --dataset cannot change them",
+                "--set, --config, --epochs, --steps, --minutes, --batch, --limit, --seed and --dataset cannot change them",
                 out, cfgp, runp);
         cfg_load_file(cfg, cfgp);
         if (a->data)
