@@ -368,11 +368,40 @@ T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *cons
 
 /* ---- drivers --------------------------------------------------------------- */
 
-static void nn_driver(int level, int ta, int64_t m, int64_t n, int64_t k, float alpha,
-                      const float *a, int64_t lda, const float *b, int64_t ldb,
-                      const int64_t *boff, float beta, float *c, int64_t ldc)
+/* NT through the NN kernel: C[i][j] = sum_k A[i][k] B[j][k] with B^T packed, a
+ * block of kc x nrmax at a time, by a transposing copy; A is packed as in NN.
+ * The copy costs about one cycle per element of B per block of NT_MC rows of A,
+ * against NT_MC/32 cycles of FMAs: worth it once A has some hundred rows, where
+ * the dot-product tiles of nt_driver are bound by L2 reads and reductions.
+ * NT_MC rows of A are packed at a time in that form. */
+#define NT_MC 256
+
+static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
+                    int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
 {
-    float ap[MC * KC_MAX] __attribute__((aligned(64)));
+    int64_t j0, kk0, j, kk;
+    for (j0 = 0; j0 < nr; j0 += 16) {
+        const int64_t je = nr - j0 < 16 ? nr : j0 + 16;
+        for (kk0 = 0; kk0 < kc; kk0 += 16) {
+            const int64_t ke = kc - kk0 < 16 ? kc : kk0 + 16;
+            for (j = j0; j < je; j++) {
+                const float *restrict src = (boff ? b + boff[n0 + j] : b + (n0 + j) * ldb) + k0;
+                for (kk = kk0; kk < ke; kk++)
+                    bp[kk * nrmax + j] = src[kk];
+            }
+        }
+    }
+}
+
+/* The blocked loop over packed A: B read in place (NN, tb = 0), or, with tb,
+ * the NT form through a transposed copy of each kc x nrmax block of B (see
+ * pack_bt). mcmax rows of A are packed at a time. */
+static void blocked_driver(int level, int ta, int tb, int64_t mcmax, int64_t m, int64_t n, int64_t k,
+                           float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                           const int64_t *boff, float beta, float *c, int64_t ldc)
+{
+    float ap[NT_MC * KC_MAX] __attribute__((aligned(64)));
+    float bp[KC_MAX * 48] __attribute__((aligned(64)));
     const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
     const int64_t nrmax = level == BTI_SGEMM_AVX512 ? 48 : 24;
     const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
@@ -380,21 +409,24 @@ static void nn_driver(int level, int ta, int64_t m, int64_t n, int64_t k, float 
     for (k0 = 0; k0 < k; k0 += kcs) {
         const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
         const float bet = k0 == 0 ? beta : 1.0f;
-        for (m0 = 0; m0 < m; m0 += MC) {
-            const int64_t mc = m - m0 < MC ? m - m0 : MC;
+        for (m0 = 0; m0 < m; m0 += mcmax) {
+            const int64_t mc = m - m0 < mcmax ? m - m0 : mcmax;
             pack_a(ta, a, lda, m0, mc, k0, kc, mr, ap);
             for (n0 = 0; n0 < n; n0 += nrmax) {
                 const int64_t nr = n - n0 < nrmax ? n - n0 : nrmax;
+                /* the kernel's view of B: the packed copy, row offsets, or rows of ldb */
+                const float *bt = tb ? bp : boff ? b + n0 : b + k0 * ldb + n0;
+                const int64_t *bo = !tb && boff ? boff + k0 : NULL, bld = tb ? nrmax : ldb;
+                if (tb)
+                    pack_bt(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
                 for (i = 0; i < mc; i += mr) {
                     const int rows = mc - i < mr ? (int)(mc - i) : mr;
-                    const float *at = ap + (i / mr) * kc * mr,
-                                *bt = boff ? b + n0 : b + k0 * ldb + n0;
-                    const int64_t *bo = boff ? boff + k0 : NULL;
+                    const float *at = ap + (i / mr) * kc * mr;
                     float *ct = c + (m0 + i) * ldc + n0;
                     if (level == BTI_SGEMM_AVX512)
-                        nn512(kc, at, bt, ldb, bo, ct, ldc, rows, nr, alpha, bet);
+                        nn512(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
                     else
-                        nn256(kc, at, bt, ldb, bo, ct, ldc, rows, nr, alpha, bet);
+                        nn256(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
                 }
             }
         }
@@ -431,67 +463,30 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
     }
 }
 
-/* NT through the NN kernel: C[i][j] = sum_k A[i][k] B[j][k] with B^T packed, a
- * block of kc x nrmax at a time, by a transposing copy; A is packed as in NN.
- * The copy costs about one cycle per element of B per block of NT_MC rows of A,
- * against NT_MC/32 cycles of FMAs: worth it once A has some hundred rows, where
- * the dot-product tiles of nt_driver are bound by L2 reads and reductions. */
-#define NT_MC 256
-
-static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
-                    int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
-{
-    int64_t j0, kk0, j, kk;
-    for (j0 = 0; j0 < nr; j0 += 16) {
-        const int64_t je = nr - j0 < 16 ? nr : j0 + 16;
-        for (kk0 = 0; kk0 < kc; kk0 += 16) {
-            const int64_t ke = kc - kk0 < 16 ? kc : kk0 + 16;
-            for (j = j0; j < je; j++) {
-                const float *restrict src = (boff ? b + boff[n0 + j] : b + (n0 + j) * ldb) + k0;
-                for (kk = kk0; kk < ke; kk++)
-                    bp[kk * nrmax + j] = src[kk];
-            }
-        }
-    }
-}
-
-static void ntp_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                       int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
-                       float *c, int64_t ldc)
-{
-    float ap[NT_MC * KC_MAX] __attribute__((aligned(64)));
-    float bp[KC_MAX * 48] __attribute__((aligned(64)));
-    const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
-    const int64_t nrmax = level == BTI_SGEMM_AVX512 ? 48 : 24;
-    const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
-    int64_t k0, m0, n0, i;
-    for (k0 = 0; k0 < k; k0 += kcs) {
-        const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
-        const float bet = k0 == 0 ? beta : 1.0f;
-        for (m0 = 0; m0 < m; m0 += NT_MC) {
-            const int64_t mc = m - m0 < NT_MC ? m - m0 : NT_MC;
-            pack_a(BTI_NO_TRANS, a, lda, m0, mc, k0, kc, mr, ap);
-            for (n0 = 0; n0 < n; n0 += nrmax) {
-                const int64_t nr = n - n0 < nrmax ? n - n0 : nrmax;
-                pack_bt(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
-                for (i = 0; i < mc; i += mr) {
-                    const int rows = mc - i < mr ? (int)(mc - i) : mr;
-                    const float *at = ap + (i / mr) * kc * mr;
-                    float *ct = c + (m0 + i) * ldc + n0;
-                    if (level == BTI_SGEMM_AVX512)
-                        nn512(kc, at, bp, nrmax, NULL, ct, ldc, rows, nr, alpha, bet);
-                    else
-                        nn256(kc, at, bp, nrmax, NULL, ct, ldc, rows, nr, alpha, bet);
-                }
-            }
-        }
-    }
-}
-
-/* Which NT form: the packed one for tall A (see ntp_driver; measured on the
+/* Which NT form: the packed one for tall A (see pack_bt; measured on the
  * ResNet weight-gradient shapes: 2x at 256 and 512 rows, 1.4x at 128, slower at 64). */
 #define NT_PACKED_MIN_ROWS 128
 static int nt_packed(int64_t m) { return m >= NT_PACKED_MIN_ROWS; }
+
+/* The private kernels, when they run and can take this form: 1 done, 0 not. */
+static int private_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
+                        float *c, int64_t ldc)
+{
+    const int level = bti_sgemm_level();
+    if (level == BTI_SGEMM_BLAS || m <= 0 || n <= 0 || k <= 0)
+        return 0;
+    if (tb == BTI_NO_TRANS)
+        blocked_driver(level, ta, 0, MC, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
+    else if (ta != BTI_NO_TRANS)
+        return 0;
+    else if (nt_packed(m))
+        blocked_driver(level, BTI_NO_TRANS, 1, NT_MC, m, n, k, alpha, a, lda, b, ldb, boff, beta, c,
+                       ldc);
+    else
+        nt_driver(level, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
+    return 1;
+}
 
 #endif /* BTI_X86 */
 
@@ -500,20 +495,8 @@ void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
                int64_t ldc)
 {
 #if BTI_X86
-    const int level = bti_sgemm_level();
-    if (level != BTI_SGEMM_BLAS && m > 0 && n > 0 && k > 0) {
-        if (trans_b == BTI_NO_TRANS) {
-            nn_driver(level, trans_a, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
-            return;
-        }
-        if (trans_a == BTI_NO_TRANS) {
-            if (nt_packed(m))
-                ntp_driver(level, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
-            else
-                nt_driver(level, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
-            return;
-        }
-    }
+    if (private_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc))
+        return;
 #endif
     blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
@@ -523,23 +506,10 @@ int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, fl
                    float *c, int64_t ldc)
 {
 #if BTI_X86
-    const int level = bti_sgemm_level();
-    if (level == BTI_SGEMM_BLAS || m <= 0 || n <= 0 || k <= 0)
-        return 0;
-    if (trans_b == BTI_NO_TRANS) {
-        nn_driver(level, trans_a, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
-        return 1;
-    }
-    if (trans_a == BTI_NO_TRANS) {
-        if (nt_packed(m))
-            ntp_driver(level, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
-        else
-            nt_driver(level, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
-        return 1;
-    }
+    return private_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
 #else
     (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
     (void)b, (void)boff, (void)beta, (void)c, (void)ldc;
-#endif
     return 0;
+#endif
 }
