@@ -419,6 +419,30 @@ static int fused(const bt_model *m, int s, int nsteps)
     return !m->no_fusion && st->partner >= 0 && st->partner < nsteps && s < nsteps;
 }
 
+/* Whether activation `act` is the output of a BatchNorm fused into its
+ * consumer in a plan of nsteps steps (so never written). */
+static int written_by_fusion(const bt_model *m, int act, int nsteps)
+{
+    int s;
+    for (s = 0; s < nsteps; s++)
+        if (m->steps[s].out == act && m->steps[s].fuse != FUSE_NONE && fused(m, s, nsteps))
+            return 1;
+    return 0;
+}
+
+/* The activation whose gradient step s reads in the backward pass, or -1 when
+ * the step has none of its own (a ReLU done by its BatchNorm). A BatchNorm
+ * fused with a ReLU reads the ReLU's output gradient, through its mask. */
+static int grad_out(const bt_model *m, int s, int nsteps)
+{
+    const struct step *st = &m->steps[s];
+    if (!fused(m, s, nsteps))
+        return st->out;
+    if (st->kind == STEP_LAYER && st->fuse == FUSE_NONE)
+        return -1;
+    return st->fuse == FUSE_RELU ? m->steps[st->partner].out : st->out;
+}
+
 void bti_model_set_fusion(bt_model *m, int on)
 {
     m->no_fusion = !on;
@@ -507,13 +531,11 @@ static int count_pool(const bt_model *m, const struct plan *p)
     slot[out] = take(&g);
     for (s = p->nsteps - 1; s >= 0; s--) {
         const struct step *st = &m->steps[s];
-        int go = slot[st->out], gout = st->out;
-        if (st->kind == STEP_LAYER && st->fuse == FUSE_NONE && fused(m, s, p->nsteps))
-            continue; /* a ReLU done by its BatchNorm */
-        if (st->fuse == FUSE_RELU && fused(m, s, p->nsteps)) {
-            gout = m->steps[st->partner].out;
-            go = slot[gout];
-        }
+        const int gout = grad_out(m, s, p->nsteps);
+        int go;
+        if (gout < 0)
+            continue;
+        go = slot[gout];
         if (st->kind == STEP_LAYER) {
             if (st->in != 0) {
                 if (slot[st->in] < 0)
@@ -576,22 +598,9 @@ static bt_status plan_build(bt_model *m, struct plan *p, int nsteps, int groups,
             goto done;
         }
     }
-    for (s = 0; s < nsteps; s++)
-        if (m->steps[s].fuse != FUSE_NONE && fused(m, s, nsteps))
-            nd[m->steps[s].out] = -nd[m->steps[s].out]; /* never written: no buffer */
     for (i = 0; i < q.nacts; i++) {
         int64_t n = 1;
         int k;
-        if (nd[i] < 0) {
-            q.act[i].ndim = -nd[i];
-            memcpy(q.act[i].shape, shape[i], sizeof shape[i]);
-            for (k = 0; k < -nd[i]; k++)
-                n *= shape[i][k];
-            q.act[i].numel = n;
-            if (n > q.max_numel)
-                q.max_numel = n;
-            continue;
-        }
         if (nd[i] == 0)
             continue; /* not reached by these steps */
         for (k = 0; k < nd[i]; k++)
@@ -599,13 +608,15 @@ static bt_status plan_build(bt_model *m, struct plan *p, int nsteps, int groups,
         q.act[i].ndim = nd[i];
         memcpy(q.act[i].shape, shape[i], sizeof shape[i]);
         q.act[i].numel = n;
+        if (n > q.max_numel)
+            q.max_numel = n;
+        if (written_by_fusion(m, i, nsteps))
+            continue; /* a fused-away output is never written: no buffer */
         q.act[i].data = q.buf[i] = bti_alloc((size_t)n * sizeof(float));
         if (!q.buf[i]) {
             st = bti_fail(BT_E_NOMEM, "%s: out of memory for the workspace", fn);
             goto done;
         }
-        if (n > q.max_numel)
-            q.max_numel = n;
     }
     if (need_grads) {
         q.npool = count_pool(m, &q);
@@ -723,6 +734,13 @@ static bt_status run_forward(bt_model *m, struct plan *p, int training)
     return BT_OK;
 }
 
+/* A layer's backward; mask: the output of the ReLU fused into this BatchNorm. */
+static bt_status layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
+                                const bt_tensor *mask)
+{
+    return mask ? bti_layer_backward_masked(l, dy, dx, mask) : bti_layer_backward(l, dy, dx);
+}
+
 static bt_status run_backward(bt_model *m, struct plan *p)
 {
     int slot[4096], busy[64] = {0}, s, n = p->nacts;
@@ -734,32 +752,27 @@ static bt_status run_backward(bt_model *m, struct plan *p)
     busy[0] = 1;
     for (s = p->nsteps - 1; s >= 0 && st == BT_OK; s--) {
         const struct step *stp = &m->steps[s];
-        int go, gout = stp->out;
-        const struct bt_tensor *mask = NULL;
+        const int gout = grad_out(m, s, p->nsteps);
+        const struct bt_tensor *mask;
         struct bt_tensor dy;
-        if (stp->kind == STEP_LAYER && stp->fuse == FUSE_NONE && fused(m, s, p->nsteps))
-            continue; /* a ReLU: its BatchNorm reads its gradient through its mask */
-        if (stp->fuse == FUSE_RELU && fused(m, s, p->nsteps)) {
-            gout = m->steps[stp->partner].out;
-            mask = &p->act[gout];
-        }
+        int go;
+        if (gout < 0)
+            continue;
+        mask = gout != stp->out ? &p->act[gout] : NULL; /* the fused ReLU's output */
         go = slot[gout];
         dy = gview(p, gout, p->pool[go]);
         if (stp->kind == STEP_LAYER) {
             if (stp->in == 0) {
-                st = mask ? bti_layer_backward_masked(stp->layer, &dy, NULL, mask)
-                          : bti_layer_backward(stp->layer, &dy, NULL);
+                st = layer_backward(stp->layer, &dy, NULL, mask);
             } else if (slot[stp->in] < 0) {
                 struct bt_tensor dx;
                 slot[stp->in] = take(&g);
                 dx = gview(p, stp->in, p->pool[slot[stp->in]]);
-                st = mask ? bti_layer_backward_masked(stp->layer, &dy, &dx, mask)
-                          : bti_layer_backward(stp->layer, &dy, &dx);
+                st = layer_backward(stp->layer, &dy, &dx, mask);
             } else {
                 int t = take(&g);
                 struct bt_tensor dx = gview(p, stp->in, p->pool[t]);
-                st = mask ? bti_layer_backward_masked(stp->layer, &dy, &dx, mask)
-                          : bti_layer_backward(stp->layer, &dy, &dx);
+                st = layer_backward(stp->layer, &dy, &dx, mask);
                 add_into(p->pool[slot[stp->in]], p->pool[t], dx.numel, m->threads);
                 give(&g, t);
             }
