@@ -207,8 +207,8 @@ static void usage(FILE *f)
         "  --checkpoint FILE     a checkpoint; its model options come from config.txt beside it,\n"
         "                        --config and --set (defaults: the dataset's preset)\n"
         "  --eval-train N --eval-test N  images used for the probes (default all)\n"
-        "  --eval-size N         side of the evaluation view (default aug.size, the side the\n"
-        "                        encoder was trained at; raw pixels stay at the images' own)\n"
+        "  --eval-size N         side of the evaluation view (default: the images' own, 28 for\n"
+        "                        fmnist, 32 for cifar10; aug.size for a folder)\n"
         "  --probe-epochs N --probe-lr X  linear probe schedule (default 30, 0.1)\n"
         "  --knn-k N             neighbours of kNN (default 20)\n"
         "  --no-baselines        skip the random-init encoder and raw-pixel probes\n"
@@ -466,6 +466,14 @@ static void cfg_apply_sets(bt_config *c, const struct args *a)
         snprintf(name, sizeof name, "%.*s", (int)(eq - a->sets[i]), a->sets[i]);
         cfg_set(c, name, eq + 1, "--set");
     }
+}
+
+/* The evaluation side of a dataset kind: the images' own size where they all
+ * share one (training may use smaller crops: the encoder is convolutional
+ * with a global pool), else aug.size (0). */
+static int64_t native_eval_size(const char *kind)
+{
+    return !strcmp(kind, "fmnist") ? 28 : !strcmp(kind, "cifar10") ? 32 : 0;
 }
 
 /* The evaluation pipeline: bt_augment_eval at side `size` (0 = aug.view1.size).
@@ -1194,7 +1202,7 @@ static int cmd_pretrain(const struct args *a)
         r.limit = a->limit;
         r.knn_bank = a->knn_bank;
         r.knn_test = a->knn_test;
-        r.eval_size = a->eval_size; /* 0: aug.size, the side the encoder was trained at */
+        r.eval_size = a->eval_size ? a->eval_size : native_eval_size(kind);
     }
     if (a->has_threads) {
         snprintf(buf, sizeof buf, "%lld", (long long)a->threads);
@@ -1398,7 +1406,7 @@ static bt_model *load_for_eval(const struct args *a, bt_config **cfg_out, char *
     snprintf(data, dcap, "%s", a->data ? a->data : have_run ? r.data : DEFAULT_FMNIST);
     snprintf(kind, kcap, "%s", a->dataset ? a->dataset : have_run && !a->data ? r.dataset : data_guess_kind(data));
     *limit = a->limit;
-    *eval_size = a->eval_size ? a->eval_size : have_run ? r.eval_size : 0;
+    *eval_size = a->eval_size ? a->eval_size : have_run ? r.eval_size : native_eval_size(kind);
     if (bt_config_create(&cfg) != BT_OK)
         fail("%s", bt_last_error());
     cfg_apply_preset(cfg, kind);
