@@ -1,16 +1,25 @@
 /* sgemm.c - private SGEMM kernels for the convolution shapes (see sgemm.h).
  *
- * Two formulations, both reading the large operand where it lies:
- *  - NN (op(B) = B): C tile [MR][NR] += Apack[k][MR] x B[k][NR]. A (the small
- *    weight matrix, either orientation) is packed per block of MC rows x KC
- *    depth into a stack buffer; B rows are read in place with masked loads
- *    at the right edge. Used for the forward (W x col) and for the input
- *    gradient (W^T x dy).
- *  - NT (op(B) = B^T, op(A) = A): C[i][j] = sum_k A[i][k] B[j][k], a 4x4 tile
- *    of dot products along the contiguous k, vector partial sums reduced at
- *    the end. Used for the weight gradient (dy x col^T).
- * Each C element is produced by one fixed sequence of FMAs, so results are the
- * same bits on every call for a given level and shape. */
+ * One blocked driver (Goto's loop order: blocks of NC columns of C, then KC of
+ * depth, then MC rows of A packed into slivers of MR rows, then panels of NR
+ * columns of B) around one outer-product micro-kernel, C tile [MR][NR] +=
+ * Apack[k][MR] x Bpanel[k][NR] (AVX-512 8 x 48, AVX2 4 x 24):
+ *  - NN (op(B) = B): the forward (W x col) and the input gradient (W^T x dy).
+ *    Over AVX-512 with A of NN_PACKED_MIN_ROWS rows or more, each kc x 48
+ *    panel of B is copied into a contiguous buffer first (it then sits in L1
+ *    for all the MC/8 row slivers, whatever ldb is: rows 2-4 KiB apart in place
+ *    fall into a few L1 sets); below that the copy costs more than it saves
+ *    and B is read in place with masked loads at the right edge.
+ *  - NT (op(B) = B^T): the weight gradient (dy x col^T). With A of
+ *    NT_PACKED_MIN_ROWS rows or more, through the same driver: each kc x 48
+ *    panel is a transposed copy of B (8 x 8 blocks in registers). Below that,
+ *    nt_driver: 4 x 4 tiles of dot products along the contiguous k.
+ * A (the small weight or dy matrix, either orientation) is packed per MC x KC
+ * block, 8 x 8 blocks transposed in registers. Row offsets (bti_sgemm_rows)
+ * are read when B is packed or read in place. Each C element is produced by
+ * one fixed sequence of FMAs (k in order, KC blocks in order), so results are
+ * the same bits on every call for a given level and shape, and the same for
+ * the rows form and the dense form. */
 #include "sgemm.h"
 
 #include "blas.h"
@@ -91,9 +100,16 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
 
 #if BTI_X86
 
-#define MC 64     /* rows of A packed at a time (a multiple of every MR) */
-#define KC_MAX 192 /* depth of a packed block: a KC x NR slice of B stays in L1 */
+#define MC 256     /* rows of A packed at a time (a multiple of every MR): 192 KiB, in L2 */
+#define KC_MAX 192 /* depth of a packed block: a KC x NR panel of B (36 KiB) stays in L1 */
 #define NT_KC 4096 /* depth of an NT pass */
+/* NN with packed B panels from this many rows of A (AVX-512; bench_sgemm, 1
+ * thread, GFLOP/s in place -> packed: 16 rows 141 -> 127, 64 rows 138 -> 128,
+ * 128 rows even, 256-512 rows 120-128 -> 131-146). */
+#define NN_PACKED_MIN_ROWS 128
+/* Columns of C per pass over k: an MC x NC block of C stays in L2 across the
+ * KC passes (the weight gradient at 512 channels has a 9 MiB C). */
+#define NC 480
 
 /* ap[t][kk][r] = op(A)[m0 + t*mr + r][k0 + kk], zero past row m0 + mc. */
 static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
@@ -116,6 +132,84 @@ static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, 
                 const float *restrict src = a + k0 * lda + i;
                 for (kk = 0; kk < kc; kk++)
                     dst[kk * mr + r] = src[kk * lda];
+            }
+        }
+    }
+}
+
+/* pack_a for slivers of 8 rows with AVX: the row-major form transposes 8 x 8
+ * blocks in registers, the transposed form copies 8 contiguous floats per k. */
+#define T256 __attribute__((target("avx2,fma")))
+
+T256 static __m256i mask8(int64_t n)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int v = n >= 8 ? 8 : n <= 0 ? 0 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(v), iota);
+}
+
+/* o[j][i] = r_i[j]: an 8 x 8 transpose. */
+T256 static void tr8x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6,
+                       __m256 r7, __m256 *o)
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
+                         int64_t kc, float *restrict ap)
+{
+    int64_t t, kk;
+    int r;
+    for (t = 0; t * 8 < mc; t++) {
+        float *restrict dst = ap + t * kc * 8;
+        const int rows = mc - t * 8 < 8 ? (int)(mc - t * 8) : 8;
+        if (ta != BTI_NO_TRANS) {
+            const float *src = a + k0 * lda + m0 + t * 8;
+            const __m256i rm = mask8(rows);
+            for (kk = 0; kk < kc; kk++)
+                _mm256_store_ps(dst + kk * 8, _mm256_maskload_ps(src + kk * lda, rm));
+            continue;
+        }
+        {
+            const float *row[8];
+            for (r = 0; r < 8; r++) /* missing rows read row 0 and are zeroed below */
+                row[r] = a + (m0 + t * 8 + (r < rows ? r : 0)) * lda + k0;
+            for (kk = 0; kk < kc; kk += 8) {
+                const __m256i km = mask8(kc - kk);
+                __m256 r0 = _mm256_maskload_ps(row[0] + kk, km), r1 = _mm256_maskload_ps(row[1] + kk, km),
+                       r2 = _mm256_maskload_ps(row[2] + kk, km), r3 = _mm256_maskload_ps(row[3] + kk, km),
+                       r4 = _mm256_maskload_ps(row[4] + kk, km), r5 = _mm256_maskload_ps(row[5] + kk, km),
+                       r6 = _mm256_maskload_ps(row[6] + kk, km), r7 = _mm256_maskload_ps(row[7] + kk, km);
+                __m256 o[8];
+                int q;
+                if (rows < 8) {
+                    const __m256 z = _mm256_setzero_ps();
+                    r1 = rows > 1 ? r1 : z;
+                    r2 = rows > 2 ? r2 : z;
+                    r3 = rows > 3 ? r3 : z;
+                    r4 = rows > 4 ? r4 : z;
+                    r5 = rows > 5 ? r5 : z;
+                    r6 = rows > 6 ? r6 : z;
+                    r7 = z;
+                }
+                tr8x8(r0, r1, r2, r3, r4, r5, r6, r7, o);
+                for (q = 0; q < 8 && kk + q < kc; q++)
+                    _mm256_store_ps(dst + (kk + q) * 8, o[q]);
             }
         }
     }
@@ -179,6 +273,76 @@ T512 static void nn512(int64_t kc, const float *restrict ap, const float *restri
     }
         ST512(0) ST512(1) ST512(2) ST512(3) ST512(4) ST512(5) ST512(6) ST512(7)
 #undef ST512
+    }
+}
+
+/* As nn512, B packed: bp[k][48] contiguous (zeros past nr), so the loads are
+ * plain and the hardware prefetchers follow one stream. */
+T512 static void nn512p(int64_t kc, const float *restrict ap, const float *restrict bp,
+                        float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha, float beta)
+{
+    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16), m2 = mask16(nr - 32);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
+    __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    int64_t k;
+    { /* C is read (or written) at the end: fetch it while the FMAs run */
+        int i;
+        for (i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + 32), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + 47), _MM_HINT_T0);
+        }
+    }
+    for (k = 0; k < kc; k++) {
+        const float *br = bp + k * 48, *aa = ap + k * 8;
+        const __m512 b0 = _mm512_load_ps(br), b1 = _mm512_load_ps(br + 16),
+                     b2 = _mm512_load_ps(br + 32);
+        __m512 av;
+#define ROW512(i)                                                                                  \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
+    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);
+        ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
+#undef ROW512
+    }
+    {
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#define ST512(i)                                                                                   \
+    if (i < mr) {                                                                                  \
+        float *cr = c + (int64_t)i * ldc;                                                          \
+        __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1),                   \
+               r2 = _mm512_mul_ps(va, c##i##2);                                                    \
+        if (beta != 0.0f) {                                                                        \
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);                           \
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);                      \
+            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m2, cr + 32), r2);                      \
+        }                                                                                          \
+        _mm512_mask_storeu_ps(cr, m0, r0);                                                         \
+        _mm512_mask_storeu_ps(cr + 16, m1, r1);                                                    \
+        _mm512_mask_storeu_ps(cr + 32, m2, r2);                                                    \
+    }
+        ST512(0) ST512(1) ST512(2) ST512(3) ST512(4) ST512(5) ST512(6) ST512(7)
+#undef ST512
+    }
+}
+
+/* bp[kk][48] = B[k0 + kk][n0 .. n0 + nr) (rows at b + boff[k0 + kk] + n0, or
+ * ldb apart), zeros past nr. */
+T512 static void pack_b512(const float *b, int64_t ldb, const int64_t *boff, int64_t k0,
+                           int64_t kc, int64_t n0, int64_t nr, float *restrict bp)
+{
+    const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16), m2 = mask16(nr - 32);
+    int64_t kk;
+    for (kk = 0; kk < kc; kk++) {
+        const float *src = (boff ? b + boff[k0 + kk] : b + (k0 + kk) * ldb) + n0;
+        float *dst = bp + kk * 48;
+        _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+        _mm512_store_ps(dst + 32, _mm512_maskz_loadu_ps(m2, src + 32));
     }
 }
 
@@ -254,15 +418,6 @@ T512 static void nt512(int64_t k, const float *a, int64_t lda, const float *cons
 }
 
 /* ---- AVX2 + FMA: NN 4 x 24, NT 2 x 4 ------------------------------------- */
-
-#define T256 __attribute__((target("avx2,fma")))
-
-T256 static __m256i mask8(int64_t n)
-{
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const int v = n >= 8 ? 8 : n <= 0 ? 0 : (int)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(v), iota);
-}
 
 T256 static void nn256(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
                        const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
@@ -370,11 +525,56 @@ T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *cons
 
 /* NT through the NN kernel: C[i][j] = sum_k A[i][k] B[j][k] with B^T packed, a
  * block of kc x nrmax at a time, by a transposing copy; A is packed as in NN.
- * The copy costs about one cycle per element of B per block of NT_MC rows of A,
- * against NT_MC/32 cycles of FMAs: worth it once A has some hundred rows, where
- * the dot-product tiles of nt_driver are bound by L2 reads and reductions.
- * NT_MC rows of A are packed at a time in that form. */
-#define NT_MC 256
+ * The copy (pack_bt8: 8 x 8 blocks transposed in registers, about a quarter
+ * cycle per element of B per block of MC rows of A) against MC/32 cycles of
+ * FMAs: worth it from a few dozen rows of A, where the dot-product tiles of
+ * nt_driver are bound by L2 reads and reductions. pack_bt is the scalar form
+ * for the AVX2 level. */
+
+/* pack_bt by 8 x 8 blocks transposed in registers (nrmax a multiple of 8;
+ * columns from nr up to the next multiple of 8 are zeros). */
+T256 static void pack_bt8(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
+                          int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
+{
+    int64_t j0, kk;
+    int r;
+    for (j0 = 0; j0 < nr; j0 += 8) {
+        const int rows = nr - j0 < 8 ? (int)(nr - j0) : 8;
+        const float *row[8];
+        for (r = 0; r < 8; r++) { /* missing rows read row j0 and are zeroed below */
+            const int64_t j = n0 + j0 + (r < rows ? r : 0);
+            row[r] = (boff ? b + boff[j] : b + j * ldb) + k0;
+        }
+        for (kk = 0; kk < kc; kk += 8) {
+            const __m256i km = mask8(kc - kk);
+            __m256 r0 = _mm256_maskload_ps(row[0] + kk, km), r1 = _mm256_maskload_ps(row[1] + kk, km),
+                   r2 = _mm256_maskload_ps(row[2] + kk, km), r3 = _mm256_maskload_ps(row[3] + kk, km),
+                   r4 = _mm256_maskload_ps(row[4] + kk, km), r5 = _mm256_maskload_ps(row[5] + kk, km),
+                   r6 = _mm256_maskload_ps(row[6] + kk, km), r7 = _mm256_maskload_ps(row[7] + kk, km);
+            __m256 o[8];
+            int q;
+            if (rows < 8) {
+                const __m256 z = _mm256_setzero_ps();
+                r1 = rows > 1 ? r1 : z;
+                r2 = rows > 2 ? r2 : z;
+                r3 = rows > 3 ? r3 : z;
+                r4 = rows > 4 ? r4 : z;
+                r5 = rows > 5 ? r5 : z;
+                r6 = rows > 6 ? r6 : z;
+                r7 = z;
+            }
+            tr8x8(r0, r1, r2, r3, r4, r5, r6, r7, o);
+            for (q = 0; q < 8 && kk + q < kc; q++)
+                _mm256_store_ps(bp + (kk + q) * nrmax + j0, o[q]);
+        }
+    }
+    if (nr < nrmax) { /* the kernels load whole panels: zeros, not stale data, past nr */
+        const int64_t j1 = (nr + 7) & ~(int64_t)7;
+        for (kk = 0; kk < kc; kk++)
+            for (r = (int)j1; r < nrmax; r++)
+                bp[kk * nrmax + r] = 0.0f;
+    }
+}
 
 static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
                     int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
@@ -396,37 +596,51 @@ static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0
 /* The blocked loop over packed A: B read in place (NN, tb = 0), or, with tb,
  * the NT form through a transposed copy of each kc x nrmax block of B (see
  * pack_bt). mcmax rows of A are packed at a time. */
-static void blocked_driver(int level, int ta, int tb, int64_t mcmax, int64_t m, int64_t n, int64_t k,
+static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int64_t k,
                            float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                            const int64_t *boff, float beta, float *c, int64_t ldc)
 {
-    float ap[NT_MC * KC_MAX] __attribute__((aligned(64)));
+    float ap[MC * KC_MAX] __attribute__((aligned(64)));
     float bp[KC_MAX * 48] __attribute__((aligned(64)));
     const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
     const int64_t nrmax = level == BTI_SGEMM_AVX512 ? 48 : 24;
+    /* packed B panels: always for NT; for NN over AVX-512 once A is tall enough */
+    const int packb = level == BTI_SGEMM_AVX512 && (tb || m >= NN_PACKED_MIN_ROWS);
     const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
-    int64_t k0, m0, n0, i;
-    for (k0 = 0; k0 < k; k0 += kcs) {
-        const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
-        const float bet = k0 == 0 ? beta : 1.0f;
-        for (m0 = 0; m0 < m; m0 += mcmax) {
-            const int64_t mc = m - m0 < mcmax ? m - m0 : mcmax;
-            pack_a(ta, a, lda, m0, mc, k0, kc, mr, ap);
-            for (n0 = 0; n0 < n; n0 += nrmax) {
-                const int64_t nr = n - n0 < nrmax ? n - n0 : nrmax;
-                /* the kernel's view of B: the packed copy, row offsets, or rows of ldb */
-                const float *bt = tb ? bp : boff ? b + n0 : b + k0 * ldb + n0;
-                const int64_t *bo = !tb && boff ? boff + k0 : NULL, bld = tb ? nrmax : ldb;
-                if (tb)
-                    pack_bt(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
-                for (i = 0; i < mc; i += mr) {
-                    const int rows = mc - i < mr ? (int)(mc - i) : mr;
-                    const float *at = ap + (i / mr) * kc * mr;
-                    float *ct = c + (m0 + i) * ldc + n0;
-                    if (level == BTI_SGEMM_AVX512)
-                        nn512(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
-                    else
-                        nn256(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
+    int64_t n1, k0, m0, n0, i;
+    for (n1 = 0; n1 < n; n1 += NC) {
+        const int64_t n1e = n - n1 < NC ? n : n1 + NC;
+        for (k0 = 0; k0 < k; k0 += kcs) {
+            const int64_t kc = k - k0 < kcs ? k - k0 : kcs;
+            const float bet = k0 == 0 ? beta : 1.0f;
+            for (m0 = 0; m0 < m; m0 += MC) {
+                const int64_t mc = m - m0 < MC ? m - m0 : MC;
+                if (mr == 8)
+                    pack_a8(ta, a, lda, m0, mc, k0, kc, ap);
+                else
+                    pack_a(ta, a, lda, m0, mc, k0, kc, mr, ap);
+                for (n0 = n1; n0 < n1e; n0 += nrmax) {
+                    const int64_t nr = n1e - n0 < nrmax ? n1e - n0 : nrmax;
+                    /* the kernel's view of B: the packed copy, row offsets, or rows of ldb */
+                    const float *bt = tb ? bp : boff ? b + n0 : b + k0 * ldb + n0;
+                    const int64_t *bo = !tb && boff ? boff + k0 : NULL, bld = tb ? nrmax : ldb;
+                    if (tb && mr == 8)
+                        pack_bt8(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
+                    else if (tb)
+                        pack_bt(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
+                    else if (packb)
+                        pack_b512(b, ldb, boff, k0, kc, n0, nr, bp);
+                    for (i = 0; i < mc; i += mr) {
+                        const int rows = mc - i < mr ? (int)(mc - i) : mr;
+                        const float *at = ap + (i / mr) * kc * mr;
+                        float *ct = c + (m0 + i) * ldc + n0;
+                        if (packb)
+                            nn512p(kc, at, bp, ct, ldc, rows, nr, alpha, bet);
+                        else if (level == BTI_SGEMM_AVX512)
+                            nn512(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
+                        else
+                            nn256(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
+                    }
                 }
             }
         }
@@ -463,9 +677,10 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
     }
 }
 
-/* Which NT form: the packed one for tall A (see pack_bt; measured on the
- * ResNet weight-gradient shapes: 2x at 256 and 512 rows, 1.4x at 128, slower at 64). */
-#define NT_PACKED_MIN_ROWS 128
+/* Which NT form: the packed one from 32 rows of A (bench_sgemm, 1 thread,
+ * conv weight-gradient shapes, GFLOP/s dot products -> packed: 32 rows 67 ->
+ * 100-109, 64 rows 57 -> 113-121; 16 rows 85 -> 76). */
+#define NT_PACKED_MIN_ROWS 32
 static int nt_packed(int64_t m) { return m >= NT_PACKED_MIN_ROWS; }
 
 /* The private kernels, when they run and can take this form: 1 done, 0 not. */
@@ -477,11 +692,11 @@ static int private_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
     if (level == BTI_SGEMM_BLAS || m <= 0 || n <= 0 || k <= 0)
         return 0;
     if (tb == BTI_NO_TRANS)
-        blocked_driver(level, ta, 0, MC, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
+        blocked_driver(level, ta, 0, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
     else if (ta != BTI_NO_TRANS)
         return 0;
     else if (nt_packed(m))
-        blocked_driver(level, BTI_NO_TRANS, 1, NT_MC, m, n, k, alpha, a, lda, b, ldb, boff, beta, c,
+        blocked_driver(level, BTI_NO_TRANS, 1, m, n, k, alpha, a, lda, b, ldb, boff, beta, c,
                        ldc);
     else
         nt_driver(level, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
