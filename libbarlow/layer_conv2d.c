@@ -242,30 +242,9 @@ static void im2col(const struct geom *g, const float *restrict x, int64_t nb, fl
             const int i = (int)(r / g->k % g->k), j = (int)(r % g->k);
             const float *src = x + (b * g->c + c) * g->h * g->w;
             float *dst = col + r * ld + b * g->p;
-            int64_t lo, hi, oy, ox;
+            int64_t lo, hi;
             valid_range(g->w, g->wo, g->s, g->pad, j, &lo, &hi);
-            for (oy = 0; oy < g->ho; oy++) {
-                const int64_t iy = oy * g->s - g->pad + i;
-                float *restrict d = dst + oy * g->wo;
-                if (iy < 0 || iy >= g->h) {
-                    memset(d, 0, (size_t)g->wo * sizeof *d);
-                    continue;
-                }
-                {
-                    const float *restrict srow = src + iy * g->w - g->pad + j;
-                    for (ox = 0; ox < lo; ox++)
-                        d[ox] = 0.0f;
-                    if (g->s == 1) {
-                        if (hi > lo)
-                            memcpy(d + lo, srow + lo, (size_t)(hi - lo) * sizeof *d);
-                    } else {
-                        for (ox = lo; ox < hi; ox++)
-                            d[ox] = srow[ox * g->s];
-                    }
-                    for (ox = hi; ox < g->wo; ox++)
-                        d[ox] = 0.0f;
-                }
-            }
+            bti_im2col_plane(dst, src, g->h, g->w, g->ho, g->wo, g->s, g->pad, i, j, lo, hi);
         }
     }
 }
@@ -284,25 +263,11 @@ static void col2im(const struct geom *g, const float *restrict col, int64_t nb, 
             memset(plane, 0, (size_t)(g->h * g->w) * sizeof *plane);
             for (i = 0; i < g->k; i++) {
                 for (j = 0; j < g->k; j++) {
-                    const float *restrict src =
-                        col + ((c * g->k + i) * g->k + j) * ld + b * g->p;
-                    int64_t lo, hi, oy, ox;
+                    const float *src = col + ((c * g->k + i) * g->k + j) * ld + b * g->p;
+                    int64_t lo, hi;
                     valid_range(g->w, g->wo, g->s, g->pad, j, &lo, &hi);
-                    for (oy = 0; oy < g->ho; oy++) {
-                        const int64_t iy = oy * g->s - g->pad + i;
-                        float *restrict drow;
-                        const float *restrict srow = src + oy * g->wo;
-                        if (iy < 0 || iy >= g->h)
-                            continue;
-                        drow = plane + iy * g->w - g->pad + j;
-                        if (g->s == 1) {
-                            for (ox = lo; ox < hi; ox++)
-                                drow[ox] += srow[ox];
-                        } else {
-                            for (ox = lo; ox < hi; ox++)
-                                drow[ox * g->s] += srow[ox];
-                        }
-                    }
+                    bti_col2im_plane(src, plane, g->h, g->w, g->ho, g->wo, g->s, g->pad, i, j,
+                                     lo, hi);
                 }
             }
         }

@@ -1,6 +1,8 @@
 /* bench_layers.c - forward + backward of each layer at the shapes of a CIFAR
- * ResNet-18 (batch 64) and of a 28x28 one-channel small ResNet (widths
- * 16-32-64, batch 256), through the private API the model uses (no copy of x).
+ * ResNet-18 (batch 64), of a 28x28 one-channel small ResNet (widths 16-32-64,
+ * batch 256), and the 3x3 convolutions of the Fashion-MNIST preset (widths
+ * 16-32-256, batch 128, 28x28 and 16x16), through the private API the model
+ * uses (no copy of x).
  *
  * Convolutions and linear layers: GFLOP/s of forward + both backward GEMMs, and
  * the ratio to a square cblas_sgemm of the same FLOPs (capped at 2048^3)
@@ -74,6 +76,14 @@ static void define_cases(void)
     add("small28", "bn 16 @28", "bn:256,16,28,28");
     add("small28", "relu 256x16x28x28", "relu:256,16,28,28");
     add("small28", "bn+relu fused 16 @28", "bnrelu:256,16,28,28");
+    /* the Fashion-MNIST preset (examples/barlow.c): widths 16-32-256, batch 128,
+     * at 28x28 and at 16x16 */
+    add("fmnist", "f28 layer3 32->256 3x3 s2 @14", "conv:128,32,14,14,256,3,2,1");
+    add("fmnist", "f28 layer3 256->256 3x3 @7", "conv:128,256,7,7,256,3,1,1");
+    add("fmnist", "f16 layer1 16->16 3x3 @16", "conv:128,16,16,16,16,3,1,1");
+    add("fmnist", "f16 layer2 32->32 3x3 @8", "conv:128,32,8,8,32,3,1,1");
+    add("fmnist", "f16 layer3 32->256 3x3 s2 @8", "conv:128,32,8,8,256,3,2,1");
+    add("fmnist", "f16 layer3 256->256 3x3 @4", "conv:128,256,4,4,256,3,1,1");
 }
 
 static int parse(const char *spec, char *kind, int64_t *a)
@@ -318,8 +328,10 @@ int main(void)
             continue;
         if (strcmp(net, c->net)) {
             net = c->net;
-            printf("-- %s\n", !strcmp(net, "cifar18") ? "CIFAR ResNet-18, batch 64"
-                                                        : "28x28x1 small ResNet 16-32-64, batch 256");
+            printf("-- %s\n", !strcmp(net, "cifar18")  ? "CIFAR ResNet-18, batch 64"
+                               : !strcmp(net, "small28") ? "28x28x1 small ResNet 16-32-64, batch 256"
+                                                         : "Fashion-MNIST preset 16-32-256, batch 128, "
+                                                           "28x28 (f28) and 16x16 (f16)");
         }
         printf("%-30s %10.3f ", c->name, c->ms);
         if (c->gflops > 0)
