@@ -1,7 +1,9 @@
 /* check_sgemm.c - the private SGEMM kernels against a double-precision
  * reference: every transpose pair, edge sizes around the tile sizes, leading
  * dimensions wider than the rows, alpha/beta, beta = 0 ignoring NaN in C,
- * untouched padding, and the same bits on a repeated call. */
+ * untouched padding, and the same bits on a repeated call; the packed-panel
+ * forms across k and column blocks; the row-offset form against the dense
+ * one; the im2col/col2im plane helpers against their definition. */
 #include "blas.h"
 #include "rng.h"
 #include "sgemm.h"
@@ -101,6 +103,16 @@ static void sweep(int level)
     worst = fmax(worst, run_shape(BTI_TRANS, BTI_NO_TRANS, 300, 50, 600, 1.0f, 0.0f, seed++));
     /* a tall NT: the packed form, two row blocks and a short one, several k passes */
     worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 530, 61, 600, 1.0f, 0.5f, seed++));
+    /* packed NN B panels (m >= 128) across column blocks of C (NC = 480: 480 + 480 + 41),
+     * a ragged last panel, k blocks, every beta; TN the same; packed NT from 32 rows */
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_NO_TRANS, 136, 1001, 385, 1.0f, 0.0f, seed++));
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_NO_TRANS, 257, 530, 200, -0.5f, 1.0f, seed++));
+    worst = fmax(worst, run_shape(BTI_TRANS, BTI_NO_TRANS, 128, 963, 17, 1.0f, 0.5f, seed++));
+    worst = fmax(worst, run_shape(BTI_TRANS, BTI_NO_TRANS, 300, 49, 1, 2.0f, 0.0f, seed++));
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 32, 1000, 390, 1.0f, 1.0f, seed++));
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 33, 7, 1, 1.0f, 0.5f, seed++));
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 40, 1, 200, 1.0f, 0.0f, seed++));
+    worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_NO_TRANS, 128, 1, 1, 1.0f, 0.0f, seed++));
     ck_assert(worst < 4.0);
     bti_sgemm_set_level(-1);
 }
@@ -148,10 +160,87 @@ START_TEST(rows_match_dense)
 {
     int level;
     for (level = BTI_SGEMM_AVX2; level <= bti_sgemm_level(); level++) {
-        rows_case(level, BTI_NO_TRANS, 70, 100, 300, 1);
-        rows_case(level, BTI_TRANS, 40, 75, 500, 2);  /* dot-product NT */
-        rows_case(level, BTI_TRANS, 300, 75, 500, 3); /* packed NT */
+        rows_case(level, BTI_NO_TRANS, 70, 100, 300, 1);  /* B read in place */
+        rows_case(level, BTI_NO_TRANS, 130, 530, 300, 4); /* packed B panels, two C column blocks */
+        rows_case(level, BTI_TRANS, 20, 75, 500, 2);      /* dot-product NT */
+        rows_case(level, BTI_TRANS, 40, 75, 500, 5);      /* packed NT */
+        rows_case(level, BTI_TRANS, 300, 75, 500, 3);     /* packed NT */
     }
+}
+END_TEST
+
+/* bti_im2col_plane / bti_col2im_plane against plain loops over the definition:
+ * the same bits (copies and one add per element per tap), nothing written
+ * outside the plane, at the given level. */
+static void plane_case(int level, int64_t h, int64_t w, int k, int s, int pad)
+{
+    const int64_t ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1, guard = 40;
+    float *x = filled(h * w, bti_rng_key(7, (uint64_t)h, (uint64_t)w, 1));
+    float *d = malloc((size_t)(ho * wo + 2 * guard) * sizeof *d);
+    float *xa = malloc((size_t)(h * w + 2 * guard) * sizeof *xa);
+    float *xb = malloc((size_t)(h * w + 2 * guard) * sizeof *xb);
+    float *dsrc = filled(ho * wo, bti_rng_key(7, (uint64_t)h, (uint64_t)w, 2));
+    int i, j;
+    int64_t oy, ox, q;
+    for (q = 0; q < h * w + 2 * guard; q++)
+        xa[q] = xb[q] = (float)q;
+    bti_sgemm_set_level(level);
+    for (i = 0; i < k; i++)
+        for (j = 0; j < k; j++) {
+            int64_t lo = 0, hi = 0;
+            for (ox = 0; ox < wo; ox++) /* the valid columns, found by brute force */
+                if (ox * s - pad + j >= 0 && ox * s - pad + j < w) {
+                    if (hi == 0)
+                        lo = ox;
+                    hi = ox + 1;
+                }
+            if (hi == 0)
+                lo = 0;
+            for (q = 0; q < ho * wo + 2 * guard; q++)
+                d[q] = -7.0f;
+            bti_im2col_plane(d + guard, x, h, w, ho, wo, s, pad, i, j, lo, hi);
+            for (q = 0; q < guard; q++)
+                ck_assert(d[q] == -7.0f && d[guard + ho * wo + q] == -7.0f);
+            for (oy = 0; oy < ho; oy++)
+                for (ox = 0; ox < wo; ox++) {
+                    const int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
+                    const float want = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[iy * w + ix] : 0.0f;
+                    ck_assert_msg(d[guard + oy * wo + ox] == want,
+                                  "im2col level %d %lldx%lld k%d s%d p%d tap %d,%d at %lld,%lld", level,
+                                  (long long)h, (long long)w, k, s, pad, i, j, (long long)oy, (long long)ox);
+                }
+            bti_col2im_plane(dsrc, xa + guard, h, w, ho, wo, s, pad, i, j, lo, hi);
+            for (oy = 0; oy < ho; oy++)
+                for (ox = 0; ox < wo; ox++) {
+                    const int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
+                    if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                        xb[guard + iy * w + ix] += dsrc[oy * wo + ox];
+                }
+        }
+    bti_sgemm_set_level(-1);
+    ck_assert_msg(memcmp(xa, xb, (size_t)(h * w + 2 * guard) * sizeof *xa) == 0,
+                  "col2im level %d %lldx%lld k%d s%d p%d", level, (long long)h, (long long)w, k, s, pad);
+    free(x);
+    free(d);
+    free(xa);
+    free(xb);
+    free(dsrc);
+}
+
+START_TEST(im2col_col2im_planes)
+{
+    static const int geo[][5] = {
+        /* h, w, k, s, pad */
+        {7, 7, 3, 1, 1},   {4, 4, 3, 1, 1}, {8, 5, 3, 1, 1}, {28, 28, 3, 1, 1}, {5, 5, 5, 1, 2},
+        {1, 1, 3, 1, 1},   {3, 17, 3, 1, 1}, {70, 70, 3, 1, 1}, /* larger than a flat plane */
+        {9, 9, 3, 2, 1},   {14, 14, 3, 2, 1}, {6, 7, 1, 2, 0}, {10, 3, 3, 1, 0}, {4, 40, 3, 1, 0},
+        {5, 37, 3, 2, 1},  {2, 2, 3, 1, 2},  {11, 11, 7, 2, 3},
+    };
+    size_t t;
+    int level;
+    for (level = BTI_SGEMM_BLAS; level <= bti_sgemm_level(); level++)
+        for (t = 0; t < sizeof geo / sizeof geo[0]; t++)
+            plane_case(level, geo[t][0], geo[t][1], geo[t][2], geo[t][3], geo[t][4]);
 }
 END_TEST
 
@@ -179,6 +268,7 @@ Suite *sgemm_suite(void)
     tcase_add_test(tc, blas_fallback_matches_reference);
     tcase_add_test(tc, level_is_clamped_to_the_cpu);
     tcase_add_test(tc, rows_match_dense);
+    tcase_add_test(tc, im2col_col2im_planes);
     suite_add_tcase(s, tc);
     return s;
 }
