@@ -287,27 +287,59 @@ T512 static void nn512p(int64_t kc, const float *restrict ap, const float *restr
     __m512 c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
     __m512 c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     int64_t k;
-    for (k = 0; k < kc; k++) {
-        const float *br = bp + k * 48, *aa = ap + k * 8;
-        if ((k & 7) == 0 && k < 8 * (int64_t)mr) {
-            /* C is read (or written) at the end: fetch a row of it every 8 steps */
-            const float *cr = c + (k >> 3) * ldc;
-            _mm_prefetch((const char *)cr, _MM_HINT_T0);
-            _mm_prefetch((const char *)(cr + 16), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cr + 32), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cr + 47), _MM_HINT_T0);
-        }
-        const __m512 b0 = _mm512_load_ps(br), b1 = _mm512_load_ps(br + 16),
-                     b2 = _mm512_load_ps(br + 32);
-        __m512 av;
+    /* C is read (or written) at the end: fetch a row of it every 8 steps */
+#define PF_C(k)                                                                                    \
+    if (((k) & 7) == 0 && (k) < 8 * (int64_t)mr) {                                                 \
+        const float *cr = c + ((k) >> 3) * ldc;                                                    \
+        _mm_prefetch((const char *)cr, _MM_HINT_T0);                                               \
+        _mm_prefetch((const char *)(cr + 16), _MM_HINT_T0);                                        \
+        _mm_prefetch((const char *)(cr + 32), _MM_HINT_T0);                                        \
+        _mm_prefetch((const char *)(cr + 47), _MM_HINT_T0);                                        \
+    }
+    /* a narrow last panel runs only the vectors it has: a 48-wide tile for the
+     * 11 columns left of N = 539 would waste three quarters of its FMAs */
+    if (nr > 32) {
+        for (k = 0; k < kc; k++) {
+            const float *br = bp + k * 48, *aa = ap + k * 8;
+            const __m512 b0 = _mm512_load_ps(br), b1 = _mm512_load_ps(br + 16),
+                         b2 = _mm512_load_ps(br + 32);
+            __m512 av;
+            PF_C(k)
 #define ROW512(i)                                                                                  \
     av = _mm512_set1_ps(aa[i]);                                                                    \
     c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
     c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
     c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);
-        ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
+            ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
 #undef ROW512
+        }
+    } else if (nr > 16) {
+        for (k = 0; k < kc; k++) {
+            const float *br = bp + k * 48, *aa = ap + k * 8;
+            const __m512 b0 = _mm512_load_ps(br), b1 = _mm512_load_ps(br + 16);
+            __m512 av;
+            PF_C(k)
+#define ROW512(i)                                                                                  \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);
+            ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
+#undef ROW512
+        }
+    } else {
+        for (k = 0; k < kc; k++) {
+            const float *br = bp + k * 48, *aa = ap + k * 8;
+            const __m512 b0 = _mm512_load_ps(br);
+            __m512 av;
+            PF_C(k)
+#define ROW512(i)                                                                                  \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);
+            ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
+#undef ROW512
+        }
     }
+#undef PF_C
     {
         const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #define ST512(i)                                                                                   \
