@@ -155,10 +155,13 @@ static int per_image(const bt_layer *l, const struct geom *g)
     if (l->conv_mode >= 2)
         return 1;
     /* One thread: the private kernels image group by image group when they beat
-     * the BLAS: always over OpenBLAS's Prescott kernels (3-4x), and over its good
+     * the BLAS: always over OpenBLAS's Prescott kernels (4-6x), and over its good
      * kernels up to 128 output channels, where packing both operands costs it as
-     * much as the arithmetic (measured, SkylakeX, 1 thread: private 1.9-3.4x
-     * faster at 16-64 channels, even at 128, 1.4x slower at 256-512). */
+     * much as the arithmetic. At 256-512 channels the packed-panel kernels and
+     * SkylakeX are even (bench_sgemm, 1 thread, private / SkylakeX on the conv
+     * GEMMs: 0.95-1.2, weight gradient at 512 channels 0.75-0.8; whole layers
+     * fwd+bwd within the +-20% noise of the shared machine), so the BLAS keeps
+     * those and its chunked GEMMs. */
     if (l->threads < 2)
         return bti_sgemm_prefer_private() ||
                (bti_sgemm_level() != BTI_SGEMM_BLAS && g->co <= 128);
