@@ -5,7 +5,9 @@
  * Why: Debian's OpenBLAS runs its generic "Prescott" SSE kernels on CPUs it
  * does not know, and even its good kernels pack both operands, which costs as
  * much as the arithmetic when one side has only 16-64 rows. These kernels
- * read the big operand in place. */
+ * read the big operand in place when the other has few rows, and copy it
+ * into L1-sized panels (transposed for the NT form) once it has enough rows to
+ * repay the copy. */
 #ifndef BARLOW_SGEMM_H
 #define BARLOW_SGEMM_H
 
