@@ -712,7 +712,13 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
  * conv weight-gradient shapes, GFLOP/s dot products -> packed: 32 rows 67 ->
  * 100-109, 64 rows 57 -> 113-121; 16 rows 85 -> 76). */
 #define NT_PACKED_MIN_ROWS 32
-static int nt_packed(int64_t m) { return m >= NT_PACKED_MIN_ROWS; }
+/* the AVX2 level keeps the scalar transposing copy and its old threshold
+ * (2x at 256 and 512 rows, 1.4x at 128, slower at 64; not re-measured) */
+#define NT_PACKED_MIN_ROWS_AVX2 128
+static int nt_packed(int level, int64_t m)
+{
+    return m >= (level == BTI_SGEMM_AVX512 ? NT_PACKED_MIN_ROWS : NT_PACKED_MIN_ROWS_AVX2);
+}
 
 /* The private kernels, when they run and can take this form: 1 done, 0 not. */
 static int private_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
@@ -726,7 +732,7 @@ static int private_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
         blocked_driver(level, ta, 0, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
     else if (ta != BTI_NO_TRANS)
         return 0;
-    else if (nt_packed(m))
+    else if (nt_packed(level, m))
         blocked_driver(level, BTI_NO_TRANS, 1, m, n, k, alpha, a, lda, b, ldb, boff, beta, c,
                        ldc);
     else
