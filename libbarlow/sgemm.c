@@ -870,12 +870,13 @@ void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho
     for (oy = 0; oy < ho; oy++) {
         const int64_t iy = oy * s - pad + i;
         float *restrict dr = d + oy * wo;
-        const float *restrict xr = x + iy * w + ((int64_t)j - pad);
+        const float *restrict xr;
         if (iy < 0 || iy >= h) {
             for (ox = 0; ox < wo; ox++)
                 dr[ox] = 0.0f;
             continue;
         }
+        xr = x + iy * w + ((int64_t)j - pad);
         for (ox = 0; ox < lo; ox++)
             dr[ox] = 0.0f;
         for (ox = lo; ox < hi; ox++)
