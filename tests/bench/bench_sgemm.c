@@ -134,7 +134,8 @@ int main(int argc, char **argv)
 {
     static const int sizes[] = {256, 512, 1024, 2048};
     const int reps = getenv("BENCH_REPS") ? atoi(getenv("BENCH_REPS")) : 5;
-    const int no_blas = getenv("BENCH_NO_BLAS") != NULL;
+    /* the children only mean something when the BLAS is OpenBLAS */
+    const int no_blas = getenv("BENCH_NO_BLAS") != NULL || !strstr(bt_build_info(), "blas=openblas");
     char self[4096];
     ssize_t len;
     size_t i;
