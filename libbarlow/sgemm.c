@@ -5,7 +5,7 @@
  * columns of B) around one outer-product micro-kernel, C tile [MR][NR] +=
  * Apack[k][MR] x Bpanel[k][NR] (AVX-512 8 x 48, AVX2 4 x 24):
  *  - NN (op(B) = B): the forward (W x col) and the input gradient (W^T x dy).
- *    Over AVX-512 with A of NN_PACKED_MIN_ROWS rows or more, each kc x 48
+ *    Over AVX-512 with A of NN_PACKED_MIN_ROWS (32) rows or more, each kc x 48
  *    panel of B is copied into a contiguous buffer first (it then sits in L1
  *    for all the MC/8 row slivers, whatever ldb is: rows 2-4 KiB apart in place
  *    fall into a few L1 sets); below that the copy costs more than it saves
@@ -103,10 +103,14 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
 #define MC 256     /* rows of A packed at a time (a multiple of every MR): 192 KiB, in L2 */
 #define KC_MAX 192 /* depth of a packed block: a KC x NR panel of B (36 KiB) stays in L1 */
 #define NT_KC 4096 /* depth of an NT pass */
-/* NN with packed B panels from this many rows of A (AVX-512; bench_sgemm, 1
- * thread, GFLOP/s in place -> packed: 16 rows 141 -> 127, 64 rows 138 -> 128,
- * 128 rows even, 256-512 rows 120-128 -> 131-146). */
-#define NN_PACKED_MIN_ROWS 128
+/* NN with packed B panels from this many rows of A (AVX-512, 1 thread, caches
+ * flushed before each call, GFLOP/s in place -> packed, best of 40, three
+ * runs: dense B 16 x 512 x 144 116 -> 107-110; 32 x 512 x 288 116-133 ->
+ * 122-134; 64 x 512 x 576 117-139 -> 142-144; 128 and 64 x 1024 even; row
+ * offsets as the padded-grid conv reads them, 16 rows 83-91 -> 80-82, 32 rows
+ * 93-103 -> 106-108, 64 rows 88-126 -> 108-136; 256-512 rows, bench_sgemm,
+ * 120-128 -> 131-146). */
+#define NN_PACKED_MIN_ROWS 32
 /* Columns of C per pass over k: an MC x NC block of C stays in L2 across the
  * KC passes (the weight gradient at 512 channels has a 9 MiB C). */
 #define NC 480
