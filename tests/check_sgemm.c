@@ -160,7 +160,8 @@ START_TEST(rows_match_dense)
 {
     int level;
     for (level = BTI_SGEMM_AVX2; level <= bti_sgemm_level(); level++) {
-        rows_case(level, BTI_NO_TRANS, 70, 100, 300, 1);  /* B read in place */
+        rows_case(level, BTI_NO_TRANS, 20, 100, 300, 1);  /* B read in place */
+        rows_case(level, BTI_NO_TRANS, 70, 100, 300, 6);  /* packed B panels over AVX-512 */
         rows_case(level, BTI_NO_TRANS, 130, 530, 300, 4); /* packed B panels, two C column blocks */
         rows_case(level, BTI_TRANS, 20, 75, 500, 2);      /* dot-product NT */
         rows_case(level, BTI_TRANS, 40, 75, 500, 5);      /* packed NT over AVX-512 */
