@@ -174,6 +174,37 @@ T256 static inline __attribute__((always_inline)) void tr8x8(__m256 r0, __m256 r
     o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
+/* dst[kk * ld + r] = row[r][kk] for kk < kc, r < 8: 8 x 8 blocks transposed in
+ * registers; rows at and past `rows` become zeros (their pointers must still be
+ * readable: callers repeat a valid row). */
+T256 static void transpose_rows8(const float *const *row, int rows, int64_t kc, float *restrict dst,
+                                 int64_t ld)
+{
+    int64_t kk;
+    for (kk = 0; kk < kc; kk += 8) {
+        const __m256i km = mask8(kc - kk);
+        __m256 r0 = _mm256_maskload_ps(row[0] + kk, km), r1 = _mm256_maskload_ps(row[1] + kk, km),
+               r2 = _mm256_maskload_ps(row[2] + kk, km), r3 = _mm256_maskload_ps(row[3] + kk, km),
+               r4 = _mm256_maskload_ps(row[4] + kk, km), r5 = _mm256_maskload_ps(row[5] + kk, km),
+               r6 = _mm256_maskload_ps(row[6] + kk, km), r7 = _mm256_maskload_ps(row[7] + kk, km);
+        __m256 o[8];
+        int q;
+        if (rows < 8) {
+            const __m256 z = _mm256_setzero_ps();
+            r1 = rows > 1 ? r1 : z;
+            r2 = rows > 2 ? r2 : z;
+            r3 = rows > 3 ? r3 : z;
+            r4 = rows > 4 ? r4 : z;
+            r5 = rows > 5 ? r5 : z;
+            r6 = rows > 6 ? r6 : z;
+            r7 = z;
+        }
+        tr8x8(r0, r1, r2, r3, r4, r5, r6, r7, o);
+        for (q = 0; q < 8 && kk + q < kc; q++)
+            _mm256_store_ps(dst + (kk + q) * ld, o[q]);
+    }
+}
+
 T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                          int64_t kc, float *restrict ap)
 {
@@ -193,28 +224,7 @@ T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_
             const float *row[8];
             for (r = 0; r < 8; r++) /* missing rows read row 0 and are zeroed below */
                 row[r] = a + (m0 + t * 8 + (r < rows ? r : 0)) * lda + k0;
-            for (kk = 0; kk < kc; kk += 8) {
-                const __m256i km = mask8(kc - kk);
-                __m256 r0 = _mm256_maskload_ps(row[0] + kk, km), r1 = _mm256_maskload_ps(row[1] + kk, km),
-                       r2 = _mm256_maskload_ps(row[2] + kk, km), r3 = _mm256_maskload_ps(row[3] + kk, km),
-                       r4 = _mm256_maskload_ps(row[4] + kk, km), r5 = _mm256_maskload_ps(row[5] + kk, km),
-                       r6 = _mm256_maskload_ps(row[6] + kk, km), r7 = _mm256_maskload_ps(row[7] + kk, km);
-                __m256 o[8];
-                int q;
-                if (rows < 8) {
-                    const __m256 z = _mm256_setzero_ps();
-                    r1 = rows > 1 ? r1 : z;
-                    r2 = rows > 2 ? r2 : z;
-                    r3 = rows > 3 ? r3 : z;
-                    r4 = rows > 4 ? r4 : z;
-                    r5 = rows > 5 ? r5 : z;
-                    r6 = rows > 6 ? r6 : z;
-                    r7 = z;
-                }
-                tr8x8(r0, r1, r2, r3, r4, r5, r6, r7, o);
-                for (q = 0; q < 8 && kk + q < kc; q++)
-                    _mm256_store_ps(dst + (kk + q) * 8, o[q]);
-            }
+            transpose_rows8(row, rows, kc, dst, 8);
         }
     }
 }
@@ -580,28 +590,7 @@ T256 static void pack_bt8(const float *b, int64_t ldb, const int64_t *boff, int6
             const int64_t j = n0 + j0 + (r < rows ? r : 0);
             row[r] = (boff ? b + boff[j] : b + j * ldb) + k0;
         }
-        for (kk = 0; kk < kc; kk += 8) {
-            const __m256i km = mask8(kc - kk);
-            __m256 r0 = _mm256_maskload_ps(row[0] + kk, km), r1 = _mm256_maskload_ps(row[1] + kk, km),
-                   r2 = _mm256_maskload_ps(row[2] + kk, km), r3 = _mm256_maskload_ps(row[3] + kk, km),
-                   r4 = _mm256_maskload_ps(row[4] + kk, km), r5 = _mm256_maskload_ps(row[5] + kk, km),
-                   r6 = _mm256_maskload_ps(row[6] + kk, km), r7 = _mm256_maskload_ps(row[7] + kk, km);
-            __m256 o[8];
-            int q;
-            if (rows < 8) {
-                const __m256 z = _mm256_setzero_ps();
-                r1 = rows > 1 ? r1 : z;
-                r2 = rows > 2 ? r2 : z;
-                r3 = rows > 3 ? r3 : z;
-                r4 = rows > 4 ? r4 : z;
-                r5 = rows > 5 ? r5 : z;
-                r6 = rows > 6 ? r6 : z;
-                r7 = z;
-            }
-            tr8x8(r0, r1, r2, r3, r4, r5, r6, r7, o);
-            for (q = 0; q < 8 && kk + q < kc; q++)
-                _mm256_store_ps(bp + (kk + q) * nrmax + j0, o[q]);
-        }
+        transpose_rows8(row, rows, kc, bp + j0, nrmax);
     }
     if (nr < nrmax) { /* the kernels load whole panels: zeros, not stale data, past nr */
         const int64_t j1 = (nr + 7) & ~(int64_t)7;
