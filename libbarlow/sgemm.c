@@ -239,6 +239,37 @@ T512 static __mmask16 mask16(int64_t n)
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
 }
 
+/* The 8 x 48 tile's steps, shared by nn512 and nn512p: row i of A (aa[i])
+ * times the B vectors b0..b2 (or the first 2 or 1 of them) into accumulators
+ * ci0..ci2, and the final store of row i (alpha, beta, masks m0..m2). */
+#define ROW512_3(i)                                                                                \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
+    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);
+#define ROW512_2(i)                                                                                \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);
+#define ROW512_1(i)                                                                                \
+    av = _mm512_set1_ps(aa[i]);                                                                    \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);
+#define ST512(i)                                                                                   \
+    if (i < mr) {                                                                                  \
+        float *cr = c + (int64_t)i * ldc;                                                          \
+        __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1),                   \
+               r2 = _mm512_mul_ps(va, c##i##2);                                                    \
+        if (beta != 0.0f) {                                                                        \
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);                           \
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);                      \
+            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m2, cr + 32), r2);                      \
+        }                                                                                          \
+        _mm512_mask_storeu_ps(cr, m0, r0);                                                         \
+        _mm512_mask_storeu_ps(cr + 16, m1, r1);                                                    \
+        _mm512_mask_storeu_ps(cr + 32, m2, r2);                                                    \
+    }
+#define ROWS8(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7)
+
 T512 static void nn512(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
                        const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
                        float beta)
@@ -261,32 +292,11 @@ T512 static void nn512(int64_t kc, const float *restrict ap, const float *restri
             _mm_prefetch((const char *)(pf + 16), _MM_HINT_T0);
             _mm_prefetch((const char *)(pf + 32), _MM_HINT_T0);
         }
-#define ROW512(i)                                                                                  \
-    av = _mm512_set1_ps(aa[i]);                                                                    \
-    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
-    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
-    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);
-        ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
-#undef ROW512
+        ROWS8(ROW512_3)
     }
     {
         const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#define ST512(i)                                                                                   \
-    if (i < mr) {                                                                                  \
-        float *cr = c + (int64_t)i * ldc;                                                          \
-        __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1),                   \
-               r2 = _mm512_mul_ps(va, c##i##2);                                                    \
-        if (beta != 0.0f) {                                                                        \
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);                           \
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);                      \
-            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m2, cr + 32), r2);                      \
-        }                                                                                          \
-        _mm512_mask_storeu_ps(cr, m0, r0);                                                         \
-        _mm512_mask_storeu_ps(cr + 16, m1, r1);                                                    \
-        _mm512_mask_storeu_ps(cr + 32, m2, r2);                                                    \
-    }
-        ST512(0) ST512(1) ST512(2) ST512(3) ST512(4) ST512(5) ST512(6) ST512(7)
-#undef ST512
+        ROWS8(ST512)
     }
 }
 
@@ -319,13 +329,7 @@ T512 static void nn512p(int64_t kc, const float *restrict ap, const float *restr
                          b2 = _mm512_load_ps(br + 32);
             __m512 av;
             PF_C(k)
-#define ROW512(i)                                                                                  \
-    av = _mm512_set1_ps(aa[i]);                                                                    \
-    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
-    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                    \
-    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);
-            ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
-#undef ROW512
+            ROWS8(ROW512_3)
         }
     } else if (nr > 16) {
         for (k = 0; k < kc; k++) {
@@ -333,12 +337,7 @@ T512 static void nn512p(int64_t kc, const float *restrict ap, const float *restr
             const __m512 b0 = _mm512_load_ps(br), b1 = _mm512_load_ps(br + 16);
             __m512 av;
             PF_C(k)
-#define ROW512(i)                                                                                  \
-    av = _mm512_set1_ps(aa[i]);                                                                    \
-    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                    \
-    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);
-            ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
-#undef ROW512
+            ROWS8(ROW512_2)
         }
     } else {
         for (k = 0; k < kc; k++) {
@@ -346,34 +345,21 @@ T512 static void nn512p(int64_t kc, const float *restrict ap, const float *restr
             const __m512 b0 = _mm512_load_ps(br);
             __m512 av;
             PF_C(k)
-#define ROW512(i)                                                                                  \
-    av = _mm512_set1_ps(aa[i]);                                                                    \
-    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);
-            ROW512(0) ROW512(1) ROW512(2) ROW512(3) ROW512(4) ROW512(5) ROW512(6) ROW512(7)
-#undef ROW512
+            ROWS8(ROW512_1)
         }
     }
 #undef PF_C
     {
         const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#define ST512(i)                                                                                   \
-    if (i < mr) {                                                                                  \
-        float *cr = c + (int64_t)i * ldc;                                                          \
-        __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1),                   \
-               r2 = _mm512_mul_ps(va, c##i##2);                                                    \
-        if (beta != 0.0f) {                                                                        \
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);                           \
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);                      \
-            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m2, cr + 32), r2);                      \
-        }                                                                                          \
-        _mm512_mask_storeu_ps(cr, m0, r0);                                                         \
-        _mm512_mask_storeu_ps(cr + 16, m1, r1);                                                    \
-        _mm512_mask_storeu_ps(cr + 32, m2, r2);                                                    \
-    }
-        ST512(0) ST512(1) ST512(2) ST512(3) ST512(4) ST512(5) ST512(6) ST512(7)
-#undef ST512
+        ROWS8(ST512)
     }
 }
+
+#undef ROW512_3
+#undef ROW512_2
+#undef ROW512_1
+#undef ST512
+#undef ROWS8
 
 /* bp[kk][48] = B[k0 + kk][n0 .. n0 + nr) (rows at b + boff[k0 + kk] + n0, or
  * ldb apart), zeros past nr. */
