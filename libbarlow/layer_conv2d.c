@@ -19,6 +19,7 @@
  * altogether: the padded-grid form below reads shifted windows of a padded
  * copy of the input through the private kernels' row offsets. */
 #include "blas.h"
+#include "conv_planes.h"
 #include "layer.h"
 #include "sgemm.h"
 

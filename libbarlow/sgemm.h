@@ -51,16 +51,4 @@ BTI_HIDDEN int bti_sgemm_prefer_private(void);
  * -1 returns to automatic. Not thread-safe against running GEMMs. */
 BTI_HIDDEN void bti_sgemm_set_level(int level);
 
-/* im2col and col2im of one input plane for one kernel tap (i, j) of a
- * convolution with stride s and padding pad (h x w input, ho x wo output):
- *   im2col: d[oy*wo + ox] = x[oy*s - pad + i][ox*s - pad + j], 0 outside;
- *   col2im: x[oy*s - pad + i][ox*s - pad + j] += d[oy*wo + ox] inside.
- * lo/hi: the first and one-past-last ox whose input column is inside [0, w).
- * AVX-512 masked rows at that level (small images have rows of a few floats,
- * where memcpy/memset calls cost more than the copy); plain loops otherwise. */
-BTI_HIDDEN void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho,
-                                 int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
-BTI_HIDDEN void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho,
-                                 int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
-
 #endif /* BARLOW_SGEMM_H */

@@ -5,6 +5,7 @@
  * forms across k and column blocks; the row-offset form against the dense
  * one; the im2col/col2im plane helpers against their definition. */
 #include "blas.h"
+#include "conv_planes.h"
 #include "rng.h"
 #include "sgemm.h"
 

@@ -1,0 +1,188 @@
+/* conv_planes.c - im2col / col2im of one input plane for one kernel tap (see
+ * conv_planes.h): AVX-512 masked copies when the CPU has them (the level of
+ * the private SGEMM kernels), plain loops otherwise. */
+#include "conv_planes.h"
+
+#include "sgemm.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define BTI_X86 1
+#include <immintrin.h>
+#else
+#define BTI_X86 0
+#endif
+
+#if BTI_X86
+
+#define T512 __attribute__((target("avx512f")))
+
+T512 static __mmask16 mask16(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Stride 1, output the input's size: the plane is x shifted by (i - pad) rows
+ * and (j - pad) columns, so it is copied 16 floats at a time whatever the row
+ * length, with the lanes that fall outside the image masked off (their row
+ * and column from a float multiply, exact for planes this small). */
+#define FLAT_MAX_PLANE 4096
+
+T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, int64_t ho,
+                                int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
+
+T512 static __mmask16 flat_mask(int64_t q0, int64_t p, int64_t h, int64_t w, int di, int dj)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i q = _mm512_add_epi32(iota, _mm512_set1_epi32((int)q0));
+    const __m512i oy = _mm512_cvttps_epi32(_mm512_mul_ps(
+        _mm512_add_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(0.5f)), _mm512_set1_ps(1.0f / (float)w)));
+    const __m512i ox = _mm512_sub_epi32(q, _mm512_mullo_epi32(oy, _mm512_set1_epi32((int)w)));
+    const __m512i iy = _mm512_add_epi32(oy, _mm512_set1_epi32(di)),
+                  ix = _mm512_add_epi32(ox, _mm512_set1_epi32(dj));
+    __mmask16 m = mask16(p - q0);
+    m = _mm512_mask_cmpge_epi32_mask(m, iy, _mm512_setzero_si512());
+    m = _mm512_mask_cmplt_epi32_mask(m, iy, _mm512_set1_epi32((int)h));
+    m = _mm512_mask_cmpge_epi32_mask(m, ix, _mm512_setzero_si512());
+    return _mm512_mask_cmplt_epi32_mask(m, ix, _mm512_set1_epi32((int)w));
+}
+
+T512 static void im2col512(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                           int s, int pad, int i, int j, int64_t lo, int64_t hi)
+{
+    if (s == 1 && h == ho && w == wo && h * w <= FLAT_MAX_PLANE) {
+        const int64_t p = h * w, off = (int64_t)(i - pad) * w + (j - pad);
+        int64_t q0;
+        for (q0 = 0; q0 < p; q0 += 16)
+            _mm512_mask_storeu_ps(d + q0, mask16(p - q0),
+                                  _mm512_maskz_loadu_ps(flat_mask(q0, p, h, w, i - pad, j - pad),
+                                                        x + off + q0));
+        return;
+    }
+    im2col512_rows(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
+}
+
+T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                           int s, int pad, int i, int j, int64_t lo, int64_t hi)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 z = _mm512_setzero_ps();
+    int64_t oy, ox;
+    for (oy = 0; oy < ho; oy++) {
+        const int64_t iy = oy * s - pad + i;
+        float *dr = d + oy * wo;
+        if (iy < 0 || iy >= h) {
+            for (ox = 0; ox < wo; ox += 16)
+                _mm512_mask_storeu_ps(dr + ox, mask16(wo - ox), z);
+            continue;
+        }
+        {
+            /* lanes ox in [lo, hi) read x[iy][ox*s - pad + j]; the others are zeros */
+            const float *xr = x + iy * w;
+            const int64_t c0 = (int64_t)j - pad;
+            for (ox = 0; ox < wo; ox += 16) {
+                const __mmask16 st = mask16(wo - ox), v = st & mask16(hi - ox) & ~mask16(lo - ox);
+                __m512 r;
+                if (!v)
+                    r = z;
+                else if (s == 1)
+                    r = _mm512_maskz_loadu_ps(v, xr + c0 + ox);
+                else
+                    r = _mm512_mask_i32gather_ps(
+                        z, v,
+                        _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32((int)ox)),
+                                                            _mm512_set1_epi32(s)),
+                                         _mm512_set1_epi32((int)c0)),
+                        xr, 4);
+                _mm512_mask_storeu_ps(dr + ox, st, r);
+            }
+        }
+    }
+}
+
+T512 static void col2im512(const float *d, float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                           int s, int pad, int i, int j, int64_t lo, int64_t hi)
+{
+    int64_t oy, ox;
+    if (s == 1 && h == ho && w == wo && h * w <= FLAT_MAX_PLANE) {
+        const int64_t p = h * w, off = (int64_t)(i - pad) * w + (j - pad);
+        int64_t q0;
+        for (q0 = 0; q0 < p; q0 += 16) {
+            const __mmask16 v = flat_mask(q0, p, h, w, i - pad, j - pad);
+            _mm512_mask_storeu_ps(x + off + q0, v,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(v, x + off + q0),
+                                                _mm512_maskz_loadu_ps(v, d + q0)));
+        }
+        return;
+    }
+    for (oy = 0; oy < ho; oy++) {
+        const int64_t iy = oy * s - pad + i;
+        const float *dr = d + oy * wo;
+        float *xr;
+        if (iy < 0 || iy >= h)
+            continue;
+        xr = x + iy * w + ((int64_t)j - pad);
+        if (s != 1) {
+            for (ox = lo; ox < hi; ox++)
+                xr[ox * s] += dr[ox];
+            continue;
+        }
+        for (ox = lo; ox < hi; ox += 16) {
+            const __mmask16 v = mask16(hi - ox);
+            _mm512_mask_storeu_ps(xr + ox, v, _mm512_add_ps(_mm512_maskz_loadu_ps(v, xr + ox),
+                                                            _mm512_maskz_loadu_ps(v, dr + ox)));
+        }
+    }
+}
+
+#endif /* BTI_X86 */
+
+void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                      int s, int pad, int i, int j, int64_t lo, int64_t hi)
+{
+    int64_t oy, ox;
+#if BTI_X86
+    if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
+        im2col512(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
+        return;
+    }
+#endif
+    for (oy = 0; oy < ho; oy++) {
+        const int64_t iy = oy * s - pad + i;
+        float *restrict dr = d + oy * wo;
+        const float *restrict xr;
+        if (iy < 0 || iy >= h) {
+            for (ox = 0; ox < wo; ox++)
+                dr[ox] = 0.0f;
+            continue;
+        }
+        xr = x + iy * w + ((int64_t)j - pad);
+        for (ox = 0; ox < lo; ox++)
+            dr[ox] = 0.0f;
+        for (ox = lo; ox < hi; ox++)
+            dr[ox] = xr[ox * s];
+        for (ox = hi; ox < wo; ox++)
+            dr[ox] = 0.0f;
+    }
+}
+
+void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                      int s, int pad, int i, int j, int64_t lo, int64_t hi)
+{
+    int64_t oy, ox;
+#if BTI_X86
+    if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
+        col2im512(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
+        return;
+    }
+#endif
+    for (oy = 0; oy < ho; oy++) {
+        const int64_t iy = oy * s - pad + i;
+        const float *restrict dr = d + oy * wo;
+        float *restrict xr;
+        if (iy < 0 || iy >= h)
+            continue;
+        xr = x + iy * w + ((int64_t)j - pad);
+        for (ox = lo; ox < hi; ox++)
+            xr[ox * s] += dr[ox];
+    }
+}
