@@ -4,31 +4,15 @@
 #include "conv_planes.h"
 
 #include "sgemm.h"
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define BTI_X86 1
-#include <immintrin.h>
-#else
-#define BTI_X86 0
-#endif
+#include "simd_x86.h"
 
 #if BTI_X86
-
-#define T512 __attribute__((target("avx512f")))
-
-T512 static __mmask16 mask16(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
 
 /* Stride 1, output the input's size: the plane is x shifted by (i - pad) rows
  * and (j - pad) columns, so it is copied 16 floats at a time whatever the row
  * length, with the lanes that fall outside the image masked off (their row
  * and column from a float multiply, exact for planes this small). */
 #define FLAT_MAX_PLANE 4096
-
-T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, int64_t ho,
-                                int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
 
 T512 static __mmask16 flat_mask(int64_t q0, int64_t p, int64_t h, int64_t w, int di, int dj)
 {
@@ -46,23 +30,9 @@ T512 static __mmask16 flat_mask(int64_t q0, int64_t p, int64_t h, int64_t w, int
     return _mm512_mask_cmplt_epi32_mask(m, ix, _mm512_set1_epi32((int)w));
 }
 
-T512 static void im2col512(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                           int s, int pad, int i, int j, int64_t lo, int64_t hi)
-{
-    if (s == 1 && h == ho && w == wo && h * w <= FLAT_MAX_PLANE) {
-        const int64_t p = h * w, off = (int64_t)(i - pad) * w + (j - pad);
-        int64_t q0;
-        for (q0 = 0; q0 < p; q0 += 16)
-            _mm512_mask_storeu_ps(d + q0, mask16(p - q0),
-                                  _mm512_maskz_loadu_ps(flat_mask(q0, p, h, w, i - pad, j - pad),
-                                                        x + off + q0));
-        return;
-    }
-    im2col512_rows(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
-}
-
-T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                           int s, int pad, int i, int j, int64_t lo, int64_t hi)
+/* Row by row: masked loads for stride 1, gathers for larger strides. */
+T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, int64_t ho,
+                                int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi)
 {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 z = _mm512_setzero_ps();
@@ -97,6 +67,21 @@ T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, 
             }
         }
     }
+}
+
+T512 static void im2col512(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                           int s, int pad, int i, int j, int64_t lo, int64_t hi)
+{
+    if (s == 1 && h == ho && w == wo && h * w <= FLAT_MAX_PLANE) {
+        const int64_t p = h * w, off = (int64_t)(i - pad) * w + (j - pad);
+        int64_t q0;
+        for (q0 = 0; q0 < p; q0 += 16)
+            _mm512_mask_storeu_ps(d + q0, mask16(p - q0),
+                                  _mm512_maskz_loadu_ps(flat_mask(q0, p, h, w, i - pad, j - pad),
+                                                        x + off + q0));
+        return;
+    }
+    im2col512_rows(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
 }
 
 T512 static void col2im512(const float *d, float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,

@@ -21,17 +21,12 @@
  * the same bits on every call for a given level and shape, and the same for
  * the rows form and the dense form. */
 #include "sgemm.h"
+#include "simd_x86.h"
 
 #include "blas.h"
 
 #include <limits.h>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define BTI_X86 1
-#include <immintrin.h>
-#else
-#define BTI_X86 0
-#endif
 
 static int detected = -1;
 static int forced = -1;
@@ -143,8 +138,6 @@ static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, 
 
 /* pack_a for slivers of 8 rows with AVX: the row-major form transposes 8 x 8
  * blocks in registers, the transposed form copies 8 contiguous floats per k. */
-#define T256 __attribute__((target("avx2,fma")))
-
 T256 static __m256i mask8(int64_t n)
 {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -231,13 +224,7 @@ T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_
 
 /* ---- AVX-512: NN 8 x 48, NT 4 x 4 ---------------------------------------- */
 
-#define T512 __attribute__((target("avx512f")))
 #define PF_AHEAD 8 /* rows of B fetched ahead in the NN kernels */
-
-T512 static __mmask16 mask16(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
 
 /* The 8 x 48 tile's steps, shared by nn512 and nn512p: row i of A (aa[i])
  * times the B vectors b0..b2 (or the first 2 or 1 of them) into accumulators
