@@ -146,8 +146,9 @@ T256 static __m256i mask8(int64_t n)
 }
 
 /* o[j][i] = r_i[j]: an 8 x 8 transpose. */
-T256 static inline __attribute__((always_inline)) void tr8x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6,
-                       __m256 r7, __m256 *o)
+T256 static inline __attribute__((always_inline)) void
+tr8x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6, __m256 r7,
+      __m256 *o)
 {
     const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
                  t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
@@ -543,16 +544,13 @@ T256 static void nt256(int64_t k, const float *a, int64_t lda, const float *cons
 
 /* NT through the NN kernel: C[i][j] = sum_k A[i][k] B[j][k] with B^T packed, a
  * block of kc x nrmax at a time, by a transposing copy; A is packed as in NN.
- * The copy (pack_bt8: 8 x 8 blocks transposed in registers, about a quarter
- * cycle per element of B per block of MC rows of A) against MC/32 cycles of
- * FMAs: worth it from a few dozen rows of A, where the dot-product tiles of
- * nt_driver are bound by L2 reads and reductions. pack_bt is the scalar form
- * for the AVX2 level. */
-
-/* pack_bt by 8 x 8 blocks transposed in registers (nrmax a multiple of 8;
- * columns from nr up to the next multiple of 8 are zeros). */
-T256 static void pack_bt8(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
-                          int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
+ * The copy (8 x 8 blocks transposed in registers, about a quarter cycle per
+ * element of B per block of MC rows of A) against MC/32 cycles of FMAs: worth
+ * it from a few dozen rows of A, where the dot-product tiles of nt_driver are
+ * bound by L2 reads and reductions.
+ * bp[kk][j] = B[n0 + j][k0 + kk] (nrmax a multiple of 8; zeros past nr). */
+T256 static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
+                         int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
 {
     int64_t j0, kk;
     int r;
@@ -573,26 +571,9 @@ T256 static void pack_bt8(const float *b, int64_t ldb, const int64_t *boff, int6
     }
 }
 
-static void pack_bt(const float *b, int64_t ldb, const int64_t *boff, int64_t n0, int64_t nr,
-                    int64_t k0, int64_t kc, int64_t nrmax, float *restrict bp)
-{
-    int64_t j0, kk0, j, kk;
-    for (j0 = 0; j0 < nr; j0 += 16) {
-        const int64_t je = nr - j0 < 16 ? nr : j0 + 16;
-        for (kk0 = 0; kk0 < kc; kk0 += 16) {
-            const int64_t ke = kc - kk0 < 16 ? kc : kk0 + 16;
-            for (j = j0; j < je; j++) {
-                const float *restrict src = (boff ? b + boff[n0 + j] : b + (n0 + j) * ldb) + k0;
-                for (kk = kk0; kk < ke; kk++)
-                    bp[kk * nrmax + j] = src[kk];
-            }
-        }
-    }
-}
-
-/* The blocked loop over packed A: B read in place (NN, tb = 0), or, with tb,
- * the NT form through a transposed copy of each kc x nrmax block of B (see
- * pack_bt). mcmax rows of A are packed at a time. */
+/* The blocked loop over packed A (MC rows at a time). B: NN (tb = 0) packed
+ * into panels (pack_b512) or read in place, see NN_PACKED_MIN_ROWS; NT (tb)
+ * through a transposed copy of each kc x nrmax block (pack_bt). */
 static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int64_t k,
                            float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                            const int64_t *boff, float beta, float *c, int64_t ldc)
@@ -621,9 +602,7 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
                     /* the kernel's view of B: the packed copy, row offsets, or rows of ldb */
                     const float *bt = tb ? bp : boff ? b + n0 : b + k0 * ldb + n0;
                     const int64_t *bo = !tb && boff ? boff + k0 : NULL, bld = tb ? nrmax : ldb;
-                    if (tb && mr == 8)
-                        pack_bt8(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
-                    else if (tb)
+                    if (tb)
                         pack_bt(b, ldb, boff, n0, nr, k0, kc, nrmax, bp);
                     else if (packb)
                         pack_b512(b, ldb, boff, k0, kc, n0, nr, bp);
@@ -678,8 +657,8 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
  * conv weight-gradient shapes, GFLOP/s dot products -> packed: 32 rows 67 ->
  * 100-109, 64 rows 57 -> 113-121; 16 rows 85 -> 76). */
 #define NT_PACKED_MIN_ROWS 32
-/* the AVX2 level keeps the scalar transposing copy and its old threshold
- * (2x at 256 and 512 rows, 1.4x at 128, slower at 64; not re-measured) */
+/* the AVX2 level keeps the threshold measured with a scalar transposing copy
+ * (2x at 256 and 512 rows, 1.4x at 128, slower at 64; not re-measured since) */
 #define NT_PACKED_MIN_ROWS_AVX2 128
 static int nt_packed(int level, int64_t m)
 {
