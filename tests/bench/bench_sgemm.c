@@ -36,27 +36,23 @@ static const struct shape shapes[] = {
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 static const char *const forms[] = {"fwd", "dW", "dx"};
 
+/* M, N, K of one form: fwd Co x N x K, dW Co x K x N, dx K x N x Co. */
+static void form_dims(int form, const struct shape *s, int *m, int *n, int *k)
+{
+    *m = form == 2 ? s->k : s->co;
+    *n = form == 1 ? s->k : s->n;
+    *k = form == 0 ? s->k : form == 1 ? s->n : s->co;
+}
+
 /* The GEMM of one form and shape: private (bti_sgemm) or cblas_sgemm. */
 static void gemm(int form, const struct shape *s, int use_blas, const float *a, const float *b,
                  float *c)
 {
-    int ta = BTI_NO_TRANS, tb = BTI_NO_TRANS;
-    int m = s->co, n = s->n, k = s->k, lda = s->k, ldb = s->n, ldc = s->n;
-    float beta = 0.0f;
-    if (form == 1) { /* dW: m = Co, n = K, k = N */
-        tb = BTI_TRANS;
-        n = s->k;
-        k = s->n;
-        lda = s->n;
-        ldb = s->n;
-        ldc = s->k;
-        beta = 1.0f;
-    } else if (form == 2) { /* dx: m = K, n = N, k = Co */
-        ta = BTI_TRANS;
-        m = s->k;
-        k = s->co;
-        lda = s->k;
-    }
+    const int ta = form == 2 ? BTI_TRANS : BTI_NO_TRANS, tb = form == 1 ? BTI_TRANS : BTI_NO_TRANS;
+    const int lda = form == 1 ? s->n : s->k, ldb = s->n, ldc = form == 1 ? s->k : s->n;
+    const float beta = form == 1 ? 1.0f : 0.0f; /* dW accumulates */
+    int m, n, k;
+    form_dims(form, s, &m, &n, &k);
     if (use_blas)
         cblas_sgemm(BTI_ROW_MAJOR, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     else
@@ -66,18 +62,21 @@ static void gemm(int form, const struct shape *s, int use_blas, const float *a, 
 /* Seconds of one round: the best of `calls` calls (after a warm-up). */
 static double round_seconds(int form, const struct shape *s, int use_blas)
 {
+    /* A: Co x max(K, N) covers W and dy; B and C: K x N covers col, dcol, dW */
+    const size_t na = (size_t)s->co * (size_t)(s->k > s->n ? s->k : s->n);
     const size_t big = (size_t)s->k * (size_t)s->n;
-    float *a = malloc((size_t)s->co * (size_t)(s->k > s->n ? s->k : s->n) * sizeof *a);
-    float *b = malloc(big * sizeof *b), *c = malloc(big * sizeof *c);
+    float *a = calloc(na, sizeof *a), *b = calloc(big, sizeof *b), *c = calloc(big, sizeof *c);
     double best = 1e30, flops = 2.0 * s->co * s->k * (double)s->n;
     int calls = flops < 2e8 ? 9 : 5, r;
     size_t i;
-    for (i = 0; i < (size_t)s->co * (size_t)(s->k > s->n ? s->k : s->n); i++)
-        a[i] = (float)(i % 7) * 0.01f;
-    for (i = 0; i < big; i++) {
-        b[i] = (float)(i % 5) * 0.01f;
-        c[i] = 0.0f;
+    if (!a || !b || !c) {
+        fprintf(stderr, "bench_sgemm: out of memory\n");
+        exit(1);
     }
+    for (i = 0; i < na; i++)
+        a[i] = (float)(i % 7) * 0.01f;
+    for (i = 0; i < big; i++)
+        b[i] = (float)(i % 5) * 0.01f;
     gemm(form, s, use_blas, a, b, c);
     for (r = 0; r < calls; r++) {
         double t0 = bench_now(), t;
@@ -178,10 +177,10 @@ int main(int argc, char **argv)
             continue;
         for (s = 0; s < NSHAPES; s++) {
             const struct shape *sh = &shapes[s];
-            const int m = f == 2 ? sh->k : sh->co, n = f == 1 ? sh->k : sh->n,
-                      k = f == 0 ? sh->k : f == 1 ? sh->n : sh->co;
-            const double fl = 2.0 * m * (double)n * k * 1e-9;
-            double g[3], lo, hi, tmp[32];
+            int m, n, k;
+            double fl, g[3], lo, hi, tmp[32];
+            form_dims(f, sh, &m, &n, &k);
+            fl = 2.0 * m * (double)n * k * 1e-9;
             for (v = 0; v < 3; v++) {
                 memcpy(tmp, t[v][f][s], (size_t)reps * sizeof *tmp);
                 g[v] = (v > 0 && no_blas) ? 0 : fl / bench_median(tmp, reps);
