@@ -900,14 +900,17 @@ static bt_status trainer_step(struct trainer *t, const struct dataset *d, const 
     return st;
 }
 
+#define CALIBRATE_STEPS 6
+/* A sustained run's step rate over the timed one's: the timed steps run in a
+ * short burst, and over minutes of load both cores slow down (measured,
+ * Fashion-MNIST preset: 0.283 s per step timed, 0.30 over a run). */
+#define SUSTAINED_RATE 0.93
+
 /* Seconds per training step and per encoded image, measured on throwaway
  * copies of the handles (the run's own model is not touched). The steps are
  * whole ones, optimizer included, on different images each: measured, a
  * calibration without the optimizer step on one repeated batch predicted
  * 0.228 s per step for a run that then took 0.31. */
-#define CALIBRATE_STEPS 6
-#define SUSTAINED_RATE 0.93 /* a sustained run's step rate over the timed one's (see cmd_pretrain) */
-
 static double calibrate(const bt_config *cfg, const struct dataset *d, int64_t batch, double *enc_per_image)
 {
     struct trainer t;
@@ -1234,10 +1237,8 @@ static int cmd_pretrain(const struct args *a)
             per_epoch_extra = train.label && test.n
                 ? enc * (double)((r.knn_bank < train.n ? r.knn_bank : train.n)
                                  + (r.knn_test < test.n ? r.knn_test : test.n)) : 0;
-            /* What is left of the budget after loading and timing, at the rate
-             * of a sustained run: the timed steps run in a short burst, and over
-             * minutes of load both cores slow down (measured, Fashion-MNIST
-             * preset: 0.283 s per step timed, 0.30 over a run). */
+            /* what is left of the budget after loading and timing, at the rate
+             * of a sustained run */
             budget = a->minutes * 60 - (now_s() - t_start);
             steps = budget * SUSTAINED_RATE / (per_step + per_epoch_extra / (double)r.steps_per_epoch);
             r.total_steps = steps >= 1 ? (int64_t)steps : 1;
