@@ -119,7 +119,51 @@ T512 static void col2im512(const float *d, float *x, int64_t h, int64_t w, int64
     }
 }
 
+/* One padded row of wp floats at a time, 16 lanes per masked store, the image
+ * lanes loaded with the margin lanes masked off. */
+T512 static void pad512(float *d, const float *x, int64_t h, int64_t w, int pad)
+{
+    const int64_t wp = w + 2 * (int64_t)pad, hp = h + 2 * (int64_t)pad;
+    int64_t y, x0;
+    for (y = 0; y < hp; y++) {
+        float *dr = d + y * wp;
+        const int inside = y >= pad && y < pad + h;
+        for (x0 = 0; x0 < wp; x0 += 16) {
+            const __mmask16 img = inside ? (__mmask16)(mask16(pad + w - x0) & ~mask16(pad - x0))
+                                         : (__mmask16)0;
+            const __m512 v = _mm512_maskz_loadu_ps(img, x + (y - pad) * w + (x0 - pad));
+            _mm512_mask_storeu_ps(dr + x0, mask16(wp - x0), v);
+        }
+    }
+}
+
 #endif /* BTI_X86 */
+
+void bti_pad_plane(float *d, const float *x, int64_t h, int64_t w, int pad)
+{
+    const int64_t wp = w + 2 * (int64_t)pad;
+    int64_t y, i;
+#if BTI_X86
+    if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
+        pad512(d, x, h, w, pad);
+        return;
+    }
+#endif
+    for (i = 0; i < pad * wp; i++)
+        d[i] = 0.0f;
+    for (y = 0; y < h; y++) {
+        float *restrict dr = d + (y + pad) * wp;
+        const float *restrict xr = x + y * w;
+        for (i = 0; i < pad; i++)
+            dr[i] = 0.0f;
+        for (i = 0; i < w; i++)
+            dr[pad + i] = xr[i];
+        for (i = pad + w; i < wp; i++)
+            dr[i] = 0.0f;
+    }
+    for (i = (pad + h) * wp; i < (h + 2 * (int64_t)pad) * wp; i++)
+        d[i] = 0.0f;
+}
 
 void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
                       int s, int pad, int i, int j, int64_t lo, int64_t hi)

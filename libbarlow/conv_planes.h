@@ -1,4 +1,4 @@
-/* conv_planes.h - im2col / col2im of one input plane (private). */
+/* conv_planes.h - im2col / col2im / zero padding of one input plane (private). */
 #ifndef BARLOW_CONV_PLANES_H
 #define BARLOW_CONV_PLANES_H
 
@@ -15,5 +15,9 @@ BTI_HIDDEN void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w,
                                  int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
 BTI_HIDDEN void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho,
                                  int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
+
+/* d = the h x w plane x with `pad` zero rows and columns on each side,
+ * (h + 2*pad) x (w + 2*pad) floats (AVX-512 masked rows at that level). */
+BTI_HIDDEN void bti_pad_plane(float *d, const float *x, int64_t h, int64_t w, int pad);
 
 #endif /* BARLOW_CONV_PLANES_H */

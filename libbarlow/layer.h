@@ -102,7 +102,8 @@ struct bt_layer {
     int64_t chunk_cols;
     int64_t chunk_b; /* images per chunk of the last forward */
     int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads,
-                           3 as 2 with the padded-grid form wherever it applies (tests) */
+                           3 as 2 with the padded-grid form wherever it applies (tests),
+                           4 as 2 without the direct 3x3 form (tests, benchmarks) */
     int conv_per_image; /* the strategy of the last forward */
     int conv_threads;   /* and its thread count */
 
@@ -159,8 +160,10 @@ BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s);
 /* conv2d: target number of output columns per GEMM (tests force small chunks). */
 BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
 /* conv2d strategy: 0 automatic, 1 one GEMM per chunk of images with the BLAS's
- * threads, 2 images spread over OpenMP threads, single-threaded BLAS each, 3 as 2
- * but stride-1 "same" convolutions always in the padded-grid form (no im2col). */
+ * threads, 2 images spread over OpenMP threads, single-threaded BLAS each (3x3
+ * stride-1 pad-1 convolutions in the direct form over AVX-512), 3 as 2 but
+ * stride-1 "same" convolutions always in the padded-grid form (no im2col), 4 as
+ * 2 without the direct form. */
 BTI_HIDDEN void bti_layer_conv2d_set_mode(bt_layer *l, int mode);
 /* BatchNorm fused with what follows it in a ResNet (the model's fast path), checked as
  * bti_layer_forward: y = relu?(bn(x) + skip) with skip NULL or of y's shape (it may not

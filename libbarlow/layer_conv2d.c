@@ -19,6 +19,7 @@
  * altogether: the padded-grid form below reads shifted windows of a padded
  * copy of the input through the private kernels' row offsets. */
 #include "blas.h"
+#include "conv_direct.h"
 #include "conv_planes.h"
 #include "layer.h"
 #include "sgemm.h"
@@ -45,6 +46,9 @@ struct geom {
      * out [channel][image][hp][wp] with a channel stride of lcap floats */
     int grid;
     int64_t hp, wp, lcap, tail;
+    /* direct form (conv_direct.c) of a 3x3 stride-1 pad-1 convolution in the
+     * per-image strategy: the same padded planes, no junk pixels */
+    int direct;
 };
 
 static bt_status conv_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
@@ -119,6 +123,7 @@ static void geom_init(const bt_layer *l, const int64_t *in, struct geom *g)
     g->lcap = g->pb * g->hp * g->wp;
     g->tail = 2 * g->pad * g->wp + 2 * g->pad + 16;
     g->grid = 0;
+    g->direct = 0;
 }
 
 /* The padded-grid form needs a private kernel (it reads B through row offsets),
@@ -133,6 +138,14 @@ static int grid_ok(const bt_layer *l, const struct geom *g)
     if (l->conv_mode == 3)
         return 1;
     return (double)(g->hp * g->wp) <= GRID_MAX_OVERHEAD * (double)(g->h * g->w);
+}
+
+/* The direct form: AVX-512, a 3x3 kernel, stride 1, padding 1 (modes 3 and 4
+ * ask for the GEMM forms instead, for tests and benchmarks). */
+static int direct_ok(const bt_layer *l, const struct geom *g)
+{
+    return g->k == 3 && g->s == 1 && g->pad == 1 && l->conv_mode != 3 && l->conv_mode != 4 &&
+           bti_sgemm_level() == BTI_SGEMM_AVX512;
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -155,6 +168,8 @@ static int per_image(const bt_layer *l, const struct geom *g)
         return 0;
     if (l->conv_mode >= 2)
         return 1;
+    if (direct_ok(l, g))
+        return g->n >= l->threads;
     /* One thread: the private kernels image group by image group when they beat
      * the BLAS: always over OpenBLAS's Prescott kernels (4-6x), and over its good
      * kernels up to 128 output channels, where packing both operands costs it as
@@ -193,8 +208,30 @@ static size_t gr_offs(const struct geom *g)
     return round16((size_t)(2 * (g->k2 + g->co * g->k * g->k)));
 }
 
+/* Direct form, per thread: xpad and dypad as the grid form, one pixel-major
+ * buffer (dy for the weight gradient, then the conv outputs), the dW part
+ * [c][9][co rounded] and the pixel offsets (int64). After all threads: the
+ * packed weights. */
+static int64_t dr_rows(const struct geom *g) { return g->pb * g->p + BTI_DIRECT_SLACK; }
+static size_t dr_pix(const struct geom *g)
+{
+    const int64_t cop = bti_direct_round(g->co), cip = bti_direct_round(g->c);
+    return round16((size_t)(dr_rows(g) * (cop > cip ? cop : cip)));
+}
+static size_t dr_part(const struct geom *g)
+{
+    return round16((size_t)(g->c * 9 * bti_direct_round(g->co)));
+}
+static size_t dr_weights(const struct geom *g)
+{
+    const int64_t a = bti_direct_round(g->co) * g->c, b = bti_direct_round(g->c) * g->co;
+    return round16((size_t)(9 * (a > b ? a : b)));
+}
+
 static size_t pi_stride(const struct geom *g)
 {
+    if (g->direct)
+        return gr_x(g) + gr_dy(g) + dr_pix(g) + dr_part(g) + round16((size_t)(2 * dr_rows(g)));
     if (g->grid)
         return gr_x(g) + gr_dy(g) + gr_out(g) + gr_part(g) + gr_offs(g);
     return pi_col(g) + pi_tmp(g) + round16((size_t)(g->co * g->k2));
@@ -202,6 +239,8 @@ static size_t pi_stride(const struct geom *g)
 
 static size_t per_image_floats(const bt_layer *l, const struct geom *g)
 {
+    if (g->direct)
+        return (size_t)l->threads * pi_stride(g) + dr_weights(g);
     if (g->grid)
         return (size_t)l->threads * pi_stride(g) + round16((size_t)(g->c * g->co * g->k * g->k));
     return (size_t)l->threads * pi_stride(g);
@@ -215,7 +254,8 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)groups;
     geom_init(l, x->shape, &g);
     (void)bti_sgemm_level(); /* detect the CPU here, before threads call bti_sgemm */
-    g.grid = per_image(l, &g) && grid_ok(l, &g);
+    g.direct = per_image(l, &g) && direct_ok(l, &g);
+    g.grid = per_image(l, &g) && !g.direct && grid_ok(l, &g);
     if (per_image(l, &g))
         return bti_scratch_reserve(l->scratch, per_image_floats(l, &g) * sizeof(float), fn);
     return bti_scratch_reserve(l->scratch, (col_floats(&g) + tmp_floats(&g)) * sizeof(float), fn);
@@ -332,26 +372,12 @@ static void forward_images(const struct geom *g, const float *w, const float *bi
 static void grid_pack(const struct geom *g, const float *restrict src, int64_t ch, int64_t nb,
                       float *restrict dst)
 {
-    const int64_t hw = g->h * g->w, plane = g->hp * g->wp, pad = g->pad;
-    int64_t c, b, y, x, z, end;
+    const int64_t hw = g->h * g->w, plane = g->hp * g->wp;
+    int64_t c, b, z, end;
     for (c = 0; c < ch; c++) {
         float *restrict dc = dst + c * g->lcap;
-        for (b = 0; b < nb; b++) {
-            const float *restrict sp = src + (b * ch + c) * hw;
-            float *restrict dp = dc + b * plane;
-            memset(dp, 0, (size_t)(pad * g->wp) * sizeof *dp);
-            for (y = 0; y < g->h; y++) {
-                float *restrict dr = dp + (y + pad) * g->wp;
-                const float *restrict sr = sp + y * g->w;
-                for (x = 0; x < pad; x++)
-                    dr[x] = 0.0f;
-                for (x = 0; x < g->w; x++)
-                    dr[pad + x] = sr[x];
-                for (x = pad + g->w; x < g->wp; x++)
-                    dr[x] = 0.0f;
-            }
-            memset(dp + (pad + g->h) * g->wp, 0, (size_t)(pad * g->wp) * sizeof *dp);
-        }
+        for (b = 0; b < nb; b++)
+            bti_pad_plane(dc + b * plane, src + (b * ch + c) * hw, g->h, g->w, g->pad);
         /* reads run up to tail floats past image nb - 1 */
         end = c == ch - 1 ? g->lcap + g->tail : g->lcap;
         z = nb * plane + g->tail < end ? nb * plane + g->tail : end;
@@ -442,17 +468,69 @@ static void flip_weights(const struct geom *g, const float *restrict w, float *r
                 wt[c * g->co * kk + o * kk + t] = w[(o * g->c + c) * kk + (kk - 1 - t)];
 }
 
+/* ---- direct form (3x3, stride 1, padding 1) ----------------------------------
+ * The padded planes of the grid form, read pixel by pixel through an offset
+ * list by the tiles of conv_direct.c; outputs come back pixel-major and are
+ * transposed into NCHW. The input gradient is the same convolution of the
+ * padded dy with the mirrored, transposed weights (packed by the caller). */
+
+static void forward_direct(const struct geom *g, const float *wpk, const float *bias,
+                           const float *x, float *y, int64_t n0, int64_t n1, float *buf)
+{
+    float *xp = buf, *pix = xp + gr_x(g) + gr_dy(g);
+    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g));
+    const int64_t chw = g->c * g->h * g->w;
+    int64_t n;
+    for (n = n0; n < n1; n += g->pb) {
+        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
+        grid_pack(g, x + n * chw, g->c, nb, xp);
+        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, off);
+        bti_direct_conv(xp, g->lcap, g->wp, g->c, off, nb * g->p, wpk, g->co, pix);
+        bti_direct_from_pixels(pix, g->co, nb, g->p, bias, y + n * g->co * g->p);
+    }
+}
+
+/* part[c][9][co rounded] += the weight gradient; dx = the input gradient when wpk is set. */
+static void backward_direct(const struct geom *g, const float *wpk, const float *x,
+                            const float *dy, float *dx, int64_t n0, int64_t n1, float *buf,
+                            float *part)
+{
+    float *xp = buf, *dp = xp + gr_x(g), *pix = dp + gr_dy(g);
+    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g));
+    const int64_t chw = g->c * g->h * g->w;
+    int64_t n;
+    for (n = n0; n < n1; n += g->pb) {
+        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
+        const float *dyc = dy + n * g->co * g->p;
+        grid_pack(g, x + n * chw, g->c, nb, xp);
+        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, off);
+        bti_direct_to_pixels(dyc, g->co, nb, g->p, pix);
+        bti_direct_weight_grad(xp, g->lcap, g->wp, g->c, off, nb * g->p, pix, g->co, part);
+        if (!wpk)
+            continue;
+        grid_pack(g, dyc, g->co, nb, dp);
+        bti_direct_conv(dp, g->lcap, g->wp, g->co, off, nb * g->p, wpk, g->c, pix);
+        bti_direct_from_pixels(pix, g->c, nb, g->p, NULL, dx + n * chw);
+    }
+}
+
 static void forward_per_image(bt_layer *l, const struct geom *g, const float *x, float *y)
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
     const size_t stride = pi_stride(g);
-    float *base = (float *)l->scratch->p;
+    float *base = (float *)l->scratch->p, *wpk = base + (size_t)l->threads * stride;
     bti_blas_set_threads(1);
 #pragma omp parallel num_threads(l->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride;
-        if (g->grid)
+        if (g->direct) {
+            bti_direct_pack(w, g->co, g->c, 0, wpk, t, tn);
+#pragma omp barrier
+        }
+        if (g->direct)
+            forward_direct(g, wpk, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
+        else if (g->grid)
             forward_grid(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
         else
             forward_images(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col,
@@ -496,16 +574,40 @@ static void backward_images(const struct geom *g, const float *w, const float *x
     }
 }
 
+/* dW[o][kk] += the threads' parts [kk][o] (rows of co rounded up), in thread
+ * order; 16 channels at a time, so both sides are read in runs. */
+static void add_direct_parts(const struct geom *g, const float *base, size_t stride, size_t poff,
+                             int nt, float *dw)
+{
+    const int64_t cop = bti_direct_round(g->co);
+    int64_t o0;
+#pragma omp parallel for num_threads(nt) schedule(static) if (g->co * g->k2 * nt > BTI_PAR_MIN)
+    for (o0 = 0; o0 < g->co; o0 += 16) {
+        const int64_t o1 = o0 + 16 < g->co ? o0 + 16 : g->co;
+        int64_t kk, o;
+        for (kk = 0; kk < g->k2; kk++)
+            for (o = o0; o < o1; o++) {
+                float s = dw[o * g->k2 + kk];
+                int t;
+                for (t = 0; t < nt; t++)
+                    s += base[(size_t)t * stride + poff + (size_t)(kk * cop + o)];
+                dw[o * g->k2 + kk] = s;
+            }
+    }
+}
+
 static void backward_per_image(bt_layer *l, const struct geom *g, const float *x, const float *dy,
                                float *dx)
 {
     const float *w = l->value[0]->data;
     const size_t stride = pi_stride(g),
-                 poff = g->grid ? gr_x(g) + gr_dy(g) + gr_out(g) : pi_col(g) + pi_tmp(g);
+                 poff = g->direct ? gr_x(g) + gr_dy(g) + dr_pix(g)
+                        : g->grid ? gr_x(g) + gr_dy(g) + gr_out(g)
+                                  : pi_col(g) + pi_tmp(g);
     const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */
     float *base = (float *)l->scratch->p, *dw = l->grad[0]->data;
     float *wt = base + (size_t)nt * stride;
-    int64_t i, nw = g->co * g->k2;
+    int64_t i, nw = g->direct ? (int64_t)(dr_part(g)) : g->co * g->k2;
     bti_blas_set_threads(1);
     if (g->grid && dx)
         flip_weights(g, w, wt);
@@ -514,13 +616,24 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride, *part = col + poff;
         memset(part, 0, (size_t)nw * sizeof *part);
-        if (g->grid)
+        if (g->direct && dx) {
+            bti_direct_pack(w, g->co, g->c, 1, wt, t, tn);
+#pragma omp barrier
+        }
+        if (g->direct)
+            backward_direct(g, dx ? wt : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col,
+                            part);
+        else if (g->grid)
             backward_grid(g, wt, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col, part);
         else
             backward_images(g, w, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col,
                             col + pi_col(g), part);
     }
     /* the threads' partial sums, added in thread order: deterministic for a thread count */
+    if (g->direct) {
+        add_direct_parts(g, base, stride, poff, nt, dw);
+        return;
+    }
 #pragma omp parallel for simd num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)
     for (i = 0; i < nw; i++) {
         float s = dw[i];
@@ -543,9 +656,10 @@ static void conv_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int tr
     geom_init(l, xt->shape, &g);
     l->chunk_b = g.b;
     l->conv_per_image = per_image(l, &g);
-    g.grid = l->conv_per_image && grid_ok(l, &g);
-    if (g.grid)
-        l->conv_per_image = 2; /* remembered for backward */
+    g.direct = l->conv_per_image && direct_ok(l, &g);
+    g.grid = l->conv_per_image && !g.direct && grid_ok(l, &g);
+    if (g.grid || g.direct)
+        l->conv_per_image = g.grid ? 2 : 3; /* remembered for backward */
     l->conv_threads = l->threads;
     if (l->conv_per_image) {
         forward_per_image(l, &g, xt->data, yt->data);
@@ -605,6 +719,7 @@ static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     geom_init(l, l->in_shape, &g);
     g.b = l->chunk_b; /* the forward's plan, for which scratch was reserved */
     g.grid = l->conv_per_image == 2;
+    g.direct = l->conv_per_image == 3;
     col = (float *)l->scratch->p;
     tmp = col + col_floats(&g);
 

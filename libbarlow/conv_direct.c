@@ -1,0 +1,259 @@
+/* conv_direct.c - direct 3x3 stride-1 convolution tiles (see conv_direct.h).
+ *
+ * Forward and input gradient: a tile is NP output pixels x V registers of 16
+ * output channels (NP*V <= 28 accumulators). For each input channel and tap
+ * it loads V weight registers and broadcasts NP input floats, so every
+ * weight read serves NP pixels and every input read V*16 channels. Pixels
+ * come from the offset list, so a tile crosses rows and images freely and no
+ * junk pixel is computed. Input channels are taken CB at a time (the tile's
+ * weights, CB*9*V*64 bytes, then stay in L1 across all the group's pixels),
+ * partial sums going through the output rows.
+ * Weight gradient: a tile is the 9 taps of one input channel x V <= 3
+ * registers of output channels, summed over the pixel list (27 accumulators;
+ * V dy loads and 9 broadcasts per pixel). */
+#include "conv_direct.h"
+#include "simd_x86.h"
+
+#include <string.h>
+
+#define TAPS 9
+#define CB 16 /* input channels per pass of the forward tiles */
+
+int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
+
+/* Registers of output channels per forward tile, from register v0 of nv. */
+static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= 4 ? 4 : (int)(nv - v0); }
+
+void bti_direct_pack(const float *w, int64_t co, int64_t c, int flip, float *wpk, int part,
+                     int parts)
+{
+    const int64_t nout = flip ? c : co, nin = flip ? co : c, chp = bti_direct_round(nout);
+    const int64_t r0 = chp / 16 * part / parts, r1 = chp / 16 * (part + 1) / parts;
+    int64_t r, ci, lane;
+    int t;
+    /* one register of 16 output channels at a time: 16 runs through w */
+    for (r = r0; r < r1; r++) {
+        const int64_t v0 = r / 4 * 4, lanes = 16 * fwd_v(chp / 16, v0);
+        float *restrict dst = wpk + v0 * 16 * nin * TAPS + (r - v0) * 16;
+        for (ci = 0; ci < nin; ci++)
+            for (t = 0; t < TAPS; t++)
+                for (lane = 0; lane < 16; lane++) {
+                    const int64_t o = r * 16 + lane;
+                    float val = 0.0f;
+                    if (o < nout)
+                        val = flip ? w[(ci * c + o) * TAPS + (TAPS - 1 - t)]
+                                   : w[(o * c + ci) * TAPS + t];
+                    dst[(ci * TAPS + t) * lanes + lane] = val;
+                }
+    }
+}
+
+void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp, int64_t *off)
+{
+    int64_t b, y, x, q = 0, s;
+    for (b = 0; b < nb; b++)
+        for (y = 0; y < ho; y++)
+            for (x = 0; x < wo; x++)
+                off[q++] = b * plane + y * wp + x;
+    for (s = 0; s < BTI_DIRECT_SLACK; s++)
+        off[q + s] = q > 0 ? off[q - 1] : 0;
+}
+
+void bti_direct_to_pixels(const float *restrict src, int64_t ch, int64_t nb, int64_t p,
+                          float *restrict dst)
+{
+    const int64_t chp = bti_direct_round(ch);
+    int64_t b, q0, q, c;
+    for (b = 0; b < nb; b++)
+        for (q0 = 0; q0 < p; q0 += 16) {
+            const int64_t q1 = q0 + 16 < p ? q0 + 16 : p;
+            for (c = 0; c < ch; c++) {
+                const float *restrict s = src + (b * ch + c) * p;
+                float *restrict d = dst + b * p * chp + c;
+                for (q = q0; q < q1; q++)
+                    d[q * chp] = s[q];
+            }
+            for (q = q0; q < q1 && ch < chp; q++)
+                memset(dst + (b * p + q) * chp + ch, 0, (size_t)(chp - ch) * sizeof *dst);
+        }
+}
+
+void bti_direct_from_pixels(const float *restrict src, int64_t ch, int64_t nb, int64_t p,
+                            const float *bias, float *restrict dst)
+{
+    const int64_t chp = bti_direct_round(ch);
+    int64_t b, q0, q, c;
+    for (b = 0; b < nb; b++)
+        for (q0 = 0; q0 < p; q0 += 16) {
+            const int64_t q1 = q0 + 16 < p ? q0 + 16 : p;
+            for (c = 0; c < ch; c++) {
+                const float *restrict s = src + b * p * chp + c;
+                float *restrict d = dst + (b * ch + c) * p;
+                const float bo = bias ? bias[c] : 0.0f;
+                for (q = q0; q < q1; q++)
+                    d[q] = s[q * chp] + bo;
+            }
+        }
+}
+
+#if BTI_X86
+
+#define INLINE __attribute__((always_inline)) inline
+
+/* NP pixels x V registers over cin channels; first: start from zero instead of out. */
+T512 static INLINE void conv_tile(const int V, const int NP, const float *restrict x, int64_t lcap,
+                                  int64_t wp, int64_t cin, const int64_t *off,
+                                  const float *restrict w, float *out, int64_t ldo, int first)
+{
+    __m512 acc[14][4];
+    int64_t o[14], c;
+    int r, v, i, j;
+#pragma GCC unroll 14
+    for (r = 0; r < NP; r++) {
+        o[r] = off[r];
+#pragma GCC unroll 4
+        for (v = 0; v < V; v++)
+            acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + r * ldo + 16 * v);
+    }
+    for (c = 0; c < cin; c++) {
+        const float *xc = x + c * lcap;
+        for (i = 0; i < 3; i++) {
+            for (j = 0; j < 3; j++) {
+                const float *xk = xc + i * wp + j;
+                __m512 wv[4];
+#pragma GCC unroll 4
+                for (v = 0; v < V; v++)
+                    wv[v] = _mm512_loadu_ps(w + 16 * v);
+                w += 16 * V;
+#pragma GCC unroll 14
+                for (r = 0; r < NP; r++) {
+                    const __m512 b = _mm512_set1_ps(xk[o[r]]);
+#pragma GCC unroll 4
+                    for (v = 0; v < V; v++)
+                        acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 14
+    for (r = 0; r < NP; r++)
+#pragma GCC unroll 4
+        for (v = 0; v < V; v++)
+            _mm512_storeu_ps(out + r * ldo + 16 * v, acc[r][v]);
+}
+
+typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, int64_t, const int64_t *,
+                             const float *, float *, int64_t, int);
+#define CONV_TILE(V, NP)                                                                        \
+    T512 static void conv_tile##V(const float *x, int64_t lcap, int64_t wp, int64_t cin,        \
+                                  const int64_t *off, const float *w, float *out, int64_t ldo, \
+                                  int first)                                                   \
+    {                                                                                           \
+        conv_tile(V, NP, x, lcap, wp, cin, off, w, out, ldo, first);                            \
+    }
+CONV_TILE(1, 14)
+CONV_TILE(2, 14)
+CONV_TILE(3, 9)
+CONV_TILE(4, 7)
+static const conv_tile_fn conv_tiles[4] = {conv_tile1, conv_tile2, conv_tile3, conv_tile4};
+static const int conv_np[4] = {14, 14, 9, 7};
+
+void bti_direct_conv(const float *x, int64_t lcap, int64_t wp, int64_t cin, const int64_t *off,
+                     int64_t npix, const float *wpk, int64_t cout, float *out)
+{
+    const int64_t chp = bti_direct_round(cout), nv = chp / 16;
+    int64_t c0, v0, q;
+    int v;
+    for (c0 = 0; c0 < cin; c0 += CB) {
+        const int64_t cb = cin - c0 < CB ? cin - c0 : CB;
+        for (v0 = 0; v0 < nv; v0 += v) {
+            const float *w = wpk + v0 * 16 * cin * TAPS + c0 * TAPS * 16 * (v = fwd_v(nv, v0));
+            const int np = conv_np[v - 1];
+            for (q = 0; q < npix; q += np)
+                conv_tiles[v - 1](x + c0 * lcap, lcap, wp, cb, off + q, w, out + q * chp + v0 * 16,
+                                  chp, c0 == 0);
+        }
+    }
+}
+
+/* The 9 taps of one input channel x V registers of output channels, over the pixel list. */
+T512 static INLINE void grad_tile(const int V, const float *restrict xc, int64_t wp,
+                                  const int64_t *off, int64_t npix, const float *restrict dy,
+                                  int64_t ld, float *restrict part)
+{
+    __m512 acc[TAPS][3];
+    int64_t q;
+    int t, v;
+#pragma GCC unroll 9
+    for (t = 0; t < TAPS; t++)
+#pragma GCC unroll 3
+        for (v = 0; v < V; v++)
+            acc[t][v] = _mm512_loadu_ps(part + t * ld + 16 * v);
+    for (q = 0; q < npix; q++) {
+        const float *x0 = xc + off[q], *x1 = x0 + wp, *x2 = x1 + wp, *d = dy + q * ld;
+        const float *rows[3] = {x0, x1, x2};
+        __m512 g[3];
+#pragma GCC unroll 3
+        for (v = 0; v < V; v++)
+            g[v] = _mm512_loadu_ps(d + 16 * v);
+#pragma GCC unroll 9
+        for (t = 0; t < TAPS; t++) {
+            const __m512 b = _mm512_set1_ps(rows[t / 3][t % 3]);
+#pragma GCC unroll 3
+            for (v = 0; v < V; v++)
+                acc[t][v] = _mm512_fmadd_ps(b, g[v], acc[t][v]);
+        }
+    }
+#pragma GCC unroll 9
+    for (t = 0; t < TAPS; t++)
+#pragma GCC unroll 3
+        for (v = 0; v < V; v++)
+            _mm512_storeu_ps(part + t * ld + 16 * v, acc[t][v]);
+}
+
+typedef void (*grad_tile_fn)(const float *, int64_t, const int64_t *, int64_t, const float *,
+                             int64_t, float *);
+#define GRAD_TILE(V)                                                                          \
+    T512 static void grad_tile##V(const float *xc, int64_t wp, const int64_t *off,            \
+                                  int64_t npix, const float *dy, int64_t ld, float *part)     \
+    {                                                                                         \
+        grad_tile(V, xc, wp, off, npix, dy, ld, part);                                        \
+    }
+GRAD_TILE(1)
+GRAD_TILE(2)
+GRAD_TILE(3)
+static const grad_tile_fn grad_tiles[3] = {grad_tile1, grad_tile2, grad_tile3};
+
+void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
+                            const int64_t *off, int64_t npix, const float *dy, int64_t cout,
+                            float *part)
+{
+    const int64_t chp = bti_direct_round(cout), nv = chp / 16;
+    int64_t c, v0;
+    int v;
+    for (c = 0; c < cin; c++)
+        for (v0 = 0; v0 < nv; v0 += v) {
+            v = nv - v0 == 4 ? 2 : nv - v0 >= 3 ? 3 : (int)(nv - v0); /* 4 as 2 + 2, not 3 + 1 */
+            grad_tiles[v - 1](x + c * lcap, wp, off, npix, dy + v0 * 16, chp,
+                              part + c * TAPS * chp + v0 * 16);
+        }
+}
+
+#else /* no AVX-512 build: never selected (bti_sgemm_level() is not AVX-512) */
+
+void bti_direct_conv(const float *x, int64_t lcap, int64_t wp, int64_t cin, const int64_t *off,
+                     int64_t npix, const float *wpk, int64_t cout, float *out)
+{
+    (void)x, (void)lcap, (void)wp, (void)cin, (void)off, (void)npix, (void)wpk, (void)cout,
+        (void)out;
+}
+
+void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
+                            const int64_t *off, int64_t npix, const float *dy, int64_t cout,
+                            float *part)
+{
+    (void)x, (void)lcap, (void)wp, (void)cin, (void)off, (void)npix, (void)dy, (void)cout,
+        (void)part;
+}
+
+#endif
