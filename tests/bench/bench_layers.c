@@ -12,6 +12,11 @@
  * When /usr/bin/python3 imports torch, tests/bench/bench_layers.py times the
  * same layers with the same thread count and the ratio is printed.
  *
+ * The machine is shared and its speed drifts over minutes, so the whole table
+ * is measured in BENCH_ROUNDS rounds (default 3), each timing libbarlow's cases
+ * and then PyTorch's; every number printed is the median over the rounds of
+ * the round's median, and the ratio compares timings taken minutes apart at most.
+ *
  * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 5),
  * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
  * (0 cblas_sgemm only, 1 AVX2, 2 AVX-512: the level of the private conv GEMM), BENCH_CHUNK (conv2d GEMM
@@ -25,11 +30,14 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#define MAX_ROUNDS 9
+
 struct bcase {
     const char *net;  /* "cifar18" or "small28" */
     const char *name; /* human name */
     char spec[96];    /* "kind:args" shared with the python twin */
     double ms, torch_ms, gflops, gbs, ref; /* ref: sgemm GFLOP/s or memcpy GB/s */
+    double ms_round[MAX_ROUNDS], torch_round[MAX_ROUNDS]; /* medians of each round */
 };
 
 static struct bcase cases[64];
@@ -256,18 +264,19 @@ static void run_case(struct bcase *c, int threads, int reps)
     bti_layer_destroy(l);
 }
 
-static void run_torch(int threads, int reps, const char *filter)
+/* PyTorch's median of reps for each case, into torch_round[round]; 0 when not available. */
+static int run_torch(int threads, int reps, const char *filter, int round)
 {
     char cmd[8192];
     FILE *p;
     char line[256];
     int i, len;
     if (getenv("BENCH_NO_TORCH"))
-        return;
+        return 0;
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0 ||
         access("tests/bench/bench_layers.py", R_OK) != 0) {
         printf("PyTorch: not available (no /usr/bin/python3 with torch); skipped\n");
-        return;
+        return 0;
     }
     len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/bench/bench_layers.py %d %d", threads,
                    reps);
@@ -276,7 +285,7 @@ static void run_torch(int threads, int reps, const char *filter)
             len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", cases[i].spec);
     p = popen(cmd, "r");
     if (!p)
-        return;
+        return 0;
     while (fgets(line, sizeof line, p)) {
         char spec[96];
         double ms;
@@ -284,10 +293,10 @@ static void run_torch(int threads, int reps, const char *filter)
             continue;
         for (i = 0; i < ncases; i++)
             if (!strcmp(cases[i].spec, spec))
-                cases[i].torch_ms = ms;
+                cases[i].torch_round[round] = ms;
     }
     pclose(p);
-    {
+    if (round == 0) {
         char ver[64] = "?";
         p = popen("/usr/bin/python3 -c 'import torch; print(torch.__version__)'", "r");
         if (p) {
@@ -297,34 +306,59 @@ static void run_torch(int threads, int reps, const char *filter)
         }
         printf("PyTorch %s, torch.set_num_threads(%d)\n", ver, threads);
     }
+    return 1;
+}
+
+static int selected(const struct bcase *c, const char *filter)
+{
+    return !filter || strstr(c->name, filter) || strstr(c->net, filter);
 }
 
 int main(void)
 {
-    int threads = bti_threads_resolve(NULL), reps = 5, i;
+    int threads = bti_threads_resolve(NULL), reps = 5, rounds = 3, i, round, torch = 0;
     const char *filter = getenv("BENCH_FILTER"), *net = "";
     double mem;
     if (getenv("BENCH_REPS"))
         reps = atoi(getenv("BENCH_REPS"));
     if (reps < 1)
         reps = 1;
+    if (getenv("BENCH_ROUNDS"))
+        rounds = atoi(getenv("BENCH_ROUNDS"));
+    if (rounds < 1 || rounds > MAX_ROUNDS)
+        rounds = rounds < 1 ? 1 : MAX_ROUNDS;
     if (getenv("BENCH_SGEMM")) /* 0 cblas_sgemm, 1 AVX2, 2 AVX-512 private kernels */
         bti_sgemm_set_level(atoi(getenv("BENCH_SGEMM")));
     bench_header("layers: forward + backward (input and parameter gradients)");
-    printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest), median of %d runs; the\n"
-           "machine is shared, so expect noise of 10-30%%\n", threads, reps);
+    printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest); median over %d rounds\n"
+           "(libbarlow then PyTorch) of the median of %d runs; the machine is shared, so\n"
+           "expect noise of 10-30%%\n", threads, rounds, reps);
     define_cases();
-    for (i = 0; i < ncases; i++)
-        if (!filter || strstr(cases[i].name, filter) || strstr(cases[i].net, filter))
-            run_case(&cases[i], threads, reps);
+    for (round = 0; round < rounds; round++) {
+        for (i = 0; i < ncases; i++)
+            if (selected(&cases[i], filter)) {
+                run_case(&cases[i], threads, reps);
+                cases[i].ms_round[round] = cases[i].ms;
+            }
+        torch = run_torch(threads, reps, filter, round);
+    }
+    for (i = 0; i < ncases; i++) {
+        struct bcase *c = &cases[i];
+        const double ms = c->ms;
+        c->ms = bench_median(c->ms_round, rounds);
+        if (c->gflops > 0)
+            c->gflops *= ms / c->ms;
+        else
+            c->gbs *= ms / c->ms;
+        c->torch_ms = torch ? bench_median(c->torch_round, rounds) : -1;
+    }
     mem = memcpy_gbs(threads);
-    run_torch(threads, reps, filter);
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
     printf("%-30s %10s %9s %8s %10s %8s %9s %9s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",
            "/memcpy", "torch ms", "torch/us");
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
-        if (filter && !strstr(c->name, filter) && !strstr(c->net, filter))
+        if (!selected(c, filter))
             continue;
         if (strcmp(net, c->net)) {
             net = c->net;
