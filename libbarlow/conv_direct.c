@@ -24,114 +24,129 @@ int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
 /* Registers of output channels per forward tile, from register v0 of nv. */
 static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= 4 ? 4 : (int)(nv - v0); }
 
-void bti_direct_pack(const float *w, int64_t co, int64_t c, int flip, float *wpk, int part,
-                     int parts)
+void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
+                     const struct bti_taps *tp, float *wpk, int part, int parts)
 {
-    const int64_t nout = flip ? c : co, nin = flip ? co : c, chp = bti_direct_round(nout);
+    const int64_t nout = transpose ? c : co, nin = transpose ? co : c, chp = bti_direct_round(nout);
     const int64_t r0 = chp / 16 * part / parts, r1 = chp / 16 * (part + 1) / parts;
+    const int nt = tp->n;
     int64_t r, ci, lane;
     int t;
     /* one register of 16 output channels at a time: 16 runs through w */
     for (r = r0; r < r1; r++) {
         const int64_t v0 = r / 4 * 4, lanes = 16 * fwd_v(chp / 16, v0);
-        float *restrict dst = wpk + v0 * 16 * nin * TAPS + (r - v0) * 16;
+        float *restrict dst = wpk + v0 * 16 * nin * nt + (r - v0) * 16;
         for (ci = 0; ci < nin; ci++)
-            for (t = 0; t < TAPS; t++)
+            for (t = 0; t < nt; t++)
                 for (lane = 0; lane < 16; lane++) {
                     const int64_t o = r * 16 + lane;
                     float val = 0.0f;
                     if (o < nout)
-                        val = flip ? w[(ci * c + o) * TAPS + (TAPS - 1 - t)]
-                                   : w[(o * c + ci) * TAPS + t];
-                    dst[(ci * TAPS + t) * lanes + lane] = val;
+                        val = transpose ? w[(ci * c + o) * TAPS + tp->w[t]]
+                                        : w[(o * c + ci) * TAPS + tp->w[t]];
+                    dst[(ci * nt + t) * lanes + lane] = val;
                 }
     }
 }
 
-void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp, int64_t *off)
+void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp, int s,
+                        int64_t *off, int64_t *rows)
 {
-    int64_t b, y, x, q = 0, s;
+    int64_t b, y, x, q = 0;
     for (b = 0; b < nb; b++)
         for (y = 0; y < ho; y++)
-            for (x = 0; x < wo; x++)
-                off[q++] = b * plane + y * wp + x;
-    for (s = 0; s < BTI_DIRECT_SLACK; s++)
-        off[q + s] = q > 0 ? off[q - 1] : 0;
+            for (x = 0; x < wo; x++) {
+                off[q] = b * plane + s * (y * wp + x);
+                rows[q] = q;
+                q++;
+            }
+    bti_direct_slack(q, off, rows);
 }
 
-void bti_direct_to_pixels(const float *restrict src, int64_t ch, int64_t nb, int64_t p,
-                          float *restrict dst)
+void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows)
 {
-    const int64_t chp = bti_direct_round(ch);
-    int64_t b, q0, q, c;
-    for (b = 0; b < nb; b++)
-        for (q0 = 0; q0 < p; q0 += 16) {
-            const int64_t q1 = q0 + 16 < p ? q0 + 16 : p;
-            for (c = 0; c < ch; c++) {
-                const float *restrict s = src + (b * ch + c) * p;
-                float *restrict d = dst + b * p * chp + c;
-                for (q = q0; q < q1; q++)
-                    d[q * chp] = s[q];
-            }
-            for (q = q0; q < q1 && ch < chp; q++)
-                memset(dst + (b * p + q) * chp + ch, 0, (size_t)(chp - ch) * sizeof *dst);
-        }
-}
-
-void bti_direct_from_pixels(const float *restrict src, int64_t ch, int64_t nb, int64_t p,
-                            const float *bias, float *restrict dst)
-{
-    const int64_t chp = bti_direct_round(ch);
-    int64_t b, q0, q, c;
-    for (b = 0; b < nb; b++)
-        for (q0 = 0; q0 < p; q0 += 16) {
-            const int64_t q1 = q0 + 16 < p ? q0 + 16 : p;
-            for (c = 0; c < ch; c++) {
-                const float *restrict s = src + b * p * chp + c;
-                float *restrict d = dst + (b * ch + c) * p;
-                const float bo = bias ? bias[c] : 0.0f;
-                for (q = q0; q < q1; q++)
-                    d[q] = s[q * chp] + bo;
-            }
-        }
+    int64_t k;
+    for (k = 0; k < BTI_DIRECT_SLACK; k++) {
+        off[npix + k] = npix > 0 ? off[npix - 1] : 0;
+        rows[npix + k] = npix > 0 ? rows[npix - 1] : 0;
+    }
 }
 
 #if BTI_X86
 
 #define INLINE __attribute__((always_inline)) inline
 
-/* NP pixels x V registers over cin channels; first: start from zero instead of out. */
+/* Both transposes gather 16 floats a stride apart and store them in a row. */
+T512 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
+{
+    const int64_t chp = bti_direct_round(ch);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                            4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32((int)p));
+    int64_t b, q, c0;
+    for (b = 0; b < nb; b++)
+        for (q = 0; q < p; q++)
+            for (c0 = 0; c0 < chp; c0 += 16) {
+                const float *s = src + (b * ch + c0) * p + q;
+                const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask16(ch - c0),
+                                                          idx, s, 4);
+                _mm512_storeu_ps(dst + (b * p + q) * chp + c0, v);
+            }
+}
+
+T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
+                                 const float *bias, float *dst)
+{
+    const int64_t chp = bti_direct_round(ch);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                            4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32((int)chp));
+    int64_t b, q0, c;
+    for (b = 0; b < nb; b++)
+        for (c = 0; c < ch; c++) {
+            const __m512 bo = _mm512_set1_ps(bias ? bias[c] : 0.0f);
+            for (q0 = 0; q0 < p; q0 += 16) {
+                const __mmask16 m = mask16(p - q0);
+                const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx,
+                                                          src + (b * p + q0) * chp + c, 4);
+                _mm512_mask_storeu_ps(dst + (b * ch + c) * p + q0, m, _mm512_add_ps(v, bo));
+            }
+        }
+}
+
+/* NP pixels x V registers over cin channels and the taps; first: start from
+ * zero instead of the output rows. */
 T512 static INLINE void conv_tile(const int V, const int NP, const float *restrict x, int64_t lcap,
-                                  int64_t wp, int64_t cin, const int64_t *off,
-                                  const float *restrict w, float *out, int64_t ldo, int first)
+                                  int64_t cin, const int64_t *off, const int64_t *rows,
+                                  const struct bti_taps *tp, const float *restrict w, float *out,
+                                  int64_t ldo, int first)
 {
     __m512 acc[14][4];
     int64_t o[14], c;
-    int r, v, i, j;
+    int r, v, t;
 #pragma GCC unroll 14
     for (r = 0; r < NP; r++) {
         o[r] = off[r];
 #pragma GCC unroll 4
         for (v = 0; v < V; v++)
-            acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + r * ldo + 16 * v);
+            acc[r][v] = first ? _mm512_setzero_ps()
+                              : _mm512_loadu_ps(out + rows[r] * ldo + 16 * v);
     }
     for (c = 0; c < cin; c++) {
         const float *xc = x + c * lcap;
-        for (i = 0; i < 3; i++) {
-            for (j = 0; j < 3; j++) {
-                const float *xk = xc + i * wp + j;
-                __m512 wv[4];
+        for (t = 0; t < tp->n; t++) {
+            const float *xk = xc + tp->off[t];
+            __m512 wv[4];
+#pragma GCC unroll 4
+            for (v = 0; v < V; v++)
+                wv[v] = _mm512_loadu_ps(w + 16 * v);
+            w += 16 * V;
+#pragma GCC unroll 14
+            for (r = 0; r < NP; r++) {
+                const __m512 b = _mm512_set1_ps(xk[o[r]]);
 #pragma GCC unroll 4
                 for (v = 0; v < V; v++)
-                    wv[v] = _mm512_loadu_ps(w + 16 * v);
-                w += 16 * V;
-#pragma GCC unroll 14
-                for (r = 0; r < NP; r++) {
-                    const __m512 b = _mm512_set1_ps(xk[o[r]]);
-#pragma GCC unroll 4
-                    for (v = 0; v < V; v++)
-                        acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
-                }
+                    acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
             }
         }
     }
@@ -139,17 +154,17 @@ T512 static INLINE void conv_tile(const int V, const int NP, const float *restri
     for (r = 0; r < NP; r++)
 #pragma GCC unroll 4
         for (v = 0; v < V; v++)
-            _mm512_storeu_ps(out + r * ldo + 16 * v, acc[r][v]);
+            _mm512_storeu_ps(out + rows[r] * ldo + 16 * v, acc[r][v]);
 }
 
-typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, int64_t, const int64_t *,
-                             const float *, float *, int64_t, int);
-#define CONV_TILE(V, NP)                                                                        \
-    T512 static void conv_tile##V(const float *x, int64_t lcap, int64_t wp, int64_t cin,        \
-                                  const int64_t *off, const float *w, float *out, int64_t ldo, \
-                                  int first)                                                   \
-    {                                                                                           \
-        conv_tile(V, NP, x, lcap, wp, cin, off, w, out, ldo, first);                            \
+typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, const int64_t *,
+                             const struct bti_taps *, const float *, float *, int64_t, int);
+#define CONV_TILE(V, NP)                                                                       \
+    T512 static void conv_tile##V(const float *x, int64_t lcap, int64_t cin, const int64_t *off, \
+                                  const int64_t *rows, const struct bti_taps *tp, const float *w, \
+                                  float *out, int64_t ldo, int first)                          \
+    {                                                                                          \
+        conv_tile(V, NP, x, lcap, cin, off, rows, tp, w, out, ldo, first);                     \
     }
 CONV_TILE(1, 14)
 CONV_TILE(2, 14)
@@ -158,8 +173,9 @@ CONV_TILE(4, 7)
 static const conv_tile_fn conv_tiles[4] = {conv_tile1, conv_tile2, conv_tile3, conv_tile4};
 static const int conv_np[4] = {14, 14, 9, 7};
 
-void bti_direct_conv(const float *x, int64_t lcap, int64_t wp, int64_t cin, const int64_t *off,
-                     int64_t npix, const float *wpk, int64_t cout, float *out)
+void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                     const int64_t *rows, int64_t npix, const struct bti_taps *tp,
+                     const float *wpk, int64_t cout, float *out)
 {
     const int64_t chp = bti_direct_round(cout), nv = chp / 16;
     int64_t c0, v0, q;
@@ -167,11 +183,11 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t wp, int64_t cin, cons
     for (c0 = 0; c0 < cin; c0 += CB) {
         const int64_t cb = cin - c0 < CB ? cin - c0 : CB;
         for (v0 = 0; v0 < nv; v0 += v) {
-            const float *w = wpk + v0 * 16 * cin * TAPS + c0 * TAPS * 16 * (v = fwd_v(nv, v0));
+            const float *w = wpk + v0 * 16 * cin * tp->n + c0 * tp->n * 16 * (v = fwd_v(nv, v0));
             const int np = conv_np[v - 1];
             for (q = 0; q < npix; q += np)
-                conv_tiles[v - 1](x + c0 * lcap, lcap, wp, cb, off + q, w, out + q * chp + v0 * 16,
-                                  chp, c0 == 0);
+                conv_tiles[v - 1](x + c0 * lcap, lcap, cb, off + q, rows + q, tp, w,
+                                  out + v0 * 16, chp, c0 == 0);
         }
     }
 }
@@ -241,11 +257,23 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
 
 #else /* no AVX-512 build: never selected (bti_sgemm_level() is not AVX-512) */
 
-void bti_direct_conv(const float *x, int64_t lcap, int64_t wp, int64_t cin, const int64_t *off,
-                     int64_t npix, const float *wpk, int64_t cout, float *out)
+void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
 {
-    (void)x, (void)lcap, (void)wp, (void)cin, (void)off, (void)npix, (void)wpk, (void)cout,
-        (void)out;
+    (void)src, (void)ch, (void)nb, (void)p, (void)dst;
+}
+
+void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
+                            const float *bias, float *dst)
+{
+    (void)src, (void)ch, (void)nb, (void)p, (void)bias, (void)dst;
+}
+
+void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                     const int64_t *rows, int64_t npix, const struct bti_taps *tp,
+                     const float *wpk, int64_t cout, float *out)
+{
+    (void)x, (void)lcap, (void)cin, (void)off, (void)rows, (void)npix, (void)tp, (void)wpk,
+        (void)cout, (void)out;
 }
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,

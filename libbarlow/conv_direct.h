@@ -1,17 +1,20 @@
-/* conv_direct.h - direct 3x3 stride-1 convolution (private): the forward, the
- * input gradient and the weight gradient computed straight from zero-padded
- * planes, with no im2col and no padded-grid junk, vectorised over channels
- * (16 per AVX-512 register) with input pixels broadcast. Run these only when
- * bti_sgemm_level() is BTI_SGEMM_AVX512.
+/* conv_direct.h - direct 3x3 convolution, stride 1 or 2, padding 1 (private):
+ * the forward, the input gradient and the weight gradient computed straight
+ * from zero-padded planes, with no im2col and no padded-grid junk, vectorised
+ * over channels (16 per AVX-512 register) with input pixels broadcast. Run
+ * these only when bti_sgemm_level() is BTI_SGEMM_AVX512.
  *
  * Layouts shared by the calls:
  *  - padded planes: channel ch of image b of a group starts at p + ch*lcap +
  *    b*plane, rows of wp floats, as the padded-grid form of layer_conv2d.c packs them;
- *  - a pixel list off[q], q < npix: where output pixel q's window starts in
- *    a channel's planes (b*plane + oy*wp + ox), followed by BTI_DIRECT_SLACK
- *    copies of the last entry (tiles run past npix and recompute that pixel);
+ *  - a pixel list: off[q], q < npix, where output pixel q's window starts in
+ *    a channel's planes, and rows[q], the pixel-major row it is written to;
+ *    both followed by BTI_DIRECT_SLACK copies of their last entry (tiles run
+ *    past npix and recompute that pixel);
  *  - pixel-major rows: r[q][chp], chp = bti_direct_round(channels), with
- *    BTI_DIRECT_SLACK spare rows after the last pixel.
+ *    BTI_DIRECT_SLACK spare rows after the last pixel;
+ *  - taps: the window's taps as offsets from off[q] and the kernel entry
+ *    (i*3 + j) of each.
  * Each output is one fixed sequence of FMAs (input channel, then tap, in
  * order), so results are the same bits on every call for a given shape. */
 #ifndef BARLOW_CONV_DIRECT_H
@@ -21,27 +24,35 @@
 
 #define BTI_DIRECT_SLACK 16
 
+struct bti_taps {
+    int n;          /* taps, 1..9 */
+    int64_t off[9]; /* offset from the window start in the planes */
+    int w[9];       /* kernel entry i*3 + j */
+};
+
 /* Channels rounded up to a whole number of registers. */
 BTI_HIDDEN int64_t bti_direct_round(int64_t ch);
 
-/* Weights [co][c][3][3] packed for bti_direct_conv. flip 0: the forward
- * (outputs co, inputs c); flip 1: the input gradient (outputs c, inputs co,
- * taps mirrored). bti_direct_round(outputs) * inputs * 9 floats in all, of
- * which this call writes share `part` of `parts` (threads split the work). */
-BTI_HIDDEN void bti_direct_pack(const float *w, int64_t co, int64_t c, int flip, float *wpk,
-                                int part, int parts);
+/* Weights [co][c][3][3] packed for bti_direct_conv with taps tp (only tp->w
+ * is read). transpose 0: the forward (outputs co, inputs c); 1: the input
+ * gradient (outputs c, inputs co). bti_direct_round(outputs) * inputs * tp->n
+ * floats in all, of which this call writes share `part` of `parts`. */
+BTI_HIDDEN void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
+                                const struct bti_taps *tp, float *wpk, int part, int parts);
 
-/* off[q] for nb images of ho x wo outputs in planes of `plane` floats and rows
- * of wp, then the slack copies. */
+/* The pixel list of nb images of ho x wo outputs, stride s, in planes of
+ * `plane` floats and rows of wp (rows[q] = q), then the slack copies. */
 BTI_HIDDEN void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp,
-                                   int64_t *off);
+                                   int s, int64_t *off, int64_t *rows);
+/* The slack copies after a pixel list of npix entries built by the caller. */
+BTI_HIDDEN void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows);
 
-/* out[q][o] = sum over input channels ci and taps (i, j) of
- * x[ci*lcap + off[q] + i*wp + j] * w(o, ci, i, j), for q < npix and o < cout
- * (wpk from bti_direct_pack; rows out[q][cout..chp) come out 0). */
-BTI_HIDDEN void bti_direct_conv(const float *x, int64_t lcap, int64_t wp, int64_t cin,
-                                const int64_t *off, int64_t npix, const float *wpk, int64_t cout,
-                                float *out);
+/* out[rows[q]][o] = sum over input channels ci and taps t of
+ * x[ci*lcap + off[q] + tp->off[t]] * w(o, ci, tp->w[t]), for q < npix and
+ * o < cout (wpk from bti_direct_pack; spare channels come out 0). */
+BTI_HIDDEN void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                                const int64_t *rows, int64_t npix, const struct bti_taps *tp,
+                                const float *wpk, int64_t cout, float *out);
 
 /* part[(ci*9 + i*3 + j)][o] += sum over q < npix of
  * dy[q][o] * x[ci*lcap + off[q] + i*wp + j]; dy and part have rows of

@@ -46,8 +46,8 @@ struct geom {
      * out [channel][image][hp][wp] with a channel stride of lcap floats */
     int grid;
     int64_t hp, wp, lcap, tail;
-    /* direct form (conv_direct.c) of a 3x3 stride-1 pad-1 convolution in the
-     * per-image strategy: the same padded planes, no junk pixels */
+    /* direct form (conv_direct.c) of a 3x3 pad-1 convolution, stride 1 or 2,
+     * in the per-image strategy: the same padded planes, no junk pixels */
     int direct;
 };
 
@@ -140,12 +140,12 @@ static int grid_ok(const bt_layer *l, const struct geom *g)
     return (double)(g->hp * g->wp) <= GRID_MAX_OVERHEAD * (double)(g->h * g->w);
 }
 
-/* The direct form: AVX-512, a 3x3 kernel, stride 1, padding 1 (modes 3 and 4
- * ask for the GEMM forms instead, for tests and benchmarks). */
+/* The direct form: AVX-512, a 3x3 kernel, padding 1, stride 1 or 2 (modes 3
+ * and 4 ask for the GEMM forms instead, for tests and benchmarks). */
 static int direct_ok(const bt_layer *l, const struct geom *g)
 {
-    return g->k == 3 && g->s == 1 && g->pad == 1 && l->conv_mode != 3 && l->conv_mode != 4 &&
-           bti_sgemm_level() == BTI_SGEMM_AVX512;
+    return g->k == 3 && (g->s == 1 || g->s == 2) && g->pad == 1 && l->conv_mode != 3 &&
+           l->conv_mode != 4 && bti_sgemm_level() == BTI_SGEMM_AVX512;
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -210,9 +210,13 @@ static size_t gr_offs(const struct geom *g)
 
 /* Direct form, per thread: xpad and dypad as the grid form, one pixel-major
  * buffer (dy for the weight gradient, then the conv outputs), the dW part
- * [c][9][co rounded] and the pixel offsets (int64). After all threads: the
- * packed weights. */
-static int64_t dr_rows(const struct geom *g) { return g->pb * g->p + BTI_DIRECT_SLACK; }
+ * [c][9][co rounded] and a pixel list (offsets and rows, int64). After all
+ * threads: the packed weights. Pixel lists cover the larger of the input and
+ * output planes (the stride-2 input gradient has one row per input pixel). */
+static int64_t dr_rows(const struct geom *g)
+{
+    return g->pb * (g->p > g->h * g->w ? g->p : g->h * g->w) + BTI_DIRECT_SLACK;
+}
 static size_t dr_pix(const struct geom *g)
 {
     const int64_t cop = bti_direct_round(g->co), cip = bti_direct_round(g->c);
@@ -231,7 +235,7 @@ static size_t dr_weights(const struct geom *g)
 static size_t pi_stride(const struct geom *g)
 {
     if (g->direct)
-        return gr_x(g) + gr_dy(g) + dr_pix(g) + dr_part(g) + round16((size_t)(2 * dr_rows(g)));
+        return gr_x(g) + gr_dy(g) + dr_pix(g) + dr_part(g) + round16((size_t)(4 * dr_rows(g)));
     if (g->grid)
         return gr_x(g) + gr_dy(g) + gr_out(g) + gr_part(g) + gr_offs(g);
     return pi_col(g) + pi_tmp(g) + round16((size_t)(g->co * g->k2));
@@ -468,25 +472,104 @@ static void flip_weights(const struct geom *g, const float *restrict w, float *r
                 wt[c * g->co * kk + o * kk + t] = w[(o * g->c + c) * kk + (kk - 1 - t)];
 }
 
-/* ---- direct form (3x3, stride 1, padding 1) ----------------------------------
- * The padded planes of the grid form, read pixel by pixel through an offset
- * list by the tiles of conv_direct.c; outputs come back pixel-major and are
- * transposed into NCHW. The input gradient is the same convolution of the
- * padded dy with the mirrored, transposed weights (packed by the caller). */
+/* ---- direct form (3x3, padding 1, stride 1 or 2) -----------------------------
+ * The padded planes of the grid form, read pixel by pixel through a pixel list
+ * by the tiles of conv_direct.c; outputs come back pixel-major and are
+ * transposed into NCHW. At stride 1 the input gradient is the same kind of
+ * convolution of the padded dy with the mirrored, transposed weights. At
+ * stride 2, an input pixel (y, x) receives dy at ((y+1)/2, (x+1)/2) and its
+ * neighbours through the kernel rows and columns of y's and x's parity only
+ * (row 1 when y is even; rows 0 and 2 when odd): four classes of pixels, each
+ * a convolution with 1, 2, 2 or 4 taps, written to its pixels' rows. */
+
+/* All nine taps of a window in planes with rows of wp (mirrored: the input gradient). */
+static void taps_all(int64_t wp, int mirror, struct bti_taps *tp)
+{
+    int t;
+    tp->n = 9;
+    for (t = 0; t < 9; t++) {
+        tp->off[t] = t / 3 * wp + t % 3;
+        tp->w[t] = mirror ? 8 - t : t;
+    }
+}
+
+/* Stride 2, class (py, px): the taps of dy padded by 1 (rows of wpd) from
+ * ((y+1)/2, (x+1)/2). Kernel row 1 (even y) reads the next dy row, row 0 (odd
+ * y) the next one too, row 2 (odd y) the same one; columns alike. */
+static void taps_class(int py, int px, int64_t wpd, struct bti_taps *tp)
+{
+    static const int rows[2][2] = {{1, 1}, {0, 2}}; /* kernel rows (cols) by parity */
+    int a, b;
+    tp->n = 0;
+    for (a = 0; a < 1 + py; a++)
+        for (b = 0; b < 1 + px; b++) {
+            const int i = rows[py][a], j = rows[px][b];
+            tp->off[tp->n] = (i == 2 ? 0 : wpd) + (j == 2 ? 0 : 1);
+            tp->w[tp->n++] = i * 3 + j;
+        }
+}
+
+/* Weights packed for the input gradient: stride 1 one set; stride 2 the four
+ * classes one after the other. This thread's share. */
+static void pack_dx_weights(const struct geom *g, const float *w, float *wpk, int t, int tn)
+{
+    struct bti_taps tp;
+    int cls;
+    if (g->s == 1) {
+        taps_all(g->wp, 1, &tp);
+        bti_direct_pack(w, g->co, g->c, 1, &tp, wpk, t, tn);
+        return;
+    }
+    for (cls = 0; cls < 4; cls++) {
+        taps_class(cls / 2, cls % 2, g->wo + 2, &tp);
+        bti_direct_pack(w, g->co, g->c, 1, &tp, wpk, t, tn);
+        wpk += bti_direct_round(g->c) * g->co * tp.n;
+    }
+}
 
 static void forward_direct(const struct geom *g, const float *wpk, const float *bias,
                            const float *x, float *y, int64_t n0, int64_t n1, float *buf)
 {
     float *xp = buf, *pix = xp + gr_x(g) + gr_dy(g);
-    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g));
+    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g)), *rows = off + dr_rows(g);
     const int64_t chw = g->c * g->h * g->w;
+    struct bti_taps tp;
     int64_t n;
+    taps_all(g->wp, 0, &tp);
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
         grid_pack(g, x + n * chw, g->c, nb, xp);
-        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, off);
-        bti_direct_conv(xp, g->lcap, g->wp, g->c, off, nb * g->p, wpk, g->co, pix);
+        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, g->s, off, rows);
+        bti_direct_conv(xp, g->lcap, g->c, off, rows, nb * g->p, &tp, wpk, g->co, pix);
         bti_direct_from_pixels(pix, g->co, nb, g->p, bias, y + n * g->co * g->p);
+    }
+}
+
+/* Stride 2: dx rows (pixel-major, one per input pixel) from dy padded into dp. */
+static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, int64_t nb,
+                       float *dp, int64_t *off, int64_t *rows, float *pix)
+{
+    const int64_t wpd = g->wo + 2, plane = (g->ho + 2) * wpd, lcap = nb * plane;
+    int64_t ch, b, y, x;
+    int cls;
+    for (ch = 0; ch < g->co; ch++)
+        for (b = 0; b < nb; b++)
+            bti_pad_plane(dp + ch * lcap + b * plane, dy + (b * g->co + ch) * g->p, g->ho, g->wo,
+                          1);
+    for (cls = 0; cls < 4; cls++) {
+        const int py = cls / 2, px = cls % 2;
+        struct bti_taps tp;
+        int64_t q = 0;
+        taps_class(py, px, wpd, &tp);
+        for (b = 0; b < nb; b++)
+            for (y = py; y < g->h; y += 2)
+                for (x = px; x < g->w; x += 2) {
+                    off[q] = b * plane + (y + 1) / 2 * wpd + (x + 1) / 2;
+                    rows[q++] = (b * g->h + y) * g->w + x;
+                }
+        bti_direct_slack(q, off, rows);
+        bti_direct_conv(dp, lcap, g->co, off, rows, q, &tp, wpk, g->c, pix);
+        wpk += bti_direct_round(g->c) * g->co * tp.n;
     }
 }
 
@@ -496,21 +579,27 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
                             float *part)
 {
     float *xp = buf, *dp = xp + gr_x(g), *pix = dp + gr_dy(g);
-    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g));
+    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g)), *rows = off + dr_rows(g);
     const int64_t chw = g->c * g->h * g->w;
+    struct bti_taps tp;
     int64_t n;
+    taps_all(g->wp, 1, &tp);
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
         const float *dyc = dy + n * g->co * g->p;
         grid_pack(g, x + n * chw, g->c, nb, xp);
-        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, off);
+        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, g->s, off, rows);
         bti_direct_to_pixels(dyc, g->co, nb, g->p, pix);
         bti_direct_weight_grad(xp, g->lcap, g->wp, g->c, off, nb * g->p, pix, g->co, part);
         if (!wpk)
             continue;
-        grid_pack(g, dyc, g->co, nb, dp);
-        bti_direct_conv(dp, g->lcap, g->wp, g->co, off, nb * g->p, wpk, g->c, pix);
-        bti_direct_from_pixels(pix, g->c, nb, g->p, NULL, dx + n * chw);
+        if (g->s == 1) {
+            grid_pack(g, dyc, g->co, nb, dp);
+            bti_direct_conv(dp, g->lcap, g->co, off, rows, nb * g->p, &tp, wpk, g->c, pix);
+        } else {
+            dx_stride2(g, wpk, dyc, nb, dp, off, rows, pix);
+        }
+        bti_direct_from_pixels(pix, g->c, nb, g->h * g->w, NULL, dx + n * chw);
     }
 }
 
@@ -525,7 +614,9 @@ static void forward_per_image(bt_layer *l, const struct geom *g, const float *x,
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride;
         if (g->direct) {
-            bti_direct_pack(w, g->co, g->c, 0, wpk, t, tn);
+            struct bti_taps tp;
+            taps_all(g->wp, 0, &tp);
+            bti_direct_pack(w, g->co, g->c, 0, &tp, wpk, t, tn);
 #pragma omp barrier
         }
         if (g->direct)
@@ -617,7 +708,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
         float *col = base + (size_t)t * stride, *part = col + poff;
         memset(part, 0, (size_t)nw * sizeof *part);
         if (g->direct && dx) {
-            bti_direct_pack(w, g->co, g->c, 1, wt, t, tn);
+            pack_dx_weights(g, w, wt, t, tn);
 #pragma omp barrier
         }
         if (g->direct)

@@ -179,12 +179,13 @@ START_TEST(conv_matches_pytorch)
 }
 END_TEST
 
-/* The direct 3x3 form (conv_direct.c, AVX-512) against a double-precision
- * reference: input channels across its 16-channel passes, output channels that
- * fill 1-4 registers with a partial last one (forward and weight-gradient tiles
- * block them differently), pixel counts that leave partial tiles, and images in
- * several groups per thread. Other CPUs run the GEMM forms here. */
-/* Largest difference over the largest reference magnitude (NaN fails), as rel_err. */
+/* The direct 3x3 form (conv_direct.c, AVX-512), stride 1 and 2, against a
+ * double-precision reference: input channels across its 16-channel passes,
+ * output channels that fill 1-4 registers with a partial last one (forward and
+ * weight-gradient tiles block them differently), pixel counts that leave
+ * partial tiles, odd and even sizes (the stride-2 input gradient's four pixel
+ * classes), and images in several groups per thread. Other CPUs run the GEMM
+ * forms here. */
 static double err_vs_double(const float *got, const double *want, int64_t n)
 {
     double scale = 1e-300, worst = 0.0;
@@ -193,28 +194,31 @@ static double err_vs_double(const float *got, const double *want, int64_t n)
         scale = fmax(scale, fabs(want[i]));
     for (i = 0; i < n; i++) {
         const double d = fabs((double)got[i] - want[i]);
-        if (!(d <= worst))
+        if (!(d <= worst)) /* also catches NaN */
             worst = isnan(d) ? INFINITY : d;
     }
     return worst / scale;
 }
 
-static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int threads)
+static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
+                        int threads)
 {
-    const int64_t xs[4] = {n, c, h, w}, ys[4] = {n, co, h, w}, hw = h * w;
+    const int64_t ho = (h - 1) / s + 1, wo = (w - 1) / s + 1, hw = h * w, pq = ho * wo;
+    const int64_t xs[4] = {n, c, h, w}, ys[4] = {n, co, ho, wo};
     bt_tensor *x = random_tensor(4, xs), *dy = random_tensor(4, ys), *y = NULL, *dx = NULL;
     bt_layer *l = NULL;
-    double *yr = calloc((size_t)(n * co * hw), sizeof *yr), *dxr = calloc((size_t)(n * c * hw), sizeof *dxr),
+    double *yr = calloc((size_t)(n * co * pq), sizeof *yr),
+           *dxr = calloc((size_t)(n * c * hw), sizeof *dxr),
            *dwr = calloc((size_t)(co * c * 9), sizeof *dwr);
     const float *wv, *xv = bt_tensor_data(x), *dyv = bt_tensor_data(dy);
     int64_t b, o, ci, oy, ox;
     int i, j;
     char what[96];
-    snprintf(what, sizeof what, "direct n %lld c %lld %lldx%lld co %lld threads %d", (long long)n,
-             (long long)c, (long long)h, (long long)w, (long long)co, threads);
+    snprintf(what, sizeof what, "direct n %lld c %lld %lldx%lld co %lld stride %d threads %d",
+             (long long)n, (long long)c, (long long)h, (long long)w, (long long)co, s, threads);
     ck_assert_int_eq(bt_tensor_create(&y, 4, ys), BT_OK);
     ck_assert_int_eq(bt_tensor_create(&dx, 4, xs), BT_OK);
-    ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, 3, 1, 1, 1, "test"), BT_OK);
+    ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, 3, s, 1, 1, "test"), BT_OK);
     bti_layer_conv2d_set_mode(l, 2);
     bti_layer_set_threads(l, threads);
     wv = bti_layer_value(l, 0)->data;
@@ -223,11 +227,11 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
             for (ci = 0; ci < c; ci++)
                 for (i = 0; i < 3; i++)
                     for (j = 0; j < 3; j++)
-                        for (oy = 0; oy < h; oy++)
-                            for (ox = 0; ox < w; ox++) {
-                                const int64_t iy = oy + i - 1, ix = ox + j - 1;
+                        for (oy = 0; oy < ho; oy++)
+                            for (ox = 0; ox < wo; ox++) {
+                                const int64_t iy = oy * s + i - 1, ix = ox * s + j - 1;
                                 const double wt = wv[((o * c + ci) * 3 + i) * 3 + j];
-                                const int64_t yi = (b * co + o) * hw + oy * w + ox,
+                                const int64_t yi = (b * co + o) * pq + oy * wo + ox,
                                               xi = (b * c + ci) * hw + iy * w + ix;
                                 if (iy < 0 || ix < 0 || iy >= h || ix >= w)
                                     continue;
@@ -235,13 +239,13 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
                                 dxr[xi] += wt * dyv[yi];
                                 dwr[((o * c + ci) * 3 + i) * 3 + j] += (double)dyv[yi] * xv[xi];
                             }
-    for (o = 0; o < co; o++)
-        for (b = 0; b < n; b++)
-            for (oy = 0; oy < hw; oy++)
-                yr[(b * co + o) * hw + oy] += bti_layer_value(l, 1)->data[o];
+    for (b = 0; b < n; b++)
+        for (o = 0; o < co; o++)
+            for (oy = 0; oy < pq; oy++)
+                yr[(b * co + o) * pq + oy] += bti_layer_value(l, 1)->data[o];
     ck_assert_int_eq(bti_layer_forward(l, x, y, 1, 1), BT_OK);
     ck_assert_int_eq(bti_layer_backward(l, dy, dx), BT_OK);
-    ck_assert_msg(err_vs_double(bt_tensor_data(y), yr, n * co * hw) < 1e-5, "%s: y", what);
+    ck_assert_msg(err_vs_double(bt_tensor_data(y), yr, n * co * pq) < 1e-5, "%s: y", what);
     ck_assert_msg(err_vs_double(bt_tensor_data(dx), dxr, n * c * hw) < 1e-5, "%s: dx", what);
     ck_assert_msg(err_vs_double(bti_layer_grad(l, 0)->data, dwr, co * c * 9) < 1e-5,
                   "%s: dweight", what);
@@ -257,12 +261,16 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
 
 START_TEST(conv_direct_matches_reference)
 {
-    direct_case(3, 17, 5, 4, 33, 2);
-    direct_case(2, 40, 3, 7, 70, 1);
-    direct_case(5, 3, 6, 6, 16, 2);
-    direct_case(4, 64, 4, 4, 64, 2);
-    direct_case(20, 5, 8, 8, 20, 2);
-    direct_case(3, 1, 9, 2, 1, 3);
+    int s;
+    for (s = 1; s <= 2; s++) {
+        direct_case(3, 17, 5, 4, 33, s, 2);
+        direct_case(2, 40, 3, 7, 70, s, 1);
+        direct_case(5, 3, 6, 6, 16, s, 2);
+        direct_case(4, 64, 4, 4, 64, s, 2);
+        direct_case(20, 5, 8, 8, 20, s, 2);
+        direct_case(3, 1, 9, 2, 1, s, 3);
+    }
+    direct_case(40, 6, 7, 9, 24, 2, 2); /* several groups of odd-sized images */
 }
 END_TEST
 
