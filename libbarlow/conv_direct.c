@@ -76,21 +76,56 @@ void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows)
 
 #define INLINE __attribute__((always_inline)) inline
 
-/* Both transposes gather 16 floats a stride apart and store them in a row. */
+/* r[i][j] -> r[j][i] for a 16 x 16 block: 4-float pairs, then 2-float pairs,
+ * then 128-bit lanes across the rows. */
+T512 static INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    int i, m;
+    for (i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4g + m]: rows 4g..4g+3 of columns m, m+4, m+8, m+12 (one per 128-bit lane) */
+    for (i = 0; i < 4; i++) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]),
+                      c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (m = 0; m < 4; m++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x44),
+                     v1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xEE),
+                     v2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x44),
+                     v3 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xEE);
+        t[m] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        t[m + 4] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        t[m + 8] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        t[m + 12] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+    for (i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+
+/* Both transposes move 16 x 16 blocks (16 pixels x 16 channels) through registers. */
 T512 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
 {
     const int64_t chp = bti_direct_round(ch);
-    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
-                                                            4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32((int)p));
-    int64_t b, q, c0;
+    int64_t b, q0, c0;
+    int k;
     for (b = 0; b < nb; b++)
-        for (q = 0; q < p; q++)
-            for (c0 = 0; c0 < chp; c0 += 16) {
-                const float *s = src + (b * ch + c0) * p + q;
-                const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask16(ch - c0),
-                                                          idx, s, 4);
-                _mm512_storeu_ps(dst + (b * p + q) * chp + c0, v);
+        for (c0 = 0; c0 < chp; c0 += 16)
+            for (q0 = 0; q0 < p; q0 += 16) {
+                const __mmask16 mq = mask16(p - q0);
+                __m512 r[16];
+                for (k = 0; k < 16; k++)
+                    r[k] = c0 + k < ch ? _mm512_maskz_loadu_ps(mq, src + (b * ch + c0 + k) * p + q0)
+                                       : _mm512_setzero_ps();
+                transpose16(r);
+                for (k = 0; k < 16 && q0 + k < p; k++)
+                    _mm512_storeu_ps(dst + (b * p + q0 + k) * chp + c0, r[k]);
             }
 }
 
@@ -98,20 +133,22 @@ T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64
                                  const float *bias, float *dst)
 {
     const int64_t chp = bti_direct_round(ch);
-    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
-                                                            4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32((int)chp));
-    int64_t b, q0, c;
+    int64_t b, q0, c0;
+    int k;
     for (b = 0; b < nb; b++)
-        for (c = 0; c < ch; c++) {
-            const __m512 bo = _mm512_set1_ps(bias ? bias[c] : 0.0f);
+        for (c0 = 0; c0 < ch; c0 += 16)
             for (q0 = 0; q0 < p; q0 += 16) {
-                const __mmask16 m = mask16(p - q0);
-                const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx,
-                                                          src + (b * p + q0) * chp + c, 4);
-                _mm512_mask_storeu_ps(dst + (b * ch + c) * p + q0, m, _mm512_add_ps(v, bo));
+                const __mmask16 mq = mask16(p - q0);
+                __m512 r[16];
+                for (k = 0; k < 16; k++)
+                    r[k] = _mm512_maskz_loadu_ps(q0 + k < p ? (__mmask16)0xFFFF : (__mmask16)0,
+                                                 src + (b * p + q0 + k) * chp + c0);
+                transpose16(r);
+                for (k = 0; k < 16 && c0 + k < ch; k++)
+                    _mm512_mask_storeu_ps(dst + (b * ch + c0 + k) * p + q0, mq,
+                                          bias ? _mm512_add_ps(r[k], _mm512_set1_ps(bias[c0 + k]))
+                                               : r[k]);
             }
-        }
 }
 
 /* NP pixels x V registers over cin channels and the taps; first: start from
@@ -166,12 +203,12 @@ typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, c
     {                                                                                          \
         conv_tile(V, NP, x, lcap, cin, off, rows, tp, w, out, ldo, first);                     \
     }
-CONV_TILE(1, 14)
+CONV_TILE(1, 8)
 CONV_TILE(2, 14)
 CONV_TILE(3, 9)
 CONV_TILE(4, 7)
 static const conv_tile_fn conv_tiles[4] = {conv_tile1, conv_tile2, conv_tile3, conv_tile4};
-static const int conv_np[4] = {14, 14, 9, 7};
+static const int conv_np[4] = {8, 14, 9, 7};
 
 void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
                      const int64_t *rows, int64_t npix, const struct bti_taps *tp,
