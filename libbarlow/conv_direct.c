@@ -24,31 +24,6 @@ int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
 /* Registers of output channels per forward tile, from register v0 of nv. */
 static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= 4 ? 4 : (int)(nv - v0); }
 
-void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
-                     const struct bti_taps *tp, float *wpk, int part, int parts)
-{
-    const int64_t nout = transpose ? c : co, nin = transpose ? co : c, chp = bti_direct_round(nout);
-    const int64_t r0 = chp / 16 * part / parts, r1 = chp / 16 * (part + 1) / parts;
-    const int nt = tp->n;
-    int64_t r, ci, lane;
-    int t;
-    /* one register of 16 output channels at a time: 16 runs through w */
-    for (r = r0; r < r1; r++) {
-        const int64_t v0 = r / 4 * 4, lanes = 16 * fwd_v(chp / 16, v0);
-        float *restrict dst = wpk + v0 * 16 * nin * nt + (r - v0) * 16;
-        for (ci = 0; ci < nin; ci++)
-            for (t = 0; t < nt; t++)
-                for (lane = 0; lane < 16; lane++) {
-                    const int64_t o = r * 16 + lane;
-                    float val = 0.0f;
-                    if (o < nout)
-                        val = transpose ? w[(ci * c + o) * TAPS + tp->w[t]]
-                                        : w[(o * c + ci) * TAPS + tp->w[t]];
-                    dst[(ci * nt + t) * lanes + lane] = val;
-                }
-    }
-}
-
 void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp, int s,
                         int64_t *off, int64_t *rows)
 {
@@ -109,6 +84,32 @@ T512 static INLINE void transpose16(__m512 r[16])
         r[i] = t[i];
 }
 
+/* One register of 16 output channels at a time, gathered from the 16 rows of w. */
+T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
+                          const struct bti_taps *tp, float *wpk, int part, int parts)
+{
+    const int64_t nout = transpose ? c : co, nin = transpose ? co : c, chp = bti_direct_round(nout);
+    const int64_t r0 = chp / 16 * part / parts, r1 = chp / 16 * (part + 1) / parts;
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                            4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32((int)(transpose ? TAPS : c * TAPS)));
+    const int nt = tp->n;
+    int64_t r, ci;
+    int t;
+    for (r = r0; r < r1; r++) {
+        const int64_t v0 = r / 4 * 4, lanes = 16 * fwd_v(chp / 16, v0);
+        const __mmask16 m = mask16(nout - r * 16);
+        float *dst = wpk + v0 * 16 * nin * nt + (r - v0) * 16;
+        for (ci = 0; ci < nin; ci++) {
+            const float *src = w + (transpose ? ci * c + r * 16 : r * 16 * c + ci) * TAPS;
+            for (t = 0; t < nt; t++)
+                _mm512_storeu_ps(dst + (ci * nt + t) * lanes,
+                                 _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx,
+                                                          src + tp->w[t], 4));
+        }
+    }
+}
+
 /* Both transposes move 16 x 16 blocks (16 pixels x 16 channels) through registers. */
 T512 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
 {
@@ -149,6 +150,33 @@ T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64
                                           bias ? _mm512_add_ps(r[k], _mm512_set1_ps(bias[c0 + k]))
                                                : r[k]);
             }
+}
+
+/* 16 channels x 16 kernel entries at a time: the threads' rows summed in
+ * order, transposed, added to 16 runs of dw. */
+T512 void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_t co, int64_t k2,
+                               int64_t o0, int64_t o1, float *dw)
+{
+    const int64_t chp = bti_direct_round(co);
+    int64_t o, kk;
+    int k, t;
+    for (o = o0; o < o1; o += 16)
+        for (kk = 0; kk < k2; kk += 16) {
+            const __mmask16 mk = mask16(k2 - kk);
+            __m512 r[16];
+            for (k = 0; k < 16; k++) {
+                r[k] = _mm512_setzero_ps();
+                if (kk + k < k2)
+                    for (t = 0; t < nt; t++)
+                        r[k] = _mm512_add_ps(r[k], _mm512_loadu_ps(parts + (size_t)t * stride +
+                                                                   (kk + k) * chp + o));
+            }
+            transpose16(r);
+            for (k = 0; k < 16 && o + k < co; k++) {
+                float *d = dw + (o + k) * k2 + kk;
+                _mm512_mask_storeu_ps(d, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, d), r[k]));
+            }
+        }
 }
 
 /* NP pixels x V registers over cin channels and the taps; first: start from
@@ -293,6 +321,18 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
 }
 
 #else /* no AVX-512 build: never selected (bti_sgemm_level() is not AVX-512) */
+
+void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
+                     const struct bti_taps *tp, float *wpk, int part, int parts)
+{
+    (void)w, (void)co, (void)c, (void)transpose, (void)tp, (void)wpk, (void)part, (void)parts;
+}
+
+void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_t co, int64_t k2,
+                          int64_t o0, int64_t o1, float *dw)
+{
+    (void)parts, (void)stride, (void)nt, (void)co, (void)k2, (void)o0, (void)o1, (void)dw;
+}
 
 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
 {

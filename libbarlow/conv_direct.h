@@ -61,6 +61,12 @@ BTI_HIDDEN void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp,
                                        const int64_t *off, int64_t npix, const float *dy,
                                        int64_t cout, float *part);
 
+/* dw[o][kk] += sum over t < nt of parts[t*stride + kk*chp + o] (parts of
+ * bti_direct_weight_grad, chp = bti_direct_round(co)), in t order, for
+ * o in [o0, o1) (o0 a multiple of 16) and kk < k2. */
+BTI_HIDDEN void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_t co,
+                                     int64_t k2, int64_t o0, int64_t o1, float *dw);
+
 /* NCHW images [nb][ch][p] to pixel-major rows dst[b*p + q][chp] (spare
  * channels zeroed), and back (plus bias[c] when bias is not NULL). */
 BTI_HIDDEN void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,

@@ -103,7 +103,8 @@ struct bt_layer {
     int64_t chunk_b; /* images per chunk of the last forward */
     int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads,
                            3 as 2 with the padded-grid form wherever it applies (tests),
-                           4 as 2 without the direct 3x3 form (tests, benchmarks) */
+                           4 as 2 without the direct 3x3 form (tests, benchmarks),
+                           5 as 2 with the direct form wherever it applies (tests) */
     int conv_per_image; /* the strategy of the last forward */
     int conv_threads;   /* and its thread count */
 
@@ -163,7 +164,7 @@ BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
  * threads, 2 images spread over OpenMP threads, single-threaded BLAS each (3x3
  * stride-1 pad-1 convolutions in the direct form over AVX-512), 3 as 2 but
  * stride-1 "same" convolutions always in the padded-grid form (no im2col), 4 as
- * 2 without the direct form. */
+ * 2 without the direct form, 5 as 2 with the direct form whatever the channel counts. */
 BTI_HIDDEN void bti_layer_conv2d_set_mode(bt_layer *l, int mode);
 /* BatchNorm fused with what follows it in a ResNet (the model's fast path), checked as
  * bti_layer_forward: y = relu?(bn(x) + skip) with skip NULL or of y's shape (it may not

@@ -17,7 +17,9 @@
  * backward recomputes im2col, which is cheap next to the GEMMs. In the
  * per-image strategy, stride-1 "same" convolutions skip im2col and col2im
  * altogether: the padded-grid form below reads shifted windows of a padded
- * copy of the input through the private kernels' row offsets. */
+ * copy of the input through the private kernels' row offsets. Over AVX-512,
+ * 3x3 convolutions with padding 1 and stride 1 or 2 (a ResNet's) take the
+ * direct form instead (conv_direct.c): no GEMM, no im2col, no junk outputs. */
 #include "blas.h"
 #include "conv_direct.h"
 #include "conv_planes.h"
@@ -140,12 +142,20 @@ static int grid_ok(const bt_layer *l, const struct geom *g)
     return (double)(g->hp * g->wp) <= GRID_MAX_OVERHEAD * (double)(g->h * g->w);
 }
 
-/* The direct form: AVX-512, a 3x3 kernel, padding 1, stride 1 or 2 (modes 3
- * and 4 ask for the GEMM forms instead, for tests and benchmarks). */
+/* The direct form: AVX-512, a 3x3 kernel, padding 1, stride 1 or 2. Its tiles
+ * fill registers of 16 output channels (input channels for the input
+ * gradient), so it is chosen when neither count leaves more than a third of
+ * the lanes idle: the RGB stem (3 channels, 13 of 16 lanes idle in the input
+ * gradient) measured 1.8x slower than the GEMM forms. Mode 5 takes it wherever
+ * it applies (tests); modes 3 and 4 never (tests and benchmarks). */
+static int lanes_ok(int64_t ch) { return 2 * bti_direct_round(ch) <= 3 * ch; }
+
 static int direct_ok(const bt_layer *l, const struct geom *g)
 {
-    return g->k == 3 && (g->s == 1 || g->s == 2) && g->pad == 1 && l->conv_mode != 3 &&
-           l->conv_mode != 4 && bti_sgemm_level() == BTI_SGEMM_AVX512;
+    if (g->k != 3 || (g->s != 1 && g->s != 2) || g->pad != 1 || l->conv_mode == 3 ||
+        l->conv_mode == 4 || bti_sgemm_level() != BTI_SGEMM_AVX512)
+        return 0;
+    return l->conv_mode == 5 || (lanes_ok(g->c) && lanes_ok(g->co));
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -665,25 +675,16 @@ static void backward_images(const struct geom *g, const float *w, const float *x
     }
 }
 
-/* dW[o][kk] += the threads' parts [kk][o] (rows of co rounded up), in thread
- * order; 16 channels at a time, so both sides are read in runs. */
+/* dW += the threads' parts, in thread order, channels split over the threads. */
 static void add_direct_parts(const struct geom *g, const float *base, size_t stride, size_t poff,
                              int nt, float *dw)
 {
-    const int64_t cop = bti_direct_round(g->co);
-    int64_t o0;
-#pragma omp parallel for num_threads(nt) schedule(static) if (g->co * g->k2 * nt > BTI_PAR_MIN)
-    for (o0 = 0; o0 < g->co; o0 += 16) {
-        const int64_t o1 = o0 + 16 < g->co ? o0 + 16 : g->co;
-        int64_t kk, o;
-        for (kk = 0; kk < g->k2; kk++)
-            for (o = o0; o < o1; o++) {
-                float s = dw[o * g->k2 + kk];
-                int t;
-                for (t = 0; t < nt; t++)
-                    s += base[(size_t)t * stride + poff + (size_t)(kk * cop + o)];
-                dw[o * g->k2 + kk] = s;
-            }
+    const int64_t blocks = (g->co + 15) / 16;
+#pragma omp parallel num_threads(nt) if (g->co * g->k2 * nt > BTI_PAR_MIN)
+    {
+        const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+        bti_direct_add_parts(base + poff, stride, nt, g->co, g->k2, 16 * (blocks * t / tn),
+                             16 * (blocks * (t + 1) / tn), dw);
     }
 }
 

@@ -219,7 +219,7 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
     ck_assert_int_eq(bt_tensor_create(&y, 4, ys), BT_OK);
     ck_assert_int_eq(bt_tensor_create(&dx, 4, xs), BT_OK);
     ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, 3, s, 1, 1, "test"), BT_OK);
-    bti_layer_conv2d_set_mode(l, 2);
+    bti_layer_conv2d_set_mode(l, 5);
     bti_layer_set_threads(l, threads);
     wv = bti_layer_value(l, 0)->data;
     for (b = 0; b < n; b++)
