@@ -12,10 +12,11 @@
  * When /usr/bin/python3 imports torch, tests/bench/bench_layers.py times the
  * same layers with the same thread count and the ratio is printed.
  *
- * The machine is shared and its speed drifts over minutes, so the whole table
- * is measured in BENCH_ROUNDS rounds (default 3), each timing libbarlow's cases
- * and then PyTorch's; every number printed is the median over the rounds of
- * the round's median, and the ratio compares timings taken minutes apart at most.
+ * The machine is shared and its speed drifts within minutes, so each case is
+ * timed in BENCH_ROUNDS rounds (default 3) of libbarlow then PyTorch, the twin
+ * running as a server beside this process; every number printed is the
+ * median over the rounds of the round's median, and the two sides of a ratio
+ * are taken seconds apart.
  *
  * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 5),
  * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
@@ -28,6 +29,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_ROUNDS 9
@@ -264,13 +266,15 @@ static void run_case(struct bcase *c, int threads, int reps)
     bti_layer_destroy(l);
 }
 
-/* PyTorch's median of reps for each case, into torch_round[round]; 0 when not available. */
-static int run_torch(int threads, int reps, const char *filter, int round)
+/* The PyTorch twin runs beside this process as a server (bench_layers.py
+ * --serve), so each case is timed by both in turn, round after round. */
+static FILE *twin_in, *twin_out;
+
+static int twin_start(int threads)
 {
-    char cmd[8192];
-    FILE *p;
-    char line[256];
-    int i, len;
+    int to[2], from[2];
+    pid_t pid;
+    char line[128], arg[16];
     if (getenv("BENCH_NO_TORCH"))
         return 0;
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0 ||
@@ -278,35 +282,54 @@ static int run_torch(int threads, int reps, const char *filter, int round)
         printf("PyTorch: not available (no /usr/bin/python3 with torch); skipped\n");
         return 0;
     }
-    len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/bench/bench_layers.py %d %d", threads,
-                   reps);
-    for (i = 0; i < ncases; i++)
-        if (!filter || strstr(cases[i].name, filter) || strstr(cases[i].net, filter))
-            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", cases[i].spec);
-    p = popen(cmd, "r");
-    if (!p)
+    if (pipe(to) != 0 || pipe(from) != 0)
         return 0;
-    while (fgets(line, sizeof line, p)) {
-        char spec[96];
-        double ms;
-        if (sscanf(line, "%95s %lf", spec, &ms) != 2)
-            continue;
-        for (i = 0; i < ncases; i++)
-            if (!strcmp(cases[i].spec, spec))
-                cases[i].torch_round[round] = ms;
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[1]);
+        close(from[0]);
+        snprintf(arg, sizeof arg, "%d", threads);
+        execl("/usr/bin/python3", "python3", "tests/bench/bench_layers.py", "--serve", arg,
+              (char *)NULL);
+        _exit(127);
     }
-    pclose(p);
-    if (round == 0) {
-        char ver[64] = "?";
-        p = popen("/usr/bin/python3 -c 'import torch; print(torch.__version__)'", "r");
-        if (p) {
-            if (fgets(ver, sizeof ver, p))
-                ver[strcspn(ver, "\n")] = '\0';
-            pclose(p);
-        }
-        printf("PyTorch %s, torch.set_num_threads(%d)\n", ver, threads);
-    }
+    close(to[0]);
+    close(from[1]);
+    twin_in = fdopen(to[1], "w");
+    twin_out = fdopen(from[0], "r");
+    if (!twin_in || !twin_out || !fgets(line, sizeof line, twin_out) ||
+        strncmp(line, "ready ", 6) != 0)
+        return 0;
+    line[strcspn(line, "\n")] = '\0';
+    printf("PyTorch %s, torch.set_num_threads(%d), timed case by case beside libbarlow\n",
+           line + 6, threads);
     return 1;
+}
+
+/* PyTorch's median of reps for one case, in ms (-1 if the twin failed). */
+static double twin_time(const char *spec, int reps)
+{
+    char line[256];
+    double ms;
+    fprintf(twin_in, "%s %d\n", spec, reps);
+    fflush(twin_in);
+    if (!fgets(line, sizeof line, twin_out) || sscanf(line, "%*s %lf", &ms) != 1)
+        return -1;
+    return ms;
+}
+
+static void twin_stop(void)
+{
+    if (twin_in)
+        fclose(twin_in); /* the server ends at end of input */
+    if (twin_out)
+        fclose(twin_out);
+    wait(NULL);
 }
 
 static int selected(const struct bcase *c, const char *filter)
@@ -317,6 +340,7 @@ static int selected(const struct bcase *c, const char *filter)
 int main(void)
 {
     int threads = bti_threads_resolve(NULL), reps = 5, rounds = 3, i, round, torch = 0;
+    const struct timespec pause = {0, 100000000};
     const char *filter = getenv("BENCH_FILTER"), *net = "";
     double mem;
     if (getenv("BENCH_REPS"))
@@ -331,20 +355,27 @@ int main(void)
         bti_sgemm_set_level(atoi(getenv("BENCH_SGEMM")));
     bench_header("layers: forward + backward (input and parameter gradients)");
     printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest); median over %d rounds\n"
-           "(libbarlow then PyTorch) of the median of %d runs; the machine is shared, so\n"
-           "expect noise of 10-30%%\n", threads, rounds, reps);
+           "(libbarlow then PyTorch, case by case) of the median of %d runs; the machine is\n"
+           "shared, so expect noise of 10-30%%\n", threads, rounds, reps);
     define_cases();
-    for (round = 0; round < rounds; round++) {
-        for (i = 0; i < ncases; i++)
-            if (selected(&cases[i], filter)) {
-                run_case(&cases[i], threads, reps);
-                cases[i].ms_round[round] = cases[i].ms;
-            }
-        torch = run_torch(threads, reps, filter, round);
-    }
+    torch = twin_start(threads);
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
-        const double ms = c->ms;
+        double ms;
+        if (!selected(c, filter))
+            continue;
+        for (round = 0; round < rounds; round++) {
+            /* each side starts after the other's idle threads stopped spinning */
+            nanosleep(&pause, NULL);
+            run_case(c, threads, reps);
+            nanosleep(&pause, NULL);
+            c->ms_round[round] = c->ms;
+            if (torch && (c->torch_round[round] = twin_time(c->spec, reps)) < 0) {
+                printf("PyTorch: the twin stopped answering; its column is left out\n");
+                torch = 0;
+            }
+        }
+        ms = c->ms;
         c->ms = bench_median(c->ms_round, rounds);
         if (c->gflops > 0)
             c->gflops *= ms / c->ms;
@@ -352,6 +383,7 @@ int main(void)
             c->gbs *= ms / c->ms;
         c->torch_ms = torch ? bench_median(c->torch_round, rounds) : -1;
     }
+    twin_stop();
     mem = memcpy_gbs(threads);
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
     printf("%-30s %10s %9s %8s %10s %8s %9s %9s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",

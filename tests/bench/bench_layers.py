@@ -1,10 +1,11 @@
 """PyTorch twin of bench_layers.c: the same layers at the same shapes, forward +
 backward (input gradient and parameter gradients), median milliseconds.
 
-Usage: bench_layers.py THREADS REPS CASE... where CASE is the C benchmark's
-description "kind:args" (conv:N,C,H,W,Co,k,s,p  bn:N,C,H,W  bnrelu:N,C,H,W  relu:N,C,H,W
-maxpool:N,C,H,W,k,s,p  avgpool:N,C,H,W  linear:N,in,out). Prints one line
-"CASE ms" per case."""
+Usage: bench_layers.py --serve THREADS, as bench_layers.c runs it: prints
+"ready VERSION", then reads lines "CASE REPS" and answers each with "CASE ms".
+CASE is the C benchmark's description "kind:args" (conv:N,C,H,W,Co,k,s,p
+bn:N,C,H,W  bnrelu:N,C,H,W  relu:N,C,H,W  maxpool:N,C,H,W,k,s,p  avgpool:N,C,H,W
+linear:N,in,out)."""
 import sys
 import time
 
@@ -39,26 +40,33 @@ def build(case):
     raise ValueError(case)
 
 
-def main():
-    threads, reps = int(sys.argv[1]), int(sys.argv[2])
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    for case in sys.argv[3:]:
-        m, shape = build(case)
-        m.train()
-        x = torch.randn(*shape, requires_grad=True)
+def time_case(case, reps):
+    m, shape = build(case)
+    m.train()
+    x = torch.randn(*shape, requires_grad=True)
+    y = m(x)
+    dy = torch.randn_like(y)
+    times = []
+    for r in range(reps + 1):
+        t0 = time.perf_counter()
         y = m(x)
-        dy = torch.randn_like(y)
-        times = []
-        for r in range(reps + 1):
-            t0 = time.perf_counter()
-            y = m(x)
-            y.backward(dy)
-            t = time.perf_counter() - t0
-            if r:
-                times.append(t)
-        times.sort()
-        print("%s %.4f" % (case, 1e3 * times[len(times) // 2]), flush=True)
+        y.backward(dy)
+        t = time.perf_counter() - t0
+        if r:
+            times.append(t)
+    times.sort()
+    return 1e3 * times[len(times) // 2]
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] != "--serve":
+        sys.exit(__doc__)
+    torch.set_num_threads(int(sys.argv[2]))
+    torch.manual_seed(0)
+    print("ready", torch.__version__, flush=True)
+    for line in sys.stdin:
+        case, reps = line.split()
+        print("%s %.4f" % (case, time_case(case, int(reps))), flush=True)
 
 
 if __name__ == "__main__":
