@@ -158,7 +158,8 @@ BTI_HIDDEN bt_status bti_layer_output_shape(const bt_layer *l, int32_t ndim, con
 /* Make the layer use a shared scratch area (NULL: its own again). The owner of
  * s keeps it alive while the layer uses it and releases it with bti_scratch_release. */
 BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s);
-/* conv2d: target number of output columns per GEMM (tests force small chunks). */
+/* conv2d: target number of output columns per GEMM, per chunk or per group of
+ * images in the per-image strategy (tests force small chunks and groups). */
 BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
 /* conv2d strategy: 0 automatic, 1 one GEMM per chunk of images with the BLAS's
  * threads, 2 images spread over OpenMP threads, single-threaded BLAS each (3x3

@@ -111,9 +111,9 @@ static void geom_init(const bt_layer *l, const int64_t *in, struct geom *g)
     chunks = (g->n + g->b - 1) / g->b;
     g->b = (g->n + chunks - 1) / chunks;
     /* Per-image strategy: small images are grouped so that each GEMM has at
-     * least PB_COLS columns (the weight gradient reduces over them), within
-     * PB_MAX_COL_FLOATS of im2col per thread. */
-    g->pb = (PB_COLS + g->p - 1) / g->p;
+     * least PB_COLS columns (the weight gradient reduces over them; chunk_cols
+     * when set), within PB_MAX_COL_FLOATS of im2col per thread. */
+    g->pb = ((l->chunk_cols > 0 ? l->chunk_cols : PB_COLS) + g->p - 1) / g->p;
     if (g->pb > PB_MAX_COL_FLOATS / (g->k2 * g->p))
         g->pb = PB_MAX_COL_FLOATS / (g->k2 * g->p);
     if (g->pb < 1)
