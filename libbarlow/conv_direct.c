@@ -21,8 +21,10 @@
 
 int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
 
-/* Registers of output channels per forward tile, from register v0 of nv. */
-static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= 4 ? 4 : (int)(nv - v0); }
+#define VMAX 4 /* registers of output channels per forward tile */
+
+/* Registers of output channels in the forward tile that starts at register v0 of nv. */
+static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= VMAX ? VMAX : (int)(nv - v0); }
 
 void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp, int s,
                         int64_t *off, int64_t *rows)
@@ -97,7 +99,7 @@ T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
     int64_t r, ci;
     int t;
     for (r = r0; r < r1; r++) {
-        const int64_t v0 = r / 4 * 4, lanes = 16 * fwd_v(chp / 16, v0);
+        const int64_t v0 = r / VMAX * VMAX, lanes = 16 * fwd_v(chp / 16, v0);
         const __mmask16 m = mask16(nout - r * 16);
         float *dst = wpk + v0 * 16 * nin * nt + (r - v0) * 16;
         for (ci = 0; ci < nin; ci++) {
