@@ -1,20 +1,18 @@
-/* conv_direct.c - direct 3x3 stride-1 convolution tiles (see conv_direct.h).
+/* conv_direct.c - direct 3x3 convolution tiles, stride 1 or 2 (see conv_direct.h).
  *
  * Forward and input gradient: a tile is NP output pixels x V registers of 16
  * output channels (NP*V <= 28 accumulators). For each input channel and tap
  * it loads V weight registers and broadcasts NP input floats, so every
  * weight read serves NP pixels and every input read V*16 channels. Pixels
- * come from the offset list, so a tile crosses rows and images freely and no
- * junk pixel is computed. Input channels are taken CB at a time (the tile's
- * weights, CB*9*V*64 bytes, then stay in L1 across all the group's pixels),
- * partial sums going through the output rows.
+ * come from a list, so a tile crosses rows and images freely, any stride is
+ * a different list, and no junk pixel is computed. Input channels are taken
+ * CB at a time (the tile's weights, CB*taps*V*64 bytes, then stay in L1
+ * across all the group's pixels), partial sums going through the output rows.
  * Weight gradient: a tile is the 9 taps of one input channel x V <= 3
  * registers of output channels, summed over the pixel list (27 accumulators;
  * V dy loads and 9 broadcasts per pixel). */
 #include "conv_direct.h"
 #include "simd_x86.h"
-
-#include <string.h>
 
 #define TAPS 9
 #define CB 16 /* input channels per pass of the forward tiles */
@@ -250,8 +248,11 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *o
     for (c0 = 0; c0 < cin; c0 += CB) {
         const int64_t cb = cin - c0 < CB ? cin - c0 : CB;
         for (v0 = 0; v0 < nv; v0 += v) {
-            const float *w = wpk + v0 * 16 * cin * tp->n + c0 * tp->n * 16 * (v = fwd_v(nv, v0));
-            const int np = conv_np[v - 1];
+            const float *w;
+            int np;
+            v = fwd_v(nv, v0);
+            w = wpk + v0 * 16 * cin * tp->n + c0 * tp->n * 16 * v; /* block v0, channel c0 */
+            np = conv_np[v - 1];
             for (q = 0; q < npix; q += np)
                 conv_tiles[v - 1](x + c0 * lcap, lcap, cb, off + q, rows + q, tp, w,
                                   out + v0 * 16, chp, c0 == 0);
