@@ -537,28 +537,51 @@ static void pack_dx_weights(const struct geom *g, const float *w, float *wpk, in
     }
 }
 
+/* A thread's buffers in the direct form (the layout of pi_stride). */
+struct direct_bufs {
+    float *xp, *dp, *pix;
+    int64_t *off, *rows;
+};
+
+static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs *d)
+{
+    d->xp = buf;
+    d->dp = d->xp + gr_x(g);
+    d->pix = d->dp + gr_dy(g);
+    d->off = (int64_t *)(d->pix + dr_pix(g) + dr_part(g));
+    d->rows = d->off + dr_rows(g);
+}
+
+/* Images [n, n + nb): x padded into xp and the output pixel list. */
+static void direct_group(const struct geom *g, const float *x, int64_t n, int64_t nb,
+                         const struct direct_bufs *d)
+{
+    grid_pack(g, x + n * g->c * g->h * g->w, g->c, nb, d->xp);
+    bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, g->s, d->off, d->rows);
+}
+
 static void forward_direct(const struct geom *g, const float *wpk, const float *bias,
                            const float *x, float *y, int64_t n0, int64_t n1, float *buf)
 {
-    float *xp = buf, *pix = xp + gr_x(g) + gr_dy(g);
-    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g)), *rows = off + dr_rows(g);
-    const int64_t chw = g->c * g->h * g->w;
+    struct direct_bufs d;
     struct bti_taps tp;
     int64_t n;
+    direct_bufs_of(g, buf, &d);
     taps_all(g->wp, 0, &tp);
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
-        grid_pack(g, x + n * chw, g->c, nb, xp);
-        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, g->s, off, rows);
-        bti_direct_conv(xp, g->lcap, g->c, off, rows, nb * g->p, &tp, wpk, g->co, pix);
-        bti_direct_from_pixels(pix, g->co, nb, g->p, bias, y + n * g->co * g->p);
+        direct_group(g, x, n, nb, &d);
+        bti_direct_conv(d.xp, g->lcap, g->c, d.off, d.rows, nb * g->p, &tp, wpk, g->co, d.pix);
+        bti_direct_from_pixels(d.pix, g->co, nb, g->p, bias, y + n * g->co * g->p);
     }
 }
 
 /* Stride 2: dx rows (pixel-major, one per input pixel) from dy padded into dp. */
 static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, int64_t nb,
-                       float *dp, int64_t *off, int64_t *rows, float *pix)
+                       const struct direct_bufs *d)
 {
+    float *dp = d->dp;
+    int64_t *off = d->off, *rows = d->rows;
     const int64_t wpd = g->wo + 2, plane = (g->ho + 2) * wpd, lcap = nb * plane;
     int64_t ch, b, y, x;
     int cls;
@@ -578,7 +601,7 @@ static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, 
                     rows[q++] = (b * g->h + y) * g->w + x;
                 }
         bti_direct_slack(q, off, rows);
-        bti_direct_conv(dp, lcap, g->co, off, rows, q, &tp, wpk, g->c, pix);
+        bti_direct_conv(dp, lcap, g->co, off, rows, q, &tp, wpk, g->c, d->pix);
         wpk += bti_direct_round(g->c) * g->co * tp.n;
     }
 }
@@ -588,28 +611,26 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
                             const float *dy, float *dx, int64_t n0, int64_t n1, float *buf,
                             float *part)
 {
-    float *xp = buf, *dp = xp + gr_x(g), *pix = dp + gr_dy(g);
-    int64_t *off = (int64_t *)(pix + dr_pix(g) + dr_part(g)), *rows = off + dr_rows(g);
-    const int64_t chw = g->c * g->h * g->w;
+    struct direct_bufs d;
     struct bti_taps tp;
     int64_t n;
+    direct_bufs_of(g, buf, &d);
     taps_all(g->wp, 1, &tp);
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
         const float *dyc = dy + n * g->co * g->p;
-        grid_pack(g, x + n * chw, g->c, nb, xp);
-        bti_direct_offsets(nb, g->ho, g->wo, g->hp * g->wp, g->wp, g->s, off, rows);
-        bti_direct_to_pixels(dyc, g->co, nb, g->p, pix);
-        bti_direct_weight_grad(xp, g->lcap, g->wp, g->c, off, nb * g->p, pix, g->co, part);
+        direct_group(g, x, n, nb, &d);
+        bti_direct_to_pixels(dyc, g->co, nb, g->p, d.pix);
+        bti_direct_weight_grad(d.xp, g->lcap, g->wp, g->c, d.off, nb * g->p, d.pix, g->co, part);
         if (!wpk)
             continue;
         if (g->s == 1) {
-            grid_pack(g, dyc, g->co, nb, dp);
-            bti_direct_conv(dp, g->lcap, g->co, off, rows, nb * g->p, &tp, wpk, g->c, pix);
+            grid_pack(g, dyc, g->co, nb, d.dp);
+            bti_direct_conv(d.dp, g->lcap, g->co, d.off, d.rows, nb * g->p, &tp, wpk, g->c, d.pix);
         } else {
-            dx_stride2(g, wpk, dyc, nb, dp, off, rows, pix);
+            dx_stride2(g, wpk, dyc, nb, &d);
         }
-        bti_direct_from_pixels(pix, g->c, nb, g->h * g->w, NULL, dx + n * chw);
+        bti_direct_from_pixels(d.pix, g->c, nb, g->h * g->w, NULL, dx + n * g->c * g->h * g->w);
     }
 }
 
