@@ -137,9 +137,44 @@ T512 static void pad512(float *d, const float *x, int64_t h, int64_t w, int pad)
     }
 }
 
+#define EXPAND_MAX 128 /* planes of up to this many registers use pad512_expand */
+
+/* Small planes, one register of the padded plane at a time: an expanding
+ * load puts the next image floats in the lanes its mask (worked out once for
+ * all planes) marks as inside the image, zeros elsewhere. Rows of a few floats
+ * cost a masked load and store each in pad512; here 16 floats do. */
+T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb,
+                               int64_t h, int64_t w, int pad)
+{
+    const int64_t wp = w + 2 * (int64_t)pad, n = (h + 2 * (int64_t)pad) * wp, hw = h * w;
+    const int64_t nv = (n + 15) / 16;
+    __mmask16 mask[EXPAND_MAX];
+    int64_t start[EXPAND_MAX], p, c, b, k, seen = 0;
+    for (k = 0; k < nv; k++) {
+        unsigned m = 0;
+        start[k] = seen;
+        for (p = 16 * k; p < 16 * k + 16 && p < n; p++) {
+            const int64_t y = p / wp - pad, xx = p % wp - pad;
+            if (y >= 0 && y < h && xx >= 0 && xx < w) {
+                m |= 1u << (p - 16 * k);
+                seen++;
+            }
+        }
+        mask[k] = (__mmask16)m;
+    }
+    for (c = 0; c < ch; c++)
+        for (b = 0; b < nb; b++) {
+            const float *src = x + (b * ch + c) * hw;
+            float *dst = d + c * lcap + b * n;
+            for (k = 0; k < nv; k++)
+                _mm512_mask_storeu_ps(dst + 16 * k, mask16(n - 16 * k),
+                                      _mm512_maskz_expandloadu_ps(mask[k], src + start[k]));
+        }
+}
+
 #endif /* BTI_X86 */
 
-void bti_pad_plane(float *d, const float *x, int64_t h, int64_t w, int pad)
+static void pad_plane(float *d, const float *x, int64_t h, int64_t w, int pad)
 {
     const int64_t wp = w + 2 * (int64_t)pad;
     int64_t y, i;
@@ -214,4 +249,20 @@ void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho
         for (ox = lo; ox < hi; ox++)
             xr[ox * s] += dr[ox];
     }
+}
+
+void bti_pad_planes(float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb, int64_t h,
+                    int64_t w, int pad)
+{
+    const int64_t plane = (h + 2 * (int64_t)pad) * (w + 2 * (int64_t)pad);
+    int64_t c, b;
+#if BTI_X86
+    if (bti_sgemm_level() == BTI_SGEMM_AVX512 && (plane + 15) / 16 <= EXPAND_MAX) {
+        pad512_expand(d, lcap, x, ch, nb, h, w, pad);
+        return;
+    }
+#endif
+    for (c = 0; c < ch; c++)
+        for (b = 0; b < nb; b++)
+            pad_plane(d + c * lcap + b * plane, x + (b * ch + c) * h * w, h, w, pad);
 }

@@ -16,8 +16,10 @@ BTI_HIDDEN void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w,
 BTI_HIDDEN void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho,
                                  int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
 
-/* d = the h x w plane x with `pad` zero rows and columns on each side,
- * (h + 2*pad) x (w + 2*pad) floats (AVX-512 masked rows at that level). */
-BTI_HIDDEN void bti_pad_plane(float *d, const float *x, int64_t h, int64_t w, int pad);
+/* Zero padding of ch x nb planes: channel c of image b of x ([nb][ch][h][w])
+ * becomes the (h + 2*pad) x (w + 2*pad) plane at d + c*lcap + b*plane, planes
+ * of an image group side by side. AVX-512 masked copies at that level. */
+BTI_HIDDEN void bti_pad_planes(float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb,
+                               int64_t h, int64_t w, int pad);
 
 #endif /* BARLOW_CONV_PLANES_H */

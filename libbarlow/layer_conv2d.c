@@ -386,12 +386,11 @@ static void forward_images(const struct geom *g, const float *w, const float *bi
 static void grid_pack(const struct geom *g, const float *restrict src, int64_t ch, int64_t nb,
                       float *restrict dst)
 {
-    const int64_t hw = g->h * g->w, plane = g->hp * g->wp;
-    int64_t c, b, z, end;
+    const int64_t plane = g->hp * g->wp;
+    int64_t c, z, end;
+    bti_pad_planes(dst, g->lcap, src, ch, nb, g->h, g->w, g->pad);
     for (c = 0; c < ch; c++) {
         float *restrict dc = dst + c * g->lcap;
-        for (b = 0; b < nb; b++)
-            bti_pad_plane(dc + b * plane, src + (b * ch + c) * hw, g->h, g->w, g->pad);
         /* reads run up to tail floats past image nb - 1 */
         end = c == ch - 1 ? g->lcap + g->tail : g->lcap;
         z = nb * plane + g->tail < end ? nb * plane + g->tail : end;
@@ -583,12 +582,9 @@ static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, 
     float *dp = d->dp;
     int64_t *off = d->off, *rows = d->rows;
     const int64_t wpd = g->wo + 2, plane = (g->ho + 2) * wpd, lcap = nb * plane;
-    int64_t ch, b, y, x;
+    int64_t b, y, x;
     int cls;
-    for (ch = 0; ch < g->co; ch++)
-        for (b = 0; b < nb; b++)
-            bti_pad_plane(dp + ch * lcap + b * plane, dy + (b * g->co + ch) * g->p, g->ho, g->wo,
-                          1);
+    bti_pad_planes(dp, lcap, dy, g->co, nb, g->ho, g->wo, 1);
     for (cls = 0; cls < 4; cls++) {
         const int py = cls / 2, px = cls % 2;
         struct bti_taps tp;

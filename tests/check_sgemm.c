@@ -246,6 +246,53 @@ START_TEST(im2col_col2im_planes)
 }
 END_TEST
 
+/* Zero padding of ch x nb planes into a group layout with a gap after each
+ * channel's planes, against the definition; the gap is left alone. Small
+ * planes (expanding loads), planes past their limit (masked rows), pad 0-2. */
+static void pad_case(int level, int64_t h, int64_t w, int pad)
+{
+    const int64_t ch = 3, nb = 2, hp = h + 2 * pad, wp = w + 2 * pad, plane = hp * wp;
+    const int64_t lcap = nb * plane + 5, nx = nb * ch * h * w;
+    float *x = malloc((size_t)nx * sizeof *x), *d = malloc((size_t)(ch * lcap) * sizeof *d);
+    int64_t i, c, b, y, xx;
+    for (i = 0; i < nx; i++)
+        x[i] = (float)(i % 97) - 40.0f;
+    for (i = 0; i < ch * lcap; i++)
+        d[i] = 1234.0f;
+    bti_sgemm_set_level(level);
+    bti_pad_planes(d, lcap, x, ch, nb, h, w, pad);
+    bti_sgemm_set_level(-1);
+    for (c = 0; c < ch; c++) {
+        for (b = 0; b < nb; b++)
+            for (y = 0; y < hp; y++)
+                for (xx = 0; xx < wp; xx++) {
+                    const int inside = y >= pad && y < pad + h && xx >= pad && xx < pad + w;
+                    const float want =
+                        inside ? x[((b * ch + c) * h + y - pad) * w + xx - pad] : 0.0f;
+                    ck_assert_msg(d[c * lcap + b * plane + y * wp + xx] == want,
+                                  "pad level %d %lldx%lld pad %d: c %lld b %lld (%lld, %lld)",
+                                  level, (long long)h, (long long)w, pad, (long long)c,
+                                  (long long)b, (long long)y, (long long)xx);
+                }
+        for (i = nb * plane; i < lcap; i++)
+            ck_assert(d[c * lcap + i] == 1234.0f);
+    }
+    free(x);
+    free(d);
+}
+
+START_TEST(padded_planes)
+{
+    static const int geo[][3] = {{4, 4, 1}, {7, 7, 1}, {1, 1, 1}, {3, 17, 2}, {28, 28, 1},
+                                 {43, 43, 1}, {44, 44, 1}, {70, 70, 1}, {5, 9, 0}};
+    size_t t;
+    int level;
+    for (level = BTI_SGEMM_BLAS; level <= bti_sgemm_level(); level++)
+        for (t = 0; t < sizeof geo / sizeof geo[0]; t++)
+            pad_case(level, geo[t][0], geo[t][1], geo[t][2]);
+}
+END_TEST
+
 START_TEST(level_is_clamped_to_the_cpu)
 {
     int best;
@@ -271,6 +318,7 @@ Suite *sgemm_suite(void)
     tcase_add_test(tc, level_is_clamped_to_the_cpu);
     tcase_add_test(tc, rows_match_dense);
     tcase_add_test(tc, im2col_col2im_planes);
+    tcase_add_test(tc, padded_planes);
     suite_add_tcase(s, tc);
     return s;
 }
