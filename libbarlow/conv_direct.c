@@ -15,7 +15,7 @@
 #include "simd_x86.h"
 
 #define TAPS 9
-#define CB 16 /* input channels per pass of the forward tiles */
+#define CB 16 /* input channels per pass of the forward tiles (with 9 taps) */
 
 int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
 
@@ -242,11 +242,12 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *o
                      const int64_t *rows, int64_t npix, const struct bti_taps *tp,
                      const float *wpk, int64_t cout, float *out)
 {
-    const int64_t chp = bti_direct_round(cout), nv = chp / 16;
+    /* fewer taps, more channels per pass: the same weights in L1 */
+    const int64_t chp = bti_direct_round(cout), nv = chp / 16, cbmax = CB * TAPS / tp->n;
     int64_t c0, v0, q;
     int v;
-    for (c0 = 0; c0 < cin; c0 += CB) {
-        const int64_t cb = cin - c0 < CB ? cin - c0 : CB;
+    for (c0 = 0; c0 < cin; c0 += cbmax) {
+        const int64_t cb = cin - c0 < cbmax ? cin - c0 : cbmax;
         for (v0 = 0; v0 < nv; v0 += v) {
             const float *w;
             int np;
