@@ -178,7 +178,7 @@ static int per_image(const bt_layer *l, const struct geom *g)
         return 0;
     if (l->conv_mode >= 2)
         return 1;
-    if (direct_ok(l, g))
+    if (direct_ok(l, g)) /* it runs image group by image group, with no BLAS */
         return g->n >= l->threads;
     /* One thread: the private kernels image group by image group when they beat
      * the BLAS: always over OpenBLAS's Prescott kernels (4-6x), and over its good
