@@ -84,7 +84,27 @@ T512 static INLINE void transpose16(__m512 r[16])
         r[i] = t[i];
 }
 
-/* One register of 16 output channels at a time, gathered from the 16 rows of w. */
+/* The forward's packing (all taps in order): the 16 rows of w of a register,
+ * 16 floats at a time, transposed. */
+T512 static void pack_rows(const float *w, int64_t co, int64_t k2, int64_t r, float *dst,
+                           int64_t lanes)
+{
+    int64_t k0;
+    int j;
+    for (k0 = 0; k0 < k2; k0 += 16) {
+        const __mmask16 mk = mask16(k2 - k0);
+        __m512 v[16];
+        for (j = 0; j < 16; j++)
+            v[j] = r * 16 + j < co ? _mm512_maskz_loadu_ps(mk, w + (r * 16 + j) * k2 + k0)
+                                   : _mm512_setzero_ps();
+        transpose16(v);
+        for (j = 0; j < 16 && k0 + j < k2; j++)
+            _mm512_storeu_ps(dst + (k0 + j) * lanes, v[j]);
+    }
+}
+
+/* One register of 16 output channels at a time: the forward's rows through
+ * transposes, other tap lists gathered from the 16 rows of w. */
 T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
                           const struct bti_taps *tp, float *wpk, int part, int parts)
 {
@@ -95,11 +115,17 @@ T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
                                            _mm512_set1_epi32((int)(transpose ? TAPS : c * TAPS)));
     const int nt = tp->n;
     int64_t r, ci;
-    int t;
+    int t, in_order = !transpose && nt == TAPS;
+    for (t = 0; t < nt; t++)
+        in_order &= tp->w[t] == t;
     for (r = r0; r < r1; r++) {
         const int64_t v0 = r / VMAX * VMAX, lanes = 16 * fwd_v(chp / 16, v0);
         const __mmask16 m = mask16(nout - r * 16);
         float *dst = wpk + v0 * 16 * nin * nt + (r - v0) * 16;
+        if (in_order) {
+            pack_rows(w, co, c * TAPS, r, dst, lanes);
+            continue;
+        }
         for (ci = 0; ci < nin; ci++) {
             const float *src = w + (transpose ? ci * c + r * 16 : r * 16 * c + ci) * TAPS;
             for (t = 0; t < nt; t++)
