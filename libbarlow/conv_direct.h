@@ -61,9 +61,9 @@ BTI_HIDDEN void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp,
                                        const int64_t *off, int64_t npix, const float *dy,
                                        int64_t cout, float *part);
 
-/* dw[o][kk] += sum over t < nt of parts[t*stride + kk*chp + o] (parts of
- * bti_direct_weight_grad, chp = bti_direct_round(co)), in t order, for
- * o in [o0, o1) (o0 a multiple of 16) and kk < k2. */
+/* dw[o][kk] += (sum over t < nt of parts[t*stride + kk*chp + o], added in t
+ * order) for o in [o0, o1) (o0 a multiple of 16) and kk < k2; the parts are
+ * bti_direct_weight_grad's, chp = bti_direct_round(co). */
 BTI_HIDDEN void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_t co,
                                      int64_t k2, int64_t o0, int64_t o1, float *dw);
 
