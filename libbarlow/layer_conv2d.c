@@ -160,16 +160,6 @@ static int direct_ok(const bt_layer *l, const struct geom *g)
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static size_t col_floats(const struct geom *g)
-{
-    return g->b == 1 && g->identity ? 0 : round16((size_t)(g->k2 * g->b * g->p));
-}
-
-static size_t tmp_floats(const struct geom *g)
-{
-    return g->b == 1 ? 0 : round16((size_t)(g->co * g->b * g->p));
-}
-
 /* Strategy: one GEMM per chunk with the BLAS's threads (mode 1), or images
  * spread over OpenMP threads with a single-threaded BLAS each (mode 2). */
 static int per_image(const bt_layer *l, const struct geom *g)
@@ -197,6 +187,31 @@ static int per_image(const bt_layer *l, const struct geom *g)
      * per-image work wins or ties on every ResNet shape; so spread images
      * whenever there are enough of them. */
     return g->n >= l->threads;
+}
+
+/* Forms (l->conv_per_image): 0 chunked GEMMs on BLAS threads, 1 per image with
+ * GEMMs, 2 per image in the padded-grid form, 3 per image in the direct form. */
+static void set_form(struct geom *g, int form)
+{
+    g->grid = form == 2;
+    g->direct = form == 3;
+}
+
+static int choose_form(const bt_layer *l, struct geom *g)
+{
+    const int form = !per_image(l, g) ? 0 : direct_ok(l, g) ? 3 : grid_ok(l, g) ? 2 : 1;
+    set_form(g, form);
+    return form;
+}
+
+static size_t col_floats(const struct geom *g)
+{
+    return g->b == 1 && g->identity ? 0 : round16((size_t)(g->k2 * g->b * g->p));
+}
+
+static size_t tmp_floats(const struct geom *g)
+{
+    return g->b == 1 ? 0 : round16((size_t)(g->co * g->b * g->p));
 }
 
 /* Per thread: a group's col (K x pb*P), its output or gradient rows (Co x pb*P)
@@ -268,9 +283,7 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)groups;
     geom_init(l, x->shape, &g);
     (void)bti_sgemm_level(); /* detect the CPU here, before threads call bti_sgemm */
-    g.direct = per_image(l, &g) && direct_ok(l, &g);
-    g.grid = per_image(l, &g) && !g.direct && grid_ok(l, &g);
-    if (per_image(l, &g))
+    if (choose_form(l, &g))
         return bti_scratch_reserve(l->scratch, per_image_floats(l, &g) * sizeof(float), fn);
     return bti_scratch_reserve(l->scratch, (col_floats(&g) + tmp_floats(&g)) * sizeof(float), fn);
 }
@@ -645,10 +658,8 @@ static void forward_per_image(bt_layer *l, const struct geom *g, const float *x,
             taps_all(g->wp, 0, &tp);
             bti_direct_pack(w, g->co, g->c, 0, &tp, wpk, t, tn);
 #pragma omp barrier
-        }
-        if (g->direct)
             forward_direct(g, wpk, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
-        else if (g->grid)
+        } else if (g->grid)
             forward_grid(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
         else
             forward_images(g, w, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col,
@@ -764,11 +775,7 @@ static void conv_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int tr
     (void)groups;
     geom_init(l, xt->shape, &g);
     l->chunk_b = g.b;
-    l->conv_per_image = per_image(l, &g);
-    g.direct = l->conv_per_image && direct_ok(l, &g);
-    g.grid = l->conv_per_image && !g.direct && grid_ok(l, &g);
-    if (g.grid || g.direct)
-        l->conv_per_image = g.grid ? 2 : 3; /* remembered for backward */
+    l->conv_per_image = choose_form(l, &g); /* remembered for backward */
     l->conv_threads = l->threads;
     if (l->conv_per_image) {
         forward_per_image(l, &g, xt->data, yt->data);
@@ -827,8 +834,7 @@ static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     const int nt = l->threads;
     geom_init(l, l->in_shape, &g);
     g.b = l->chunk_b; /* the forward's plan, for which scratch was reserved */
-    g.grid = l->conv_per_image == 2;
-    g.direct = l->conv_per_image == 3;
+    set_form(&g, l->conv_per_image);
     col = (float *)l->scratch->p;
     tmp = col + col_floats(&g);
 
