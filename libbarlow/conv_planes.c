@@ -1,6 +1,6 @@
-/* conv_planes.c - im2col / col2im of one input plane for one kernel tap (see
- * conv_planes.h): AVX-512 masked copies when the CPU has them (the level of
- * the private SGEMM kernels), plain loops otherwise. */
+/* conv_planes.c - im2col / col2im of one input plane for one kernel tap, and
+ * zero-padded planes (see conv_planes.h): AVX-512 masked copies when the CPU
+ * has them (the level of the private SGEMM kernels), plain loops otherwise. */
 #include "conv_planes.h"
 
 #include "sgemm.h"
@@ -119,30 +119,12 @@ T512 static void col2im512(const float *d, float *x, int64_t h, int64_t w, int64
     }
 }
 
-/* One padded row of wp floats at a time, 16 lanes per masked store, the image
- * lanes loaded with the margin lanes masked off. */
-T512 static void pad512(float *d, const float *x, int64_t h, int64_t w, int pad)
-{
-    const int64_t wp = w + 2 * (int64_t)pad, hp = h + 2 * (int64_t)pad;
-    int64_t y, x0;
-    for (y = 0; y < hp; y++) {
-        float *dr = d + y * wp;
-        const int inside = y >= pad && y < pad + h;
-        for (x0 = 0; x0 < wp; x0 += 16) {
-            const __mmask16 img = inside ? (__mmask16)(mask16(pad + w - x0) & ~mask16(pad - x0))
-                                         : (__mmask16)0;
-            const __m512 v = _mm512_maskz_loadu_ps(img, x + (y - pad) * w + (x0 - pad));
-            _mm512_mask_storeu_ps(dr + x0, mask16(wp - x0), v);
-        }
-    }
-}
-
 #define EXPAND_MAX 128 /* planes of up to this many registers use pad512_expand */
 
 /* Small planes, one register of the padded plane at a time: an expanding
  * load puts the next image floats in the lanes its mask (worked out once for
- * all planes) marks as inside the image, zeros elsewhere. Rows of a few floats
- * cost a masked load and store each in pad512; here 16 floats do. */
+ * all planes) marks as inside the image, zeros elsewhere. Row by row (im2col's
+ * rows), a row of a few floats costs a masked load and store; here 16 floats do. */
 T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb,
                                int64_t h, int64_t w, int pad)
 {
@@ -173,32 +155,6 @@ T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t c
 }
 
 #endif /* BTI_X86 */
-
-static void pad_plane(float *d, const float *x, int64_t h, int64_t w, int pad)
-{
-    const int64_t wp = w + 2 * (int64_t)pad;
-    int64_t y, i;
-#if BTI_X86
-    if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
-        pad512(d, x, h, w, pad);
-        return;
-    }
-#endif
-    for (i = 0; i < pad * wp; i++)
-        d[i] = 0.0f;
-    for (y = 0; y < h; y++) {
-        float *restrict dr = d + (y + pad) * wp;
-        const float *restrict xr = x + y * w;
-        for (i = 0; i < pad; i++)
-            dr[i] = 0.0f;
-        for (i = 0; i < w; i++)
-            dr[pad + i] = xr[i];
-        for (i = pad + w; i < wp; i++)
-            dr[i] = 0.0f;
-    }
-    for (i = (pad + h) * wp; i < (h + 2 * (int64_t)pad) * wp; i++)
-        d[i] = 0.0f;
-}
 
 void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
                       int s, int pad, int i, int j, int64_t lo, int64_t hi)
@@ -262,7 +218,10 @@ void bti_pad_planes(float *d, int64_t lcap, const float *x, int64_t ch, int64_t 
         return;
     }
 #endif
+    /* a padded plane is the im2col plane of tap (0, 0) with the padded size as output */
     for (c = 0; c < ch; c++)
         for (b = 0; b < nb; b++)
-            pad_plane(d + c * lcap + b * plane, x + (b * ch + c) * h * w, h, w, pad);
+            bti_im2col_plane(d + c * lcap + b * plane, x + (b * ch + c) * h * w, h, w,
+                             h + 2 * (int64_t)pad, w + 2 * (int64_t)pad, 1, pad, 0, 0, pad,
+                             pad + w);
 }
