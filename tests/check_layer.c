@@ -186,20 +186,6 @@ END_TEST
  * partial tiles, odd and even sizes (the stride-2 input gradient's four pixel
  * classes), and images in several groups per thread. Other CPUs run the GEMM
  * forms here. */
-static double err_vs_double(const float *got, const double *want, int64_t n)
-{
-    double scale = 1e-300, worst = 0.0;
-    int64_t i;
-    for (i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (i = 0; i < n; i++) {
-        const double d = fabs((double)got[i] - want[i]);
-        if (!(d <= worst)) /* also catches NaN */
-            worst = isnan(d) ? INFINITY : d;
-    }
-    return worst / scale;
-}
-
 static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
                         int threads)
 {
@@ -245,9 +231,9 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
                 yr[(b * co + o) * pq + oy] += bti_layer_value(l, 1)->data[o];
     ck_assert_int_eq(bti_layer_forward(l, x, y, 1, 1), BT_OK);
     ck_assert_int_eq(bti_layer_backward(l, dy, dx), BT_OK);
-    ck_assert_msg(err_vs_double(bt_tensor_data(y), yr, n * co * pq) < 1e-5, "%s: y", what);
-    ck_assert_msg(err_vs_double(bt_tensor_data(dx), dxr, n * c * hw) < 1e-5, "%s: dx", what);
-    ck_assert_msg(err_vs_double(bti_layer_grad(l, 0)->data, dwr, co * c * 9) < 1e-5,
+    ck_assert_msg(rel_err_fd(bt_tensor_data(y), yr, n * co * pq) < 1e-5, "%s: y", what);
+    ck_assert_msg(rel_err_fd(bt_tensor_data(dx), dxr, n * c * hw) < 1e-5, "%s: dx", what);
+    ck_assert_msg(rel_err_fd(bti_layer_grad(l, 0)->data, dwr, co * c * 9) < 1e-5,
                   "%s: dweight", what);
     free(yr);
     free(dxr);

@@ -22,5 +22,6 @@ int golden_has(const golden *g, const char *name);
  * measured against the array's scale, as the design's "relative error <= 1e-4" means. */
 double rel_err(const float *got, const float *want, int64_t n);
 double rel_err_d(const double *got, const double *want, int64_t n);
+double rel_err_fd(const float *got, const double *want, int64_t n);
 
 #endif

@@ -98,30 +98,22 @@ int64_t golden_numel(const golden *g, const char *name)
     return e->numel;
 }
 
-double rel_err(const float *got, const float *want, int64_t n)
-{
-    double scale = 1e-30, worst = 0;
-    int64_t i;
-    for (i = 0; i < n; i++)
-        scale = fmax(scale, fabs((double)want[i]));
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)want[i]);
-        if (!(d <= worst)) /* also catches NaN */
-            worst = isnan(d) ? INFINITY : d;
+/* One body for the three precisions (NaN in got counts as an infinite error); the
+ * scale's floor is below the smallest normal of the reference's type. */
+#define REL_ERR(name, tgot, twant, floor)                                                  \
+    double name(const tgot *got, const twant *want, int64_t n)                             \
+    {                                                                                      \
+        double scale = floor, worst = 0;                                                   \
+        int64_t i;                                                                         \
+        for (i = 0; i < n; i++)                                                            \
+            scale = fmax(scale, fabs((double)want[i]));                                    \
+        for (i = 0; i < n; i++) {                                                          \
+            double d = fabs((double)got[i] - (double)want[i]);                             \
+            if (!(d <= worst))                                                             \
+                worst = isnan(d) ? INFINITY : d;                                           \
+        }                                                                                  \
+        return worst / scale;                                                              \
     }
-    return worst / scale;
-}
-
-double rel_err_d(const double *got, const double *want, int64_t n)
-{
-    double scale = 1e-300, worst = 0;
-    int64_t i;
-    for (i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (i = 0; i < n; i++) {
-        double d = fabs(got[i] - want[i]);
-        if (!(d <= worst))
-            worst = isnan(d) ? INFINITY : d;
-    }
-    return worst / scale;
-}
+REL_ERR(rel_err, float, float, 1e-30)
+REL_ERR(rel_err_d, double, double, 1e-300)
+REL_ERR(rel_err_fd, float, double, 1e-300)
