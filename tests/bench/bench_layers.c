@@ -8,7 +8,7 @@
  * the ratio to a square cblas_sgemm of the same FLOPs (capped at 2048^3)
  * measured in the same run with the same threads. Element-wise layers: GB/s of
  * their minimal memory traffic, and its ratio to a memcpy moving the same bytes
- * with the same threads, measured right after the layer.
+ * with the same threads, measured once after the layer's rounds.
  * When /usr/bin/python3 imports torch, tests/bench/bench_layers.py times the
  * same layers with the same thread count and the ratio is printed.
  *
@@ -38,7 +38,8 @@ struct bcase {
     const char *net;  /* "cifar18" or "small28" */
     const char *name; /* human name */
     char spec[96];    /* "kind:args" shared with the python twin */
-    double ms, torch_ms, gflops, gbs, ref; /* ref: sgemm GFLOP/s or memcpy GB/s */
+    double flops, bytes;  /* work of one forward + backward: FLOPs, or minimal traffic */
+    double ms, torch_ms, ref; /* ref: sgemm GFLOP/s or memcpy GB/s for that work */
     double ms_round[MAX_ROUNDS], torch_round[MAX_ROUNDS]; /* medians of each round */
 };
 
@@ -186,14 +187,15 @@ static double memcpy_gbs(int threads)
     return 2.0 * 4 * n / bench_median(t, 5) * 1e-9;
 }
 
-static void run_case(struct bcase *c, int threads, int reps)
+/* One round: the median ms of reps calls (and the case's work). */
+static double run_case(struct bcase *c, int threads, int reps)
 {
     char kind[16];
     int64_t a[8], xs[4], ys[4];
     int32_t xnd = 4, ynd;
     bt_layer *l = NULL;
     bt_tensor *x = NULL, *y = NULL, *dy = NULL, *dx = NULL;
-    double t[64], flops = 0, bytes = 0;
+    double t[64], ms;
     int r;
     parse(c->spec, kind, a);
     if (!strcmp(kind, "conv")) {
@@ -243,27 +245,22 @@ static void run_case(struct bcase *c, int threads, int reps)
         }
         t[r] = bench_now() - t0;
     }
-    c->ms = 1e3 * bench_median(t + 1, reps); /* the first call sizes the buffers */
+    ms = 1e3 * bench_median(t + 1, reps); /* the first call sizes the buffers */
+    c->flops = c->bytes = 0;
     if (!strcmp(kind, "conv"))
-        flops = 3.0 * 2.0 * (double)ys[1] * (double)(a[1] * a[5] * a[5]) * (double)ys[0] *
+        c->flops = 3.0 * 2.0 * (double)ys[1] * (double)(a[1] * a[5] * a[5]) * (double)ys[0] *
                 (double)(ys[2] * ys[3]);
     else if (!strcmp(kind, "linear"))
-        flops = 3.0 * 2.0 * (double)a[0] * (double)a[1] * (double)a[2];
+        c->flops = 3.0 * 2.0 * (double)a[0] * (double)a[1] * (double)a[2];
     else /* forward reads x, writes y; backward reads x (or y) and dy, writes dx */
-        bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel) +
+        c->bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel) +
                 (!strcmp(kind, "bnrelu") ? 4.0 * (double)y->numel : 0.0); /* + the ReLU mask */
-    if (flops > 0) {
-        c->gflops = flops / (c->ms * 1e-3) * 1e-9;
-        c->ref = sgemm_rate(flops);
-    } else {
-        c->gbs = bytes / (c->ms * 1e-3) * 1e-9;
-        c->ref = memcpy_same_gbs(bytes, threads, reps);
-    }
     bt_tensor_free(x);
     bt_tensor_free(y);
     bt_tensor_free(dx);
     bt_tensor_free(dy);
     bti_layer_destroy(l);
+    return ms;
 }
 
 /* The PyTorch twin runs beside this process as a server (bench_layers.py
@@ -342,7 +339,7 @@ int main(void)
     int threads = bti_threads_resolve(NULL), reps = 5, rounds = 3, i, round, torch = 0;
     const struct timespec pause = {0, 100000000};
     const char *filter = getenv("BENCH_FILTER"), *net = "";
-    double mem;
+    double mem, rate;
     if (getenv("BENCH_REPS"))
         reps = atoi(getenv("BENCH_REPS"));
     if (reps < 1)
@@ -361,26 +358,20 @@ int main(void)
     torch = twin_start(threads);
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
-        double ms;
         if (!selected(c, filter))
             continue;
         for (round = 0; round < rounds; round++) {
             /* each side starts after the other's idle threads stopped spinning */
             nanosleep(&pause, NULL);
-            run_case(c, threads, reps);
+            c->ms_round[round] = run_case(c, threads, reps);
             nanosleep(&pause, NULL);
-            c->ms_round[round] = c->ms;
             if (torch && (c->torch_round[round] = twin_time(c->spec, reps)) < 0) {
                 printf("PyTorch: the twin stopped answering; its column is left out\n");
                 torch = 0;
             }
         }
-        ms = c->ms;
         c->ms = bench_median(c->ms_round, rounds);
-        if (c->gflops > 0)
-            c->gflops *= ms / c->ms;
-        else
-            c->gbs *= ms / c->ms;
+        c->ref = c->flops > 0 ? sgemm_rate(c->flops) : memcpy_same_gbs(c->bytes, threads, reps);
         c->torch_ms = torch ? bench_median(c->torch_round, rounds) : -1;
     }
     twin_stop();
@@ -399,11 +390,12 @@ int main(void)
                                                          : "Fashion-MNIST preset 16-32-256, batch 128, "
                                                            "28x28 (f28) and 16x16 (f16)");
         }
+        rate = (c->flops > 0 ? c->flops : c->bytes) / (c->ms * 1e-3) * 1e-9;
         printf("%-30s %10.3f ", c->name, c->ms);
-        if (c->gflops > 0)
-            printf("%9.1f %7.0f%% %10s %8s ", c->gflops, 100.0 * c->gflops / c->ref, "", "");
+        if (c->flops > 0)
+            printf("%9.1f %7.0f%% %10s %8s ", rate, 100.0 * rate / c->ref, "", "");
         else
-            printf("%9s %8s %10.1f %7.0f%% ", "", "", c->gbs, 100.0 * c->gbs / c->ref);
+            printf("%9s %8s %10.1f %7.0f%% ", "", "", rate, 100.0 * rate / c->ref);
         if (c->torch_ms > 0)
             printf("%9.3f %9.2f\n", c->torch_ms, c->torch_ms / c->ms);
         else
