@@ -84,23 +84,21 @@ T512 static INLINE void transpose16(__m512 r[16])
         r[i] = t[i];
 }
 
-/* The forward's packing (all taps in order): the 16 rows of w of a register,
- * 16 floats at a time, transposed. */
-T512 static void pack_rows(const float *w, int64_t co, int64_t k2, int64_t r, float *dst,
-                           int64_t lanes)
+/* A 16 x 16 block through registers: rows i < nr of src (16 floats at src +
+ * i*ss, lanes lm; other rows and lanes read as 0), transposed, into rows
+ * j < nw of dst (at dst + j*ds, lanes sm), plus bias[j] when bias is given. */
+T512 static INLINE void move_block(const float *src, int64_t ss, int64_t nr, __mmask16 lm,
+                                   float *dst, int64_t ds, int64_t nw, __mmask16 sm,
+                                   const float *bias)
 {
-    int64_t k0;
-    int j;
-    for (k0 = 0; k0 < k2; k0 += 16) {
-        const __mmask16 mk = mask16(k2 - k0);
-        __m512 v[16];
-        for (j = 0; j < 16; j++)
-            v[j] = r * 16 + j < co ? _mm512_maskz_loadu_ps(mk, w + (r * 16 + j) * k2 + k0)
-                                   : _mm512_setzero_ps();
-        transpose16(v);
-        for (j = 0; j < 16 && k0 + j < k2; j++)
-            _mm512_storeu_ps(dst + (k0 + j) * lanes, v[j]);
-    }
+    __m512 r[16];
+    int k;
+    for (k = 0; k < 16; k++)
+        r[k] = k < nr ? _mm512_maskz_loadu_ps(lm, src + k * ss) : _mm512_setzero_ps();
+    transpose16(r);
+    for (k = 0; k < 16 && k < nw; k++)
+        _mm512_mask_storeu_ps(dst + k * ds, sm,
+                              bias ? _mm512_add_ps(r[k], _mm512_set1_ps(bias[k])) : r[k]);
 }
 
 /* One register of 16 output channels at a time: the forward's rows through
@@ -122,8 +120,12 @@ T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
         const int64_t v0 = r / VMAX * VMAX, lanes = 16 * fwd_v(chp / 16, v0);
         const __mmask16 m = mask16(nout - r * 16);
         float *dst = wpk + v0 * 16 * nin * nt + (r - v0) * 16;
-        if (in_order) {
-            pack_rows(w, co, c * TAPS, r, dst, lanes);
+        if (in_order) { /* the 16 rows of w, 16 kernel entries at a time */
+            const int64_t k2 = c * TAPS;
+            int64_t k0;
+            for (k0 = 0; k0 < k2; k0 += 16)
+                move_block(w + r * 16 * k2 + k0, k2, co - r * 16, mask16(k2 - k0),
+                           dst + k0 * lanes, lanes, k2 - k0, 0xFFFF, NULL);
             continue;
         }
         for (ci = 0; ci < nin; ci++) {
@@ -141,19 +143,11 @@ T512 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t
 {
     const int64_t chp = bti_direct_round(ch);
     int64_t b, q0, c0;
-    int k;
     for (b = 0; b < nb; b++)
         for (c0 = 0; c0 < chp; c0 += 16)
-            for (q0 = 0; q0 < p; q0 += 16) {
-                const __mmask16 mq = mask16(p - q0);
-                __m512 r[16];
-                for (k = 0; k < 16; k++)
-                    r[k] = c0 + k < ch ? _mm512_maskz_loadu_ps(mq, src + (b * ch + c0 + k) * p + q0)
-                                       : _mm512_setzero_ps();
-                transpose16(r);
-                for (k = 0; k < 16 && q0 + k < p; k++)
-                    _mm512_storeu_ps(dst + (b * p + q0 + k) * chp + c0, r[k]);
-            }
+            for (q0 = 0; q0 < p; q0 += 16)
+                move_block(src + (b * ch + c0) * p + q0, p, ch - c0, mask16(p - q0),
+                           dst + (b * p + q0) * chp + c0, chp, p - q0, 0xFFFF, NULL);
 }
 
 T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
@@ -161,21 +155,12 @@ T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64
 {
     const int64_t chp = bti_direct_round(ch);
     int64_t b, q0, c0;
-    int k;
     for (b = 0; b < nb; b++)
         for (c0 = 0; c0 < ch; c0 += 16)
-            for (q0 = 0; q0 < p; q0 += 16) {
-                const __mmask16 mq = mask16(p - q0);
-                __m512 r[16];
-                for (k = 0; k < 16; k++)
-                    r[k] = _mm512_maskz_loadu_ps(q0 + k < p ? (__mmask16)0xFFFF : (__mmask16)0,
-                                                 src + (b * p + q0 + k) * chp + c0);
-                transpose16(r);
-                for (k = 0; k < 16 && c0 + k < ch; k++)
-                    _mm512_mask_storeu_ps(dst + (b * ch + c0 + k) * p + q0, mq,
-                                          bias ? _mm512_add_ps(r[k], _mm512_set1_ps(bias[c0 + k]))
-                                               : r[k]);
-            }
+            for (q0 = 0; q0 < p; q0 += 16)
+                move_block(src + (b * p + q0) * chp + c0, chp, p - q0, 0xFFFF,
+                           dst + (b * ch + c0) * p + q0, p, ch - c0, mask16(p - q0),
+                           bias ? bias + c0 : NULL);
 }
 
 /* 16 channels x 16 kernel entries at a time: the threads' rows summed in
