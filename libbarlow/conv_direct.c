@@ -24,18 +24,85 @@ int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
 /* Registers of output channels in the forward tile that starts at register v0 of nv. */
 static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= VMAX ? VMAX : (int)(nv - v0); }
 
-void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp, int s,
-                        int64_t *off, int64_t *rows)
+int64_t bti_direct_list_len(int64_t npix) { return npix + BTI_DIRECT_CLASSES * BTI_DIRECT_SLACK; }
+
+/* The kernel rows (columns) inside the image for output row y: bit i set
+ * when input row y*s + i - 1 is in [0, h). */
+static int inside(int64_t y, int s, int64_t h)
 {
-    int64_t b, y, x, q = 0;
-    for (b = 0; b < nb; b++)
-        for (y = 0; y < ho; y++)
-            for (x = 0; x < wo; x++) {
-                off[q] = b * plane + s * (y * wp + x);
-                rows[q] = q;
-                q++;
-            }
-    bti_direct_slack(q, off, rows);
+    int i, m = 0;
+    for (i = 0; i < TAPS / 3; i++)
+        m |= (y * s + i - 1 >= 0 && y * s + i - 1 < h) << i;
+    return m;
+}
+
+/* The kinds of output rows (columns) of n by their taps inside, each a run
+ * [lo, hi): the valid kernel rows slide with y, so a set never comes back
+ * once it changed (first, middle, last; at most 3). */
+static int kinds(int64_t n, int s, int64_t h, int split, int mask[3], int64_t lo[3],
+                 int64_t hi[3])
+{
+    int64_t y;
+    int k = 0;
+    if (!split) { /* one kind, all taps */
+        mask[0] = 7;
+        lo[0] = 0;
+        hi[0] = n;
+        return 1;
+    }
+    for (y = 0; y < n; y++) {
+        const int m = inside(y, s, h);
+        if (k == 0 || mask[k - 1] != m) {
+            mask[k] = m;
+            lo[k++] = y;
+        }
+        hi[k - 1] = y + 1;
+    }
+    return k;
+}
+
+double bti_direct_outside(int64_t h, int64_t w, int64_t ho, int64_t wo, int s)
+{
+    int64_t y, in_r = 0, in_c = 0;
+    for (y = 0; y < ho; y++)
+        in_r += __builtin_popcount((unsigned)inside(y, s, h));
+    for (y = 0; y < wo; y++)
+        in_c += __builtin_popcount((unsigned)inside(y, s, w));
+    return 1.0 - (double)in_r * (double)in_c / (9.0 * (double)ho * (double)wo);
+}
+
+void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t plane,
+                        int64_t wp, int s, int split, int mirror, int64_t *off, int64_t *rows,
+                        struct bti_pixel_classes *pc)
+{
+    int64_t rl[3], rh[3], cl[3], ch[3], b, y, x, q = 0;
+    int rm[3], cm[3], a, c, i, j;
+    const int nr = kinds(ho, s, h, split, rm, rl, rh), nc = kinds(wo, s, w, split, cm, cl, ch);
+    pc->n = 0;
+    for (a = 0; a < nr; a++)
+        for (c = 0; c < nc; c++) {
+            struct bti_taps *tp = &pc->tp[pc->n];
+            tp->n = 0;
+            tp->slots = TAPS;
+            for (i = 0; i < 3; i++)
+                for (j = 0; j < 3; j++)
+                    if ((rm[a] >> i & 1) && (cm[c] >> j & 1)) {
+                        tp->off[tp->n] = i * wp + j;
+                        tp->slot[tp->n] = i * 3 + j;
+                        tp->w[tp->n++] = mirror ? 8 - (i * 3 + j) : i * 3 + j;
+                    }
+            pc->start[pc->n] = q;
+            for (b = 0; b < nb; b++)
+                for (y = rl[a]; y < rh[a]; y++)
+                    for (x = cl[c]; x < ch[c]; x++) {
+                        off[q] = b * plane + s * (y * wp + x);
+                        rows[q++] = (b * ho + y) * wo + x;
+                    }
+            pc->count[pc->n] = q - pc->start[pc->n];
+            bti_direct_slack(pc->count[pc->n], off + pc->start[pc->n], rows + pc->start[pc->n]);
+            q += BTI_DIRECT_SLACK;
+            pc->n++;
+        }
 }
 
 void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows)
@@ -191,9 +258,10 @@ T512 void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_
 }
 
 /* NP pixels x V registers over cin channels and the taps; first: start from
- * zero instead of the output rows. */
-T512 static INLINE void conv_tile(const int V, const int NP, const float *restrict x, int64_t lcap,
-                                  int64_t cin, const int64_t *off, const int64_t *rows,
+ * zero instead of the output rows. ALL: the taps are the packed ones in
+ * order (weights read in sequence, not through tp->slot). */
+T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
+                                  int64_t lcap, int64_t cin, const int64_t *off, const int64_t *rows,
                                   const struct bti_taps *tp, const float *restrict w, float *out,
                                   int64_t ldo, int first)
 {
@@ -209,14 +277,16 @@ T512 static INLINE void conv_tile(const int V, const int NP, const float *restri
                               : _mm512_loadu_ps(out + rows[r] * ldo + 16 * v);
     }
     for (c = 0; c < cin; c++) {
-        const float *xc = x + c * lcap;
+        const float *xc = x + c * lcap, *wc = w + c * tp->slots * 16 * V;
         for (t = 0; t < tp->n; t++) {
-            const float *xk = xc + tp->off[t];
+            const float *xk = xc + tp->off[t], *wt = wc + (ALL ? t : tp->slot[t]) * 16 * V;
             __m512 wv[4];
+            /* Opaque to the compiler: it then broadcasts from xk + o[r] as it
+             * stands, instead of rebuilding each pixel's index with an add. */
+            __asm__("" : "+r"(xk));
 #pragma GCC unroll 4
             for (v = 0; v < V; v++)
-                wv[v] = _mm512_loadu_ps(w + 16 * v);
-            w += 16 * V;
+                wv[v] = _mm512_loadu_ps(wt + 16 * v);
 #pragma GCC unroll 14
             for (r = 0; r < NP; r++) {
                 const __m512 b = _mm512_set1_ps(xk[o[r]]);
@@ -235,70 +305,119 @@ T512 static INLINE void conv_tile(const int V, const int NP, const float *restri
 
 typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, const int64_t *,
                              const struct bti_taps *, const float *, float *, int64_t, int);
-#define CONV_TILE(V, NP)                                                                       \
-    T512 static void conv_tile##V(const float *x, int64_t lcap, int64_t cin, const int64_t *off, \
-                                  const int64_t *rows, const struct bti_taps *tp, const float *w, \
-                                  float *out, int64_t ldo, int first)                          \
+#define CONV_TILE(V, NP, ALL, NAME)                                                            \
+    T512 static void NAME(const float *x, int64_t lcap, int64_t cin, const int64_t *off,        \
+                          const int64_t *rows, const struct bti_taps *tp, const float *w,       \
+                          float *out, int64_t ldo, int first)                                   \
     {                                                                                          \
-        conv_tile(V, NP, x, lcap, cin, off, rows, tp, w, out, ldo, first);                     \
+        conv_tile(V, NP, ALL, x, lcap, cin, off, rows, tp, w, out, ldo, first);                \
     }
-CONV_TILE(1, 8)
-CONV_TILE(2, 14)
-CONV_TILE(3, 9)
-CONV_TILE(4, 7)
-static const conv_tile_fn conv_tiles[4] = {conv_tile1, conv_tile2, conv_tile3, conv_tile4};
+CONV_TILE(1, 8, 0, conv_tile1)
+CONV_TILE(2, 14, 0, conv_tile2)
+CONV_TILE(3, 9, 0, conv_tile3)
+CONV_TILE(4, 7, 0, conv_tile4)
+CONV_TILE(1, 8, 1, conv_tile1_all)
+CONV_TILE(2, 14, 1, conv_tile2_all)
+CONV_TILE(3, 9, 1, conv_tile3_all)
+CONV_TILE(4, 7, 1, conv_tile4_all)
+static const conv_tile_fn conv_tiles[2][4] = {
+    {conv_tile1, conv_tile2, conv_tile3, conv_tile4},
+    {conv_tile1_all, conv_tile2_all, conv_tile3_all, conv_tile4_all}};
 static const int conv_np[4] = {8, 14, 9, 7};
 
 void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                     const int64_t *rows, int64_t npix, const struct bti_taps *tp,
-                     const float *wpk, int64_t cout, float *out)
+                     const int64_t *rows, const struct bti_pixel_classes *pc, const float *wpk,
+                     int64_t cout, float *out)
 {
-    /* fewer taps, more channels per pass: the same weights in L1 */
-    const int64_t chp = bti_direct_round(cout), nv = chp / 16, cbmax = CB * TAPS / tp->n;
-    int64_t c0, v0, q;
-    int v;
+    /* Fewer taps, more channels per pass: the same weights in L1. Classes go
+     * innermost, so a pass's weights are read from memory once for all. */
+    const int64_t chp = bti_direct_round(cout), nv = chp / 16, slots = pc->tp[0].slots;
+    int64_t c0, v0, q, cbmax;
+    int v, k, most = 1;
+    for (k = 0; k < pc->n; k++)
+        most = pc->tp[k].n > most ? pc->tp[k].n : most;
+    cbmax = CB * TAPS / most;
     for (c0 = 0; c0 < cin; c0 += cbmax) {
         const int64_t cb = cin - c0 < cbmax ? cin - c0 : cbmax;
         for (v0 = 0; v0 < nv; v0 += v) {
             const float *w;
             int np;
             v = fwd_v(nv, v0);
-            w = wpk + v0 * 16 * cin * tp->n + c0 * tp->n * 16 * v; /* block v0, channel c0 */
+            w = wpk + v0 * 16 * cin * slots + c0 * slots * 16 * v; /* block v0, channel c0 */
             np = conv_np[v - 1];
-            for (q = 0; q < npix; q += np)
-                conv_tiles[v - 1](x + c0 * lcap, lcap, cb, off + q, rows + q, tp, w,
-                                  out + v0 * 16, chp, c0 == 0);
+            for (k = 0; k < pc->n; k++) {
+                const int64_t *ok = off + pc->start[k], *rk = rows + pc->start[k];
+                const conv_tile_fn tile = conv_tiles[pc->tp[k].n == slots][v - 1];
+                for (q = 0; q < pc->count[k]; q += np)
+                    tile(x + c0 * lcap, lcap, cb, ok + q, rk + q, &pc->tp[k], w, out + v0 * 16,
+                         chp, c0 == 0);
+            }
         }
     }
 }
 
-/* The 9 taps of one input channel x V registers of output channels, over the pixel list. */
-T512 static INLINE void grad_tile(const int V, const float *restrict xc, int64_t wp,
-                                  const int64_t *off, int64_t npix, const float *restrict dy,
-                                  int64_t ld, float *restrict part)
+/* Taps (bit i*3 + j) of kernel rows rm and columns cm (bit i, bit j). */
+#define TAP_MASK(rm, cm)                                                                       \
+    (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
+#define ALL_TAPS TAP_MASK(7, 7)
+
+/* Pixels [q, end) of one class into acc, the taps of MASK only (the others
+ * would read padding); dy's row of pixel q is rws[q], or q when rws is NULL. */
+T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS][3],
+                                    const float *restrict xc, int64_t wp, const int64_t *off,
+                                    const int64_t *rws, int64_t q, int64_t end,
+                                    const float *restrict dy, int64_t ld)
 {
-    __m512 acc[TAPS][3];
-    int64_t q;
     int t, v;
-#pragma GCC unroll 9
-    for (t = 0; t < TAPS; t++)
-#pragma GCC unroll 3
-        for (v = 0; v < V; v++)
-            acc[t][v] = _mm512_loadu_ps(part + t * ld + 16 * v);
-    for (q = 0; q < npix; q++) {
-        const float *x0 = xc + off[q], *x1 = x0 + wp, *x2 = x1 + wp, *d = dy + q * ld;
-        const float *rows[3] = {x0, x1, x2};
+    for (; q < end; q++) {
+        const float *x0 = xc + off[q], *d = dy + (rws ? rws[q] : q) * ld;
         __m512 g[3];
 #pragma GCC unroll 3
         for (v = 0; v < V; v++)
             g[v] = _mm512_loadu_ps(d + 16 * v);
 #pragma GCC unroll 9
         for (t = 0; t < TAPS; t++) {
-            const __m512 b = _mm512_set1_ps(rows[t / 3][t % 3]);
+            if (MASK >> t & 1) {
+                const __m512 b = _mm512_set1_ps(x0[t / 3 * wp + t % 3]);
 #pragma GCC unroll 3
-            for (v = 0; v < V; v++)
-                acc[t][v] = _mm512_fmadd_ps(b, g[v], acc[t][v]);
+                for (v = 0; v < V; v++)
+                    acc[t][v] = _mm512_fmadd_ps(b, g[v], acc[t][v]);
+            }
         }
+    }
+}
+
+/* The 9 taps of one input channel x V registers of output channels, over
+ * the classes' pixels; an image's edges and corners skip their outside taps
+ * (rows and columns in first, middle or last position; any other class,
+ * from images of one row or column, takes all nine, reading zeros). */
+T512 static INLINE void grad_tile(const int V, const int SPLIT, const float *restrict xc, int64_t wp,
+                                  const int64_t *off, const int64_t *rws,
+                                  const struct bti_pixel_classes *pc, const int *masks,
+                                  const float *restrict dy, int64_t ld, float *restrict part)
+{
+    __m512 acc[TAPS][3];
+    int t, v, k;
+#pragma GCC unroll 9
+    for (t = 0; t < TAPS; t++)
+#pragma GCC unroll 3
+        for (v = 0; v < V; v++)
+            acc[t][v] = _mm512_loadu_ps(part + t * ld + 16 * v);
+    if (!SPLIT) /* one class: all taps, pixels in order */
+        grad_pixels(V, ALL_TAPS, acc, xc, wp, off, NULL, 0, pc->count[0], dy, ld);
+    for (k = 0; SPLIT && k < pc->n; k++) {
+        const int64_t q = pc->start[k], end = q + pc->count[k];
+#define GRAD_CASE(rm, cm)                                                                      \
+    case TAP_MASK(rm, cm):                                                                     \
+        grad_pixels(V, TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);               \
+        break;
+        switch (masks[k]) {
+            GRAD_CASE(6, 6) GRAD_CASE(6, 3) GRAD_CASE(3, 6) GRAD_CASE(3, 3)
+            GRAD_CASE(6, 7) GRAD_CASE(3, 7) GRAD_CASE(7, 6) GRAD_CASE(7, 3)
+        default:
+            grad_pixels(V, ALL_TAPS, acc, xc, wp, off, rws, q, end, dy, ld);
+        }
+#undef GRAD_CASE
     }
 #pragma GCC unroll 9
     for (t = 0; t < TAPS; t++)
@@ -307,30 +426,40 @@ T512 static INLINE void grad_tile(const int V, const float *restrict xc, int64_t
             _mm512_storeu_ps(part + t * ld + 16 * v, acc[t][v]);
 }
 
-typedef void (*grad_tile_fn)(const float *, int64_t, const int64_t *, int64_t, const float *,
-                             int64_t, float *);
-#define GRAD_TILE(V)                                                                          \
-    T512 static void grad_tile##V(const float *xc, int64_t wp, const int64_t *off,            \
-                                  int64_t npix, const float *dy, int64_t ld, float *part)     \
+typedef void (*grad_tile_fn)(const float *, int64_t, const int64_t *, const int64_t *,
+                             const struct bti_pixel_classes *, const int *, const float *, int64_t,
+                             float *);
+#define GRAD_TILE(V, SPLIT, NAME)                                                             \
+    T512 static void NAME(const float *xc, int64_t wp, const int64_t *off, const int64_t *rws, \
+                          const struct bti_pixel_classes *pc, const int *masks, const float *dy, \
+                          int64_t ld, float *part)                                             \
     {                                                                                         \
-        grad_tile(V, xc, wp, off, npix, dy, ld, part);                                        \
+        grad_tile(V, SPLIT, xc, wp, off, rws, pc, masks, dy, ld, part);                       \
     }
-GRAD_TILE(1)
-GRAD_TILE(2)
-GRAD_TILE(3)
-static const grad_tile_fn grad_tiles[3] = {grad_tile1, grad_tile2, grad_tile3};
+GRAD_TILE(1, 0, grad_tile1)
+GRAD_TILE(2, 0, grad_tile2)
+GRAD_TILE(3, 0, grad_tile3)
+GRAD_TILE(1, 1, grad_tile1_split)
+GRAD_TILE(2, 1, grad_tile2_split)
+GRAD_TILE(3, 1, grad_tile3_split)
+static const grad_tile_fn grad_tiles[2][3] = {{grad_tile1, grad_tile2, grad_tile3},
+                                              {grad_tile1_split, grad_tile2_split, grad_tile3_split}};
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
-                            const int64_t *off, int64_t npix, const float *dy, int64_t cout,
+                            const int64_t *off, const int64_t *rows,
+                            const struct bti_pixel_classes *pc, const float *dy, int64_t cout,
                             float *part)
 {
     const int64_t chp = bti_direct_round(cout), nv = chp / 16;
     int64_t c, v0;
-    int v;
+    int v, k, t, masks[BTI_DIRECT_CLASSES];
+    for (k = 0; k < pc->n; k++)
+        for (masks[k] = 0, t = 0; t < pc->tp[k].n; t++)
+            masks[k] |= 1 << pc->tp[k].slot[t];
     for (c = 0; c < cin; c++)
         for (v0 = 0; v0 < nv; v0 += v) {
             v = nv - v0 == 4 ? 2 : nv - v0 >= 3 ? 3 : (int)(nv - v0); /* 4 as 2 + 2, not 3 + 1 */
-            grad_tiles[v - 1](x + c * lcap, wp, off, npix, dy + v0 * 16, chp,
+            grad_tiles[pc->n > 1][v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16, chp,
                               part + c * TAPS * chp + v0 * 16);
         }
 }
@@ -361,19 +490,20 @@ void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
 }
 
 void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                     const int64_t *rows, int64_t npix, const struct bti_taps *tp,
-                     const float *wpk, int64_t cout, float *out)
+                     const int64_t *rows, const struct bti_pixel_classes *pc, const float *wpk,
+                     int64_t cout, float *out)
 {
-    (void)x, (void)lcap, (void)cin, (void)off, (void)rows, (void)npix, (void)tp, (void)wpk,
-        (void)cout, (void)out;
+    (void)x, (void)lcap, (void)cin, (void)off, (void)rows, (void)pc, (void)wpk, (void)cout,
+        (void)out;
 }
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
-                            const int64_t *off, int64_t npix, const float *dy, int64_t cout,
+                            const int64_t *off, const int64_t *rows,
+                            const struct bti_pixel_classes *pc, const float *dy, int64_t cout,
                             float *part)
 {
-    (void)x, (void)lcap, (void)wp, (void)cin, (void)off, (void)npix, (void)dy, (void)cout,
-        (void)part;
+    (void)x, (void)lcap, (void)wp, (void)cin, (void)off, (void)rows, (void)pc, (void)dy,
+        (void)cout, (void)part;
 }
 
 #endif

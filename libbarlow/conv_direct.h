@@ -11,10 +11,14 @@
  *    a channel's planes, and rows[q], the pixel-major row it is written to;
  *    both followed by BTI_DIRECT_SLACK copies of their last entry (tiles run
  *    past npix and recompute that pixel);
+ *  - pixel classes: a list made of up to 9 such lists, one per set of taps
+ *    that stay inside the image (the interior, the edges, the corners), so
+ *    no tap that would read padding is computed;
  *  - pixel-major rows: r[q][chp], chp = bti_direct_round(channels), with
  *    BTI_DIRECT_SLACK spare rows after the last pixel;
- *  - taps: the window's taps as offsets from off[q] and the kernel entry
- *    (i*3 + j) of each.
+ *  - taps: the window's taps as offsets from off[q], the kernel entry (i*3 +
+ *    j) of each, and where its weights sit among the `slots` packed per input
+ *    channel (a class uses a subset of the packed taps).
  * Each output is one fixed sequence of FMAs (input channel, then tap, in
  * order), so results are the same bits on every call for a given shape. */
 #ifndef BARLOW_CONV_DIRECT_H
@@ -26,8 +30,18 @@
 
 struct bti_taps {
     int n;          /* taps, 1..9 */
+    int slots;      /* taps per input channel in the packed weights */
     int64_t off[9]; /* offset from the window start in the planes */
     int w[9];       /* kernel entry i*3 + j */
+    int slot[9];    /* position among the packed taps */
+};
+
+/* A pixel list split into classes by the taps inside the image. */
+#define BTI_DIRECT_CLASSES 9
+struct bti_pixel_classes {
+    int n;
+    int64_t start[BTI_DIRECT_CLASSES], count[BTI_DIRECT_CLASSES];
+    struct bti_taps tp[BTI_DIRECT_CLASSES];
 };
 
 /* Channels rounded up to a whole number of registers. */
@@ -40,25 +54,42 @@ BTI_HIDDEN int64_t bti_direct_round(int64_t ch);
 BTI_HIDDEN void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
                                 const struct bti_taps *tp, float *wpk, int part, int parts);
 
-/* The pixel list of nb images of ho x wo outputs, stride s, in planes of
- * `plane` floats and rows of wp (rows[q] = q), then the slack copies. */
-BTI_HIDDEN void bti_direct_offsets(int64_t nb, int64_t ho, int64_t wo, int64_t plane, int64_t wp,
-                                   int s, int64_t *off, int64_t *rows);
+/* Entries of a class list for npix pixels (with every class's slack). */
+BTI_HIDDEN int64_t bti_direct_list_len(int64_t npix);
+
+/* The share of a 3x3 window's taps that fall outside the image (in the
+ * padding), over the ho x wo outputs of an h x w input at stride s. */
+BTI_HIDDEN double bti_direct_outside(int64_t h, int64_t w, int64_t ho, int64_t wo, int s);
+
+/* The classes of nb images of ho x wo outputs, stride s, over inputs of h x w
+ * padded by 1 into planes of `plane` floats and rows of wp: output pixel
+ * (b, y, x) is row (b*ho + y)*wo + x and reads taps (i, j) with 0 <= y*s + i
+ * - 1 < h and 0 <= x*s + j - 1 < w. Each class's taps use the nine packed
+ * taps of taps (i*3 + j in slot i*3 + j; kernel entry 8 - (i*3 + j) when
+ * mirror: the input gradient's weights). split 0: one class of all pixels
+ * and all nine taps instead. A lone class lists its pixels in order
+ * (rows[q] = q). */
+BTI_HIDDEN void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                   int64_t plane, int64_t wp, int s, int split, int mirror,
+                                   int64_t *off, int64_t *rows, struct bti_pixel_classes *pc);
 /* The slack copies after a pixel list of npix entries built by the caller. */
 BTI_HIDDEN void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows);
 
 /* out[rows[q]][o] = sum over input channels ci and taps t of
- * x[ci*lcap + off[q] + tp->off[t]] * w(o, ci, tp->w[t]), for q < npix and
- * o < cout (wpk from bti_direct_pack; spare channels come out 0). */
+ * x[ci*lcap + off[q] + tp->off[t]] * w(o, ci, tp->w[t]), for q in each class
+ * of pc with that class's taps tp, and o < cout (wpk from bti_direct_pack
+ * with tp->slots taps, the same for all classes, tap t's weights in slot
+ * tp->slot[t]; spare channels come out 0). */
 BTI_HIDDEN void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                                const int64_t *rows, int64_t npix, const struct bti_taps *tp,
+                                const int64_t *rows, const struct bti_pixel_classes *pc,
                                 const float *wpk, int64_t cout, float *out);
 
-/* part[(ci*9 + i*3 + j)][o] += sum over q < npix of
- * dy[q][o] * x[ci*lcap + off[q] + i*wp + j]; dy and part have rows of
- * bti_direct_round(cout) floats. */
+/* part[(ci*9 + i*3 + j)][o] += sum over q in the classes of pc (from
+ * bti_direct_classes) of dy[rows[q]][o] * x[ci*lcap + off[q] + i*wp + j];
+ * dy and part have rows of bti_direct_round(cout) floats. */
 BTI_HIDDEN void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
-                                       const int64_t *off, int64_t npix, const float *dy,
+                                       const int64_t *off, const int64_t *rows,
+                                       const struct bti_pixel_classes *pc, const float *dy,
                                        int64_t cout, float *part);
 
 /* dw[o][kk] += (sum over t < nt of parts[t*stride + kk*chp + o], added in t

@@ -2,6 +2,7 @@
  * statistics), the private API the model uses, initialisation, and misuse. */
 #include "barlow.h"
 #include "golden.h"
+#include "conv_direct.h"
 #include "layer.h"
 
 #include <check.h>
@@ -255,8 +256,80 @@ START_TEST(conv_direct_matches_reference)
         direct_case(4, 64, 4, 4, 64, s, 2);
         direct_case(20, 5, 8, 8, 20, s, 2);
         direct_case(3, 1, 9, 2, 1, s, 3);
+        direct_case(2, 20, 16, 17, 24, s, 2); /* few taps outside: one class */
+        direct_case(3, 16, 1, 6, 16, s, 1);   /* images of one row, of one column */
+        direct_case(2, 8, 5, 1, 16, s, 1);
     }
     direct_case(40, 6, 7, 9, 24, 2, 2); /* several groups of odd-sized images */
+}
+END_TEST
+
+/* The pixel classes: every output pixel in exactly one class, each class's
+ * taps exactly those inside the image for each of its pixels (slot and
+ * offset alike, mirrored kernel entries when asked), slack copies after each
+ * class, and bti_direct_outside the share of taps left out. */
+static void classes_case(int64_t nb, int64_t h, int64_t w, int s, int split)
+{
+    const int64_t ho = (h - 1) / s + 1, wo = (w - 1) / s + 1, wp = w + 2, plane = (h + 2) * wp;
+    const int64_t n = bti_direct_list_len(nb * ho * wo);
+    int64_t *off = malloc((size_t)n * sizeof *off), *rows = malloc((size_t)n * sizeof *rows);
+    int *seen = calloc((size_t)(nb * ho * wo), sizeof *seen);
+    struct bti_pixel_classes pc;
+    int64_t q, taps = 0;
+    int k, t, i, j;
+    bti_direct_classes(nb, h, w, ho, wo, plane, wp, s, split, 1, off, rows, &pc);
+    ck_assert(pc.n >= 1 && pc.n <= BTI_DIRECT_CLASSES && (split || pc.n == 1));
+    for (k = 0; k < pc.n; k++) {
+        const struct bti_taps *tp = &pc.tp[k];
+        const int64_t end = pc.start[k] + pc.count[k];
+        ck_assert(k == 0 || pc.start[k] >= pc.start[k - 1] + pc.count[k - 1] + BTI_DIRECT_SLACK);
+        ck_assert_int_eq(tp->slots, 9);
+        for (q = pc.start[k]; q < end; q++) {
+            const int64_t r = rows[q], b = r / (ho * wo), y = r / wo % ho, x = r % wo;
+            int inside = 0;
+            ck_assert(r >= 0 && r < nb * ho * wo && !seen[r]);
+            seen[r] = 1;
+            ck_assert_int_eq(off[q], b * plane + s * (y * wp + x));
+            for (i = 0; i < 3; i++)
+                for (j = 0; j < 3; j++) {
+                    const int in = y * s + i - 1 >= 0 && y * s + i - 1 < h && x * s + j - 1 >= 0 &&
+                                   x * s + j - 1 < w;
+                    int found = 0;
+                    for (t = 0; t < tp->n; t++)
+                        if (tp->slot[t] == i * 3 + j) {
+                            found = 1;
+                            ck_assert_int_eq(tp->off[t], i * wp + j);
+                            ck_assert_int_eq(tp->w[t], 8 - (i * 3 + j));
+                        }
+                    ck_assert(found == in || (!split && found));
+                    inside += in;
+                }
+            taps += inside;
+        }
+        for (q = end; q < end + BTI_DIRECT_SLACK; q++)
+            ck_assert(off[q] == off[end - 1] && rows[q] == rows[end - 1]);
+    }
+    for (q = 0; q < nb * ho * wo; q++)
+        ck_assert_msg(seen[q], "pixel %lld in no class", (long long)q);
+    ck_assert_double_eq_tol(bti_direct_outside(h, w, ho, wo, s),
+                            1.0 - (double)taps / (9.0 * (double)(nb * ho * wo)), 1e-12);
+    free(off);
+    free(rows);
+    free(seen);
+}
+
+START_TEST(conv_direct_classes)
+{
+    int s, split;
+    for (s = 1; s <= 2; s++)
+        for (split = 0; split <= 1; split++) {
+            classes_case(2, 7, 7, s, split);
+            classes_case(3, 4, 5, s, split);
+            classes_case(1, 1, 6, s, split);
+            classes_case(2, 5, 1, s, split);
+            classes_case(1, 1, 1, s, split);
+            classes_case(2, 2, 2, s, split);
+        }
 }
 END_TEST
 
@@ -837,6 +910,7 @@ Suite *layer_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, conv_matches_pytorch);
     tcase_add_test(tc, conv_direct_matches_reference);
+    tcase_add_test(tc, conv_direct_classes);
     tcase_add_test(tc, linear_matches_pytorch);
     tcase_add_test(tc, batchnorm_matches_pytorch);
     tcase_add_test(tc, relu_matches_pytorch_in_place_too);
