@@ -12,13 +12,14 @@
  * When /usr/bin/python3 imports torch, tests/bench/bench_layers.py times the
  * same layers with the same thread count and the ratio is printed.
  *
- * The machine is shared and its speed drifts within minutes, so each case is
- * timed in BENCH_ROUNDS rounds (default 3) of libbarlow then PyTorch, the twin
- * running as a server beside this process; every number printed is the
- * median over the rounds of the round's median, and the two sides of a ratio
- * are taken seconds apart.
+ * The machine is shared and its speed drifts by up to 2x within seconds, so
+ * each case is timed call by call in turn: one forward + backward by
+ * libbarlow, then one by PyTorch (the twin runs as a server beside this
+ * process), BENCH_REPS times (default 11) after a warm-up call each; every
+ * number printed is the median of those calls, and the two sides of a ratio
+ * see the same drift.
  *
- * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 5),
+ * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 11, at most 63),
  * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
  * (0 cblas_sgemm only, 1 AVX2, 2 AVX-512: the level of the private conv GEMM), BENCH_CHUNK (conv2d GEMM
  * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin). */
@@ -32,15 +33,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ROUNDS 9
+#define MAX_REPS 63
 
 struct bcase {
     const char *net;  /* "cifar18" or "small28" */
     const char *name; /* human name */
     char spec[96];    /* "kind:args" shared with the python twin */
     double flops, bytes;  /* work of one forward + backward: FLOPs, or minimal traffic */
-    double ms, torch_ms, ref; /* ref: sgemm GFLOP/s or memcpy GB/s for that work */
-    double ms_round[MAX_ROUNDS], torch_round[MAX_ROUNDS]; /* medians of each round */
+    double ms, torch_ms, ref; /* medians; ref: sgemm GFLOP/s or memcpy GB/s for that work */
 };
 
 static struct bcase cases[64];
@@ -187,80 +187,88 @@ static double memcpy_gbs(int threads)
     return 2.0 * 4 * n / bench_median(t, 5) * 1e-9;
 }
 
-/* One round: the median ms of reps calls (and the case's work). */
-static double run_case(struct bcase *c, int threads, int reps)
-{
+/* A case's layer and tensors, made once for all its calls. */
+struct run {
     char kind[16];
+    bt_layer *l;
+    bt_tensor *x, *y, *dy, *dx;
+};
+
+static void run_open(struct bcase *c, int threads, struct run *u)
+{
     int64_t a[8], xs[4], ys[4];
     int32_t xnd = 4, ynd;
-    bt_layer *l = NULL;
-    bt_tensor *x = NULL, *y = NULL, *dy = NULL, *dx = NULL;
-    double t[64], ms;
-    int r;
-    parse(c->spec, kind, a);
-    if (!strcmp(kind, "conv")) {
-        bti_layer_conv2d_new(&l, (int)a[1], (int)a[4], (int)a[5], (int)a[6], (int)a[7], 0, "bench");
-    } else if (!strcmp(kind, "bn") || !strcmp(kind, "bnrelu")) {
-        bti_layer_batchnorm_new(&l, (int)a[1], 1e-5, 0.1, 1, "bench");
+    memset(u, 0, sizeof *u);
+    parse(c->spec, u->kind, a);
+    if (!strcmp(u->kind, "conv")) {
+        bti_layer_conv2d_new(&u->l, (int)a[1], (int)a[4], (int)a[5], (int)a[6], (int)a[7], 0,
+                             "bench");
+    } else if (!strcmp(u->kind, "bn") || !strcmp(u->kind, "bnrelu")) {
+        bti_layer_batchnorm_new(&u->l, (int)a[1], 1e-5, 0.1, 1, "bench");
         if (a[2] * a[3] == 1)
             xnd = 2;
-    } else if (!strcmp(kind, "relu")) {
-        bti_layer_relu_new(&l, "bench");
-    } else if (!strcmp(kind, "maxpool")) {
-        bti_layer_maxpool2d_new(&l, (int)a[4], (int)a[5], (int)a[6], "bench");
-    } else if (!strcmp(kind, "avgpool")) {
-        bti_layer_avgpool_new(&l, "bench");
+    } else if (!strcmp(u->kind, "relu")) {
+        bti_layer_relu_new(&u->l, "bench");
+    } else if (!strcmp(u->kind, "maxpool")) {
+        bti_layer_maxpool2d_new(&u->l, (int)a[4], (int)a[5], (int)a[6], "bench");
+    } else if (!strcmp(u->kind, "avgpool")) {
+        bti_layer_avgpool_new(&u->l, "bench");
     } else {
-        bti_layer_linear_new(&l, (int)a[1], (int)a[2], 1, "bench");
+        bti_layer_linear_new(&u->l, (int)a[1], (int)a[2], 1, "bench");
         xnd = 2;
     }
     memcpy(xs, a, sizeof xs);
-    bti_layer_set_threads(l, threads);
+    bti_layer_set_threads(u->l, threads);
     if (getenv("BENCH_CHUNK")) /* conv2d GEMM columns per chunk, for tuning */
-        bti_layer_conv2d_set_chunk(l, atoll(getenv("BENCH_CHUNK")));
+        bti_layer_conv2d_set_chunk(u->l, atoll(getenv("BENCH_CHUNK")));
     if (getenv("BENCH_CONV_MODE")) /* 1 chunked GEMM on BLAS threads, 2 images on OpenMP threads */
-        bti_layer_conv2d_set_mode(l, atoi(getenv("BENCH_CONV_MODE")));
-    bti_layer_output_shape(l, xnd, xs, &ynd, ys);
-    bt_tensor_create(&x, xnd, xs);
-    bt_tensor_create(&dx, xnd, xs);
-    bt_tensor_create(&y, ynd, ys);
-    bt_tensor_create(&dy, ynd, ys);
-    fill(x, 1);
-    fill(dy, 2);
-    if (reps > 63)
-        reps = 63;
-    for (r = 0; r <= reps; r++) {
-        double t0 = bench_now();
-        bt_status st;
-        if (!strcmp(kind, "bnrelu")) /* the model's fused BatchNorm + ReLU */
-            st = bti_layer_forward_fused(l, x, y, 1, 1, NULL, 1) != BT_OK
-                     ? BT_E_STATE
-                     : bti_layer_backward_masked(l, dy, dx, y);
-        else
-            st = bti_layer_forward(l, x, y, 1, 1) != BT_OK ? BT_E_STATE
-                                                           : bti_layer_backward(l, dy, dx);
-        if (st != BT_OK) {
-            printf("%s: %s\n", c->name, bt_last_error());
-            exit(1);
-        }
-        t[r] = bench_now() - t0;
-    }
-    ms = 1e3 * bench_median(t + 1, reps); /* the first call sizes the buffers */
+        bti_layer_conv2d_set_mode(u->l, atoi(getenv("BENCH_CONV_MODE")));
+    bti_layer_output_shape(u->l, xnd, xs, &ynd, ys);
+    bt_tensor_create(&u->x, xnd, xs);
+    bt_tensor_create(&u->dx, xnd, xs);
+    bt_tensor_create(&u->y, ynd, ys);
+    bt_tensor_create(&u->dy, ynd, ys);
+    fill(u->x, 1);
+    fill(u->dy, 2);
     c->flops = c->bytes = 0;
-    if (!strcmp(kind, "conv"))
+    if (!strcmp(u->kind, "conv"))
         c->flops = 3.0 * 2.0 * (double)ys[1] * (double)(a[1] * a[5] * a[5]) * (double)ys[0] *
                 (double)(ys[2] * ys[3]);
-    else if (!strcmp(kind, "linear"))
+    else if (!strcmp(u->kind, "linear"))
         c->flops = 3.0 * 2.0 * (double)a[0] * (double)a[1] * (double)a[2];
     else /* forward reads x, writes y; backward reads x (or y) and dy, writes dx */
-        c->bytes = 4.0 * (2.0 * (double)x->numel + (double)y->numel) + 4.0 * (double)(x->numel + y->numel) +
-                (!strcmp(kind, "bnrelu") ? 4.0 * (double)y->numel : 0.0); /* + the ReLU mask */
-    bt_tensor_free(x);
-    bt_tensor_free(y);
-    bt_tensor_free(dx);
-    bt_tensor_free(dy);
-    bti_layer_destroy(l);
-    return ms;
+        c->bytes = 4.0 * (2.0 * (double)u->x->numel + (double)u->y->numel) +
+                   4.0 * (double)(u->x->numel + u->y->numel) +
+                   (!strcmp(u->kind, "bnrelu") ? 4.0 * (double)u->y->numel : 0.0); /* + the ReLU mask */
+}
+
+/* Seconds of one forward + backward. */
+static double run_call(struct bcase *c, struct run *u)
+{
+    const double t0 = bench_now();
+    bt_status st;
+    if (!strcmp(u->kind, "bnrelu")) /* the model's fused BatchNorm + ReLU */
+        st = bti_layer_forward_fused(u->l, u->x, u->y, 1, 1, NULL, 1) != BT_OK
+                 ? BT_E_STATE
+                 : bti_layer_backward_masked(u->l, u->dy, u->dx, u->y);
+    else
+        st = bti_layer_forward(u->l, u->x, u->y, 1, 1) != BT_OK
+                 ? BT_E_STATE
+                 : bti_layer_backward(u->l, u->dy, u->dx);
+    if (st != BT_OK) {
+        printf("%s: %s\n", c->name, bt_last_error());
+        exit(1);
+    }
+    return bench_now() - t0;
+}
+
+static void run_close(struct run *u)
+{
+    bt_tensor_free(u->x);
+    bt_tensor_free(u->y);
+    bt_tensor_free(u->dx);
+    bt_tensor_free(u->dy);
+    bti_layer_destroy(u->l);
 }
 
 /* The PyTorch twin runs beside this process as a server (bench_layers.py
@@ -308,7 +316,8 @@ static int twin_start(int threads)
     return 1;
 }
 
-/* PyTorch's median of reps for one case, in ms (-1 if the twin failed). */
+/* PyTorch's median of reps calls of one case, in ms (-1 if the twin failed);
+ * the twin keeps the case's module and tensors from one request to the next. */
 static double twin_time(const char *spec, int reps)
 {
     char line[256];
@@ -336,43 +345,46 @@ static int selected(const struct bcase *c, const char *filter)
 
 int main(void)
 {
-    int threads = bti_threads_resolve(NULL), reps = 5, rounds = 3, i, round, torch = 0;
-    const struct timespec pause = {0, 100000000};
+    int threads = bti_threads_resolve(NULL), reps = 11, i, r, torch = 0;
+    const struct timespec pause = {0, 50000000};
+    double ours[MAX_REPS], theirs[MAX_REPS];
     const char *filter = getenv("BENCH_FILTER"), *net = "";
     double mem, rate;
     if (getenv("BENCH_REPS"))
         reps = atoi(getenv("BENCH_REPS"));
-    if (reps < 1)
-        reps = 1;
-    if (getenv("BENCH_ROUNDS"))
-        rounds = atoi(getenv("BENCH_ROUNDS"));
-    if (rounds < 1 || rounds > MAX_ROUNDS)
-        rounds = rounds < 1 ? 1 : MAX_ROUNDS;
+    if (reps < 1 || reps > MAX_REPS)
+        reps = reps < 1 ? 1 : MAX_REPS;
     if (getenv("BENCH_SGEMM")) /* 0 cblas_sgemm, 1 AVX2, 2 AVX-512 private kernels */
         bti_sgemm_set_level(atoi(getenv("BENCH_SGEMM")));
     bench_header("layers: forward + backward (input and parameter gradients)");
-    printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest); median over %d rounds\n"
-           "(libbarlow then PyTorch, case by case) of the median of %d runs; the machine is\n"
-           "shared, so expect noise of 10-30%%\n", threads, rounds, reps);
+    printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest); medians of %d calls,\n"
+           "libbarlow's and PyTorch's in turn, after a warm-up call each; the machine is\n"
+           "shared, so expect noise of 10-30%%\n", threads, reps);
     define_cases();
     torch = twin_start(threads);
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
         if (!selected(c, filter))
             continue;
-        for (round = 0; round < rounds; round++) {
+        struct run u;
+        run_open(c, threads, &u);
+        run_call(c, &u); /* the first call sizes the buffers */
+        if (torch && twin_time(c->spec, 0) < 0)
+            torch = 0;
+        for (r = 0; r < reps; r++) {
             /* each side starts after the other's idle threads stopped spinning */
             nanosleep(&pause, NULL);
-            c->ms_round[round] = run_case(c, threads, reps);
+            ours[r] = 1e3 * run_call(c, &u);
             nanosleep(&pause, NULL);
-            if (torch && (c->torch_round[round] = twin_time(c->spec, reps)) < 0) {
+            if (torch && (theirs[r] = twin_time(c->spec, 1)) < 0) {
                 printf("PyTorch: the twin stopped answering; its column is left out\n");
                 torch = 0;
             }
         }
-        c->ms = bench_median(c->ms_round, rounds);
-        c->ref = c->flops > 0 ? sgemm_rate(c->flops) : memcpy_same_gbs(c->bytes, threads, reps);
-        c->torch_ms = torch ? bench_median(c->torch_round, rounds) : -1;
+        run_close(&u);
+        c->ms = bench_median(ours, reps);
+        c->ref = c->flops > 0 ? sgemm_rate(c->flops) : memcpy_same_gbs(c->bytes, threads, 5);
+        c->torch_ms = torch ? bench_median(theirs, reps) : -1;
     }
     twin_stop();
     mem = memcpy_gbs(threads);

@@ -2,7 +2,9 @@
 backward (input gradient and parameter gradients), median milliseconds.
 
 Usage: bench_layers.py --serve THREADS, as bench_layers.c runs it: prints
-"ready VERSION", then reads lines "CASE REPS" and answers each with "CASE ms".
+"ready VERSION", then reads lines "CASE REPS" and answers each with "CASE ms",
+the median of REPS calls. The case's module and tensors are kept until another
+case comes; REPS 0 makes them and runs one warm-up call.
 CASE is the C benchmark's description "kind:args" (conv:N,C,H,W,Co,k,s,p
 bn:N,C,H,W  bnrelu:N,C,H,W  relu:N,C,H,W  maxpool:N,C,H,W,k,s,p  avgpool:N,C,H,W
 linear:N,in,out)."""
@@ -40,22 +42,19 @@ def build(case):
     raise ValueError(case)
 
 
-def time_case(case, reps):
-    m, shape = build(case)
-    m.train()
-    x = torch.randn(*shape, requires_grad=True)
-    y = m(x)
-    dy = torch.randn_like(y)
-    times = []
-    for r in range(reps + 1):
+class Case:
+    def __init__(self, case):
+        self.m, shape = build(case)
+        self.m.train()
+        self.x = torch.randn(*shape, requires_grad=True)
+        self.dy = torch.randn_like(self.m(self.x))
+        self.call()
+
+    def call(self):
         t0 = time.perf_counter()
-        y = m(x)
-        y.backward(dy)
-        t = time.perf_counter() - t0
-        if r:
-            times.append(t)
-    times.sort()
-    return 1e3 * times[len(times) // 2]
+        y = self.m(self.x)
+        y.backward(self.dy)
+        return time.perf_counter() - t0
 
 
 def main():
@@ -64,9 +63,14 @@ def main():
     torch.set_num_threads(int(sys.argv[2]))
     torch.manual_seed(0)
     print("ready", torch.__version__, flush=True)
+    name, current = None, None
     for line in sys.stdin:
         case, reps = line.split()
-        print("%s %.4f" % (case, time_case(case, int(reps))), flush=True)
+        if case != name:
+            name, current = case, Case(case)
+        times = sorted(current.call() for _ in range(int(reps)))
+        ms = 1e3 * times[len(times) // 2] if times else 0.0
+        print("%s %.4f" % (case, ms), flush=True)
 
 
 if __name__ == "__main__":
