@@ -247,52 +247,100 @@ BTI_INLINE static void dx_eval_run(const float *restrict e, const float *restric
     }
 }
 
-/* Training forward over planes for task k = (slice, channel): statistics and the
- * normalised output. Compiled for the best vector ISA the CPU has (BTI_CLONES). */
+/* Tasks over planes: (slice, block of channels). Small planes are taken a
+ * block of channels at a time, image by image, so that each image gives one
+ * contiguous run of up to PLANE_RUN floats: one 16-float plane per read, 32
+ * KiB apart, left the prefetchers idle. Measured at 512 channels of 4x4, 1
+ * thread: runs of 16 floats 3.4 ms, 64 2.5, 256 1.6, 1024 1.4. Each channel
+ * still sums its planes in the same order (the same bits as before). */
+#define PLANE_RUN 1024
+#define MAX_BLOCK 64
+
+static int64_t plane_block(const struct bn_dims *d)
+{
+    int64_t b = (PLANE_RUN + d->s - 1) / d->s;
+    if (b > MAX_BLOCK)
+        b = MAX_BLOCK;
+    return b < d->c ? b : d->c;
+}
+
+static int64_t plane_tasks(const struct bn_dims *d)
+{
+    const int64_t b = plane_block(d);
+    return d->g * ((d->c + b - 1) / b);
+}
+
+/* Task t's slice g and channels [c0, c0 + cm). */
+static void plane_task(const struct bn_dims *d, int64_t t, int64_t *g, int64_t *c0, int64_t *cm)
+{
+    const int64_t b = plane_block(d), nb = (d->c + b - 1) / b;
+    *g = t / nb;
+    *c0 = t % nb * b;
+    *cm = d->c - *c0 < b ? d->c - *c0 : b;
+}
+
+/* Training forward over planes for task t: statistics and the normalised
+ * output. Compiled for the best vector ISA the CPU has (BTI_CLONES). */
 BTI_CLONES static void fwd_train_task(const bt_layer *l, const struct bn_dims *d, const float *x,
                                       float *y, const float *skip, int relu, double *mean,
-                                      double *invstd, double *var, int64_t k)
+                                      double *invstd, double *var, int64_t t)
 {
     const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
-    const int64_t g = k / d->c, c = k % d->c, n0 = g * d->ns, n1 = n0 + d->ns;
-    double s1 = 0.0, s2 = 0.0, mu, dm, v, is;
-    float muf, sc, sh;
-    lanes p = {0};
-    int64_t n;
-    int cnt = 0;
-    for (n = n0; n < n1; n++)
-        acc_sum(x + (n * d->c + c) * d->s, d->s, n + 1 < n1 ? d->c * d->s : 0, &p, &cnt, &s1);
-    s1 += lanes_sum(&p);
-    p = (lanes){0};
-    mu = s1 / (double)d->m;
-    muf = (float)mu;
-    cnt = 0;
-    for (n = n0; n < n1; n++)
-        acc_sumsq(x + (n * d->c + c) * d->s, d->s, muf, &p, &cnt, &s2);
-    s2 += lanes_sum(&p);
-    dm = mu - (double)muf; /* E[(x - a)^2] = var + (mu - a)^2 */
-    v = s2 / (double)d->m - dm * dm;
-    if (v < 0.0)
-        v = 0.0;
-    is = 1.0 / sqrt(v + l->eps);
-    mean[k] = mu;
-    var[k] = v;
-    invstd[k] = is;
-    sc = (float)(is * (w ? w[c] : 1.0f));
-    sh = b ? b[c] : 0.0f;
-    for (n = n0; n < n1; n++) {
-        const int64_t off = (n * d->c + c) * d->s;
-        norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, muf, sc, sh);
+    double s1[MAX_BLOCK], s2[MAX_BLOCK];
+    float muf[MAX_BLOCK], sc[MAX_BLOCK], sh[MAX_BLOCK];
+    lanes p[MAX_BLOCK];
+    int cnt[MAX_BLOCK];
+    int64_t g, c0, cm, n, n0, n1, c;
+    plane_task(d, t, &g, &c0, &cm);
+    n0 = g * d->ns;
+    n1 = n0 + d->ns;
+    for (c = 0; c < cm; c++) {
+        s1[c] = s2[c] = 0.0;
+        p[c] = (lanes){0};
+        cnt[c] = 0;
     }
+    for (n = n0; n < n1; n++)
+        for (c = 0; c < cm; c++)
+            acc_sum(x + (n * d->c + c0 + c) * d->s, d->s, n + 1 < n1 ? d->c * d->s : 0, &p[c],
+                    &cnt[c], &s1[c]);
+    for (c = 0; c < cm; c++) {
+        s1[c] += lanes_sum(&p[c]);
+        p[c] = (lanes){0};
+        cnt[c] = 0;
+        muf[c] = (float)(s1[c] / (double)d->m);
+    }
+    for (n = n0; n < n1; n++)
+        for (c = 0; c < cm; c++)
+            acc_sumsq(x + (n * d->c + c0 + c) * d->s, d->s, muf[c], &p[c], &cnt[c], &s2[c]);
+    for (c = 0; c < cm; c++) {
+        const int64_t k = g * d->c + c0 + c;
+        const double mu = s1[c] / (double)d->m, dm = mu - (double)muf[c];
+        double v, is;
+        s2[c] += lanes_sum(&p[c]);
+        v = s2[c] / (double)d->m - dm * dm; /* E[(x - a)^2] = var + (mu - a)^2 */
+        if (v < 0.0)
+            v = 0.0;
+        is = 1.0 / sqrt(v + l->eps);
+        mean[k] = mu;
+        var[k] = v;
+        invstd[k] = is;
+        sc[c] = (float)(is * (w ? w[c0 + c] : 1.0f));
+        sh[c] = b ? b[c0 + c] : 0.0f;
+    }
+    for (n = n0; n < n1; n++)
+        for (c = 0; c < cm; c++) {
+            const int64_t off = (n * d->c + c0 + c) * d->s;
+            norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, muf[c], sc[c], sh[c]);
+        }
 }
 
 static void fwd_planes_train(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
                              const float *skip, int relu, double *mean, double *invstd, double *var)
 {
-    int64_t k;
+    int64_t t;
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (k = 0; k < d->g * d->c; k++)
-        fwd_train_task(l, d, x, y, skip, relu, mean, invstd, var, k);
+    for (t = 0; t < plane_tasks(d); t++)
+        fwd_train_task(l, d, x, y, skip, relu, mean, invstd, var, t);
 }
 
 /* Normalising with given statistics (eval), planes [k0, k1) of (image, channel). */
@@ -315,56 +363,70 @@ static void fwd_planes_apply(const bt_layer *l, const struct bn_dims *d, const f
         fwd_apply_task(l, d, x, y, skip, relu, mean, invstd, k);
 }
 
-/* Backward over planes for task k = (slice, channel): sdy = sum dy, sdx = sum dy *
- * xhat, then dx from them. */
+/* Backward over planes for task t (as the forward's): sdy = sum dy, sdx = sum
+ * dy * xhat, then dx from them. */
 BTI_CLONES static void bwd_task(const bt_layer *l, const struct bn_dims *d, const float *x,
                                 const float *dy, const float *mk, float *dx, int training,
                                 const double *mean, const double *invstd, double *sdy,
-                                double *sdx, int64_t k)
+                                double *sdx, int64_t t)
 {
     const float *w = l->has_bias ? l->value[0]->data : NULL;
-    const int64_t g = k / d->c, c = k % d->c, n0 = g * d->ns, n1 = n0 + d->ns;
-    const double mu = mean[k], is = invstd[k];
-    const float muf = (float)mu, sc = (float)(is * (w ? w[c] : 1.0f));
-    double a = 0.0, bs = 0.0;
-    lanes p1 = {0}, p2 = {0};
-    int64_t n;
-    int cnt = 0;
-    for (n = n0; n < n1; n++) {
-        const int64_t off = (n * d->c + c) * d->s;
-        acc_sums(x + off, dy + off, mk ? mk + off : NULL, d->s, n + 1 < n1 ? d->c * d->s : 0,
-                 muf, &p1, &p2, &cnt, &a, &bs);
+    double a[MAX_BLOCK], bs[MAX_BLOCK];
+    float muf[MAX_BLOCK], sc[MAX_BLOCK], mdy[MAX_BLOCK], kx[MAX_BLOCK];
+    lanes p1[MAX_BLOCK], p2[MAX_BLOCK];
+    int cnt[MAX_BLOCK];
+    int64_t g, c0, cm, n, n0, n1, c;
+    plane_task(d, t, &g, &c0, &cm);
+    n0 = g * d->ns;
+    n1 = n0 + d->ns;
+    for (c = 0; c < cm; c++) {
+        const int64_t k = g * d->c + c0 + c;
+        a[c] = bs[c] = 0.0;
+        p1[c] = p2[c] = (lanes){0};
+        cnt[c] = 0;
+        muf[c] = (float)mean[k];
+        sc[c] = (float)(invstd[k] * (w ? w[c0 + c] : 1.0f));
     }
-    a += lanes_sum(&p1);
-    bs += lanes_sum(&p2);
-    bs -= (mu - (double)muf) * a; /* sum e (x - mu) from sum e (x - muf) */
-    sdy[k] = a;
-    sdx[k] = bs * is;
+    for (n = n0; n < n1; n++)
+        for (c = 0; c < cm; c++) {
+            const int64_t off = (n * d->c + c0 + c) * d->s;
+            acc_sums(x + off, dy + off, mk ? mk + off : NULL, d->s,
+                     n + 1 < n1 ? d->c * d->s : 0, muf[c], &p1[c], &p2[c], &cnt[c], &a[c],
+                     &bs[c]);
+        }
+    for (c = 0; c < cm; c++) {
+        const int64_t k = g * d->c + c0 + c;
+        const double is = invstd[k];
+        a[c] += lanes_sum(&p1[c]);
+        bs[c] += lanes_sum(&p2[c]);
+        bs[c] -= (mean[k] - (double)muf[c]) * a[c]; /* sum e (x - mu) from sum e (x - muf) */
+        sdy[k] = a[c];
+        sdx[k] = bs[c] * is;
+        /* dx = w*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)), xhat = (x-mu)*invstd */
+        mdy[c] = (float)(a[c] / (double)d->m);
+        kx[c] = (float)(sdx[k] / (double)d->m * is);
+    }
     if (!dx)
         return;
-    if (training) {
-        /* dx = w*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)), xhat = (x-mu)*invstd */
-        const float mdy = (float)(a / (double)d->m), kx = (float)(sdx[k] / (double)d->m * is);
-        for (n = n0; n < n1; n++) {
-            const int64_t off = (n * d->c + c) * d->s;
-            dx_run(x + off, dy + off, mk ? mk + off : NULL, dx + off, d->s, muf, sc, mdy, kx);
+    for (n = n0; n < n1; n++)
+        for (c = 0; c < cm; c++) {
+            const int64_t off = (n * d->c + c0 + c) * d->s;
+            if (training)
+                dx_run(x + off, dy + off, mk ? mk + off : NULL, dx + off, d->s, muf[c], sc[c],
+                       mdy[c], kx[c]);
+            else
+                dx_eval_run(dy + off, mk ? mk + off : NULL, dx + off, d->s, sc[c]);
         }
-    } else {
-        for (n = n0; n < n1; n++) {
-            const int64_t off = (n * d->c + c) * d->s;
-            dx_eval_run(dy + off, mk ? mk + off : NULL, dx + off, d->s, sc);
-        }
-    }
 }
 
 static void bwd_planes(const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
                        const float *mk, float *dx, int training, const double *mean,
                        const double *invstd, double *sdy, double *sdx)
 {
-    int64_t k;
+    int64_t t;
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
-    for (k = 0; k < d->g * d->c; k++)
-        bwd_task(l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, k);
+    for (t = 0; t < plane_tasks(d); t++)
+        bwd_task(l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, t);
 }
 
 /* ---- row layout [N, C]: channel blocks over the rows ----------------------------------

@@ -452,7 +452,7 @@ START_TEST(batchnorm_matches_pytorch)
     static const char *const files[] = {
         "layers_bn2d.bin",          "layers_bn1d.bin",          "layers_bn1d_ncl.bin",
         "layers_bn2d_noaffine.bin", "layers_bn2d_b1.bin",       "layers_bn1d_groups3.bin",
-        "layers_bn2d_groups2.bin",
+        "layers_bn2d_groups2.bin",  "layers_bn2d_wide.bin",     "layers_bn2d_wide_groups2.bin",
     };
     size_t f;
     for (f = 0; f < sizeof files / sizeof *files; f++) {

@@ -76,17 +76,25 @@ def linear_cases(outdir):
         golden_io.write(os.path.join(outdir, "layers_%s.bin" % name), t)
 
 
-def bn_cases(outdir):
-    # name, shape, eps, momentum, affine, training steps, groups
-    cases = [
-        ("bn2d", (4, 3, 5, 5), 1e-3, 0.3, True, 3, 1),
-        ("bn1d", (8, 5), 1e-5, 0.1, True, 3, 1),
-        ("bn1d_ncl", (3, 4, 6), 1e-5, 0.1, True, 2, 1),
-        ("bn2d_noaffine", (6, 4, 3, 3), 1e-5, 0.2, False, 2, 1),
-        ("bn2d_b1", (1, 3, 4, 4), 1e-5, 0.1, True, 2, 1),
-        ("bn1d_groups3", (12, 5), 1e-5, 0.1, True, 2, 3),
-        ("bn2d_groups2", (4, 3, 3, 2), 1e-5, 0.25, True, 2, 2),
-    ]
+# name, shape, eps, momentum, affine, training steps, groups
+BN_CASES = [
+    ("bn2d", (4, 3, 5, 5), 1e-3, 0.3, True, 3, 1),
+    ("bn1d", (8, 5), 1e-5, 0.1, True, 3, 1),
+    ("bn1d_ncl", (3, 4, 6), 1e-5, 0.1, True, 2, 1),
+    ("bn2d_noaffine", (6, 4, 3, 3), 1e-5, 0.2, False, 2, 1),
+    ("bn2d_b1", (1, 3, 4, 4), 1e-5, 0.1, True, 2, 1),
+    ("bn1d_groups3", (12, 5), 1e-5, 0.1, True, 2, 3),
+    ("bn2d_groups2", (4, 3, 3, 2), 1e-5, 0.25, True, 2, 2),
+]
+# Many channels of small planes: the C code takes them in blocks of channels,
+# with a partial last block (drawn after the other cases, which keep their values).
+BN_WIDE_CASES = [
+    ("bn2d_wide", (2, 140, 1, 3), 1e-5, 0.1, True, 2, 1),
+    ("bn2d_wide_groups2", (4, 70, 2, 2), 1e-5, 0.1, True, 2, 2),
+]
+
+
+def bn_cases(outdir, cases):
     for name, shape, eps, mom, affine, steps, groups in cases:
         c = shape[1]
         m = (nn.BatchNorm1d if len(shape) < 4 else nn.BatchNorm2d)(
@@ -166,8 +174,9 @@ def main(outdir):
     torch.manual_seed(20240601)
     conv_cases(outdir)
     linear_cases(outdir)
-    bn_cases(outdir)
+    bn_cases(outdir, BN_CASES)
     pool_cases(outdir)
+    bn_cases(outdir, BN_WIDE_CASES)
 
 
 if __name__ == "__main__":
