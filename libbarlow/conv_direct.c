@@ -257,25 +257,19 @@ T512 void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_
         }
 }
 
-/* NP pixels x V registers over cin channels and the taps; first: start from
- * zero instead of the output rows. ALL: the taps are the packed ones in
- * order (weights read in sequence, not through tp->slot). */
-T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
-                                  int64_t lcap, int64_t cin, const int64_t *off, const int64_t *rows,
-                                  const struct bti_taps *tp, const float *restrict w, float *out,
-                                  int64_t ldo, int first)
+/* acc[r] += NP pixels x V registers over cin channels and the taps. ALL: the
+ * taps are the packed ones in order (weights read in sequence, not through
+ * tp->slot). */
+T512 static INLINE void tile_fma(const int V, const int NP, const int ALL, __m512 acc[14][4],
+                                 const float *restrict x, int64_t lcap, int64_t cin,
+                                 const int64_t *off, const struct bti_taps *tp,
+                                 const float *restrict w)
 {
-    __m512 acc[14][4];
     int64_t o[14], c;
     int r, v, t;
 #pragma GCC unroll 14
-    for (r = 0; r < NP; r++) {
+    for (r = 0; r < NP; r++)
         o[r] = off[r];
-#pragma GCC unroll 4
-        for (v = 0; v < V; v++)
-            acc[r][v] = first ? _mm512_setzero_ps()
-                              : _mm512_loadu_ps(out + rows[r] * ldo + 16 * v);
-    }
     for (c = 0; c < cin; c++) {
         const float *xc = x + c * lcap, *wc = w + c * tp->slots * 16 * V;
         for (t = 0; t < tp->n; t++) {
@@ -296,11 +290,77 @@ T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, cons
             }
         }
     }
+}
+
+/* NP pixels x V registers into pixel-major rows; first: start from zero
+ * instead of the output rows. */
+T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
+                                  int64_t lcap, int64_t cin, const int64_t *off,
+                                  const int64_t *rows, const struct bti_taps *tp,
+                                  const float *restrict w, float *out, int64_t ldo, int first)
+{
+    __m512 acc[14][4];
+    int r, v;
+#pragma GCC unroll 14
+    for (r = 0; r < NP; r++)
+#pragma GCC unroll 4
+        for (v = 0; v < V; v++)
+            acc[r][v] = first ? _mm512_setzero_ps()
+                              : _mm512_loadu_ps(out + rows[r] * ldo + 16 * v);
+    tile_fma(V, NP, ALL, acc, x, lcap, cin, off, tp, w);
 #pragma GCC unroll 14
     for (r = 0; r < NP; r++)
 #pragma GCC unroll 4
         for (v = 0; v < V; v++)
             _mm512_storeu_ps(out + rows[r] * ldo + 16 * v, acc[r][v]);
+}
+
+/* r[i][j] -> r[j][i] for an 8 x 8 block of 256-bit rows. */
+T512 static INLINE void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    int i;
+    for (i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4h + k]: rows 4h..4h+3 of columns k (low lane) and k + 4 (high lane) */
+    for (i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+    }
+}
+
+/* 8 pixels that follow each other in one image's planes x the 16 (or fewer)
+ * outputs, over all input channels in one pass: transposed in registers and
+ * stored into the NCHW planes at dst (rows of p floats), plus bias. */
+T512 static void conv_tile_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                                const struct bti_taps *tp, const float *w, float *dst, int64_t p,
+                                int64_t cout, const float *bias)
+{
+    __m512 acc[14][4];
+    __m256 half[2][8];
+    int r, h, o;
+    for (r = 0; r < 8; r++)
+        acc[r][0] = _mm512_setzero_ps();
+    tile_fma(1, 8, 1, acc, x, lcap, cin, off, tp, w);
+    for (r = 0; r < 8; r++) {
+        half[0][r] = _mm512_castps512_ps256(acc[r][0]);
+        half[1][r] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][0]), 1));
+    }
+    for (h = 0; h < 2; h++) {
+        transpose8(half[h]);
+        for (o = 0; o < 8 && 8 * h + o < cout; o++)
+            _mm256_storeu_ps(dst + (8 * h + o) * p,
+                             bias ? _mm256_add_ps(half[h][o], _mm256_set1_ps(bias[8 * h + o]))
+                                  : half[h][o]);
+    }
 }
 
 typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, const int64_t *,
@@ -356,6 +416,21 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *o
     }
 }
 
+int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                         const struct bti_pixel_classes *pc, const float *wpk, int64_t cout,
+                         int64_t p, const float *bias, float *dst)
+{
+    const struct bti_taps *tp = &pc->tp[0];
+    int64_t q;
+    if (pc->n != 1 || tp->n != tp->slots || tp->n != TAPS || cout > 16 || cin > CB || p % 8 ||
+        pc->count[0] % p)
+        return 0;
+    for (q = 0; q < pc->count[0]; q += 8)
+        conv_tile_nchw(x, lcap, cin, off + q, tp, wpk, dst + q / p * cout * p + q % p, p, cout,
+                       bias);
+    return 1;
+}
+
 /* Taps (bit i*3 + j) of kernel rows rm and columns cm (bit i, bit j). */
 #define TAP_MASK(rm, cm)                                                                       \
     (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
@@ -391,8 +466,8 @@ T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS
  * the classes' pixels; an image's edges and corners skip their outside taps
  * (rows and columns in first, middle or last position; any other class,
  * from images of one row or column, takes all nine, reading zeros). */
-T512 static INLINE void grad_tile(const int V, const int SPLIT, const float *restrict xc, int64_t wp,
-                                  const int64_t *off, const int64_t *rws,
+T512 static INLINE void grad_tile(const int V, const int SPLIT, const float *restrict xc,
+                                  int64_t wp, const int64_t *off, const int64_t *rws,
                                   const struct bti_pixel_classes *pc, const int *masks,
                                   const float *restrict dy, int64_t ld, float *restrict part)
 {
@@ -442,8 +517,8 @@ GRAD_TILE(3, 0, grad_tile3)
 GRAD_TILE(1, 1, grad_tile1_split)
 GRAD_TILE(2, 1, grad_tile2_split)
 GRAD_TILE(3, 1, grad_tile3_split)
-static const grad_tile_fn grad_tiles[2][3] = {{grad_tile1, grad_tile2, grad_tile3},
-                                              {grad_tile1_split, grad_tile2_split, grad_tile3_split}};
+static const grad_tile_fn grad_tiles[2][3] = {
+    {grad_tile1, grad_tile2, grad_tile3}, {grad_tile1_split, grad_tile2_split, grad_tile3_split}};
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
                             const int64_t *off, const int64_t *rows,
@@ -459,8 +534,8 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
     for (c = 0; c < cin; c++)
         for (v0 = 0; v0 < nv; v0 += v) {
             v = nv - v0 == 4 ? 2 : nv - v0 >= 3 ? 3 : (int)(nv - v0); /* 4 as 2 + 2, not 3 + 1 */
-            grad_tiles[pc->n > 1][v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16, chp,
-                              part + c * TAPS * chp + v0 * 16);
+            grad_tiles[pc->n > 1][v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16,
+                                         chp, part + c * TAPS * chp + v0 * 16);
         }
 }
 
@@ -495,6 +570,15 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *o
 {
     (void)x, (void)lcap, (void)cin, (void)off, (void)rows, (void)pc, (void)wpk, (void)cout,
         (void)out;
+}
+
+int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                         const struct bti_pixel_classes *pc, const float *wpk, int64_t cout,
+                         int64_t p, const float *bias, float *dst)
+{
+    (void)x, (void)lcap, (void)cin, (void)off, (void)pc, (void)wpk, (void)cout, (void)p,
+        (void)bias, (void)dst;
+    return 0;
 }
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,

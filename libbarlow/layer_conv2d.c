@@ -600,6 +600,9 @@ static void forward_direct(const struct geom *g, const float *wpk, const float *
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
         direct_group(g, x, n, nb, 0, &d, &pc);
+        if (bti_direct_conv_nchw(d.xp, g->lcap, g->c, d.off, &pc, wpk, g->co, g->p, bias,
+                                 y + n * g->co * g->p))
+            continue;
         bti_direct_conv(d.xp, g->lcap, g->c, d.off, d.rows, &pc, wpk, g->co, d.pix);
         bti_direct_from_pixels(d.pix, g->co, nb, g->p, bias, y + n * g->co * g->p);
     }
@@ -654,6 +657,9 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
             continue;
         if (g->s == 1) {
             grid_pack(g, dyc, g->co, nb, d.dp);
+            if (bti_direct_conv_nchw(d.dp, g->lcap, g->co, d.off, &pc, wpk, g->c, g->p, NULL,
+                                     dx + n * g->c * g->h * g->w))
+                continue;
             bti_direct_conv(d.dp, g->lcap, g->co, d.off, d.rows, &pc, wpk, g->c, d.pix);
         } else {
             dx_stride2(g, wpk, dyc, nb, &d);

@@ -240,7 +240,8 @@ static void run_open(struct bcase *c, int threads, struct run *u)
     else /* forward reads x, writes y; backward reads x (or y) and dy, writes dx */
         c->bytes = 4.0 * (2.0 * (double)u->x->numel + (double)u->y->numel) +
                    4.0 * (double)(u->x->numel + u->y->numel) +
-                   (!strcmp(u->kind, "bnrelu") ? 4.0 * (double)u->y->numel : 0.0); /* + the ReLU mask */
+                   (!strcmp(u->kind, "bnrelu") ? 4.0 * (double)u->y->numel /* the ReLU mask */
+                                               : 0.0);
 }
 
 /* Seconds of one forward + backward. */
