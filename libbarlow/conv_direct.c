@@ -72,8 +72,8 @@ double bti_direct_outside(int64_t h, int64_t w, int64_t ho, int64_t wo, int s)
 }
 
 void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t plane,
-                        int64_t wp, int s, int split, int mirror, int64_t *off, int64_t *rows,
-                        struct bti_pixel_classes *pc)
+                        int64_t wp, int s, int split, int mirror, int centered, int64_t *off,
+                        int64_t *rows, struct bti_pixel_classes *pc)
 {
     int64_t rl[3], rh[3], cl[3], ch[3], b, y, x, q = 0;
     int rm[3], cm[3], a, c, i, j;
@@ -87,7 +87,7 @@ void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo
             for (i = 0; i < 3; i++)
                 for (j = 0; j < 3; j++)
                     if ((rm[a] >> i & 1) && (cm[c] >> j & 1)) {
-                        tp->off[tp->n] = i * wp + j;
+                        tp->off[tp->n] = (i - centered) * wp + (j - centered);
                         tp->slot[tp->n] = i * 3 + j;
                         tp->w[tp->n++] = mirror ? 8 - (i * 3 + j) : i * 3 + j;
                     }
@@ -437,7 +437,8 @@ int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_
 #define ALL_TAPS TAP_MASK(7, 7)
 
 /* Pixels [q, end) of one class into acc, the taps of MASK only (the others
- * would read padding); dy's row of pixel q is rws[q], or q when rws is NULL. */
+ * fall outside the image); x is read around each pixel's window centre
+ * xc + off[q]; dy's row of pixel q is rws[q], or q when rws is NULL. */
 T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS][3],
                                     const float *restrict xc, int64_t wp, const int64_t *off,
                                     const int64_t *rws, int64_t q, int64_t end,
@@ -453,7 +454,7 @@ T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS
 #pragma GCC unroll 9
         for (t = 0; t < TAPS; t++) {
             if (MASK >> t & 1) {
-                const __m512 b = _mm512_set1_ps(x0[t / 3 * wp + t % 3]);
+                const __m512 b = _mm512_set1_ps(x0[(t / 3 - 1) * wp + t % 3 - 1]);
 #pragma GCC unroll 3
                 for (v = 0; v < V; v++)
                     acc[t][v] = _mm512_fmadd_ps(b, g[v], acc[t][v]);
@@ -463,10 +464,10 @@ T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS
 }
 
 /* The 9 taps of one input channel x V registers of output channels, over
- * the classes' pixels; an image's edges and corners skip their outside taps
- * (rows and columns in first, middle or last position; any other class,
- * from images of one row or column, takes all nine, reading zeros). */
-T512 static INLINE void grad_tile(const int V, const int SPLIT, const float *restrict xc,
+ * the classes' pixels, each class with its own taps: the interior all nine,
+ * edges and corners those inside (compiled for each; images of one row or
+ * column through a general loop). NATURAL: one class, pixels in order. */
+T512 static INLINE void grad_tile(const int V, const int NATURAL, const float *restrict xc,
                                   int64_t wp, const int64_t *off, const int64_t *rws,
                                   const struct bti_pixel_classes *pc, const int *masks,
                                   const float *restrict dy, int64_t ld, float *restrict part)
@@ -478,19 +479,19 @@ T512 static INLINE void grad_tile(const int V, const int SPLIT, const float *res
 #pragma GCC unroll 3
         for (v = 0; v < V; v++)
             acc[t][v] = _mm512_loadu_ps(part + t * ld + 16 * v);
-    if (!SPLIT) /* one class: all taps, pixels in order */
-        grad_pixels(V, ALL_TAPS, acc, xc, wp, off, NULL, 0, pc->count[0], dy, ld);
-    for (k = 0; SPLIT && k < pc->n; k++) {
+    for (k = 0; k < pc->n; k++) {
         const int64_t q = pc->start[k], end = q + pc->count[k];
+        const int64_t *rk = NATURAL ? NULL : rws;
 #define GRAD_CASE(rm, cm)                                                                      \
     case TAP_MASK(rm, cm):                                                                     \
-        grad_pixels(V, TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);               \
+        grad_pixels(V, TAP_MASK(rm, cm), acc, xc, wp, off, rk, q, end, dy, ld);                \
         break;
         switch (masks[k]) {
+            GRAD_CASE(7, 7)
             GRAD_CASE(6, 6) GRAD_CASE(6, 3) GRAD_CASE(3, 6) GRAD_CASE(3, 3)
             GRAD_CASE(6, 7) GRAD_CASE(3, 7) GRAD_CASE(7, 6) GRAD_CASE(7, 3)
         default:
-            grad_pixels(V, ALL_TAPS, acc, xc, wp, off, rws, q, end, dy, ld);
+            grad_pixels(V, masks[k], acc, xc, wp, off, rk, q, end, dy, ld);
         }
 #undef GRAD_CASE
     }
@@ -504,21 +505,22 @@ T512 static INLINE void grad_tile(const int V, const int SPLIT, const float *res
 typedef void (*grad_tile_fn)(const float *, int64_t, const int64_t *, const int64_t *,
                              const struct bti_pixel_classes *, const int *, const float *, int64_t,
                              float *);
-#define GRAD_TILE(V, SPLIT, NAME)                                                             \
+#define GRAD_TILE(V, NATURAL, NAME)                                                           \
     T512 static void NAME(const float *xc, int64_t wp, const int64_t *off, const int64_t *rws, \
                           const struct bti_pixel_classes *pc, const int *masks, const float *dy, \
                           int64_t ld, float *part)                                             \
     {                                                                                         \
-        grad_tile(V, SPLIT, xc, wp, off, rws, pc, masks, dy, ld, part);                       \
+        grad_tile(V, NATURAL, xc, wp, off, rws, pc, masks, dy, ld, part);                     \
     }
 GRAD_TILE(1, 0, grad_tile1)
 GRAD_TILE(2, 0, grad_tile2)
 GRAD_TILE(3, 0, grad_tile3)
-GRAD_TILE(1, 1, grad_tile1_split)
-GRAD_TILE(2, 1, grad_tile2_split)
-GRAD_TILE(3, 1, grad_tile3_split)
+GRAD_TILE(1, 1, grad_tile1_natural)
+GRAD_TILE(2, 1, grad_tile2_natural)
+GRAD_TILE(3, 1, grad_tile3_natural)
 static const grad_tile_fn grad_tiles[2][3] = {
-    {grad_tile1, grad_tile2, grad_tile3}, {grad_tile1_split, grad_tile2_split, grad_tile3_split}};
+    {grad_tile1, grad_tile2, grad_tile3},
+    {grad_tile1_natural, grad_tile2_natural, grad_tile3_natural}};
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
                             const int64_t *off, const int64_t *rows,
@@ -534,8 +536,8 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
     for (c = 0; c < cin; c++)
         for (v0 = 0; v0 < nv; v0 += v) {
             v = nv - v0 == 4 ? 2 : nv - v0 >= 3 ? 3 : (int)(nv - v0); /* 4 as 2 + 2, not 3 + 1 */
-            grad_tiles[pc->n > 1][v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16,
-                                         chp, part + c * TAPS * chp + v0 * 16);
+            grad_tiles[pc->n == 1][v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16,
+                                          chp, part + c * TAPS * chp + v0 * 16);
         }
 }
 

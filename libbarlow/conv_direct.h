@@ -62,16 +62,19 @@ BTI_HIDDEN int64_t bti_direct_list_len(int64_t npix);
 BTI_HIDDEN double bti_direct_outside(int64_t h, int64_t w, int64_t ho, int64_t wo, int s);
 
 /* The classes of nb images of ho x wo outputs, stride s, over inputs of h x w
- * padded by 1 into planes of `plane` floats and rows of wp: output pixel
- * (b, y, x) is row (b*ho + y)*wo + x and reads taps (i, j) with 0 <= y*s + i
- * - 1 < h and 0 <= x*s + j - 1 < w. Each class's taps use the nine packed
- * taps of taps (i*3 + j in slot i*3 + j; kernel entry 8 - (i*3 + j) when
+ * in planes of `plane` floats and rows of wp: output pixel (b, y, x) is row
+ * (b*ho + y)*wo + x and reads taps (i, j) with 0 <= y*s + i - 1 < h and 0 <=
+ * x*s + j - 1 < w. off[q] = b*plane + s*(y*wp + x): the window's top-left
+ * corner in planes padded by 1, or its centre in unpadded planes (centered:
+ * the taps' offsets then start at -wp - 1). Each class's taps use the nine
+ * packed taps (i*3 + j in slot i*3 + j; kernel entry 8 - (i*3 + j) when
  * mirror: the input gradient's weights). split 0: one class of all pixels
- * and all nine taps instead. A lone class lists its pixels in order
- * (rows[q] = q). */
+ * and all nine taps instead (padded planes only). A lone class lists its
+ * pixels in order (rows[q] = q). */
 BTI_HIDDEN void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo,
                                    int64_t plane, int64_t wp, int s, int split, int mirror,
-                                   int64_t *off, int64_t *rows, struct bti_pixel_classes *pc);
+                                   int centered, int64_t *off, int64_t *rows,
+                                   struct bti_pixel_classes *pc);
 /* The slack copies after a pixel list of npix entries built by the caller. */
 BTI_HIDDEN void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows);
 
@@ -93,8 +96,9 @@ BTI_HIDDEN int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, c
                                     const struct bti_pixel_classes *pc, const float *wpk,
                                     int64_t cout, int64_t p, const float *bias, float *dst);
 
-/* part[(ci*9 + i*3 + j)][o] += sum over q in the classes of pc (from
- * bti_direct_classes) of dy[rows[q]][o] * x[ci*lcap + off[q] + i*wp + j];
+/* part[(ci*9 + i*3 + j)][o] += sum over q in the classes of pc and the taps
+ * (i, j) of each class of dy[rows[q]][o] * x[ci*lcap + off[q] + (i - 1)*wp +
+ * j - 1]: x unpadded, the classes split and centered (bti_direct_classes).
  * dy and part have rows of bti_direct_round(cout) floats. */
 BTI_HIDDEN void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
                                        const int64_t *off, const int64_t *rows,

@@ -233,11 +233,13 @@ static size_t gr_offs(const struct geom *g)
     return round16((size_t)(2 * (g->k2 + g->co * g->k * g->k)));
 }
 
-/* Direct form, per thread: xpad and dypad as the grid form, one pixel-major
- * buffer (dy for the weight gradient, then the conv outputs), the dW part
- * [c][9][co rounded] and a pixel list (offsets and rows, int64). After all
- * threads: the packed weights. Pixel lists cover the larger of the input and
- * output planes (the stride-2 input gradient has one row per input pixel). */
+/* Direct form, per thread: one padded buffer (xpad in the forward, dypad in
+ * the backward, as the grid form's), one pixel-major buffer (dy for the
+ * weight gradient, then the conv outputs), the dW part [c][9][co rounded]
+ * and a pixel list (offsets and rows, int64). After all threads: the packed
+ * weights. Pixel lists cover the larger of the input and output planes (the
+ * stride-2 input gradient has one row per input pixel). */
+static size_t dr_pad(const struct geom *g) { return gr_x(g) > gr_dy(g) ? gr_x(g) : gr_dy(g); }
 static int64_t dr_rows(const struct geom *g)
 {
     return bti_direct_list_len(g->pb * (g->p > g->h * g->w ? g->p : g->h * g->w));
@@ -260,7 +262,7 @@ static size_t dr_weights(const struct geom *g)
 static size_t pi_stride(const struct geom *g)
 {
     if (g->direct)
-        return gr_x(g) + gr_dy(g) + dr_pix(g) + dr_part(g) + round16((size_t)(4 * dr_rows(g)));
+        return dr_pad(g) + dr_pix(g) + dr_part(g) + round16((size_t)(4 * dr_rows(g)));
     if (g->grid)
         return gr_x(g) + gr_dy(g) + gr_out(g) + gr_part(g) + gr_offs(g);
     return pi_col(g) + pi_tmp(g) + round16((size_t)(g->co * g->k2));
@@ -560,9 +562,8 @@ struct direct_bufs {
 
 static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs *d)
 {
-    d->xp = buf;
-    d->dp = d->xp + gr_x(g);
-    d->pix = d->dp + gr_dy(g);
+    d->xp = d->dp = buf;
+    d->pix = buf + dr_pad(g);
     d->off = (int64_t *)(d->pix + dr_pix(g) + dr_part(g));
     d->rows = d->off + dr_rows(g);
 }
@@ -580,14 +581,14 @@ static int split_classes(const struct geom *g)
            (g->c >= 128 && g->co >= 128);
 }
 
-/* Images [n, n + nb): x padded into xp and the output pixels by class (taps
- * mirrored for the input gradient at stride 1, the same pixels and taps). */
-static void direct_group(const struct geom *g, const float *x, int64_t n, int64_t nb, int mirror,
-                         const struct direct_bufs *d, struct bti_pixel_classes *pc)
+/* The output pixels of nb images by class over planes padded by 1 (planes of
+ * hp*wp; taps mirrored for the stride-1 input gradient: the same pixels and
+ * taps). */
+static void padded_classes(const struct geom *g, int64_t nb, int mirror,
+                           const struct direct_bufs *d, struct bti_pixel_classes *pc)
 {
-    grid_pack(g, x + n * g->c * g->h * g->w, g->c, nb, d->xp);
     bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->hp * g->wp, g->wp, g->s,
-                       split_classes(g), mirror, d->off, d->rows, pc);
+                       split_classes(g), mirror, 0, d->off, d->rows, pc);
 }
 
 static void forward_direct(const struct geom *g, const float *wpk, const float *bias,
@@ -599,7 +600,8 @@ static void forward_direct(const struct geom *g, const float *wpk, const float *
     direct_bufs_of(g, buf, &d);
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
-        direct_group(g, x, n, nb, 0, &d, &pc);
+        grid_pack(g, x + n * g->c * g->h * g->w, g->c, nb, d.xp);
+        padded_classes(g, nb, 0, &d, &pc);
         if (bti_direct_conv_nchw(d.xp, g->lcap, g->c, d.off, &pc, wpk, g->co, g->p, bias,
                                  y + n * g->co * g->p))
             continue;
@@ -650,13 +652,17 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
     for (n = n0; n < n1; n += g->pb) {
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
         const float *dyc = dy + n * g->co * g->p;
-        direct_group(g, x, n, nb, 1, &d, &pc);
+        /* the weight gradient reads x as it is: its classes skip the outside taps */
+        bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->c * g->h * g->w, g->w, g->s, 1, 0,
+                           1, d.off, d.rows, &pc);
         bti_direct_to_pixels(dyc, g->co, nb, g->p, d.pix);
-        bti_direct_weight_grad(d.xp, g->lcap, g->wp, g->c, d.off, d.rows, &pc, d.pix, g->co, part);
+        bti_direct_weight_grad(x + n * g->c * g->h * g->w, g->h * g->w, g->w, g->c, d.off, d.rows,
+                               &pc, d.pix, g->co, part);
         if (!wpk)
             continue;
         if (g->s == 1) {
             grid_pack(g, dyc, g->co, nb, d.dp);
+            padded_classes(g, nb, 1, &d, &pc);
             if (bti_direct_conv_nchw(d.dp, g->lcap, g->co, d.off, &pc, wpk, g->c, g->p, NULL,
                                      dx + n * g->c * g->h * g->w))
                 continue;
@@ -746,7 +752,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
 {
     const float *w = l->value[0]->data;
     const size_t stride = pi_stride(g),
-                 poff = g->direct ? gr_x(g) + gr_dy(g) + dr_pix(g)
+                 poff = g->direct ? dr_pad(g) + dr_pix(g)
                         : g->grid ? gr_x(g) + gr_dy(g) + gr_out(g)
                                   : pi_col(g) + pi_tmp(g);
     const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */

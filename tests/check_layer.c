@@ -270,7 +270,7 @@ END_TEST
  * taps exactly those inside the image for each of its pixels (slot and
  * offset alike, mirrored kernel entries when asked), slack copies after each
  * class, and bti_direct_outside the share of taps left out. */
-static void classes_case(int64_t nb, int64_t h, int64_t w, int s, int split)
+static void classes_case(int64_t nb, int64_t h, int64_t w, int s, int split, int centered)
 {
     const int64_t ho = (h - 1) / s + 1, wo = (w - 1) / s + 1, wp = w + 2, plane = (h + 2) * wp;
     const int64_t n = bti_direct_list_len(nb * ho * wo);
@@ -279,7 +279,7 @@ static void classes_case(int64_t nb, int64_t h, int64_t w, int s, int split)
     struct bti_pixel_classes pc;
     int64_t q, taps = 0;
     int k, t, i, j;
-    bti_direct_classes(nb, h, w, ho, wo, plane, wp, s, split, 1, off, rows, &pc);
+    bti_direct_classes(nb, h, w, ho, wo, plane, wp, s, split, 1, centered, off, rows, &pc);
     ck_assert(pc.n >= 1 && pc.n <= BTI_DIRECT_CLASSES && (split || pc.n == 1));
     for (k = 0; k < pc.n; k++) {
         const struct bti_taps *tp = &pc.tp[k];
@@ -300,7 +300,7 @@ static void classes_case(int64_t nb, int64_t h, int64_t w, int s, int split)
                     for (t = 0; t < tp->n; t++)
                         if (tp->slot[t] == i * 3 + j) {
                             found = 1;
-                            ck_assert_int_eq(tp->off[t], i * wp + j);
+                            ck_assert_int_eq(tp->off[t], (i - centered) * wp + j - centered);
                             ck_assert_int_eq(tp->w[t], 8 - (i * 3 + j));
                         }
                     ck_assert(found == in || (!split && found));
@@ -324,13 +324,13 @@ START_TEST(conv_direct_classes)
 {
     int s, split;
     for (s = 1; s <= 2; s++)
-        for (split = 0; split <= 1; split++) {
-            classes_case(2, 7, 7, s, split);
-            classes_case(3, 4, 5, s, split);
-            classes_case(1, 1, 6, s, split);
-            classes_case(2, 5, 1, s, split);
-            classes_case(1, 1, 1, s, split);
-            classes_case(2, 2, 2, s, split);
+        for (split = 0; split <= 2; split++) { /* 2: split and centered */
+            classes_case(2, 7, 7, s, split > 0, split == 2);
+            classes_case(3, 4, 5, s, split > 0, split == 2);
+            classes_case(1, 1, 6, s, split > 0, split == 2);
+            classes_case(2, 5, 1, s, split > 0, split == 2);
+            classes_case(1, 1, 1, s, split > 0, split == 2);
+            classes_case(2, 2, 2, s, split > 0, split == 2);
         }
 }
 END_TEST
