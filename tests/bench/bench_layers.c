@@ -391,7 +391,9 @@ int main(void)
     }
     twin_stop();
     /* The references after all cases: OpenBLAS's idle threads spin for about
-     * 0.1 s after a call and would slow the next case's first calls. */
+     * 0.1 s after a call and would slow the next case's first calls. The
+     * layers left the BLAS at one thread; the reference gets them all. */
+    bti_blas_set_threads(threads);
     for (i = 0; i < ncases; i++)
         if (selected(&cases[i], filter))
             cases[i].ref = cases[i].flops > 0 ? sgemm_rate(cases[i].flops)
