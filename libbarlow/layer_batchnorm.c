@@ -270,13 +270,26 @@ static int64_t plane_tasks(const struct bn_dims *d)
     return d->g * ((d->c + b - 1) / b);
 }
 
-/* Task t's slice g and channels [c0, c0 + cm). */
-static void plane_task(const struct bn_dims *d, int64_t t, int64_t *g, int64_t *c0, int64_t *cm)
+/* Task t: channels [c0, c0 + cm) of the images [n0, n1) of its slice, whose
+ * statistics start at index k0 = slice * channels + c0. */
+struct plane_task {
+    int64_t c0, cm, n0, n1, k0;
+};
+
+static void plane_task_of(const struct bn_dims *d, int64_t t, struct plane_task *u)
 {
-    const int64_t b = plane_block(d), nb = (d->c + b - 1) / b;
-    *g = t / nb;
-    *c0 = t % nb * b;
-    *cm = d->c - *c0 < b ? d->c - *c0 : b;
+    const int64_t b = plane_block(d), nb = (d->c + b - 1) / b, g = t / nb;
+    u->c0 = t % nb * b;
+    u->cm = d->c - u->c0 < b ? d->c - u->c0 : b;
+    u->n0 = g * d->ns;
+    u->n1 = u->n0 + d->ns;
+    u->k0 = g * d->c + u->c0;
+}
+
+/* Where the plane of image n, channel c starts. */
+static int64_t plane_at(const struct bn_dims *d, int64_t n, int64_t c)
+{
+    return (n * d->c + c) * d->s;
 }
 
 /* Training forward over planes for task t: statistics and the normalised
@@ -290,30 +303,29 @@ BTI_CLONES static void fwd_train_task(const bt_layer *l, const struct bn_dims *d
     float muf[MAX_BLOCK], sc[MAX_BLOCK], sh[MAX_BLOCK];
     lanes p[MAX_BLOCK];
     int cnt[MAX_BLOCK];
-    int64_t g, c0, cm, n, n0, n1, c;
-    plane_task(d, t, &g, &c0, &cm);
-    n0 = g * d->ns;
-    n1 = n0 + d->ns;
-    for (c = 0; c < cm; c++) {
+    struct plane_task u;
+    int64_t n, c;
+    plane_task_of(d, t, &u);
+    for (c = 0; c < u.cm; c++) {
         s1[c] = s2[c] = 0.0;
         p[c] = (lanes){0};
         cnt[c] = 0;
     }
-    for (n = n0; n < n1; n++)
-        for (c = 0; c < cm; c++)
-            acc_sum(x + (n * d->c + c0 + c) * d->s, d->s, n + 1 < n1 ? d->c * d->s : 0, &p[c],
+    for (n = u.n0; n < u.n1; n++)
+        for (c = 0; c < u.cm; c++)
+            acc_sum(x + plane_at(d, n, u.c0 + c), d->s, n + 1 < u.n1 ? d->c * d->s : 0, &p[c],
                     &cnt[c], &s1[c]);
-    for (c = 0; c < cm; c++) {
+    for (c = 0; c < u.cm; c++) {
         s1[c] += lanes_sum(&p[c]);
         p[c] = (lanes){0};
         cnt[c] = 0;
         muf[c] = (float)(s1[c] / (double)d->m);
     }
-    for (n = n0; n < n1; n++)
-        for (c = 0; c < cm; c++)
-            acc_sumsq(x + (n * d->c + c0 + c) * d->s, d->s, muf[c], &p[c], &cnt[c], &s2[c]);
-    for (c = 0; c < cm; c++) {
-        const int64_t k = g * d->c + c0 + c;
+    for (n = u.n0; n < u.n1; n++)
+        for (c = 0; c < u.cm; c++)
+            acc_sumsq(x + plane_at(d, n, u.c0 + c), d->s, muf[c], &p[c], &cnt[c], &s2[c]);
+    for (c = 0; c < u.cm; c++) {
+        const int64_t k = u.k0 + c;
         const double mu = s1[c] / (double)d->m, dm = mu - (double)muf[c];
         double v, is;
         s2[c] += lanes_sum(&p[c]);
@@ -324,12 +336,12 @@ BTI_CLONES static void fwd_train_task(const bt_layer *l, const struct bn_dims *d
         mean[k] = mu;
         var[k] = v;
         invstd[k] = is;
-        sc[c] = (float)(is * (w ? w[c0 + c] : 1.0f));
-        sh[c] = b ? b[c0 + c] : 0.0f;
+        sc[c] = (float)(is * (w ? w[u.c0 + c] : 1.0f));
+        sh[c] = b ? b[u.c0 + c] : 0.0f;
     }
-    for (n = n0; n < n1; n++)
-        for (c = 0; c < cm; c++) {
-            const int64_t off = (n * d->c + c0 + c) * d->s;
+    for (n = u.n0; n < u.n1; n++)
+        for (c = 0; c < u.cm; c++) {
+            const int64_t off = plane_at(d, n, u.c0 + c);
             norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, muf[c], sc[c], sh[c]);
         }
 }
@@ -375,27 +387,25 @@ BTI_CLONES static void bwd_task(const bt_layer *l, const struct bn_dims *d, cons
     float muf[MAX_BLOCK], sc[MAX_BLOCK], mdy[MAX_BLOCK], kx[MAX_BLOCK];
     lanes p1[MAX_BLOCK], p2[MAX_BLOCK];
     int cnt[MAX_BLOCK];
-    int64_t g, c0, cm, n, n0, n1, c;
-    plane_task(d, t, &g, &c0, &cm);
-    n0 = g * d->ns;
-    n1 = n0 + d->ns;
-    for (c = 0; c < cm; c++) {
-        const int64_t k = g * d->c + c0 + c;
+    struct plane_task u;
+    int64_t n, c;
+    plane_task_of(d, t, &u);
+    for (c = 0; c < u.cm; c++) {
         a[c] = bs[c] = 0.0;
         p1[c] = p2[c] = (lanes){0};
         cnt[c] = 0;
-        muf[c] = (float)mean[k];
-        sc[c] = (float)(invstd[k] * (w ? w[c0 + c] : 1.0f));
+        muf[c] = (float)mean[u.k0 + c];
+        sc[c] = (float)(invstd[u.k0 + c] * (w ? w[u.c0 + c] : 1.0f));
     }
-    for (n = n0; n < n1; n++)
-        for (c = 0; c < cm; c++) {
-            const int64_t off = (n * d->c + c0 + c) * d->s;
+    for (n = u.n0; n < u.n1; n++)
+        for (c = 0; c < u.cm; c++) {
+            const int64_t off = plane_at(d, n, u.c0 + c);
             acc_sums(x + off, dy + off, mk ? mk + off : NULL, d->s,
-                     n + 1 < n1 ? d->c * d->s : 0, muf[c], &p1[c], &p2[c], &cnt[c], &a[c],
+                     n + 1 < u.n1 ? d->c * d->s : 0, muf[c], &p1[c], &p2[c], &cnt[c], &a[c],
                      &bs[c]);
         }
-    for (c = 0; c < cm; c++) {
-        const int64_t k = g * d->c + c0 + c;
+    for (c = 0; c < u.cm; c++) {
+        const int64_t k = u.k0 + c;
         const double is = invstd[k];
         a[c] += lanes_sum(&p1[c]);
         bs[c] += lanes_sum(&p2[c]);
@@ -408,9 +418,9 @@ BTI_CLONES static void bwd_task(const bt_layer *l, const struct bn_dims *d, cons
     }
     if (!dx)
         return;
-    for (n = n0; n < n1; n++)
-        for (c = 0; c < cm; c++) {
-            const int64_t off = (n * d->c + c0 + c) * d->s;
+    for (n = u.n0; n < u.n1; n++)
+        for (c = 0; c < u.cm; c++) {
+            const int64_t off = plane_at(d, n, u.c0 + c);
             if (training)
                 dx_run(x + off, dy + off, mk ? mk + off : NULL, dx + off, d->s, muf[c], sc[c],
                        mdy[c], kx[c]);
