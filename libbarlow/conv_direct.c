@@ -315,28 +315,6 @@ T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, cons
             _mm512_storeu_ps(out + rows[r] * ldo + 16 * v, acc[r][v]);
 }
 
-/* r[i][j] -> r[j][i] for an 8 x 8 block of 256-bit rows. */
-T512 static INLINE void transpose8(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    int i;
-    for (i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4h + k]: rows 4h..4h+3 of columns k (low lane) and k + 4 (high lane) */
-    for (i = 0; i < 2; i++) {
-        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
-    }
-}
-
 /* 8 pixels that follow each other in one image's planes x the 16 (or fewer)
  * outputs, over all input channels in one pass: transposed in registers and
  * stored into the NCHW planes at dst (rows of p floats), plus bias. */
@@ -355,7 +333,8 @@ T512 static void conv_tile_nchw(const float *x, int64_t lcap, int64_t cin, const
         half[1][r] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][0]), 1));
     }
     for (h = 0; h < 2; h++) {
-        transpose8(half[h]);
+        __m256 *q = half[h];
+        tr8x8(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q);
         for (o = 0; o < 8 && 8 * h + o < cout; o++)
             _mm256_storeu_ps(dst + (8 * h + o) * p,
                              bias ? _mm256_add_ps(half[h][o], _mm256_set1_ps(bias[8 * h + o]))
