@@ -417,7 +417,7 @@ int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_
 
 /* Pixels [q, end) of one class into acc, the taps of MASK only (the others
  * fall outside the image); x is read around each pixel's window centre
- * xc + off[q]; dy's row of pixel q is rws[q], or q when rws is NULL. */
+ * xc + off[q]; dy's row of pixel q is rws[q]. */
 T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS][3],
                                     const float *restrict xc, int64_t wp, const int64_t *off,
                                     const int64_t *rws, int64_t q, int64_t end,
@@ -425,7 +425,7 @@ T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS
 {
     int t, v;
     for (; q < end; q++) {
-        const float *x0 = xc + off[q], *d = dy + (rws ? rws[q] : q) * ld;
+        const float *x0 = xc + off[q], *d = dy + rws[q] * ld;
         __m512 g[3];
 #pragma GCC unroll 3
         for (v = 0; v < V; v++)
@@ -445,9 +445,9 @@ T512 static INLINE void grad_pixels(const int V, const int MASK, __m512 acc[TAPS
 /* The 9 taps of one input channel x V registers of output channels, over
  * the classes' pixels, each class with its own taps: the interior all nine,
  * edges and corners those inside (compiled for each; images of one row or
- * column through a general loop). NATURAL: one class, pixels in order. */
-T512 static INLINE void grad_tile(const int V, const int NATURAL, const float *restrict xc,
-                                  int64_t wp, const int64_t *off, const int64_t *rws,
+ * column through a general loop). */
+T512 static INLINE void grad_tile(const int V, const float *restrict xc, int64_t wp,
+                                  const int64_t *off, const int64_t *rws,
                                   const struct bti_pixel_classes *pc, const int *masks,
                                   const float *restrict dy, int64_t ld, float *restrict part)
 {
@@ -460,17 +460,16 @@ T512 static INLINE void grad_tile(const int V, const int NATURAL, const float *r
             acc[t][v] = _mm512_loadu_ps(part + t * ld + 16 * v);
     for (k = 0; k < pc->n; k++) {
         const int64_t q = pc->start[k], end = q + pc->count[k];
-        const int64_t *rk = NATURAL ? NULL : rws;
 #define GRAD_CASE(rm, cm)                                                                      \
     case TAP_MASK(rm, cm):                                                                     \
-        grad_pixels(V, TAP_MASK(rm, cm), acc, xc, wp, off, rk, q, end, dy, ld);                \
+        grad_pixels(V, TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);               \
         break;
         switch (masks[k]) {
             GRAD_CASE(7, 7)
             GRAD_CASE(6, 6) GRAD_CASE(6, 3) GRAD_CASE(3, 6) GRAD_CASE(3, 3)
             GRAD_CASE(6, 7) GRAD_CASE(3, 7) GRAD_CASE(7, 6) GRAD_CASE(7, 3)
         default:
-            grad_pixels(V, masks[k], acc, xc, wp, off, rk, q, end, dy, ld);
+            grad_pixels(V, masks[k], acc, xc, wp, off, rws, q, end, dy, ld);
         }
 #undef GRAD_CASE
     }
@@ -484,22 +483,17 @@ T512 static INLINE void grad_tile(const int V, const int NATURAL, const float *r
 typedef void (*grad_tile_fn)(const float *, int64_t, const int64_t *, const int64_t *,
                              const struct bti_pixel_classes *, const int *, const float *, int64_t,
                              float *);
-#define GRAD_TILE(V, NATURAL, NAME)                                                           \
-    T512 static void NAME(const float *xc, int64_t wp, const int64_t *off, const int64_t *rws, \
-                          const struct bti_pixel_classes *pc, const int *masks, const float *dy, \
-                          int64_t ld, float *part)                                             \
+#define GRAD_TILE(V)                                                                          \
+    T512 static void grad_tile##V(const float *xc, int64_t wp, const int64_t *off,            \
+                                  const int64_t *rws, const struct bti_pixel_classes *pc,     \
+                                  const int *masks, const float *dy, int64_t ld, float *part) \
     {                                                                                         \
-        grad_tile(V, NATURAL, xc, wp, off, rws, pc, masks, dy, ld, part);                     \
+        grad_tile(V, xc, wp, off, rws, pc, masks, dy, ld, part);                              \
     }
-GRAD_TILE(1, 0, grad_tile1)
-GRAD_TILE(2, 0, grad_tile2)
-GRAD_TILE(3, 0, grad_tile3)
-GRAD_TILE(1, 1, grad_tile1_natural)
-GRAD_TILE(2, 1, grad_tile2_natural)
-GRAD_TILE(3, 1, grad_tile3_natural)
-static const grad_tile_fn grad_tiles[2][3] = {
-    {grad_tile1, grad_tile2, grad_tile3},
-    {grad_tile1_natural, grad_tile2_natural, grad_tile3_natural}};
+GRAD_TILE(1)
+GRAD_TILE(2)
+GRAD_TILE(3)
+static const grad_tile_fn grad_tiles[3] = {grad_tile1, grad_tile2, grad_tile3};
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
                             const int64_t *off, const int64_t *rows,
@@ -515,8 +509,8 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
     for (c = 0; c < cin; c++)
         for (v0 = 0; v0 < nv; v0 += v) {
             v = nv - v0 == 4 ? 2 : nv - v0 >= 3 ? 3 : (int)(nv - v0); /* 4 as 2 + 2, not 3 + 1 */
-            grad_tiles[pc->n == 1][v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16,
-                                          chp, part + c * TAPS * chp + v0 * 16);
+            grad_tiles[v - 1](x + c * lcap, wp, off, rows, pc, masks, dy + v0 * 16, chp,
+                              part + c * TAPS * chp + v0 * 16);
         }
 }
 
