@@ -556,13 +556,13 @@ static void pack_dx_weights(const struct geom *g, const float *w, float *wpk, in
 
 /* A thread's buffers in the direct form (the layout of pi_stride). */
 struct direct_bufs {
-    float *xp, *dp, *pix;
+    float *pad, *pix; /* pad: x's planes in the forward, dy's in the backward */
     int64_t *off, *rows;
 };
 
 static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs *d)
 {
-    d->xp = d->dp = buf;
+    d->pad = buf;
     d->pix = buf + dr_pad(g);
     d->off = (int64_t *)(d->pix + dr_pix(g) + dr_part(g));
     d->rows = d->off + dr_rows(g);
@@ -583,40 +583,40 @@ static int split_classes(const struct geom *g)
            (g->c >= 128 && g->co >= 128);
 }
 
-/* The output pixels of nb images by class over planes padded by 1 (planes of
- * hp*wp; taps mirrored for the stride-1 input gradient: the same pixels and
- * taps). */
-static void padded_classes(const struct geom *g, int64_t nb, int mirror,
-                           const struct direct_bufs *d, struct bti_pixel_classes *pc)
+/* The forward's convolution of nb images src [nb][cin][h][w] into dst
+ * [nb][cout][ho][wo] (+ bias), or, mirror set, the stride-1 input gradient's
+ * (dy in, dx out: the same pixels and taps): padded planes, the output
+ * pixels by class, then straight into NCHW or through pixel-major rows. */
+static void conv_padded(const struct geom *g, const float *src, int64_t cin, int64_t cout,
+                        int mirror, const float *wpk, const float *bias, int64_t nb,
+                        const struct direct_bufs *d, float *dst)
 {
+    struct bti_pixel_classes pc;
+    grid_pack(g, src, cin, nb, d->pad);
     bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->hp * g->wp, g->wp, g->s,
-                       split_classes(g), mirror, 0, d->off, d->rows, pc);
+                       split_classes(g), mirror, 0, d->off, d->rows, &pc);
+    if (bti_direct_conv_nchw(d->pad, g->lcap, cin, d->off, &pc, wpk, cout, g->p, bias, dst))
+        return;
+    bti_direct_conv(d->pad, g->lcap, cin, d->off, d->rows, &pc, wpk, cout, d->pix);
+    bti_direct_from_pixels(d->pix, cout, nb, g->p, bias, dst);
 }
 
 static void forward_direct(const struct geom *g, const float *wpk, const float *bias,
                            const float *x, float *y, int64_t n0, int64_t n1, float *buf)
 {
     struct direct_bufs d;
-    struct bti_pixel_classes pc;
     int64_t n;
     direct_bufs_of(g, buf, &d);
-    for (n = n0; n < n1; n += g->pb) {
-        const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
-        grid_pack(g, x + n * g->c * g->h * g->w, g->c, nb, d.xp);
-        padded_classes(g, nb, 0, &d, &pc);
-        if (bti_direct_conv_nchw(d.xp, g->lcap, g->c, d.off, &pc, wpk, g->co, g->p, bias,
-                                 y + n * g->co * g->p))
-            continue;
-        bti_direct_conv(d.xp, g->lcap, g->c, d.off, d.rows, &pc, wpk, g->co, d.pix);
-        bti_direct_from_pixels(d.pix, g->co, nb, g->p, bias, y + n * g->co * g->p);
-    }
+    for (n = n0; n < n1; n += g->pb)
+        conv_padded(g, x + n * g->c * g->h * g->w, g->c, g->co, 0, wpk, bias,
+                    n1 - n < g->pb ? n1 - n : g->pb, &d, y + n * g->co * g->p);
 }
 
 /* Stride 2: dx rows (pixel-major, one per input pixel) from dy padded into dp. */
 static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, int64_t nb,
                        const struct direct_bufs *d)
 {
-    float *dp = d->dp;
+    float *dp = d->pad;
     int64_t *off = d->off, *rows = d->rows;
     const int64_t wpd = g->wo + 2, plane = (g->ho + 2) * wpd, lcap = nb * plane;
     int64_t b, y, x;
@@ -663,15 +663,10 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
         if (!wpk)
             continue;
         if (g->s == 1) {
-            grid_pack(g, dyc, g->co, nb, d.dp);
-            padded_classes(g, nb, 1, &d, &pc);
-            if (bti_direct_conv_nchw(d.dp, g->lcap, g->co, d.off, &pc, wpk, g->c, g->p, NULL,
-                                     dx + n * g->c * g->h * g->w))
-                continue;
-            bti_direct_conv(d.dp, g->lcap, g->co, d.off, d.rows, &pc, wpk, g->c, d.pix);
-        } else {
-            dx_stride2(g, wpk, dyc, nb, &d);
+            conv_padded(g, dyc, g->co, g->c, 1, wpk, NULL, nb, &d, dx + n * g->c * g->h * g->w);
+            continue;
         }
+        dx_stride2(g, wpk, dyc, nb, &d);
         bti_direct_from_pixels(d.pix, g->c, nb, g->h * g->w, NULL, dx + n * g->c * g->h * g->w);
     }
 }
