@@ -142,16 +142,14 @@ static double sgemm_rate(double flops)
     return 2.0 * s * s * (double)s / t * 1e-9;
 }
 
-/* GB/s (read + write) of copying `bytes` / 2 bytes with `threads`, median of reps:
- * the same traffic as an element-wise case, in the same run. */
-static double memcpy_same_gbs(double bytes, int threads, int reps)
+/* GB/s (read + write) of copying `bytes` / 2 bytes with `threads`, median of
+ * 5 after a warm-up: the same traffic as an element-wise case, in the same run. */
+static double memcpy_same_gbs(double bytes, int threads)
 {
     const int64_t n = (int64_t)(bytes / 8.0); /* floats copied */
     float *a = bti_alloc((size_t)n * 4), *b = bti_alloc((size_t)n * 4);
-    double t[64];
-    int r;
-    if (reps > 63)
-        reps = 63;
+    double t[6];
+    int r, reps = 5;
     memset(a, 1, (size_t)n * 4);
     memset(b, 0, (size_t)n * 4);
     for (r = 0; r <= reps; r++) {
@@ -165,27 +163,6 @@ static double memcpy_same_gbs(double bytes, int threads, int reps)
     bti_free(a);
     bti_free(b);
     return bytes / bench_median(t + 1, reps) * 1e-9;
-}
-
-static double memcpy_gbs(int threads)
-{
-    const int64_t n = 16 << 20;
-    float *a = bti_alloc((size_t)n * 4), *b = bti_alloc((size_t)n * 4);
-    double t[5];
-    int r;
-    memset(a, 1, (size_t)n * 4);
-    memset(b, 0, (size_t)n * 4);
-    for (r = 0; r < 5; r++) {
-        double t0 = bench_now();
-        int64_t i;
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (i = 0; i < n; i += 1 << 16)
-            memcpy(b + i, a + i, (size_t)(1 << 16) * 4);
-        t[r] = bench_now() - t0;
-    }
-    bti_free(a);
-    bti_free(b);
-    return 2.0 * 4 * n / bench_median(t, 5) * 1e-9;
 }
 
 /* A case's layer and tensors, made once for all its calls. */
@@ -397,8 +374,8 @@ int main(void)
     for (i = 0; i < ncases; i++)
         if (selected(&cases[i], filter))
             cases[i].ref = cases[i].flops > 0 ? sgemm_rate(cases[i].flops)
-                                              : memcpy_same_gbs(cases[i].bytes, threads, 5);
-    mem = memcpy_gbs(threads);
+                                              : memcpy_same_gbs(cases[i].bytes, threads);
+    mem = memcpy_same_gbs(8.0 * (16 << 20), threads); /* 64 MiB each way */
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
     printf("%-30s %10s %9s %8s %10s %8s %9s %9s %6s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",
            "/memcpy", "torch ms", "torch/us", "best");
