@@ -121,9 +121,10 @@ T512 static void col2im512(const float *d, float *x, int64_t h, int64_t w, int64
 
 #define EXPAND_MAX 128 /* planes of up to this many registers use pad512_expand */
 
-/* Small planes, one register of the padded plane at a time: an expanding
- * load puts the next image floats in the lanes its mask (worked out once for
- * all planes) marks as inside the image, zeros elsewhere. Row by row (im2col's
+/* Small planes, one register of the padded plane at a time: the next image
+ * floats, loaded and expanded (in registers: an expanding load from memory is
+ * far slower) into the lanes its mask (worked out once for all planes) marks
+ * as inside the image, zeros elsewhere. Row by row (im2col's
  * rows), a row of a few floats costs a masked load and store; here 16 floats do. */
 T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb,
                                int64_t h, int64_t w, int pad)
@@ -131,26 +132,33 @@ T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t c
     const int64_t wp = w + 2 * (int64_t)pad, n = (h + 2 * (int64_t)pad) * wp, hw = h * w;
     const int64_t nv = (n + 15) / 16;
     __mmask16 mask[EXPAND_MAX];
-    int64_t start[EXPAND_MAX], p, c, b, k, seen = 0;
+    int64_t start[EXPAND_MAX + 1], p, c, b, k, seen = 0, y = -pad, xx = -pad;
+    /* row and column counted along, not divided out: this runs per image group */
     for (k = 0; k < nv; k++) {
         unsigned m = 0;
         start[k] = seen;
         for (p = 16 * k; p < 16 * k + 16 && p < n; p++) {
-            const int64_t y = p / wp - pad, xx = p % wp - pad;
             if (y >= 0 && y < h && xx >= 0 && xx < w) {
                 m |= 1u << (p - 16 * k);
                 seen++;
             }
+            if (++xx == wp - pad) {
+                xx = -pad;
+                y++;
+            }
         }
         mask[k] = (__mmask16)m;
     }
+    start[nv] = seen;
     for (c = 0; c < ch; c++)
         for (b = 0; b < nb; b++) {
             const float *src = x + (b * ch + c) * hw;
             float *dst = d + c * lcap + b * n;
             for (k = 0; k < nv; k++)
-                _mm512_mask_storeu_ps(dst + 16 * k, mask16(n - 16 * k),
-                                      _mm512_maskz_expandloadu_ps(mask[k], src + start[k]));
+                _mm512_mask_storeu_ps(
+                    dst + 16 * k, mask16(n - 16 * k),
+                    _mm512_maskz_expand_ps(mask[k], _mm512_maskz_loadu_ps(mask16(start[k + 1] - start[k]),
+                                                                          src + start[k])));
         }
 }
 
