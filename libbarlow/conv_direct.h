@@ -118,4 +118,28 @@ BTI_HIDDEN void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, i
 BTI_HIDDEN void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
                                        const float *bias, float *dst);
 
+/* The flat form (conv_flat.c), stride 1 only, for few channels: registers of
+ * 16 neighbouring output pixels of one channel, read from each image's padded
+ * plane (rows of wp = w + 2) as one flat run, so the row ends give junk lanes
+ * that are never stored. Run r covers flat positions [16r, 16r + 16) of
+ * output (y, x) at y*wp + x; reads go up to 15 floats past an image's plane. */
+
+/* Runs per image of h rows in planes with rows of wp. */
+BTI_HIDDEN int64_t bti_flat_runs(int64_t h, int64_t wp);
+/* Each run's stores for h x w images: st[r] = (the NCHW offset of its first
+ * valid lane) << 16 | (the mask of its valid lanes). bti_flat_runs entries. */
+BTI_HIDDEN void bti_flat_stores(int64_t h, int64_t w, int64_t *st);
+/* Weights [co][c][3][3] packed for bti_flat_conv, as bti_direct_pack (transpose
+ * 1: the stride-1 input gradient, mirrored): outputs rounded up to 8, times
+ * inputs times 9 floats (no more than bti_direct_pack's); this call's share
+ * `part` of `parts`. */
+BTI_HIDDEN void bti_flat_pack(const float *w, int64_t co, int64_t c, int transpose, float *wpk,
+                              int part, int parts);
+/* dst[b][o][y][x] = sum over ci < cin and the taps (i, j) of w(o, ci, i*3 + j)
+ * * x[ci*lcap + b*plane + (y + i)*wp + x + j] (+ bias[o]), for nb images of h
+ * rows and o < cout; st from bti_flat_stores. */
+BTI_HIDDEN void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int64_t h,
+                              int64_t nb, int64_t cin, const float *wpk, int64_t cout,
+                              const int64_t *st, const float *bias, float *dst);
+
 #endif /* BARLOW_CONV_DIRECT_H */

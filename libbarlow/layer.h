@@ -104,8 +104,9 @@ struct bt_layer {
     int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads,
                            3 as 2 with the padded-grid form wherever it applies (tests),
                            4 as 2 without the direct 3x3 form (tests, benchmarks),
-                           5 as 2 with the direct form wherever it applies (tests) */
-    int conv_per_image; /* the form of the last forward (layer_conv2d.c: 0-3) */
+                           5 as 2 with the direct form wherever it applies, channel tiles only
+                             (tests), 6 as 5 with the flat form wherever it applies (tests) */
+    int conv_per_image; /* the form of the last forward (layer_conv2d.c: 0-4) */
     int conv_threads;   /* and its thread count */
 
     struct bti_scratch own_scratch;

@@ -176,6 +176,8 @@ START_TEST(conv_matches_pytorch)
         run_conv_case(conv_files[f], 0, 2, 3); /* padded-grid form where it applies */
         run_conv_case(conv_files[f], 0, 3, 3);
         run_conv_case(conv_files[f], 0, 2, 4); /* per image, GEMM forms only */
+        run_conv_case(conv_files[f], 0, 2, 5); /* direct, channel tiles only */
+        run_conv_case(conv_files[f], 0, 2, 6); /* direct, flat form at stride 1 */
     }
 }
 END_TEST
@@ -185,10 +187,12 @@ END_TEST
  * output channels that fill 1-4 registers with a partial last one (forward and
  * weight-gradient tiles block them differently), pixel counts that leave
  * partial tiles, odd and even sizes (the stride-2 input gradient's four pixel
- * classes), and images in several groups per thread. Other CPUs run the GEMM
- * forms here. */
-static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
-                        int threads)
+ * classes), and images in several groups per thread. Mode 5: the channel
+ * tiles; mode 6: the flat form at stride 1 (conv_flat.c: runs of 16 pixels
+ * over one or several rows, partial last tiles, 8-output groups with a
+ * partial last one). Other CPUs run the GEMM forms here. */
+static void direct_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
+                             int threads, int mode)
 {
     const int64_t ho = (h - 1) / s + 1, wo = (w - 1) / s + 1, hw = h * w, pq = ho * wo;
     const int64_t xs[4] = {n, c, h, w}, ys[4] = {n, co, ho, wo};
@@ -201,12 +205,13 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
     int64_t b, o, ci, oy, ox;
     int i, j;
     char what[96];
-    snprintf(what, sizeof what, "direct n %lld c %lld %lldx%lld co %lld stride %d threads %d",
-             (long long)n, (long long)c, (long long)h, (long long)w, (long long)co, s, threads);
+    snprintf(what, sizeof what,
+             "direct n %lld c %lld %lldx%lld co %lld stride %d threads %d mode %d", (long long)n,
+             (long long)c, (long long)h, (long long)w, (long long)co, s, threads, mode);
     ck_assert_int_eq(bt_tensor_create(&y, 4, ys), BT_OK);
     ck_assert_int_eq(bt_tensor_create(&dx, 4, xs), BT_OK);
     ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, 3, s, 1, 1, "test"), BT_OK);
-    bti_layer_conv2d_set_mode(l, 5);
+    bti_layer_conv2d_set_mode(l, mode);
     bti_layer_set_threads(l, threads);
     wv = bti_layer_value(l, 0)->data;
     for (b = 0; b < n; b++)
@@ -246,6 +251,14 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
     bti_layer_destroy(l);
 }
 
+static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
+                        int threads)
+{
+    direct_case_mode(n, c, h, w, co, s, threads, 5);
+    if (s == 1)
+        direct_case_mode(n, c, h, w, co, s, threads, 6);
+}
+
 START_TEST(conv_direct_matches_reference)
 {
     int s;
@@ -263,6 +276,9 @@ START_TEST(conv_direct_matches_reference)
         direct_case(2, 8, 5, 1, 16, s, 1);
     }
     direct_case(40, 6, 7, 9, 24, 2, 2); /* several groups of odd-sized images */
+    direct_case(40, 6, 7, 9, 24, 1, 2);
+    direct_case(3, 16, 28, 28, 16, 1, 2); /* the flat form's own shapes */
+    direct_case(2, 32, 14, 14, 32, 1, 1);
 }
 END_TEST
 

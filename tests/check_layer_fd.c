@@ -250,8 +250,8 @@ static void check_fd(struct fd *f, bt_layer *l, const char *what)
     bti_layer_destroy(l);
 }
 
-/* mode: conv2d strategy (0 automatic; 3 the padded-grid form, 5 the direct form wherever they
- * apply, on 2 threads) */
+/* mode: conv2d strategy (0 automatic; 3 the padded-grid form, 5 the direct form,
+ * 6 its flat form, wherever they apply, on 2 threads) */
 static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s,
                            int p, int bias, int64_t chunk, int mode)
 {
@@ -272,7 +272,11 @@ static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t c
         bti_layer_conv2d_set_mode(l, mode);
         bti_layer_set_threads(l, 2);
     }
-    check_fd(&f, l, mode == 3 ? "conv2d padded grid" : mode == 5 ? "conv2d direct" : "conv2d");
+    check_fd(&f, l,
+             mode == 3   ? "conv2d padded grid"
+             : mode == 5 ? "conv2d direct"
+             : mode == 6 ? "conv2d direct flat"
+                         : "conv2d");
 }
 
 static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s, int p,
@@ -297,6 +301,7 @@ START_TEST(conv_gradients)
     /* the direct 3x3 form (AVX-512), stride 1 and 2, odd sizes */
     conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 5);
     conv_case_mode(3, 2, 7, 5, 3, 3, 2, 1, 1, 0, 5);
+    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 6); /* its flat form */
 }
 END_TEST
 
