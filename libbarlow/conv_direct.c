@@ -315,33 +315,6 @@ T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, cons
             _mm512_storeu_ps(out + rows[r] * ldo + 16 * v, acc[r][v]);
 }
 
-/* 8 pixels that follow each other in one image's planes x the 16 (or fewer)
- * outputs, over all input channels in one pass: transposed in registers and
- * stored into the NCHW planes at dst (rows of p floats), plus bias. */
-T512 static void conv_tile_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                                const struct bti_taps *tp, const float *w, float *dst, int64_t p,
-                                int64_t cout, const float *bias)
-{
-    __m512 acc[14][4];
-    __m256 half[2][8];
-    int r, h, o;
-    for (r = 0; r < 8; r++)
-        acc[r][0] = _mm512_setzero_ps();
-    tile_fma(1, 8, 1, acc, x, lcap, cin, off, tp, w);
-    for (r = 0; r < 8; r++) {
-        half[0][r] = _mm512_castps512_ps256(acc[r][0]);
-        half[1][r] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][0]), 1));
-    }
-    for (h = 0; h < 2; h++) {
-        __m256 *q = half[h];
-        tr8x8(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q);
-        for (o = 0; o < 8 && 8 * h + o < cout; o++)
-            _mm256_storeu_ps(dst + (8 * h + o) * p,
-                             bias ? _mm256_add_ps(half[h][o], _mm256_set1_ps(bias[8 * h + o]))
-                                  : half[h][o]);
-    }
-}
-
 typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, const int64_t *,
                              const struct bti_taps *, const float *, float *, int64_t, int);
 #define CONV_TILE(V, NP, ALL, NAME)                                                            \
@@ -395,25 +368,9 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *o
     }
 }
 
-int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                         const struct bti_pixel_classes *pc, const float *wpk, int64_t cout,
-                         int64_t p, const float *bias, float *dst)
-{
-    const struct bti_taps *tp = &pc->tp[0];
-    int64_t q;
-    if (pc->n != 1 || tp->n != tp->slots || tp->n != TAPS || cout > 16 || cin > CB || p % 8 ||
-        pc->count[0] % p)
-        return 0;
-    for (q = 0; q < pc->count[0]; q += 8)
-        conv_tile_nchw(x, lcap, cin, off + q, tp, wpk, dst + q / p * cout * p + q % p, p, cout,
-                       bias);
-    return 1;
-}
-
 /* Taps (bit i*3 + j) of kernel rows rm and columns cm (bit i, bit j). */
 #define TAP_MASK(rm, cm)                                                                       \
     (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
-#define ALL_TAPS TAP_MASK(7, 7)
 
 /* Pixels [q, end) of one class into acc, the taps of MASK only (the others
  * fall outside the image); x is read around each pixel's window centre
@@ -545,15 +502,6 @@ void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *o
 {
     (void)x, (void)lcap, (void)cin, (void)off, (void)rows, (void)pc, (void)wpk, (void)cout,
         (void)out;
-}
-
-int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                         const struct bti_pixel_classes *pc, const float *wpk, int64_t cout,
-                         int64_t p, const float *bias, float *dst)
-{
-    (void)x, (void)lcap, (void)cin, (void)off, (void)pc, (void)wpk, (void)cout, (void)p,
-        (void)bias, (void)dst;
-    return 0;
 }
 
 void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,

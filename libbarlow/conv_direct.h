@@ -87,15 +87,6 @@ BTI_HIDDEN void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const
                                 const int64_t *rows, const struct bti_pixel_classes *pc,
                                 const float *wpk, int64_t cout, float *out);
 
-/* The same convolution written straight into NCHW planes dst[b][o][p] (plus
- * bias[o] when bias is not NULL), with no pixel-major rows, when it fits one
- * register of outputs and one pass: cout <= 16, cin <= 16, one class of all
- * nine taps (pixels in order) and p a multiple of 8. Returns 0, having done
- * nothing, otherwise. */
-BTI_HIDDEN int bti_direct_conv_nchw(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                                    const struct bti_pixel_classes *pc, const float *wpk,
-                                    int64_t cout, int64_t p, const float *bias, float *dst);
-
 /* part[(ci*9 + i*3 + j)][o] += sum over q in the classes of pc and the taps
  * (i, j) of each class of dy[rows[q]][o] * x[ci*lcap + off[q] + (i - 1)*wp +
  * j - 1]: x unpadded, the classes split and centered (bti_direct_classes).

@@ -614,8 +614,9 @@ static int split_classes(const struct geom *g)
 
 /* The forward's convolution of nb images src [nb][cin][h][w] into dst
  * [nb][cout][ho][wo] (+ bias), or, mirror set, the stride-1 input gradient's
- * (dy in, dx out: the same pixels and taps): padded planes, the output
- * pixels by class, then straight into NCHW or through pixel-major rows. */
+ * (dy in, dx out: the same pixels and taps): padded planes, then the flat
+ * form straight into NCHW, or the channel tiles over the output pixels by
+ * class into pixel-major rows, transposed. */
 static void conv_padded(const struct geom *g, const float *src, int64_t cin, int64_t cout,
                         int mirror, const float *wpk, const float *bias, int64_t nb,
                         const struct direct_bufs *d, float *dst)
@@ -630,8 +631,6 @@ static void conv_padded(const struct geom *g, const float *src, int64_t cin, int
     }
     bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->hp * g->wp, g->wp, g->s,
                        split_classes(g), mirror, 0, d->off, d->rows, &pc);
-    if (bti_direct_conv_nchw(d->pad, g->lcap, cin, d->off, &pc, wpk, cout, g->p, bias, dst))
-        return;
     bti_direct_conv(d->pad, g->lcap, cin, d->off, d->rows, &pc, wpk, cout, d->pix);
     bti_direct_from_pixels(d->pix, cout, nb, g->p, bias, dst);
 }

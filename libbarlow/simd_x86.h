@@ -1,5 +1,5 @@
 /* simd_x86.h - what the hand-vectorised kernels (sgemm.c, conv_planes.c,
- * conv_direct.c) share: whether this is an x86 GCC-compatible build, the
+ * conv_direct.c, conv_flat.c) share: whether this is an x86 GCC-compatible build, the
  * per-function target attributes (the library is built for the baseline ISA;
  * these functions run only after bti_sgemm_level() found the instructions),
  * lane masks and the 8 x 8 transpose. */

@@ -270,7 +270,7 @@ START_TEST(conv_direct_matches_reference)
         direct_case(20, 5, 8, 8, 20, s, 2);
         direct_case(3, 1, 9, 2, 1, s, 3);
         direct_case(2, 20, 16, 17, 24, s, 2); /* few taps outside: one class */
-        direct_case(2, 16, 16, 8, 16, s, 2);  /* and straight into NCHW (16 channels) */
+        direct_case(2, 16, 16, 8, 16, s, 2);  /* one register of outputs */
         direct_case(3, 10, 16, 8, 12, s, 1);
         direct_case(3, 16, 1, 6, 16, s, 1);   /* images of one row, of one column */
         direct_case(2, 8, 5, 1, 16, s, 1);
