@@ -23,6 +23,7 @@
 #include "blas.h"
 #include "conv_direct.h"
 #include "conv_planes.h"
+#include "conv_winograd.h"
 #include "layer.h"
 #include "sgemm.h"
 
@@ -34,6 +35,7 @@
 #define CONV_CHUNK_COLS 1024                 /* default output columns per GEMM */
 #define CONV_MAX_COL_FLOATS ((int64_t)1 << 22) /* 16 MiB of im2col per chunk */
 #define PB_COLS 512                          /* per-image strategy: columns per group */
+#define WINO_TILES 256                       /* Winograd form: tiles per group */
 #define PB_MAX_COL_FLOATS ((int64_t)1 << 20) /* 4 MiB of im2col per thread */
 #define GRID_MAX_OVERHEAD 1.35 /* padded-grid outputs per real output, at most */
 
@@ -52,6 +54,10 @@ struct geom {
      * in the per-image strategy: the same padded planes, no junk pixels */
     int direct;
     int flat; /* its flat form (conv_flat.c) for the stride-1 convolutions */
+    /* Winograd F(2x2, 3x3) form (conv_winograd.c) of a 3x3 stride-1 pad-1
+     * convolution, per image: wb images (wt tiles) per group */
+    int wino;
+    int64_t wb, wt;
 };
 
 static bt_status conv_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
@@ -128,6 +134,12 @@ static void geom_init(const bt_layer *l, const int64_t *in, struct geom *g)
     g->grid = 0;
     g->direct = 0;
     g->flat = 0;
+    g->wino = 0;
+    /* Winograd groups: enough tiles for the GEMMs' rows */
+    g->wb = (WINO_TILES + bti_wino_tiles(g->h, g->w) - 1) / bti_wino_tiles(g->h, g->w);
+    if (g->wb > g->n)
+        g->wb = g->n;
+    g->wt = g->wb * bti_wino_tiles(g->h, g->w);
 }
 
 /* The padded-grid form needs a private kernel (it reads B through row offsets),
@@ -160,6 +172,17 @@ static int direct_ok(const bt_layer *l, const struct geom *g)
     return l->conv_mode >= 5 || (lanes_ok(g->c) && lanes_ok(g->co));
 }
 
+/* The Winograd form: 3x3, stride 1, padding 1, AVX-512 (its transforms; the
+ * GEMMs are bti_sgemm's). Mode 7 takes it wherever it applies (tests), modes
+ * 3-6 never. */
+static int wino_ok(const bt_layer *l, const struct geom *g)
+{
+    if (g->k != 3 || g->s != 1 || g->pad != 1 || (l->conv_mode >= 3 && l->conv_mode <= 6) ||
+        bti_sgemm_level() != BTI_SGEMM_AVX512)
+        return 0;
+    return l->conv_mode == 7 || (g->c >= 64 && g->co >= 64);
+}
+
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* Strategy: one GEMM per chunk with the BLAS's threads (mode 1), or images
@@ -170,7 +193,7 @@ static int per_image(const bt_layer *l, const struct geom *g)
         return 0;
     if (l->conv_mode >= 2)
         return 1;
-    if (direct_ok(l, g)) /* it runs image group by image group, with no BLAS */
+    if (direct_ok(l, g) || wino_ok(l, g)) /* image group by image group, with no BLAS */
         return g->n >= l->threads;
     /* One thread: the private kernels image group by image group when they beat
      * the BLAS: always over OpenBLAS's Prescott kernels (4-6x), and over its good
@@ -211,17 +234,19 @@ static int flat_ok(const bt_layer *l, const struct geom *g)
 
 /* Forms (l->conv_per_image): 0 chunked GEMMs on BLAS threads, 1 per image with
  * GEMMs, 2 per image in the padded-grid form, 3 per image in the direct form,
- * 4 the same with its flat form at stride 1. */
+ * 4 the same with its flat form at stride 1, 5 per image in the Winograd form. */
 static void set_form(struct geom *g, int form)
 {
     g->grid = form == 2;
-    g->direct = form >= 3;
+    g->direct = form == 3 || form == 4;
     g->flat = form == 4;
+    g->wino = form == 5;
 }
 
 static int choose_form(const bt_layer *l, struct geom *g)
 {
     const int form = !per_image(l, g) ? 0
+                     : wino_ok(l, g)   ? 5
                      : direct_ok(l, g) ? (flat_ok(l, g) ? 4 : 3)
                      : grid_ok(l, g)   ? 2
                                        : 1;
@@ -284,8 +309,29 @@ static size_t dr_weights(const struct geom *g)
     return round16((size_t)(9 * (a > b ? a : b)));
 }
 
+/* Winograd form, per thread: two pixel-major buffers (x and y in the forward;
+ * x then dx, and dy, in the backward), the transformed input V (and in the
+ * backward its gradient, in place), the transformed output M (or its
+ * gradient) and the dU part [16][co][c]. After all threads: U [16][co][c]. */
+static size_t wn_pix(const struct geom *g)
+{
+    const int64_t cp = bti_direct_round(g->c), cop = bti_direct_round(g->co);
+    return round16((size_t)(g->wb * g->h * g->w * (cp > cop ? cp : cop)));
+}
+static size_t wn_v(const struct geom *g)
+{
+    return round16((size_t)(16 * g->wt * bti_direct_round(g->c)));
+}
+static size_t wn_m(const struct geom *g)
+{
+    return round16((size_t)(16 * g->wt * bti_direct_round(g->co)));
+}
+static size_t wn_u(const struct geom *g) { return round16((size_t)(16 * g->co * g->c)); }
+
 static size_t pi_stride(const struct geom *g)
 {
+    if (g->wino)
+        return 2 * wn_pix(g) + wn_v(g) + wn_m(g) + wn_u(g);
     if (g->direct)
         return dr_pad(g) + dr_pix(g) + dr_part(g) + round16((size_t)(4 * dr_rows(g)));
     if (g->grid)
@@ -295,6 +341,8 @@ static size_t pi_stride(const struct geom *g)
 
 static size_t per_image_floats(const bt_layer *l, const struct geom *g)
 {
+    if (g->wino)
+        return (size_t)l->threads * pi_stride(g) + wn_u(g);
     if (g->direct)
         return (size_t)l->threads * pi_stride(g) + dr_weights(g);
     if (g->grid)
@@ -705,6 +753,75 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
     }
 }
 
+/* ---- Winograd form (3x3, stride 1, padding 1) ----------------------------
+ * Image groups in pixel-major rows, transformed tile by tile (conv_winograd.c);
+ * per transform element e, the GEMMs M_e = V_e U_e^T (forward, U stored
+ * [c][co]), dU_e += dM_e^T V_e and dV_e = dM_e U_e (backward, U stored
+ * [co][c]) over the group's tiles. */
+struct wino_bufs {
+    float *pa, *pb, *v, *m, *part;
+};
+
+static void wino_bufs_of(const struct geom *g, float *buf, struct wino_bufs *d)
+{
+    d->pa = buf;
+    d->pb = d->pa + wn_pix(g);
+    d->v = d->pb + wn_pix(g);
+    d->m = d->v + wn_v(g);
+    d->part = d->m + wn_m(g);
+}
+
+static void forward_wino(const struct geom *g, const float *u, const float *bias, const float *x,
+                         float *y, int64_t n0, int64_t n1, float *buf)
+{
+    const int64_t cp = bti_direct_round(g->c), cop = bti_direct_round(g->co), hw = g->h * g->w;
+    const int64_t ev = g->wt * cp, em = g->wt * cop;
+    struct wino_bufs d;
+    int64_t n;
+    int e;
+    wino_bufs_of(g, buf, &d);
+    for (n = n0; n < n1; n += g->wb) {
+        const int64_t nb = n1 - n < g->wb ? n1 - n : g->wb, nt = nb * bti_wino_tiles(g->h, g->w);
+        bti_direct_to_pixels(x + n * g->c * hw, g->c, nb, hw, d.pa);
+        bti_wino_input(d.pa, cp, nb, g->h, g->w, g->c, d.v, cp, ev);
+        for (e = 0; e < 16; e++)
+            bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, nt, g->co, g->c, 1.0f, d.v + e * ev, cp,
+                      u + e * g->co * g->c, g->co, 0.0f, d.m + e * em, cop);
+        bti_wino_output(d.m, cop, em, nb, g->h, g->w, g->co, d.pb, cop);
+        bti_direct_from_pixels(d.pb, g->co, nb, hw, bias, y + n * g->co * hw);
+    }
+}
+
+/* d.part += dU; dx = the input gradient when u is set. */
+static void backward_wino(const struct geom *g, const float *u, const float *x, const float *dy,
+                          float *dx, int64_t n0, int64_t n1, float *buf)
+{
+    const int64_t cp = bti_direct_round(g->c), cop = bti_direct_round(g->co), hw = g->h * g->w;
+    const int64_t ev = g->wt * cp, em = g->wt * cop;
+    struct wino_bufs d;
+    int64_t n;
+    int e;
+    wino_bufs_of(g, buf, &d);
+    for (n = n0; n < n1; n += g->wb) {
+        const int64_t nb = n1 - n < g->wb ? n1 - n : g->wb, nt = nb * bti_wino_tiles(g->h, g->w);
+        bti_direct_to_pixels(dy + n * g->co * hw, g->co, nb, hw, d.pb);
+        bti_wino_output_adjoint(d.pb, cop, nb, g->h, g->w, g->co, d.m, cop, em);
+        bti_direct_to_pixels(x + n * g->c * hw, g->c, nb, hw, d.pa);
+        bti_wino_input(d.pa, cp, nb, g->h, g->w, g->c, d.v, cp, ev);
+        for (e = 0; e < 16; e++)
+            bti_sgemm(BTI_TRANS, BTI_NO_TRANS, g->co, g->c, nt, 1.0f, d.m + e * em, cop,
+                      d.v + e * ev, cp, 1.0f, d.part + e * g->co * g->c, g->c);
+        if (!u)
+            continue;
+        for (e = 0; e < 16; e++) /* dV over V */
+            bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, nt, g->c, g->co, 1.0f, d.m + e * em, cop,
+                      u + e * g->co * g->c, g->c, 0.0f, d.v + e * ev, cp);
+        memset(d.pa, 0, (size_t)(nb * hw * cp) * sizeof *d.pa);
+        bti_wino_input_adjoint(d.v, cp, ev, nb, g->h, g->w, g->c, d.pa, cp);
+        bti_direct_from_pixels(d.pa, g->c, nb, hw, NULL, dx + n * g->c * hw);
+    }
+}
+
 static void forward_per_image(bt_layer *l, const struct geom *g, const float *x, float *y)
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
@@ -715,7 +832,11 @@ static void forward_per_image(bt_layer *l, const struct geom *g, const float *x,
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride;
-        if (g->direct) {
+        if (g->wino) {
+            bti_wino_weights(w, g->co, g->c, 1, g->c * t / tn, g->c * (t + 1) / tn, wpk);
+#pragma omp barrier
+            forward_wino(g, wpk, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
+        } else if (g->direct) {
             struct bti_taps tp;
             taps_all(g->wp, 0, &tp);
             if (g->flat)
@@ -786,13 +907,16 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
 {
     const float *w = l->value[0]->data;
     const size_t stride = pi_stride(g),
-                 poff = g->direct ? dr_pad(g) + dr_pix(g)
-                        : g->grid ? gr_x(g) + gr_dy(g) + gr_out(g)
-                                  : pi_col(g) + pi_tmp(g);
+                 poff = g->wino     ? 2 * wn_pix(g) + wn_v(g) + wn_m(g)
+                        : g->direct ? dr_pad(g) + dr_pix(g)
+                        : g->grid   ? gr_x(g) + gr_dy(g) + gr_out(g)
+                                    : pi_col(g) + pi_tmp(g);
     const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */
     float *base = (float *)l->scratch->p, *dw = l->grad[0]->data;
     float *wt = base + (size_t)nt * stride;
-    int64_t i, nw = g->direct ? (int64_t)(dr_part(g)) : g->co * g->k2;
+    int64_t i, nw = g->wino     ? (int64_t)wn_u(g)
+                    : g->direct ? (int64_t)(dr_part(g))
+                                : g->co * g->k2;
     bti_blas_set_threads(1);
     if (g->grid && dx)
         flip_weights(g, w, wt);
@@ -805,7 +929,13 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
             pack_dx_weights(g, w, wt, t, tn);
 #pragma omp barrier
         }
-        if (g->direct)
+        if (g->wino && dx) {
+            bti_wino_weights(w, g->co, g->c, 0, g->co * t / tn, g->co * (t + 1) / tn, wt);
+#pragma omp barrier
+        }
+        if (g->wino)
+            backward_wino(g, dx ? wt : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col);
+        else if (g->direct)
             backward_direct(g, dx ? wt : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col,
                             part);
         else if (g->grid)
@@ -817,6 +947,15 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
     /* the threads' partial sums, added in thread order: deterministic for a thread count */
     if (g->direct) {
         add_direct_parts(g, base, stride, poff, nt, dw);
+        return;
+    }
+    if (g->wino) {
+#pragma omp parallel num_threads(nt) if (nw * nt > BTI_PAR_MIN)
+        {
+            const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+            bti_wino_weight_grad(base + poff, stride, nt, g->co, g->c, g->co * t / tn,
+                                 g->co * (t + 1) / tn, dw);
+        }
         return;
     }
 #pragma omp parallel for simd num_threads(nt) schedule(static) if (nw * nt > BTI_PAR_MIN)

@@ -255,8 +255,10 @@ static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, 
                         int threads)
 {
     direct_case_mode(n, c, h, w, co, s, threads, 5);
-    if (s == 1)
+    if (s == 1) {
         direct_case_mode(n, c, h, w, co, s, threads, 6);
+        direct_case_mode(n, c, h, w, co, s, threads, 7);
+    }
 }
 
 START_TEST(conv_direct_matches_reference)
