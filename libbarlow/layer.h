@@ -105,8 +105,9 @@ struct bt_layer {
                            3 as 2 with the padded-grid form wherever it applies (tests),
                            4 as 2 without the direct 3x3 form (tests, benchmarks),
                            5 as 2 with the direct form wherever it applies, channel tiles only
-                             (tests), 6 as 5 with the flat form wherever it applies (tests) */
-    int conv_per_image; /* the form of the last forward (layer_conv2d.c: 0-4) */
+                             (tests), 6 as 5 with the flat form wherever it applies (tests),
+                           7 as 2 with the Winograd form wherever it applies (tests) */
+    int conv_per_image; /* the form of the last forward (layer_conv2d.c: 0-5) */
     int conv_threads;   /* and its thread count */
 
     struct bti_scratch own_scratch;

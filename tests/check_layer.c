@@ -178,6 +178,7 @@ START_TEST(conv_matches_pytorch)
         run_conv_case(conv_files[f], 0, 2, 4); /* per image, GEMM forms only */
         run_conv_case(conv_files[f], 0, 2, 5); /* direct, channel tiles only */
         run_conv_case(conv_files[f], 0, 2, 6); /* direct, flat form at stride 1 */
+        run_conv_case(conv_files[f], 0, 3, 7); /* Winograd at stride 1 */
     }
 }
 END_TEST
@@ -190,7 +191,9 @@ END_TEST
  * classes), and images in several groups per thread. Mode 5: the channel
  * tiles; mode 6: the flat form at stride 1 (conv_flat.c: runs of 16 pixels
  * over one or several rows, partial last tiles, 8-output groups with a
- * partial last one). Other CPUs run the GEMM forms here. */
+ * partial last one); mode 7: Winograd at stride 1 (conv_winograd.c: partial
+ * tiles at odd sizes, partial channel registers, several tile groups). Other
+ * CPUs run the GEMM forms here. */
 static void direct_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
                              int threads, int mode)
 {
@@ -281,6 +284,8 @@ START_TEST(conv_direct_matches_reference)
     direct_case(40, 6, 7, 9, 24, 1, 2);
     direct_case(3, 16, 28, 28, 16, 1, 2); /* the flat form's own shapes */
     direct_case(2, 32, 14, 14, 32, 1, 1);
+    direct_case_mode(3, 128, 4, 4, 128, 1, 2, 0); /* where the automatic choice is Winograd */
+    direct_case_mode(2, 64, 32, 32, 64, 1, 1, 0);
 }
 END_TEST
 

@@ -251,7 +251,7 @@ static void check_fd(struct fd *f, bt_layer *l, const char *what)
 }
 
 /* mode: conv2d strategy (0 automatic; 3 the padded-grid form, 5 the direct form,
- * 6 its flat form, wherever they apply, on 2 threads) */
+ * 6 its flat form, 7 Winograd, wherever they apply, on 2 threads) */
 static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s,
                            int p, int bias, int64_t chunk, int mode)
 {
@@ -276,6 +276,7 @@ static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t c
              mode == 3   ? "conv2d padded grid"
              : mode == 5 ? "conv2d direct"
              : mode == 6 ? "conv2d direct flat"
+             : mode == 7 ? "conv2d winograd"
                          : "conv2d");
 }
 
@@ -302,6 +303,8 @@ START_TEST(conv_gradients)
     conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 5);
     conv_case_mode(3, 2, 7, 5, 3, 3, 2, 1, 1, 0, 5);
     conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 6); /* its flat form */
+    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 7); /* Winograd */
+    conv_case_mode(2, 3, 4, 3, 2, 3, 1, 1, 0, 0, 7);
 }
 END_TEST
 
