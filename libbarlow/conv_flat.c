@@ -69,9 +69,11 @@ void bti_flat_stores(int64_t h, int64_t w, int64_t *st)
 
 #define INLINE __attribute__((always_inline)) inline
 
-/* NV registers of pixels from the runs at st x FO outputs, over all input
- * channels; valid lanes stored to the nout outputs' planes (plus bias). */
-T512 static INLINE void flat_tile(const int NV, const float *x, int64_t lcap, int64_t wp,
+/* NV registers of pixels from the runs at st x NO outputs (their weights FO
+ * apart), over all input channels; valid lanes stored to the first nout
+ * outputs' planes (plus bias). */
+T512 static INLINE void flat_tile(const int NV, const int NO, const float *x, int64_t lcap,
+                                  int64_t wp,
                                   int64_t cin, const float *restrict wg, const int64_t *st,
                                   int64_t nout, const float *bias, float *dst, int64_t p)
 {
@@ -81,7 +83,7 @@ T512 static INLINE void flat_tile(const int NV, const float *x, int64_t lcap, in
 #pragma GCC unroll 4
     for (v = 0; v < NV; v++)
 #pragma GCC unroll 8
-        for (k = 0; k < FO; k++)
+        for (k = 0; k < NO; k++)
             acc[v][k] = _mm512_setzero_ps();
     for (c = 0; c < cin; c++) {
         const float *xc = x + c * lcap, *wc = wg + c * 9 * FO;
@@ -95,7 +97,7 @@ T512 static INLINE void flat_tile(const int NV, const float *x, int64_t lcap, in
                 for (v = 0; v < NV; v++)
                     xv[v] = _mm512_loadu_ps(xr + 16 * v);
 #pragma GCC unroll 8
-                for (k = 0; k < FO; k++) {
+                for (k = 0; k < NO; k++) {
                     const __m512 b = _mm512_set1_ps(wt[k]);
 #pragma GCC unroll 4
                     for (v = 0; v < NV; v++)
@@ -110,7 +112,7 @@ T512 static INLINE void flat_tile(const int NV, const float *x, int64_t lcap, in
                         sm = mask16(__builtin_popcount((unsigned)m));
         float *d = dst + (st[v] >> 16);
 #pragma GCC unroll 8
-        for (k = 0; k < FO; k++)
+        for (k = 0; k < NO; k++)
             if (k < nout)
                 _mm512_mask_storeu_ps(
                     d + k * p, sm,
@@ -121,30 +123,42 @@ T512 static INLINE void flat_tile(const int NV, const float *x, int64_t lcap, in
 
 typedef void (*flat_tile_fn)(const float *, int64_t, int64_t, int64_t, const float *,
                              const int64_t *, int64_t, const float *, float *, int64_t);
-#define FLAT_TILE(NV)                                                                          \
-    T512 static void flat_tile##NV(const float *x, int64_t lcap, int64_t wp, int64_t cin,       \
-                                   const float *wg, const int64_t *st, int64_t nout,           \
-                                   const float *bias, float *dst, int64_t p)                   \
+#define FLAT_TILE(NV, NO)                                                                      \
+    T512 static void flat_tile##NV##_##NO(const float *x, int64_t lcap, int64_t wp,           \
+                                          int64_t cin, const float *wg, const int64_t *st,    \
+                                          int64_t nout, const float *bias, float *dst,        \
+                                          int64_t p)                                          \
     {                                                                                          \
-        flat_tile(NV, x, lcap, wp, cin, wg, st, nout, bias, dst, p);                           \
+        flat_tile(NV, NO, x, lcap, wp, cin, wg, st, nout, bias, dst, p);                       \
     }
-FLAT_TILE(1)
-FLAT_TILE(2)
-FLAT_TILE(3)
-static const flat_tile_fn flat_tiles[FV] = {flat_tile1, flat_tile2, flat_tile3};
+FLAT_TILE(1, 8)
+FLAT_TILE(2, 8)
+FLAT_TILE(3, 8)
+FLAT_TILE(1, 1)
+FLAT_TILE(2, 1)
+FLAT_TILE(3, 1)
+/* [one output][registers - 1] */
+static const flat_tile_fn flat_tiles[2][FV] = {{flat_tile1_8, flat_tile2_8, flat_tile3_8},
+                                               {flat_tile1_1, flat_tile2_1, flat_tile3_1}};
 
+/* A group of fewer than FO/2 outputs (the input gradient of a 1-3 channel
+ * stem) takes them one by one: 8 outputs would waste most of the FMAs. */
 void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int64_t h,
                    int64_t nb, int64_t cin, const float *wpk, int64_t cout, const int64_t *st,
                    const float *bias, float *dst)
 {
     const int64_t nr = bti_flat_runs(h, wp), p = h * (wp - 2);
-    int64_t b, gr, r;
+    int64_t b, o, r;
     for (b = 0; b < nb; b++)
-        for (gr = 0; gr * FO < cout; gr++)
+        for (o = 0; o < cout;) {
+            const int one = cout - o < FO / 2, step = one ? 1 : FO;
+            const float *wg = wpk + o / FO * cin * 9 * FO + o % FO;
             for (r = 0; r < nr; r += FV)
-                flat_tiles[(nr - r < FV ? nr - r : FV) - 1](
-                    x + b * plane + 16 * r, lcap, wp, cin, wpk + gr * cin * 9 * FO, st + r,
-                    cout - gr * FO, bias ? bias + gr * FO : NULL, dst + (b * cout + gr * FO) * p, p);
+                flat_tiles[one][(nr - r < FV ? nr - r : FV) - 1](
+                    x + b * plane + 16 * r, lcap, wp, cin, wg, st + r, cout - o,
+                    bias ? bias + o : NULL, dst + (b * cout + o) * p, p);
+            o += step;
+        }
 }
 
 #else /* no AVX-512 build: never selected */

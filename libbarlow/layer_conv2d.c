@@ -164,12 +164,17 @@ static int grid_ok(const bt_layer *l, const struct geom *g)
  * it applies (tests); modes 3 and 4 never (tests and benchmarks). */
 static int lanes_ok(int64_t ch) { return 2 * bti_direct_round(ch) <= 3 * ch; }
 
+/* A stem (1-4 input channels) at stride 1: its forward and input gradient go
+ * to the flat form, whose registers hold pixels, and its weight gradient to
+ * the channel tiles over its outputs. */
+static int stem(const struct geom *g) { return g->s == 1 && g->c <= 4; }
+
 static int direct_ok(const bt_layer *l, const struct geom *g)
 {
     if (g->k != 3 || (g->s != 1 && g->s != 2) || g->pad != 1 || l->conv_mode == 3 ||
         l->conv_mode == 4 || bti_sgemm_level() != BTI_SGEMM_AVX512)
         return 0;
-    return l->conv_mode >= 5 || (lanes_ok(g->c) && lanes_ok(g->co));
+    return l->conv_mode >= 5 || ((lanes_ok(g->c) || stem(g)) && lanes_ok(g->co));
 }
 
 /* The Winograd form: 3x3, stride 1, padding 1, AVX-512 (its transforms; the
@@ -235,7 +240,7 @@ static int flat_ok(const bt_layer *l, const struct geom *g)
     const int64_t ch = g->c > g->co ? g->c : g->co;
     if (g->s != 1 || l->conv_mode == 5)
         return 0;
-    return l->conv_mode == 6 || ch <= 16 || (ch <= 32 && g->h * g->w >= 14 * 14);
+    return l->conv_mode == 6 || ch <= 16 || (ch <= 32 && g->h * g->w >= 14 * 14) || stem(g);
 }
 
 /* Forms (l->conv_per_image): 0 chunked GEMMs on BLAS threads, 1 per image with
@@ -291,10 +296,11 @@ static size_t gr_offs(const struct geom *g)
 
 /* Direct form, per thread: one padded buffer (xpad in the forward, dypad in
  * the backward, as the grid form's), one pixel-major buffer (dy for the
- * weight gradient, then the conv outputs), the dW part [c][9][co rounded]
- * and a pixel list (offsets and rows, int64). After all threads: the packed
- * weights. Pixel lists cover the larger of the input and output planes (the
- * stride-2 input gradient has one row per input pixel). */
+ * weight gradient, then the conv outputs), the dW part [c][9][co rounded],
+ * a pixel list (offsets and rows, int64) and the flat form's stores (int64).
+ * After all threads: the packed weights. Pixel lists cover the larger of the
+ * input and output planes (the stride-2 input gradient has one row per input
+ * pixel). */
 static size_t dr_pad(const struct geom *g) { return gr_x(g) > gr_dy(g) ? gr_x(g) : gr_dy(g); }
 static int64_t dr_rows(const struct geom *g)
 {
@@ -339,7 +345,8 @@ static size_t pi_stride(const struct geom *g)
     if (g->wino)
         return 2 * wn_pix(g) + wn_v(g) + wn_m(g) + wn_u(g);
     if (g->direct)
-        return dr_pad(g) + dr_pix(g) + dr_part(g) + round16((size_t)(4 * dr_rows(g)));
+        return dr_pad(g) + dr_pix(g) + dr_part(g) +
+               round16((size_t)(4 * dr_rows(g) + 2 * bti_flat_runs(g->h, g->wp)));
     if (g->grid)
         return gr_x(g) + gr_dy(g) + gr_out(g) + gr_part(g) + gr_offs(g);
     return pi_col(g) + pi_tmp(g) + round16((size_t)(g->co * g->k2));
@@ -641,6 +648,7 @@ static void pack_dx_weights(const struct geom *g, const float *w, float *wpk, in
 struct direct_bufs {
     float *pad, *pix; /* pad: x's planes in the forward, dy's in the backward */
     int64_t *off, *rows;
+    int64_t *st; /* the flat form's stores, once per call */
 };
 
 static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs *d)
@@ -649,6 +657,9 @@ static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs 
     d->pix = buf + dr_pad(g);
     d->off = (int64_t *)(d->pix + dr_pix(g) + dr_part(g));
     d->rows = d->off + dr_rows(g);
+    d->st = d->rows + dr_rows(g);
+    if (g->flat)
+        bti_flat_stores(g->h, g->w, d->st);
 }
 
 /* For the convolution tiles (the weight gradient always takes classes, at
@@ -678,8 +689,7 @@ static void conv_padded(const struct geom *g, const float *src, int64_t cin, int
     struct bti_pixel_classes pc;
     grid_pack(g, src, cin, nb, d->pad);
     if (g->flat) {
-        bti_flat_stores(g->h, g->w, d->rows);
-        bti_flat_conv(d->pad, g->lcap, g->hp * g->wp, g->wp, g->h, nb, cin, wpk, cout, d->rows,
+        bti_flat_conv(d->pad, g->lcap, g->hp * g->wp, g->wp, g->h, nb, cin, wpk, cout, d->st,
                       bias, dst);
         return;
     }
