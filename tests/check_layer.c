@@ -4,6 +4,7 @@
 #include "golden.h"
 #include "conv_direct.h"
 #include "layer.h"
+#include "sgemm.h"
 
 #include <check.h>
 #include <math.h>
@@ -544,6 +545,76 @@ START_TEST(maxpool_matches_pytorch)
 }
 END_TEST
 
+/* PyTorch's max-pooling rule on awkward inputs, against a plain loop: the
+ * first maximum in scan order wins (ties, and -inf everywhere: the window's
+ * first element), a NaN wins over everything, and a later NaN over an earlier
+ * one; the gradient goes to the winner. Planes wider than a register (the
+ * AVX-512 path takes 16 output columns at a time) and several strides. */
+static void maxpool_rule_case(int64_t h, int64_t w, int k, int s, int pad)
+{
+    const int64_t ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1;
+    const int64_t xs[4] = {2, 1, h, w}, ys[4] = {2, 1, ho, wo};
+    bt_tensor *x = random_tensor(4, xs), *dy = random_tensor(4, ys), *y = NULL, *dx = NULL;
+    bt_layer *l = NULL;
+    float *xv = bt_tensor_data(x);
+    int64_t i, b, oy, ox, iy, ix;
+    for (i = 0; i < bt_tensor_numel(x); i++) { /* few distinct values: many ties */
+        const int r = (int)(i * 7919 % 23);
+        xv[i] = r == 0 ? NAN : r < 4 ? -INFINITY : (float)(r % 3);
+    }
+    for (i = 0; i < 2 * w && i < h * w; i++) /* first rows of -inf: the first outputs' windows */
+        xv[i] = -INFINITY;
+    ck_assert_int_eq(bt_tensor_create(&y, 4, ys), BT_OK);
+    ck_assert_int_eq(bt_tensor_create(&dx, 4, xs), BT_OK);
+    ck_assert_int_eq(bt_layer_maxpool2d_create(&l, k, s, pad), BT_OK);
+    ck_assert_int_eq(bt_layer_forward(l, x, y, 1), BT_OK);
+    ck_assert_int_eq(bt_layer_backward(l, dy, dx), BT_OK);
+    for (b = 0; b < 2; b++) {
+        float *want = calloc((size_t)(h * w), sizeof *want); /* summed as the layer does */
+        const float *xb = xv + b * h * w, *dyb = bt_tensor_data(dy) + b * ho * wo;
+        for (oy = 0; oy < ho; oy++)
+            for (ox = 0; ox < wo; ox++) {
+                const int64_t y0 = oy * s - pad, x0 = ox * s - pad;
+                int64_t at = (y0 > 0 ? y0 : 0) * w + (x0 > 0 ? x0 : 0);
+                float m = -INFINITY, got = bt_tensor_data(y)[(b * ho + oy) * wo + ox];
+                for (iy = y0; iy < y0 + k; iy++)
+                    for (ix = x0; ix < x0 + k; ix++)
+                        if (iy >= 0 && iy < h && ix >= 0 && ix < w &&
+                            (xb[iy * w + ix] > m || isnan(xb[iy * w + ix]))) {
+                            m = xb[iy * w + ix];
+                            at = iy * w + ix;
+                        }
+                ck_assert_msg(isnan(m) ? isnan(got) : got == m, "maxpool %lldx%lld k%d s%d p%d: y",
+                              (long long)h, (long long)w, k, s, pad);
+                want[at] += dyb[oy * wo + ox];
+            }
+        for (i = 0; i < h * w; i++)
+            ck_assert_msg(bt_tensor_data(dx)[b * h * w + i] == want[i],
+                          "maxpool %lldx%lld k%d s%d p%d: dx at %lld", (long long)h, (long long)w,
+                          k, s, pad, (long long)i);
+        free(want);
+    }
+    bt_tensor_free(x);
+    bt_tensor_free(dy);
+    bt_tensor_free(y);
+    bt_tensor_free(dx);
+    bt_layer_free(l);
+}
+
+START_TEST(maxpool_rule)
+{
+    int level;
+    for (level = BTI_SGEMM_AVX512; level >= BTI_SGEMM_BLAS; level--) { /* the plain loop too */
+        bti_sgemm_set_level(level);
+        maxpool_rule_case(9, 40, 3, 2, 1);
+        maxpool_rule_case(7, 35, 3, 1, 1);
+        maxpool_rule_case(6, 50, 2, 3, 0);
+        maxpool_rule_case(5, 5, 3, 2, 1);
+    }
+    bti_sgemm_set_level(-1);
+}
+END_TEST
+
 START_TEST(avgpool_matches_pytorch)
 {
     golden *g = golden_load("layers_avgpool.bin");
@@ -942,6 +1013,7 @@ Suite *layer_suite(void)
     tcase_add_test(tc, batchnorm_matches_pytorch);
     tcase_add_test(tc, relu_matches_pytorch_in_place_too);
     tcase_add_test(tc, maxpool_matches_pytorch);
+    tcase_add_test(tc, maxpool_rule);
     tcase_add_test(tc, avgpool_matches_pytorch);
     tcase_add_test(api, default_init_is_pytorchs);
     tcase_add_test(api, public_forward_copies_x);
