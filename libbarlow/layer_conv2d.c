@@ -19,7 +19,9 @@
  * altogether: the padded-grid form below reads shifted windows of a padded
  * copy of the input through the private kernels' row offsets. Over AVX-512,
  * 3x3 convolutions with padding 1 and stride 1 or 2 (a ResNet's) take the
- * direct form instead (conv_direct.c): no GEMM, no im2col, no junk outputs. */
+ * direct form instead (conv_direct.c): no GEMM, no im2col, no junk outputs;
+ * at stride 1 its flat form (conv_flat.c) for few channels, and the Winograd
+ * form (conv_winograd.c: transforms around 16 GEMMs) for many. */
 #include "blas.h"
 #include "conv_direct.h"
 #include "conv_planes.h"
@@ -209,13 +211,13 @@ static int per_image(const bt_layer *l, const struct geom *g)
     /* One thread: the private kernels image group by image group when they beat
      * the BLAS: always over OpenBLAS's Prescott kernels (4-6x), and over its good
      * kernels up to 128 output channels, where packing both operands costs it as
-     * much as the arithmetic. At 256-512 channels the packed-panel kernels and
-     * SkylakeX are even (bench_sgemm, 1 thread, private / SkylakeX on the conv
-     * GEMMs: 0.95-1.2, weight gradient at 512 channels 0.75-0.8; whole layers
-     * fwd+bwd within the +-20% noise of the shared machine), so the BLAS keeps
-     * those and its chunked GEMMs. */
+     * much as the arithmetic. At 256-512 channels, over AVX-512 too: the 1x1
+     * stride-2 downsamplings of a ResNet (128->256, 256->512) took 1.01-1.21x
+     * longer as chunked GEMMs on OpenBLAS's SkylakeX kernels than per image
+     * (fastest of 20 calls alternating); the AVX2 kernels there took 2.1x
+     * longer than SkylakeX, so the BLAS keeps those. */
     if (l->threads < 2)
-        return bti_sgemm_prefer_private() ||
+        return bti_sgemm_prefer_private() || bti_sgemm_level() == BTI_SGEMM_AVX512 ||
                (bti_sgemm_level() != BTI_SGEMM_BLAS && g->co <= 128);
     /* Measured (tests/bench/bench_layers.c, 2 threads, shared machine): BLAS
      * threads alternating with OpenMP loops chunk after chunk lose badly as
