@@ -38,6 +38,7 @@
 #define CONV_MAX_COL_FLOATS ((int64_t)1 << 22) /* 16 MiB of im2col per chunk */
 #define PB_COLS 512                          /* per-image strategy: columns per group */
 #define WINO_TILES 256                       /* Winograd form: tiles per group */
+#define WINO_MAX_FLOATS ((int64_t)1 << 24)   /* and at most 64 MiB of transforms per thread */
 #define PB_MAX_COL_FLOATS ((int64_t)1 << 20) /* 4 MiB of im2col per thread */
 #define GRID_MAX_OVERHEAD 1.35 /* padded-grid outputs per real output, at most */
 
@@ -192,6 +193,10 @@ static int wino_ok(const bt_layer *l, const struct geom *g)
     const int64_t ch = g->c < g->co ? g->c : g->co;
     if (g->k != 3 || g->s != 1 || g->pad != 1 || (l->conv_mode >= 3 && l->conv_mode <= 6) ||
         bti_sgemm_level() != BTI_SGEMM_AVX512)
+        return 0;
+    /* big images: V and M of a single image may not exceed WINO_MAX_FLOATS */
+    if (16 * bti_wino_tiles(g->h, g->w) * (bti_direct_round(g->c) + bti_direct_round(g->co)) >
+        WINO_MAX_FLOATS)
         return 0;
     return l->conv_mode == 7 || ch >= 128 || (ch >= 64 && g->h * g->w >= 32 * 32);
 }
