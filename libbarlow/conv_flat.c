@@ -8,9 +8,9 @@
  * (y, x) at y*wp + x, tap (i, j) at + i*wp + j, so every tap is one unaligned
  * load. The two padding columns of each row give junk lanes, which are never
  * stored: each register's valid lanes are consecutive NCHW outputs, packed
- * together in the register and written by one masked store. A tile is FV registers of pixels x FO output
- * channels: per input channel and tap, FV loads and FO weight broadcasts feed
- * FV*FO FMAs. */
+ * together in the register and written by one masked store. A tile is FV
+ * registers of pixels x FO output channels: per input channel and tap, FV
+ * loads and FO weight broadcasts feed FV*FO FMAs. */
 #include "conv_direct.h"
 #include "simd_x86.h"
 

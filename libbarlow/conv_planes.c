@@ -154,11 +154,12 @@ T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t c
         for (b = 0; b < nb; b++) {
             const float *src = x + (b * ch + c) * hw;
             float *dst = d + c * lcap + b * n;
-            for (k = 0; k < nv; k++)
-                _mm512_mask_storeu_ps(
-                    dst + 16 * k, mask16(n - 16 * k),
-                    _mm512_maskz_expand_ps(mask[k], _mm512_maskz_loadu_ps(mask16(start[k + 1] - start[k]),
-                                                                          src + start[k])));
+            for (k = 0; k < nv; k++) {
+                const __m512 v = _mm512_maskz_loadu_ps(mask16(start[k + 1] - start[k]),
+                                                       src + start[k]);
+                _mm512_mask_storeu_ps(dst + 16 * k, mask16(n - 16 * k),
+                                      _mm512_maskz_expand_ps(mask[k], v));
+            }
         }
 }
 

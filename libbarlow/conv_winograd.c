@@ -234,7 +234,8 @@ T512 void bti_wino_weight_grad(const float *parts, size_t stride, int nt, int64_
                                int64_t o0, int64_t o1, float *dw)
 {
     const __m512i idx = _mm512_mullo_epi32(
-        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(9));
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(9));
     const __m512 half = _mm512_set1_ps(0.5f);
     int64_t o, c0;
     int e, t, i, k;

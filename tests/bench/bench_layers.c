@@ -404,8 +404,8 @@ int main(void)
     }
     printf("(GFLOP/s: a direct convolution's multiply-adds x2 per second, whatever the form; the\n"
            " Winograd form does 16 multiplies where the direct one does 36, so it can pass the FMA "
-           "peak;\n /sgemm: rate relative to a square sgemm of the same FLOPs, capped at 2048^3, in this "
-           "run;\n /memcpy: GB/s of the layer's minimal traffic relative to a memcpy of the same "
+           "peak;\n /sgemm: rate relative to a square sgemm of the same FLOPs, capped at 2048^3, in "
+           "this run;\n /memcpy: GB/s of the layer's minimal traffic relative to a memcpy of the same "
            "bytes,\n same threads, in this run; torch/us: PyTorch's median over libbarlow's, > 1 "
            "means\n libbarlow is faster; best: the same for the fastest call of each)\n");
     return 0;
