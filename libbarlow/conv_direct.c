@@ -39,17 +39,10 @@ static int inside(int64_t y, int s, int64_t h)
 /* The kinds of output rows (columns) of n by their taps inside, each a run
  * [lo, hi): the valid kernel rows slide with y, so a set never comes back
  * once it changed (first, middle, last; at most 3). */
-static int kinds(int64_t n, int s, int64_t h, int split, int mask[3], int64_t lo[3],
-                 int64_t hi[3])
+static int kinds(int64_t n, int s, int64_t h, int mask[3], int64_t lo[3], int64_t hi[3])
 {
     int64_t y;
     int k = 0;
-    if (!split) { /* one kind, all taps */
-        mask[0] = 7;
-        lo[0] = 0;
-        hi[0] = n;
-        return 1;
-    }
     for (y = 0; y < n; y++) {
         const int m = inside(y, s, h);
         if (k == 0 || mask[k - 1] != m) {
@@ -61,23 +54,13 @@ static int kinds(int64_t n, int s, int64_t h, int split, int mask[3], int64_t lo
     return k;
 }
 
-double bti_direct_outside(int64_t h, int64_t w, int64_t ho, int64_t wo, int s)
-{
-    int64_t y, in_r = 0, in_c = 0;
-    for (y = 0; y < ho; y++)
-        in_r += __builtin_popcount((unsigned)inside(y, s, h));
-    for (y = 0; y < wo; y++)
-        in_c += __builtin_popcount((unsigned)inside(y, s, w));
-    return 1.0 - (double)in_r * (double)in_c / (9.0 * (double)ho * (double)wo);
-}
-
 void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t plane,
-                        int64_t wp, int s, int split, int mirror, int centered, int64_t *off,
-                        int64_t *rows, struct bti_pixel_classes *pc)
+                        int64_t wp, int s, int64_t *off, int64_t *rows,
+                        struct bti_pixel_classes *pc)
 {
     int64_t rl[3], rh[3], cl[3], ch[3], b, y, x, q = 0;
     int rm[3], cm[3], a, c, i, j;
-    const int nr = kinds(ho, s, h, split, rm, rl, rh), nc = kinds(wo, s, w, split, cm, cl, ch);
+    const int nr = kinds(ho, s, h, rm, rl, rh), nc = kinds(wo, s, w, cm, cl, ch);
     pc->n = 0;
     for (a = 0; a < nr; a++)
         for (c = 0; c < nc; c++) {
@@ -87,9 +70,9 @@ void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo
             for (i = 0; i < 3; i++)
                 for (j = 0; j < 3; j++)
                     if ((rm[a] >> i & 1) && (cm[c] >> j & 1)) {
-                        tp->off[tp->n] = (i - centered) * wp + (j - centered);
+                        tp->off[tp->n] = (i - 1) * wp + (j - 1);
                         tp->slot[tp->n] = i * 3 + j;
-                        tp->w[tp->n++] = mirror ? 8 - (i * 3 + j) : i * 3 + j;
+                        tp->w[tp->n++] = i * 3 + j;
                     }
             pc->start[pc->n] = q;
             for (b = 0; b < nb; b++)

@@ -1,16 +1,18 @@
 /* conv_direct.h - direct 3x3 convolution, stride 1 or 2, padding 1 (private):
  * the forward, the input gradient and the weight gradient computed straight
- * from zero-padded planes, with no im2col and no padded-grid junk, vectorised
+ * from the input's planes, with no im2col and no padded-grid junk, vectorised
  * over channels (16 per AVX-512 register) with input pixels broadcast. Run
  * these only when bti_sgemm_level() is BTI_SGEMM_AVX512.
  *
  * Layouts shared by the calls:
- *  - padded planes: channel ch of image b of a group starts at p + ch*lcap +
- *    b*plane, rows of wp floats, as the padded-grid form of layer_conv2d.c packs them;
- *  - a pixel list: off[q], q < npix, where output pixel q's window starts in
- *    a channel's planes, and rows[q], the pixel-major row it is written to;
- *    both followed by BTI_DIRECT_SLACK copies of their last entry (tiles run
- *    past npix and recompute that pixel);
+ *  - planes: channel ch of image b of a group starts at p + ch*lcap +
+ *    b*plane, rows of wp floats: NCHW tensors as they are (lcap = h*w), or
+ *    zero-padded copies (the stride-2 input gradient, the flat form);
+ *  - a pixel list: off[q], q < npix, where output pixel q's window sits in a
+ *    channel's planes (its centre, or its top-left corner in padded planes),
+ *    and rows[q], the pixel-major row it is written to; both followed by
+ *    BTI_DIRECT_SLACK copies of their last entry (tiles run past npix and
+ *    recompute that pixel);
  *  - pixel classes: a list made of up to 9 such lists, one per set of taps
  *    that stay inside the image (the interior, the edges, the corners), so
  *    no tap that would read padding is computed;
@@ -57,23 +59,14 @@ BTI_HIDDEN void bti_direct_pack(const float *w, int64_t co, int64_t c, int trans
 /* Entries of a class list for npix pixels (with every class's slack). */
 BTI_HIDDEN int64_t bti_direct_list_len(int64_t npix);
 
-/* The share of a 3x3 window's taps that fall outside the image (in the
- * padding), over the ho x wo outputs of an h x w input at stride s. */
-BTI_HIDDEN double bti_direct_outside(int64_t h, int64_t w, int64_t ho, int64_t wo, int s);
-
-/* The classes of nb images of ho x wo outputs, stride s, over inputs of h x w
- * in planes of `plane` floats and rows of wp: output pixel (b, y, x) is row
- * (b*ho + y)*wo + x and reads taps (i, j) with 0 <= y*s + i - 1 < h and 0 <=
- * x*s + j - 1 < w. off[q] = b*plane + s*(y*wp + x): the window's top-left
- * corner in planes padded by 1, or its centre in unpadded planes (centered:
- * the taps' offsets then start at -wp - 1). Each class's taps use the nine
- * packed taps (i*3 + j in slot i*3 + j; kernel entry 8 - (i*3 + j) when
- * mirror: the input gradient's weights). split 0: one class of all pixels
- * and all nine taps instead (padded planes only). A lone class lists its
- * pixels in order (rows[q] = q). */
+/* The classes of nb images of ho x wo outputs, stride s, over unpadded
+ * inputs of h x w, images `plane` floats apart, rows of wp: output pixel (b,
+ * y, x) is row (b*ho + y)*wo + x and reads taps (i, j) with 0 <= y*s + i - 1
+ * < h and 0 <= x*s + j - 1 < w only. off[q] = b*plane + s*(y*wp + x), the
+ * window's centre; the taps' offsets from it start at -wp - 1. Each class's
+ * taps use the nine packed taps (tap (i, j) in slot i*3 + j). */
 BTI_HIDDEN void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                                   int64_t plane, int64_t wp, int s, int split, int mirror,
-                                   int centered, int64_t *off, int64_t *rows,
+                                   int64_t plane, int64_t wp, int s, int64_t *off, int64_t *rows,
                                    struct bti_pixel_classes *pc);
 /* The slack copies after a pixel list of npix entries built by the caller. */
 BTI_HIDDEN void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows);
@@ -89,7 +82,7 @@ BTI_HIDDEN void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const
 
 /* part[(ci*9 + i*3 + j)][o] += sum over q in the classes of pc and the taps
  * (i, j) of each class of dy[rows[q]][o] * x[ci*lcap + off[q] + (i - 1)*wp +
- * j - 1]: x unpadded, the classes split and centered (bti_direct_classes).
+ * j - 1]: x unpadded, the classes of bti_direct_classes.
  * dy and part have rows of bti_direct_round(cout) floats. */
 BTI_HIDDEN void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
                                        const int64_t *off, const int64_t *rows,

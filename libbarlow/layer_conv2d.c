@@ -54,7 +54,8 @@ struct geom {
     int grid;
     int64_t hp, wp, lcap, tail;
     /* direct form (conv_direct.c) of a 3x3 pad-1 convolution, stride 1 or 2,
-     * in the per-image strategy: the same padded planes, no junk pixels */
+     * in the per-image strategy: no padding copy but for the stride-2 input
+     * gradient and the flat form, no junk pixels */
     int direct;
     int flat; /* its flat form (conv_flat.c) for the stride-1 convolutions */
     /* Winograd F(2x2, 3x3) form (conv_winograd.c) of a 3x3 stride-1 pad-1
@@ -301,9 +302,10 @@ static size_t gr_offs(const struct geom *g)
     return round16((size_t)(2 * (g->k2 + g->co * g->k * g->k)));
 }
 
-/* Direct form, per thread: one padded buffer (xpad in the forward, dypad in
- * the backward, as the grid form's), one pixel-major buffer (dy for the
- * weight gradient, then the conv outputs), the dW part [c][9][co rounded],
+/* Direct form, per thread: one padded buffer (x or dy, for the flat form and
+ * the stride-2 input gradient, as the grid form's), one pixel-major buffer
+ * (dy for the weight gradient, then the conv outputs), the dW part [c][9][co
+ * rounded],
  * a pixel list (offsets and rows, int64) and the flat form's stores (int64).
  * After all threads: the packed weights. Pixel lists cover the larger of the
  * input and output planes (the stride-2 input gradient has one row per input
@@ -590,14 +592,15 @@ static void flip_weights(const struct geom *g, const float *restrict w, float *r
 }
 
 /* ---- direct form (3x3, padding 1, stride 1 or 2) -----------------------------
- * The padded planes of the grid form, read pixel by pixel through a pixel list
- * by the tiles of conv_direct.c; outputs come back pixel-major and are
- * transposed into NCHW. At stride 1 the input gradient is the same kind of
- * convolution of the padded dy with the mirrored, transposed weights. At
- * stride 2, an input pixel (y, x) receives dy at ((y+1)/2, (x+1)/2) and its
- * neighbours through the kernel rows and columns of y's and x's parity only
- * (row 1 when y is even; rows 0 and 2 when odd): four classes of pixels, each
- * a convolution with 1, 2, 2 or 4 taps, written to its pixels' rows. */
+ * The input's planes, read in place pixel by pixel through pixel lists split
+ * by the taps inside the image, by the tiles of conv_direct.c; outputs come
+ * back pixel-major and are transposed into NCHW. At stride 1 the input
+ * gradient is the same kind of convolution of dy with the mirrored,
+ * transposed weights. At stride 2, an input pixel (y, x) receives dy at
+ * ((y+1)/2, (x+1)/2) and its neighbours through the kernel rows and columns
+ * of y's and x's parity only (row 1 when y is even; rows 0 and 2 when odd):
+ * four classes of pixels over dy padded by 1, each a convolution with 1, 2,
+ * 2 or 4 taps, written to its pixels' rows. */
 
 /* All nine taps of a window in planes with rows of wp (mirrored: the input gradient). */
 static void taps_all(int64_t wp, int mirror, struct bti_taps *tp)
@@ -669,40 +672,29 @@ static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs 
         bti_flat_stores(g->h, g->w, d->st);
 }
 
-/* For the convolution tiles (the weight gradient always takes classes, at
- * no cost: it has no tiles of pixels), classes skip the taps that read
- * padding but cut the pixels into more, shorter runs of tiles, each with a
- * partly idle last tile. Measured (1
- * thread, forward + backward against one class): 4x4 planes at 512 channels
- * 0.79, 7x7 at 64-256 0.91-0.93, 8x8 at 32 0.95, 16x16 at 128 0.95; but
- * 16-channel layers at 16x16 and 28x28 1.12-1.15 (short tiles of 8 pixels)
- * and 32 channels at 14x14 0.96-1.05. So: when many taps are outside, or
- * wide tiles make the cut cheap. */
-static int split_classes(const struct geom *g)
-{
-    return bti_direct_outside(g->h, g->w, g->ho, g->wo, g->s) >= 0.15 ||
-           (g->c >= 128 && g->co >= 128);
-}
-
 /* The forward's convolution of nb images src [nb][cin][h][w] into dst
- * [nb][cout][ho][wo] (+ bias), or, mirror set, the stride-1 input gradient's
- * (dy in, dx out: the same pixels and taps): padded planes, then the flat
- * form straight into NCHW, or the channel tiles over the output pixels by
- * class into pixel-major rows, transposed. */
-static void conv_padded(const struct geom *g, const float *src, int64_t cin, int64_t cout,
-                        int mirror, const float *wpk, const float *bias, int64_t nb,
-                        const struct direct_bufs *d, float *dst)
+ * [nb][cout][ho][wo] (+ bias), or the stride-1 input gradient's (dy in, dx
+ * out: the same pixels and taps, wpk the mirrored weights). The flat form
+ * reads padded planes and writes NCHW; the channel tiles read src in place,
+ * the output pixels by class (the taps inside the image only), into
+ * pixel-major rows, then transposed. Reading in place instead of padding
+ * first measured (1 thread, fastest of 20 calls alternating) 0.90-0.98 of
+ * the forward's time, and never slower: the classes' shorter runs of tiles
+ * cost less than the copy. */
+static void conv_image(const struct geom *g, const float *src, int64_t cin, int64_t cout,
+                       const float *wpk, const float *bias, int64_t nb,
+                       const struct direct_bufs *d, float *dst)
 {
     struct bti_pixel_classes pc;
-    grid_pack(g, src, cin, nb, d->pad);
     if (g->flat) {
+        grid_pack(g, src, cin, nb, d->pad);
         bti_flat_conv(d->pad, g->lcap, g->hp * g->wp, g->wp, g->h, nb, cin, wpk, cout, d->st,
                       bias, dst);
         return;
     }
-    bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->hp * g->wp, g->wp, g->s,
-                       split_classes(g), mirror, 0, d->off, d->rows, &pc);
-    bti_direct_conv(d->pad, g->lcap, cin, d->off, d->rows, &pc, wpk, cout, d->pix);
+    bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, cin * g->h * g->w, g->w, g->s, d->off,
+                       d->rows, &pc);
+    bti_direct_conv(src, g->h * g->w, cin, d->off, d->rows, &pc, wpk, cout, d->pix);
     bti_direct_from_pixels(d->pix, cout, nb, g->p, bias, dst);
 }
 
@@ -713,8 +705,8 @@ static void forward_direct(const struct geom *g, const float *wpk, const float *
     int64_t n;
     direct_bufs_of(g, buf, &d);
     for (n = n0; n < n1; n += g->pb)
-        conv_padded(g, x + n * g->c * g->h * g->w, g->c, g->co, 0, wpk, bias,
-                    n1 - n < g->pb ? n1 - n : g->pb, &d, y + n * g->co * g->p);
+        conv_image(g, x + n * g->c * g->h * g->w, g->c, g->co, wpk, bias,
+                   n1 - n < g->pb ? n1 - n : g->pb, &d, y + n * g->co * g->p);
 }
 
 /* Stride 2: dx rows (pixel-major, one per input pixel) from dy padded into dp. */
@@ -760,15 +752,15 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
         const int64_t nb = n1 - n < g->pb ? n1 - n : g->pb;
         const float *dyc = dy + n * g->co * g->p;
         /* the weight gradient reads x as it is: its classes skip the outside taps */
-        bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->c * g->h * g->w, g->w, g->s, 1, 0,
-                           1, d.off, d.rows, &pc);
+        bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->c * g->h * g->w, g->w, g->s, d.off,
+                           d.rows, &pc);
         bti_direct_to_pixels(dyc, g->co, nb, g->p, d.pix);
         bti_direct_weight_grad(x + n * g->c * g->h * g->w, g->h * g->w, g->w, g->c, d.off, d.rows,
                                &pc, d.pix, g->co, part);
         if (!wpk)
             continue;
         if (g->s == 1) {
-            conv_padded(g, dyc, g->co, g->c, 1, wpk, NULL, nb, &d, dx + n * g->c * g->h * g->w);
+            conv_image(g, dyc, g->co, g->c, wpk, NULL, nb, &d, dx + n * g->c * g->h * g->w);
             continue;
         }
         dx_stride2(g, wpk, dyc, nb, &d);
