@@ -349,6 +349,18 @@ static size_t wn_m(const struct geom *g)
 }
 static size_t wn_u(const struct geom *g) { return round16((size_t)(16 * g->co * g->c)); }
 
+/* Where a thread's dW part starts in its buffer, in each per-image form. */
+static size_t part_at(const struct geom *g)
+{
+    if (g->wino)
+        return 2 * wn_pix(g) + wn_v(g) + wn_m(g);
+    if (g->direct)
+        return dr_pad(g) + dr_pix(g);
+    if (g->grid)
+        return gr_x(g) + gr_dy(g) + gr_out(g);
+    return pi_col(g) + pi_tmp(g);
+}
+
 static size_t pi_stride(const struct geom *g)
 {
     if (g->wino)
@@ -602,13 +614,13 @@ static void flip_weights(const struct geom *g, const float *restrict w, float *r
  * four classes of pixels over dy padded by 1, each a convolution with 1, 2,
  * 2 or 4 taps, written to its pixels' rows. */
 
-/* All nine taps of a window in planes with rows of wp (mirrored: the input gradient). */
-static void taps_all(int64_t wp, int mirror, struct bti_taps *tp)
+/* All nine kernel entries in order (mirrored: the input gradient's), to pack
+ * the weights by; the pixel classes give the offsets the tiles read at. */
+static void taps_all(int mirror, struct bti_taps *tp)
 {
     int t;
     tp->n = tp->slots = 9;
     for (t = 0; t < 9; t++) {
-        tp->off[t] = t / 3 * wp + t % 3;
         tp->w[t] = mirror ? 8 - t : t;
         tp->slot[t] = t;
     }
@@ -632,19 +644,20 @@ static void taps_class(int py, int px, int64_t wpd, struct bti_taps *tp)
     tp->slots = tp->n;
 }
 
-/* Weights packed for the input gradient: stride 1 one set; stride 2 the four
- * classes one after the other. This thread's share. */
-static void pack_dx_weights(const struct geom *g, const float *w, float *wpk, int t, int tn)
+/* Weights packed for the forward (dx 0) or the input gradient (dx 1: stride 1
+ * one set; stride 2 the four classes one after the other), for the flat form
+ * or the channel tiles. This thread's share. */
+static void pack_weights(const struct geom *g, const float *w, int dx, float *wpk, int t, int tn)
 {
     struct bti_taps tp;
     int cls;
     if (g->flat) {
-        bti_flat_pack(w, g->co, g->c, 1, wpk, t, tn);
+        bti_flat_pack(w, g->co, g->c, dx, wpk, t, tn);
         return;
     }
-    if (g->s == 1) {
-        taps_all(g->wp, 1, &tp);
-        bti_direct_pack(w, g->co, g->c, 1, &tp, wpk, t, tn);
+    if (!dx || g->s == 1) {
+        taps_all(dx, &tp);
+        bti_direct_pack(w, g->co, g->c, dx, &tp, wpk, t, tn);
         return;
     }
     for (cls = 0; cls < 4; cls++) {
@@ -665,7 +678,7 @@ static void direct_bufs_of(const struct geom *g, float *buf, struct direct_bufs 
 {
     d->pad = buf;
     d->pix = buf + dr_pad(g);
-    d->off = (int64_t *)(d->pix + dr_pix(g) + dr_part(g));
+    d->off = (int64_t *)(buf + part_at(g) + dr_part(g));
     d->rows = d->off + dr_rows(g);
     d->st = d->rows + dr_rows(g);
     if (g->flat)
@@ -774,7 +787,9 @@ static void backward_direct(const struct geom *g, const float *wpk, const float 
  * [c][co]), dU_e += dM_e^T V_e and dV_e = dM_e U_e (backward, U stored
  * [co][c]) over the group's tiles. */
 struct wino_bufs {
-    float *pa, *pb, *v, *m, *part;
+    float *pa, *pb, *v, *m;   /* pixel rows (two), V, M (part_at: the dW part) */
+    int64_t cp, cop, hw;      /* channels rounded to registers, pixels per image */
+    int64_t ev, em;           /* floats between transform elements in v and m */
 };
 
 static void wino_bufs_of(const struct geom *g, float *buf, struct wino_bufs *d)
@@ -783,57 +798,63 @@ static void wino_bufs_of(const struct geom *g, float *buf, struct wino_bufs *d)
     d->pb = d->pa + wn_pix(g);
     d->v = d->pb + wn_pix(g);
     d->m = d->v + wn_v(g);
-    d->part = d->m + wn_m(g);
+    d->cp = bti_direct_round(g->c);
+    d->cop = bti_direct_round(g->co);
+    d->hw = g->h * g->w;
+    d->ev = g->wt * d->cp;
+    d->em = g->wt * d->cop;
+}
+
+/* Images [n, n + nb) of x into V, through pixel-major rows in pa. */
+static void wino_input_of(const struct geom *g, const float *x, int64_t n, int64_t nb,
+                          const struct wino_bufs *d)
+{
+    bti_direct_to_pixels(x + n * g->c * d->hw, g->c, nb, d->hw, d->pa);
+    bti_wino_input(d->pa, d->cp, nb, g->h, g->w, g->c, d->v, d->cp, d->ev);
 }
 
 static void forward_wino(const struct geom *g, const float *u, const float *bias, const float *x,
                          float *y, int64_t n0, int64_t n1, float *buf)
 {
-    const int64_t cp = bti_direct_round(g->c), cop = bti_direct_round(g->co), hw = g->h * g->w;
-    const int64_t ev = g->wt * cp, em = g->wt * cop;
     struct wino_bufs d;
     int64_t n;
     int e;
     wino_bufs_of(g, buf, &d);
     for (n = n0; n < n1; n += g->wb) {
         const int64_t nb = n1 - n < g->wb ? n1 - n : g->wb, nt = nb * bti_wino_tiles(g->h, g->w);
-        bti_direct_to_pixels(x + n * g->c * hw, g->c, nb, hw, d.pa);
-        bti_wino_input(d.pa, cp, nb, g->h, g->w, g->c, d.v, cp, ev);
+        wino_input_of(g, x, n, nb, &d);
         for (e = 0; e < 16; e++)
-            bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, nt, g->co, g->c, 1.0f, d.v + e * ev, cp,
-                      u + e * g->co * g->c, g->co, 0.0f, d.m + e * em, cop);
-        bti_wino_output(d.m, cop, em, nb, g->h, g->w, g->co, d.pb, cop);
-        bti_direct_from_pixels(d.pb, g->co, nb, hw, bias, y + n * g->co * hw);
+            bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, nt, g->co, g->c, 1.0f, d.v + e * d.ev, d.cp,
+                      u + e * g->co * g->c, g->co, 0.0f, d.m + e * d.em, d.cop);
+        bti_wino_output(d.m, d.cop, d.em, nb, g->h, g->w, g->co, d.pb, d.cop);
+        bti_direct_from_pixels(d.pb, g->co, nb, d.hw, bias, y + n * g->co * d.hw);
     }
 }
 
-/* d.part += dU; dx = the input gradient when u is set. */
+/* part[16][co][c] += dU; dx = the input gradient when u is set. */
 static void backward_wino(const struct geom *g, const float *u, const float *x, const float *dy,
-                          float *dx, int64_t n0, int64_t n1, float *buf)
+                          float *dx, int64_t n0, int64_t n1, float *buf, float *part)
 {
-    const int64_t cp = bti_direct_round(g->c), cop = bti_direct_round(g->co), hw = g->h * g->w;
-    const int64_t ev = g->wt * cp, em = g->wt * cop;
     struct wino_bufs d;
     int64_t n;
     int e;
     wino_bufs_of(g, buf, &d);
     for (n = n0; n < n1; n += g->wb) {
         const int64_t nb = n1 - n < g->wb ? n1 - n : g->wb, nt = nb * bti_wino_tiles(g->h, g->w);
-        bti_direct_to_pixels(dy + n * g->co * hw, g->co, nb, hw, d.pb);
-        bti_wino_output_adjoint(d.pb, cop, nb, g->h, g->w, g->co, d.m, cop, em);
-        bti_direct_to_pixels(x + n * g->c * hw, g->c, nb, hw, d.pa);
-        bti_wino_input(d.pa, cp, nb, g->h, g->w, g->c, d.v, cp, ev);
+        bti_direct_to_pixels(dy + n * g->co * d.hw, g->co, nb, d.hw, d.pb);
+        bti_wino_output_adjoint(d.pb, d.cop, nb, g->h, g->w, g->co, d.m, d.cop, d.em);
+        wino_input_of(g, x, n, nb, &d);
         for (e = 0; e < 16; e++)
-            bti_sgemm(BTI_TRANS, BTI_NO_TRANS, g->co, g->c, nt, 1.0f, d.m + e * em, cop,
-                      d.v + e * ev, cp, 1.0f, d.part + e * g->co * g->c, g->c);
+            bti_sgemm(BTI_TRANS, BTI_NO_TRANS, g->co, g->c, nt, 1.0f, d.m + e * d.em, d.cop,
+                      d.v + e * d.ev, d.cp, 1.0f, part + e * g->co * g->c, g->c);
         if (!u)
             continue;
         for (e = 0; e < 16; e++) /* dV over V */
-            bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, nt, g->c, g->co, 1.0f, d.m + e * em, cop,
-                      u + e * g->co * g->c, g->c, 0.0f, d.v + e * ev, cp);
-        memset(d.pa, 0, (size_t)(nb * hw * cp) * sizeof *d.pa);
-        bti_wino_input_adjoint(d.v, cp, ev, nb, g->h, g->w, g->c, d.pa, cp);
-        bti_direct_from_pixels(d.pa, g->c, nb, hw, NULL, dx + n * g->c * hw);
+            bti_sgemm(BTI_NO_TRANS, BTI_NO_TRANS, nt, g->c, g->co, 1.0f, d.m + e * d.em, d.cop,
+                      u + e * g->co * g->c, g->c, 0.0f, d.v + e * d.ev, d.cp);
+        memset(d.pa, 0, (size_t)(nb * d.hw * d.cp) * sizeof *d.pa);
+        bti_wino_input_adjoint(d.v, d.cp, d.ev, nb, g->h, g->w, g->c, d.pa, d.cp);
+        bti_direct_from_pixels(d.pa, g->c, nb, d.hw, NULL, dx + n * g->c * d.hw);
     }
 }
 
@@ -852,12 +873,7 @@ static void forward_per_image(bt_layer *l, const struct geom *g, const float *x,
 #pragma omp barrier
             forward_wino(g, wpk, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
         } else if (g->direct) {
-            struct bti_taps tp;
-            taps_all(g->wp, 0, &tp);
-            if (g->flat)
-                bti_flat_pack(w, g->co, g->c, 0, wpk, t, tn);
-            else
-                bti_direct_pack(w, g->co, g->c, 0, &tp, wpk, t, tn);
+            pack_weights(g, w, 0, wpk, t, tn);
 #pragma omp barrier
             forward_direct(g, wpk, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn, col);
         } else if (g->grid)
@@ -921,11 +937,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
                                float *dx)
 {
     const float *w = l->value[0]->data;
-    const size_t stride = pi_stride(g),
-                 poff = g->wino     ? 2 * wn_pix(g) + wn_v(g) + wn_m(g)
-                        : g->direct ? dr_pad(g) + dr_pix(g)
-                        : g->grid   ? gr_x(g) + gr_dy(g) + gr_out(g)
-                                    : pi_col(g) + pi_tmp(g);
+    const size_t stride = pi_stride(g), poff = part_at(g);
     const int nt = l->conv_threads; /* the forward's count, for which scratch was reserved */
     float *base = (float *)l->scratch->p, *dw = l->grad[0]->data;
     float *wt = base + (size_t)nt * stride;
@@ -941,7 +953,7 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
         float *col = base + (size_t)t * stride, *part = col + poff;
         memset(part, 0, (size_t)nw * sizeof *part);
         if (g->direct && dx) {
-            pack_dx_weights(g, w, wt, t, tn);
+            pack_weights(g, w, 1, wt, t, tn);
 #pragma omp barrier
         }
         if (g->wino && dx) {
@@ -949,7 +961,8 @@ static void backward_per_image(bt_layer *l, const struct geom *g, const float *x
 #pragma omp barrier
         }
         if (g->wino)
-            backward_wino(g, dx ? wt : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col);
+            backward_wino(g, dx ? wt : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col,
+                          part);
         else if (g->direct)
             backward_direct(g, dx ? wt : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col,
                             part);
