@@ -12,10 +12,15 @@ int64_t bti_wino_tiles(int64_t h, int64_t w) { return (h + 1) / 2 * ((w + 1) / 2
 
 #define INLINE __attribute__((always_inline)) inline
 
-/* Row offsets (times ld) of the n x n pixels from (y0, x0) of image b; -1 outside it. */
-static void window(int64_t ld, int64_t b, int64_t h, int64_t w, int64_t y0, int64_t x0, int n,
-                   int64_t *off)
+/* Tiles of nb images of h x w. */
+static int64_t group_tiles(int64_t nb, int64_t h, int64_t w) { return nb * bti_wino_tiles(h, w); }
+
+/* Row offsets (times ld) of tile t's n x n pixels, -1 outside the image:
+ * n 4, its input window from (2ty - 1, 2tx - 1); n 2, its outputs from (2ty, 2tx). */
+static void tile_window(int64_t t, int64_t h, int64_t w, int64_t ld, int n, int64_t *off)
 {
+    const int64_t tw = (w + 1) / 2, tpi = bti_wino_tiles(h, w), b = t / tpi;
+    const int64_t y0 = (t % tpi) / tw * 2 - (n == 4), x0 = t % tw * 2 - (n == 4);
     int i, j;
     for (i = 0; i < n; i++)
         for (j = 0; j < n; j++) {
@@ -82,112 +87,96 @@ T512 static INLINE void input_adj(const __m512 v[16], __m512 d[16])
 T512 void bti_wino_input(const float *xp, int64_t ldx, int64_t nb, int64_t h, int64_t w,
                          int64_t ch, float *v, int64_t ld, int64_t es)
 {
-    const int64_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t b, ty, tx, c0, off[16];
+    int64_t t, c0, off[16];
     int k;
-    for (b = 0; b < nb; b++)
-        for (ty = 0; ty < th; ty++)
-            for (tx = 0; tx < tw; tx++) {
-                float *vt = v + ((b * th + ty) * tw + tx) * ld;
-                window(ldx, b, h, w, 2 * ty - 1, 2 * tx - 1, 4, off);
-                for (c0 = 0; c0 < ch; c0 += 16) {
-                    const __mmask16 m = mask16(ch - c0);
-                    __m512 d[16], r[16];
-                    for (k = 0; k < 16; k++)
-                        d[k] = off[k] < 0 ? _mm512_setzero_ps()
-                                          : _mm512_maskz_loadu_ps(m, xp + off[k] + c0);
-                    input_tf(d, r);
-                    store16(vt + c0, es, r);
-                }
-            }
+    for (t = 0; t < group_tiles(nb, h, w); t++) {
+        tile_window(t, h, w, ldx, 4, off);
+        for (c0 = 0; c0 < ch; c0 += 16) {
+            const __mmask16 m = mask16(ch - c0);
+            __m512 d[16], r[16];
+            for (k = 0; k < 16; k++)
+                d[k] = off[k] < 0 ? _mm512_setzero_ps()
+                                  : _mm512_maskz_loadu_ps(m, xp + off[k] + c0);
+            input_tf(d, r);
+            store16(v + t * ld + c0, es, r);
+        }
+    }
 }
 
 T512 void bti_wino_input_adjoint(const float *dv, int64_t ld, int64_t es, int64_t nb, int64_t h,
                                  int64_t w, int64_t ch, float *dxp, int64_t ldx)
 {
-    const int64_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t b, ty, tx, c0, off[16];
+    int64_t t, c0, off[16];
     int k;
-    for (b = 0; b < nb; b++)
-        for (ty = 0; ty < th; ty++)
-            for (tx = 0; tx < tw; tx++) {
-                const float *vt = dv + ((b * th + ty) * tw + tx) * ld;
-                window(ldx, b, h, w, 2 * ty - 1, 2 * tx - 1, 4, off);
-                for (c0 = 0; c0 < ch; c0 += 16) {
-                    __m512 r[16], d[16];
-                    load16(vt + c0, es, mask16(ch - c0), r);
-                    input_adj(r, d);
-                    for (k = 0; k < 16; k++)
-                        if (off[k] >= 0) {
-                            float *p = dxp + off[k] + c0;
-                            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), d[k]));
-                        }
+    for (t = 0; t < group_tiles(nb, h, w); t++) {
+        tile_window(t, h, w, ldx, 4, off);
+        for (c0 = 0; c0 < ch; c0 += 16) {
+            __m512 r[16], d[16];
+            load16(dv + t * ld + c0, es, mask16(ch - c0), r);
+            input_adj(r, d);
+            for (k = 0; k < 16; k++)
+                if (off[k] >= 0) {
+                    float *p = dxp + off[k] + c0;
+                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), d[k]));
                 }
-            }
+        }
+    }
 }
 
 T512 void bti_wino_output(const float *m, int64_t ld, int64_t es, int64_t nb, int64_t h,
                           int64_t w, int64_t ch, float *out, int64_t ldo)
 {
-    const int64_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t b, ty, tx, c0, off[4];
+    int64_t t, c0, off[4];
     int i, k;
-    for (b = 0; b < nb; b++)
-        for (ty = 0; ty < th; ty++)
-            for (tx = 0; tx < tw; tx++) {
-                const float *mt = m + ((b * th + ty) * tw + tx) * ld;
-                window(ldo, b, h, w, 2 * ty, 2 * tx, 2, off);
-                for (c0 = 0; c0 < ch; c0 += 16) {
-                    __m512 r[16], s[8], y[4];
-                    load16(mt + c0, es, mask16(ch - c0), r);
-                    for (i = 0; i < 4; i++) { /* A^T on the rows */
-                        s[i] = _mm512_add_ps(_mm512_add_ps(r[i], r[4 + i]), r[8 + i]);
-                        s[4 + i] = _mm512_sub_ps(_mm512_sub_ps(r[4 + i], r[8 + i]), r[12 + i]);
-                    }
-                    for (i = 0; i < 2; i++) { /* and on the columns */
-                        const __m512 *q = s + 4 * i;
-                        y[2 * i] = _mm512_add_ps(_mm512_add_ps(q[0], q[1]), q[2]);
-                        y[2 * i + 1] = _mm512_sub_ps(_mm512_sub_ps(q[1], q[2]), q[3]);
-                    }
-                    for (k = 0; k < 4; k++)
-                        if (off[k] >= 0)
-                            _mm512_storeu_ps(out + off[k] + c0, y[k]);
-                }
+    for (t = 0; t < group_tiles(nb, h, w); t++) {
+        tile_window(t, h, w, ldo, 2, off);
+        for (c0 = 0; c0 < ch; c0 += 16) {
+            __m512 r[16], s[8], y[4];
+            load16(m + t * ld + c0, es, mask16(ch - c0), r);
+            for (i = 0; i < 4; i++) { /* A^T on the rows */
+                s[i] = _mm512_add_ps(_mm512_add_ps(r[i], r[4 + i]), r[8 + i]);
+                s[4 + i] = _mm512_sub_ps(_mm512_sub_ps(r[4 + i], r[8 + i]), r[12 + i]);
             }
+            for (i = 0; i < 2; i++) { /* and on the columns */
+                const __m512 *q = s + 4 * i;
+                y[2 * i] = _mm512_add_ps(_mm512_add_ps(q[0], q[1]), q[2]);
+                y[2 * i + 1] = _mm512_sub_ps(_mm512_sub_ps(q[1], q[2]), q[3]);
+            }
+            for (k = 0; k < 4; k++)
+                if (off[k] >= 0)
+                    _mm512_storeu_ps(out + off[k] + c0, y[k]);
+        }
+    }
 }
 
 T512 void bti_wino_output_adjoint(const float *dyp, int64_t ldy, int64_t nb, int64_t h, int64_t w,
                                   int64_t ch, float *dm, int64_t ld, int64_t es)
 {
-    const int64_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t b, ty, tx, c0, off[4];
+    int64_t t, c0, off[4];
     int i, k;
-    for (b = 0; b < nb; b++)
-        for (ty = 0; ty < th; ty++)
-            for (tx = 0; tx < tw; tx++) {
-                float *mt = dm + ((b * th + ty) * tw + tx) * ld;
-                window(ldy, b, h, w, 2 * ty, 2 * tx, 2, off);
-                for (c0 = 0; c0 < ch; c0 += 16) {
-                    const __mmask16 msk = mask16(ch - c0);
-                    __m512 d[4], q[8], r[16];
-                    for (k = 0; k < 4; k++)
-                        d[k] = off[k] < 0 ? _mm512_setzero_ps()
-                                          : _mm512_maskz_loadu_ps(msk, dyp + off[k] + c0);
-                    for (i = 0; i < 2; i++) { /* A on the rows: [1 0; 1 1; 1 -1; 0 -1] */
-                        q[i] = d[i];
-                        q[2 + i] = _mm512_add_ps(d[i], d[2 + i]);
-                        q[4 + i] = _mm512_sub_ps(d[i], d[2 + i]);
-                        q[6 + i] = _mm512_sub_ps(_mm512_setzero_ps(), d[2 + i]);
-                    }
-                    for (i = 0; i < 4; i++) { /* and on the columns */
-                        r[4 * i] = q[2 * i];
-                        r[4 * i + 1] = _mm512_add_ps(q[2 * i], q[2 * i + 1]);
-                        r[4 * i + 2] = _mm512_sub_ps(q[2 * i], q[2 * i + 1]);
-                        r[4 * i + 3] = _mm512_sub_ps(_mm512_setzero_ps(), q[2 * i + 1]);
-                    }
-                    store16(mt + c0, es, r);
-                }
+    for (t = 0; t < group_tiles(nb, h, w); t++) {
+        tile_window(t, h, w, ldy, 2, off);
+        for (c0 = 0; c0 < ch; c0 += 16) {
+            const __mmask16 msk = mask16(ch - c0);
+            __m512 d[4], q[8], r[16];
+            for (k = 0; k < 4; k++)
+                d[k] = off[k] < 0 ? _mm512_setzero_ps()
+                                  : _mm512_maskz_loadu_ps(msk, dyp + off[k] + c0);
+            for (i = 0; i < 2; i++) { /* A on the rows: [1 0; 1 1; 1 -1; 0 -1] */
+                q[i] = d[i];
+                q[2 + i] = _mm512_add_ps(d[i], d[2 + i]);
+                q[4 + i] = _mm512_sub_ps(d[i], d[2 + i]);
+                q[6 + i] = _mm512_sub_ps(_mm512_setzero_ps(), d[2 + i]);
             }
+            for (i = 0; i < 4; i++) { /* and on the columns */
+                r[4 * i] = q[2 * i];
+                r[4 * i + 1] = _mm512_add_ps(q[2 * i], q[2 * i + 1]);
+                r[4 * i + 2] = _mm512_sub_ps(q[2 * i], q[2 * i + 1]);
+                r[4 * i + 3] = _mm512_sub_ps(_mm512_setzero_ps(), q[2 * i + 1]);
+            }
+            store16(dm + t * ld + c0, es, r);
+        }
+    }
 }
 
 /* G g G^T of 16 kernels whose entry k is at w + k + idx[lane] (lanes of m), into dst + e*es. */
