@@ -240,19 +240,25 @@ T512 void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_
         }
 }
 
-/* acc[r] += NP pixels x V registers over cin channels and the taps. ALL: the
- * taps are the packed ones in order (weights read in sequence, not through
- * tp->slot). */
-T512 static INLINE void tile_fma(const int V, const int NP, const int ALL, __m512 acc[14][4],
-                                 const float *restrict x, int64_t lcap, int64_t cin,
-                                 const int64_t *off, const struct bti_taps *tp,
-                                 const float *restrict w)
+/* NP pixels x V registers over cin channels and the taps, into pixel-major
+ * rows; first: start from zero instead of the output rows. ALL: the taps are
+ * the packed ones in order (weights read in sequence, not through tp->slot). */
+T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
+                                  int64_t lcap, int64_t cin, const int64_t *off,
+                                  const int64_t *rows, const struct bti_taps *tp,
+                                  const float *restrict w, float *out, int64_t ldo, int first)
 {
+    __m512 acc[14][4];
     int64_t o[14], c;
     int r, v, t;
 #pragma GCC unroll 14
-    for (r = 0; r < NP; r++)
+    for (r = 0; r < NP; r++) {
         o[r] = off[r];
+#pragma GCC unroll 4
+        for (v = 0; v < V; v++)
+            acc[r][v] = first ? _mm512_setzero_ps()
+                              : _mm512_loadu_ps(out + rows[r] * ldo + 16 * v);
+    }
     for (c = 0; c < cin; c++) {
         const float *xc = x + c * lcap, *wc = w + c * tp->slots * 16 * V;
         for (t = 0; t < tp->n; t++) {
@@ -273,24 +279,6 @@ T512 static INLINE void tile_fma(const int V, const int NP, const int ALL, __m51
             }
         }
     }
-}
-
-/* NP pixels x V registers into pixel-major rows; first: start from zero
- * instead of the output rows. */
-T512 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
-                                  int64_t lcap, int64_t cin, const int64_t *off,
-                                  const int64_t *rows, const struct bti_taps *tp,
-                                  const float *restrict w, float *out, int64_t ldo, int first)
-{
-    __m512 acc[14][4];
-    int r, v;
-#pragma GCC unroll 14
-    for (r = 0; r < NP; r++)
-#pragma GCC unroll 4
-        for (v = 0; v < V; v++)
-            acc[r][v] = first ? _mm512_setzero_ps()
-                              : _mm512_loadu_ps(out + rows[r] * ldo + 16 * v);
-    tile_fma(V, NP, ALL, acc, x, lcap, cin, off, tp, w);
 #pragma GCC unroll 14
     for (r = 0; r < NP; r++)
 #pragma GCC unroll 4
