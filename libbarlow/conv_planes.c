@@ -8,22 +8,24 @@
 
 #if BTI_X86
 
-/* Stride 1, output the input's size: the plane is x shifted by (i - pad) rows
- * and (j - pad) columns, so it is copied 16 floats at a time whatever the row
- * length, with the lanes that fall outside the image masked off (their row
+/* Planes of at most FLAT_MAX_PLANE floats are walked 16 floats at a time
+ * whatever their row length: plane_mask gives the lanes q0 + l < n, on rows of
+ * wr floats, whose row and column shifted by (di, dj) fall inside h x w (row
  * and column from a float multiply, exact for planes this small). */
 #define FLAT_MAX_PLANE 4096
 
-T512 static __mmask16 flat_mask(int64_t q0, int64_t p, int64_t h, int64_t w, int di, int dj)
+T512 static __mmask16 plane_mask(int64_t q0, int64_t n, int64_t wr, int64_t h, int64_t w,
+                                 int64_t di, int64_t dj)
 {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i q = _mm512_add_epi32(iota, _mm512_set1_epi32((int)q0));
-    const __m512i oy = _mm512_cvttps_epi32(_mm512_mul_ps(
-        _mm512_add_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(0.5f)), _mm512_set1_ps(1.0f / (float)w)));
-    const __m512i ox = _mm512_sub_epi32(q, _mm512_mullo_epi32(oy, _mm512_set1_epi32((int)w)));
-    const __m512i iy = _mm512_add_epi32(oy, _mm512_set1_epi32(di)),
-                  ix = _mm512_add_epi32(ox, _mm512_set1_epi32(dj));
-    __mmask16 m = mask16(p - q0);
+    const __m512i oy = _mm512_cvttps_epi32(
+        _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(0.5f)),
+                      _mm512_set1_ps(1.0f / (float)wr)));
+    const __m512i ox = _mm512_sub_epi32(q, _mm512_mullo_epi32(oy, _mm512_set1_epi32((int)wr)));
+    const __m512i iy = _mm512_add_epi32(oy, _mm512_set1_epi32((int)di)),
+                  ix = _mm512_add_epi32(ox, _mm512_set1_epi32((int)dj));
+    __mmask16 m = mask16(n - q0);
     m = _mm512_mask_cmpge_epi32_mask(m, iy, _mm512_setzero_si512());
     m = _mm512_mask_cmplt_epi32_mask(m, iy, _mm512_set1_epi32((int)h));
     m = _mm512_mask_cmpge_epi32_mask(m, ix, _mm512_setzero_si512());
@@ -77,7 +79,7 @@ T512 static void im2col512(float *d, const float *x, int64_t h, int64_t w, int64
         int64_t q0;
         for (q0 = 0; q0 < p; q0 += 16)
             _mm512_mask_storeu_ps(d + q0, mask16(p - q0),
-                                  _mm512_maskz_loadu_ps(flat_mask(q0, p, h, w, i - pad, j - pad),
+                                  _mm512_maskz_loadu_ps(plane_mask(q0, p, w, h, w, i - pad, j - pad),
                                                         x + off + q0));
         return;
     }
@@ -92,7 +94,7 @@ T512 static void col2im512(const float *d, float *x, int64_t h, int64_t w, int64
         const int64_t p = h * w, off = (int64_t)(i - pad) * w + (j - pad);
         int64_t q0;
         for (q0 = 0; q0 < p; q0 += 16) {
-            const __mmask16 v = flat_mask(q0, p, h, w, i - pad, j - pad);
+            const __mmask16 v = plane_mask(q0, p, w, h, w, i - pad, j - pad);
             _mm512_mask_storeu_ps(x + off + q0, v,
                                   _mm512_add_ps(_mm512_maskz_loadu_ps(v, x + off + q0),
                                                 _mm512_maskz_loadu_ps(v, d + q0)));
@@ -132,24 +134,12 @@ T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t c
     const int64_t wp = w + 2 * (int64_t)pad, n = (h + 2 * (int64_t)pad) * wp, hw = h * w;
     const int64_t nv = (n + 15) / 16;
     __mmask16 mask[EXPAND_MAX];
-    int64_t start[EXPAND_MAX + 1], p, c, b, k, seen = 0, y = -pad, xx = -pad;
-    /* row and column counted along, not divided out: this runs per image group */
+    int64_t start[EXPAND_MAX + 1], c, b, k;
+    start[0] = 0;
     for (k = 0; k < nv; k++) {
-        unsigned m = 0;
-        start[k] = seen;
-        for (p = 16 * k; p < 16 * k + 16 && p < n; p++) {
-            if (y >= 0 && y < h && xx >= 0 && xx < w) {
-                m |= 1u << (p - 16 * k);
-                seen++;
-            }
-            if (++xx == wp - pad) {
-                xx = -pad;
-                y++;
-            }
-        }
-        mask[k] = (__mmask16)m;
+        mask[k] = plane_mask(16 * k, n, wp, h, w, -pad, -pad);
+        start[k + 1] = start[k] + __builtin_popcount((unsigned)mask[k]);
     }
-    start[nv] = seen;
     for (c = 0; c < ch; c++)
         for (b = 0; b < nb; b++) {
             const float *src = x + (b * ch + c) * hw;
