@@ -17,7 +17,10 @@
  * libbarlow, then one by PyTorch (the twin runs as a server beside this
  * process), BENCH_REPS times (default 11) after a warm-up call each; every
  * number printed is the median of those calls, and the two sides of a ratio
- * see the same drift.
+ * see the same drift. The drift comes in spells of seconds that slow every call
+ * by up to 1.5x, so the medians of the two sides can fall on different sides
+ * of a spell; "paired" is the median over rounds of the ratio of the two calls
+ * of one round, which share the spell they ran in.
  *
  * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 11, at most 63),
  * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
@@ -42,6 +45,7 @@ struct bcase {
     double flops, bytes;  /* work of one forward + backward: FLOPs, or minimal traffic */
     double ms, torch_ms, ref; /* medians; ref: sgemm GFLOP/s or memcpy GB/s for that work */
     double best, torch_best;  /* fastest calls: the speed with the least interference */
+    double paired;            /* median over rounds of PyTorch's call / ours in that round */
 };
 
 static struct bcase cases[64];
@@ -326,7 +330,7 @@ int main(void)
 {
     int threads = bti_threads_resolve(NULL), reps = 11, i, r, torch = 0;
     const struct timespec pause = {0, 50000000};
-    double ours[MAX_REPS], theirs[MAX_REPS];
+    double ours[MAX_REPS], theirs[MAX_REPS], ratio[MAX_REPS];
     const char *filter = getenv("BENCH_FILTER"), *net = "";
     double mem, rate;
     if (getenv("BENCH_REPS"))
@@ -361,6 +365,9 @@ int main(void)
             }
         }
         run_close(&u);
+        for (r = 0; r < reps && torch; r++)
+            ratio[r] = theirs[r] / ours[r];
+        c->paired = torch ? bench_median(ratio, reps) : -1;
         c->ms = bench_median(ours, reps); /* sorts: [0] is the fastest */
         c->best = ours[0];
         c->torch_ms = torch ? bench_median(theirs, reps) : -1;
@@ -377,8 +384,8 @@ int main(void)
                                               : memcpy_same_gbs(cases[i].bytes, threads);
     mem = memcpy_same_gbs(8.0 * (16 << 20), threads); /* 64 MiB each way */
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
-    printf("%-30s %10s %9s %8s %10s %8s %9s %9s %6s\n", "layer", "ms", "GFLOP/s", "/sgemm", "GB/s",
-           "/memcpy", "torch ms", "torch/us", "best");
+    printf("%-30s %10s %9s %8s %10s %8s %9s %9s %6s %6s\n", "layer", "ms", "GFLOP/s", "/sgemm",
+           "GB/s", "/memcpy", "torch ms", "torch/us", "best", "paired");
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
         if (!selected(c, filter))
@@ -397,16 +404,17 @@ int main(void)
         else
             printf("%9s %8s %10.1f %7.0f%% ", "", "", rate, 100.0 * rate / c->ref);
         if (c->torch_ms > 0)
-            printf("%9.3f %9.2f %6.2f\n", c->torch_ms, c->torch_ms / c->ms,
-                   c->torch_best / c->best);
+            printf("%9.3f %9.2f %6.2f %6.2f\n", c->torch_ms, c->torch_ms / c->ms,
+                   c->torch_best / c->best, c->paired);
         else
-            printf("%9s %9s %6s\n", "-", "-", "-");
+            printf("%9s %9s %6s %6s\n", "-", "-", "-", "-");
     }
     printf("(GFLOP/s: a direct convolution's multiply-adds x2 per second, whatever the form; the\n"
            " Winograd form does 16 multiplies where the direct one does 36, so it can pass the FMA "
            "peak;\n /sgemm: rate relative to a square sgemm of the same FLOPs, capped at 2048^3, in "
            "this run;\n /memcpy: GB/s of the layer's minimal traffic relative to a memcpy of the same "
            "bytes,\n same threads, in this run; torch/us: PyTorch's median over libbarlow's, > 1 "
-           "means\n libbarlow is faster; best: the same for the fastest call of each)\n");
+           "means\n libbarlow is faster; best: the same for the fastest call of each; paired: the median\n"
+           " over rounds of the ratio of the two calls made one after the other in that round)\n");
     return 0;
 }
