@@ -302,15 +302,16 @@ static size_t gr_offs(const struct geom *g)
     return round16((size_t)(2 * (g->k2 + g->co * g->k * g->k)));
 }
 
-/* Direct form, per thread: one padded buffer (x or dy, for the flat form and
- * the stride-2 input gradient, as the grid form's), one pixel-major buffer
- * (dy for the weight gradient, then the conv outputs), the dW part [c][9][co
- * rounded],
- * a pixel list (offsets and rows, int64) and the flat form's stores (int64).
- * After all threads: the packed weights. Pixel lists cover the larger of the
- * input and output planes (the stride-2 input gradient has one row per input
- * pixel). */
-static size_t dr_pad(const struct geom *g) { return gr_x(g) > gr_dy(g) ? gr_x(g) : gr_dy(g); }
+/* Direct form, per thread: the flat form's padded buffer (x or dy, as the grid
+ * form's), one pixel-major buffer (dy for the weight gradient, then the conv
+ * outputs), the dW part [c][9][co rounded], a pixel list (offsets and rows,
+ * int64) and the flat form's stores (int64). After all threads: the packed
+ * weights. Pixel lists cover the larger of the input and output planes (the
+ * stride-2 input gradient has one row per input pixel). */
+static size_t dr_pad(const struct geom *g)
+{
+    return !g->flat ? 0 : gr_x(g) > gr_dy(g) ? gr_x(g) : gr_dy(g);
+}
 static int64_t dr_rows(const struct geom *g)
 {
     return bti_direct_list_len(g->pb * (g->p > g->h * g->w ? g->p : g->h * g->w));
@@ -609,10 +610,10 @@ static void flip_weights(const struct geom *g, const float *restrict w, float *r
  * back pixel-major and are transposed into NCHW. At stride 1 the input
  * gradient is the same kind of convolution of dy with the mirrored,
  * transposed weights. At stride 2, an input pixel (y, x) receives dy at
- * ((y+1)/2, (x+1)/2) and its neighbours through the kernel rows and columns
- * of y's and x's parity only (row 1 when y is even; rows 0 and 2 when odd):
- * four classes of pixels over dy padded by 1, each a convolution with 1, 2,
- * 2 or 4 taps, written to its pixels' rows. */
+ * (y/2, x/2) and its neighbours through the kernel rows and columns of y's and
+ * x's parity only (row 1 when y is even; rows 2 and 0 when odd, reading dy
+ * rows y/2 and y/2 + 1): four classes of pixels, each a convolution with 1, 2,
+ * 2 or 4 taps of dy read in place, written to its pixels' rows. */
 
 /* All nine kernel entries in order (mirrored: the input gradient's), to pack
  * the weights by; the pixel classes give the offsets the tiles read at. */
@@ -626,18 +627,18 @@ static void taps_all(int mirror, struct bti_taps *tp)
     }
 }
 
-/* Stride 2, class (py, px): the taps of dy padded by 1 (rows of wpd) from
- * ((y+1)/2, (x+1)/2). Kernel row 1 (even y) reads the next dy row, row 0 (odd
- * y) the next one too, row 2 (odd y) the same one; columns alike. */
-static void taps_class(int py, int px, int64_t wpd, struct bti_taps *tp)
+/* Stride 2, class (py, px): the taps of dy (rows of wo floats) from (y/2, x/2).
+ * Kernel row 1 (even y) and row 2 (odd y) read that dy row, row 0 (odd y) the
+ * next one; columns alike. */
+static void taps_class(int py, int px, int64_t wo, struct bti_taps *tp)
 {
-    static const int rows[2][2] = {{1, 1}, {0, 2}}; /* kernel rows (cols) by parity */
+    static const int rows[2][2] = {{1, 1}, {2, 0}}; /* kernel rows (cols) by parity */
     int a, b;
     tp->n = 0;
     for (a = 0; a < 1 + py; a++)
         for (b = 0; b < 1 + px; b++) {
             const int i = rows[py][a], j = rows[px][b];
-            tp->off[tp->n] = (i == 2 ? 0 : wpd) + (j == 2 ? 0 : 1);
+            tp->off[tp->n] = (i == 0 ? wo : 0) + (j == 0 ? 1 : 0);
             tp->slot[tp->n] = tp->n;
             tp->w[tp->n++] = i * 3 + j;
         }
@@ -661,7 +662,7 @@ static void pack_weights(const struct geom *g, const float *w, int dx, float *wp
         return;
     }
     for (cls = 0; cls < 4; cls++) {
-        taps_class(cls / 2, cls % 2, g->wo + 2, &tp);
+        taps_class(cls / 2, cls % 2, g->wo, &tp);
         bti_direct_pack(w, g->co, g->c, 1, &tp, wpk, t, tn);
         wpk += bti_direct_round(g->c) * g->co * tp.n;
     }
@@ -669,7 +670,7 @@ static void pack_weights(const struct geom *g, const float *w, int dx, float *wp
 
 /* A thread's buffers in the direct form (the layout of pi_stride). */
 struct direct_bufs {
-    float *pad, *pix; /* pad: x's planes in the forward, dy's in the backward */
+    float *pad, *pix; /* pad (flat form): x's planes in the forward, dy's in the backward */
     int64_t *off, *rows;
     int64_t *st; /* the flat form's stores, once per call */
 };
@@ -722,33 +723,61 @@ static void forward_direct(const struct geom *g, const float *wpk, const float *
                    n1 - n < g->pb ? n1 - n : g->pb, &d, y + n * g->co * g->p);
 }
 
-/* Stride 2: dx rows (pixel-major, one per input pixel) from dy padded into dp. */
+/* Stride 2, class (py, px): its pixels (y, x) split by whether dy row y/2 + 1
+ * (column x/2 + 1) exists, which kernel row (column) 0 reads: the last odd row
+ * of an even height, and the last odd column of an even width, do without it.
+ * Up to 4 sub-classes, each with the taps of the full class it keeps (packed
+ * weights read through their slots). */
+static void dx_class(const struct geom *g, int py, int px, int64_t nb, int64_t *off,
+                     int64_t *rows, struct bti_pixel_classes *pc)
+{
+    const int64_t plane = g->co * g->ho * g->wo;
+    struct bti_taps full;
+    int64_t b, y, x, q = 0;
+    int lr, lc, t;
+    taps_class(py, px, g->wo, &full);
+    pc->n = 0;
+    for (lr = 0; lr < 2; lr++)     /* rows with dy row y/2 + 1 (lr 0), without (lr 1) */
+        for (lc = 0; lc < 2; lc++) { /* columns alike */
+            struct bti_taps *tp = &pc->tp[pc->n];
+            const int64_t start = q;
+            tp->n = 0;
+            tp->slots = full.slots;
+            for (t = 0; t < full.n; t++)
+                if (!(lr && full.w[t] / 3 == 0) && !(lc && full.w[t] % 3 == 0)) {
+                    tp->off[tp->n] = full.off[t];
+                    tp->slot[tp->n] = full.slot[t];
+                    tp->w[tp->n++] = full.w[t];
+                }
+            for (b = 0; b < nb; b++)
+                for (y = py; y < g->h; y += 2)
+                    if ((py && y / 2 + 1 >= g->ho) == lr)
+                        for (x = px; x < g->w; x += 2)
+                            if ((px && x / 2 + 1 >= g->wo) == lc) {
+                                off[q] = b * plane + y / 2 * g->wo + x / 2;
+                                rows[q++] = (b * g->h + y) * g->w + x;
+                            }
+            if (q == start)
+                continue;
+            pc->start[pc->n] = start;
+            pc->count[pc->n] = q - start;
+            bti_direct_slack(q - start, off + start, rows + start);
+            q += BTI_DIRECT_SLACK;
+            pc->n++;
+        }
+}
+
+/* Stride 2: dx rows (pixel-major, one per input pixel) from dy read in place. */
 static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, int64_t nb,
                        const struct direct_bufs *d)
 {
-    float *dp = d->pad;
-    int64_t *off = d->off, *rows = d->rows;
-    const int64_t wpd = g->wo + 2, plane = (g->ho + 2) * wpd, lcap = nb * plane;
-    int64_t b, y, x;
     int cls;
-    bti_pad_planes(dp, lcap, dy, g->co, nb, g->ho, g->wo, 1);
     for (cls = 0; cls < 4; cls++) {
-        const int py = cls / 2, px = cls % 2;
-        struct bti_pixel_classes one; /* a class of its own, with its own packed weights */
-        int64_t q = 0;
-        taps_class(py, px, wpd, &one.tp[0]);
-        for (b = 0; b < nb; b++)
-            for (y = py; y < g->h; y += 2)
-                for (x = px; x < g->w; x += 2) {
-                    off[q] = b * plane + (y + 1) / 2 * wpd + (x + 1) / 2;
-                    rows[q++] = (b * g->h + y) * g->w + x;
-                }
-        bti_direct_slack(q, off, rows);
-        one.n = 1;
-        one.start[0] = 0;
-        one.count[0] = q;
-        bti_direct_conv(dp, lcap, g->co, off, rows, &one, wpk, g->c, d->pix);
-        wpk += bti_direct_round(g->c) * g->co * one.tp[0].n;
+        struct bti_pixel_classes pc;
+        dx_class(g, cls / 2, cls % 2, nb, d->off, d->rows, &pc);
+        if (pc.n > 0)
+            bti_direct_conv(dy, g->ho * g->wo, g->co, d->off, d->rows, &pc, wpk, g->c, d->pix);
+        wpk += bti_direct_round(g->c) * g->co * (1 + cls / 2) * (1 + cls % 2);
     }
 }
 
