@@ -732,6 +732,9 @@ static void dx_class(const struct geom *g, int py, int px, int64_t nb, int64_t *
                      int64_t *rows, struct bti_pixel_classes *pc)
 {
     const int64_t plane = g->co * g->ho * g->wo;
+    /* rows (columns) of the class from ys (xs) on have no dy row y/2 + 1: the
+     * odd ones from 2*ho - 1 */
+    const int64_t ys = py ? 2 * g->ho - 1 : g->h, xs = px ? 2 * g->wo - 1 : g->w;
     struct bti_taps full;
     int64_t b, y, x, q = 0;
     int lr, lc, t;
@@ -751,12 +754,11 @@ static void dx_class(const struct geom *g, int py, int px, int64_t nb, int64_t *
                 }
             for (b = 0; b < nb; b++)
                 for (y = py; y < g->h; y += 2)
-                    if ((py && y / 2 + 1 >= g->ho) == lr)
-                        for (x = px; x < g->w; x += 2)
-                            if ((px && x / 2 + 1 >= g->wo) == lc) {
-                                off[q] = b * plane + y / 2 * g->wo + x / 2;
-                                rows[q++] = (b * g->h + y) * g->w + x;
-                            }
+                    if ((y >= ys) == lr)
+                        for (x = lc ? xs : px; x < (lc ? g->w : xs < g->w ? xs : g->w); x += 2) {
+                            off[q] = b * plane + y / 2 * g->wo + x / 2;
+                            rows[q++] = (b * g->h + y) * g->w + x;
+                        }
             if (q == start)
                 continue;
             pc->start[pc->n] = start;
