@@ -134,15 +134,26 @@ typedef void (*flat_tile_fn)(const float *, int64_t, int64_t, int64_t, const flo
 FLAT_TILE(1, 8)
 FLAT_TILE(2, 8)
 FLAT_TILE(3, 8)
+FLAT_TILE(1, 4)
+FLAT_TILE(2, 4)
+FLAT_TILE(3, 4)
+FLAT_TILE(1, 2)
+FLAT_TILE(2, 2)
+FLAT_TILE(3, 2)
 FLAT_TILE(1, 1)
 FLAT_TILE(2, 1)
 FLAT_TILE(3, 1)
-/* [one output][registers - 1] */
-static const flat_tile_fn flat_tiles[2][FV] = {{flat_tile1_8, flat_tile2_8, flat_tile3_8},
+/* [outputs 8, 4, 2, 1][registers - 1] */
+static const flat_tile_fn flat_tiles[4][FV] = {{flat_tile1_8, flat_tile2_8, flat_tile3_8},
+                                               {flat_tile1_4, flat_tile2_4, flat_tile3_4},
+                                               {flat_tile1_2, flat_tile2_2, flat_tile3_2},
                                                {flat_tile1_1, flat_tile2_1, flat_tile3_1}};
 
-/* A group of fewer than FO/2 outputs (the input gradient of a 1-3 channel
- * stem) takes them one by one: 8 outputs would waste most of the FMAs. */
+/* The last group of fewer than FO outputs (the input gradient of a 1-3 channel
+ * stem) takes a tile of the next power of two: 8 outputs would waste most of
+ * the FMAs, and one output at a time read each input run again per output
+ * (from L2: a 64-channel image's planes do not fit L1), which made the 3->64
+ * stem's input gradient take 1.6x as long as with a tile of 4. */
 void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int64_t h,
                    int64_t nb, int64_t cin, const float *wpk, int64_t cout, const int64_t *st,
                    const float *bias, float *dst)
@@ -150,14 +161,14 @@ void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int6
     const int64_t nr = bti_flat_runs(h, wp), p = h * (wp - 2);
     int64_t b, o, r;
     for (b = 0; b < nb; b++)
-        for (o = 0; o < cout;) {
-            const int one = cout - o < FO / 2, step = one ? 1 : FO;
-            const float *wg = wpk + o / FO * cin * 9 * FO + o % FO;
+        for (o = 0; o < cout; o += FO) {
+            const int64_t left = cout - o;
+            const int kind = left > 4 ? 0 : left > 2 ? 1 : left > 1 ? 2 : 3;
+            const float *wg = wpk + o / FO * cin * 9 * FO;
             for (r = 0; r < nr; r += FV)
-                flat_tiles[one][(nr - r < FV ? nr - r : FV) - 1](
-                    x + b * plane + 16 * r, lcap, wp, cin, wg, st + r, cout - o,
+                flat_tiles[kind][(nr - r < FV ? nr - r : FV) - 1](
+                    x + b * plane + 16 * r, lcap, wp, cin, wg, st + r, left,
                     bias ? bias + o : NULL, dst + (b * cout + o) * p, p);
-            o += step;
         }
 }
 

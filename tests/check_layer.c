@@ -291,8 +291,11 @@ START_TEST(conv_direct_matches_reference)
     direct_case(40, 6, 7, 9, 24, 1, 2);
     direct_case(3, 16, 28, 28, 16, 1, 2); /* the flat form's own shapes */
     direct_case(2, 32, 14, 14, 32, 1, 1);
-    direct_case_mode(2, 3, 10, 12, 40, 1, 2, 0); /* stems: flat form, outputs one by one in dx */
+    /* stems: flat form, dx in a tile of 4 (3 used), 1, 2 and 4 outputs */
+    direct_case_mode(2, 3, 10, 12, 40, 1, 2, 0);
     direct_case_mode(3, 1, 8, 8, 16, 1, 1, 0);
+    direct_case_mode(2, 2, 9, 11, 24, 1, 2, 0);
+    direct_case_mode(2, 4, 6, 20, 16, 1, 1, 0);
     direct_case_mode(3, 128, 4, 4, 128, 1, 2, 0); /* where the automatic choice is Winograd */
     direct_case_mode(2, 64, 32, 32, 64, 1, 1, 0);
 }
