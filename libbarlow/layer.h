@@ -12,24 +12,6 @@
  * cores are contended (a descheduled team member stalls the whole region). */
 #define BTI_PAR_MIN ((int64_t)1 << 18)
 
-/* Element-wise loops that are worth wider vectors: compiled for AVX-512, AVX2 and
- * the baseline, chosen once at load time (GCC's function multiversioning). The
- * sums these loops make depend on the version chosen, so results are
- * deterministic for a given machine and thread count. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&    \
-    !defined(BTI_NO_CLONES)
-#define BTI_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BTI_CLONES
-#endif
-
-/* helpers of such loops: inlined so that they get the clone's vector ISA */
-#if defined(__GNUC__)
-#define BTI_INLINE __attribute__((always_inline)) inline
-#else
-#define BTI_INLINE inline
-#endif
-
 enum bti_layer_type {
     BTI_LAYER_CONV2D = 1,
     BTI_LAYER_LINEAR,

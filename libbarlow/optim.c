@@ -295,6 +295,59 @@ BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *g
 
 /* ---- the check pass ---------------------------------------------------- */
 
+/* Interleaved accumulators per block: independent chains the compiler turns
+ * into vectors. Each sums its own elements in order and they are added in a
+ * fixed tree, so every clone and thread count gives the same bits. */
+#define LANES 16
+
+/* One block's Σp² (when WANT_P) and Σu², u = g·scale (+ wd·p when DECAY). */
+static BTI_INLINE void block_sums(const int WANT_P, const int DECAY, const float *p, const float *g,
+                                  int64_t n, float scale, float wd, double *sp_out, double *su_out)
+{
+    double sp[LANES] = {0.0}, su[LANES] = {0.0};
+    int64_t i;
+    int k;
+    for (i = 0; i + LANES <= n; i += LANES)
+        for (k = 0; k < LANES; k++) {
+            float u = g[i + k] * scale;
+            if (DECAY)
+                u = u + wd * p[i + k];
+            su[k] += (double)u * (double)u;
+            if (WANT_P)
+                sp[k] += (double)p[i + k] * (double)p[i + k];
+        }
+    for (k = 0; i < n; i++, k++) {
+        float u = g[i] * scale;
+        if (DECAY)
+            u = u + wd * p[i];
+        su[k] += (double)u * (double)u;
+        if (WANT_P)
+            sp[k] += (double)p[i] * (double)p[i];
+    }
+    for (k = LANES / 2; k > 0; k /= 2) {
+        int j;
+        for (j = 0; j < k; j++) {
+            sp[j] += sp[j + k];
+            su[j] += su[j + k];
+        }
+    }
+    *sp_out = sp[0];
+    *su_out = su[0];
+}
+
+BTI_CLONES static void block_sums_any(int want_p, const float *p, const float *g, int64_t n,
+                                      float scale, float wd, double *sp, double *su)
+{
+    if (want_p && wd != 0.0f)
+        block_sums(1, 1, p, g, n, scale, wd, sp, su);
+    else if (want_p)
+        block_sums(1, 0, p, g, n, scale, wd, sp, su);
+    else if (wd != 0.0f)
+        block_sums(0, 1, p, g, n, scale, wd, sp, su);
+    else
+        block_sums(0, 0, p, g, n, scale, wd, sp, su);
+}
+
 /* Σp² into *pp (when pp) and Σu² into *uu, u = g·scale + wd·p (wd may be 0). */
 static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float scale, float wd,
                  double *pp, double *uu)
@@ -304,20 +357,9 @@ static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float s
     int want_p = pp != NULL;
 #pragma omp parallel for num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
     for (b = 0; b < nb; b++) {
-        int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n, i;
-        /* four interleaved accumulators break the add latency chain; the
-         * order is fixed, so the result still is */
-        double sp[4] = {0.0, 0.0, 0.0, 0.0}, su[4] = {0.0, 0.0, 0.0, 0.0};
-        for (i = lo; i < hi; i++) {
-            float u = g[i] * scale;
-            if (wd != 0.0f)
-                u = u + wd * p[i];
-            su[i & 3] += (double)u * (double)u;
-            if (want_p)
-                sp[i & 3] += (double)p[i] * (double)p[i];
-        }
-        part[2 * b] = (sp[0] + sp[1]) + (sp[2] + sp[3]);
-        part[2 * b + 1] = (su[0] + su[1]) + (su[2] + su[3]);
+        const int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
+        block_sums_any(want_p, p + lo, g + lo, hi - lo, scale, wd, &part[2 * b],
+                       &part[2 * b + 1]);
     }
     for (b = 0; b < nb; b++) {
         a += part[2 * b];
