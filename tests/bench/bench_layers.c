@@ -25,7 +25,8 @@
  * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 11, at most 63),
  * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
  * (0 cblas_sgemm only, 1 AVX2, 2 AVX-512: the level of the private conv GEMM), BENCH_CHUNK (conv2d GEMM
- * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin). */
+ * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin), BENCH_PAUSE_MS
+ * (the pause before each call, default 200). */
 #include "bench_util.h"
 #include "layer.h"
 #include "sgemm.h"
@@ -329,7 +330,12 @@ static int selected(const struct bcase *c, const char *filter)
 int main(void)
 {
     int threads = bti_threads_resolve(NULL), reps = 11, i, r, torch = 0;
-    const struct timespec pause = {0, 50000000};
+    /* OpenBLAS's idle workers (PyTorch's linear layers run on it) spin for
+     * 2^28 cycles, about 0.1 s, after a call: with 50 ms between the sides, the
+     * 512->2048 linear layer at 2 threads took 16 ms after PyTorch's call
+     * instead of 3.9 ms with 300 ms. */
+    const long pause_ms = getenv("BENCH_PAUSE_MS") ? atol(getenv("BENCH_PAUSE_MS")) : 200;
+    const struct timespec pause = {pause_ms / 1000, pause_ms % 1000 * 1000000L};
     double ours[MAX_REPS], theirs[MAX_REPS], ratio[MAX_REPS];
     const char *filter = getenv("BENCH_FILTER"), *net = "";
     double mem, rate;
