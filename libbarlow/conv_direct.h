@@ -6,11 +6,11 @@
  *
  * Layouts shared by the calls:
  *  - planes: channel ch of image b of a group starts at p + ch*lcap +
- *    b*plane, rows of wp floats: NCHW tensors as they are (lcap = h*w), or
- *    zero-padded copies (the stride-2 input gradient, the flat form);
- *  - a pixel list: off[q], q < npix, where output pixel q's window sits in a
- *    channel's planes (its centre, or its top-left corner in padded planes),
- *    and rows[q], the pixel-major row it is written to; both followed by
+ *    b*plane, rows of wp floats: NCHW tensors as they are (lcap = h*w);
+ *  - a pixel list: off[q], q < npix, where output pixel q's taps are measured
+ *    from in a channel's planes (its window's centre in bti_direct_classes;
+ *    dy pixel (y/2, x/2) in the stride-2 input gradient's classes), and
+ *    rows[q], the pixel-major row it is written to; both followed by
  *    BTI_DIRECT_SLACK copies of their last entry (tiles run past npix and
  *    recompute that pixel);
  *  - pixel classes: a list made of up to 9 such lists, one per set of taps
