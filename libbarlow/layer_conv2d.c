@@ -54,8 +54,8 @@ struct geom {
     int grid;
     int64_t hp, wp, lcap, tail;
     /* direct form (conv_direct.c) of a 3x3 pad-1 convolution, stride 1 or 2,
-     * in the per-image strategy: no padding copy but for the stride-2 input
-     * gradient and the flat form, no junk pixels */
+     * in the per-image strategy: no padding copy but for the flat form, no
+     * junk pixels */
     int direct;
     int flat; /* its flat form (conv_flat.c) for the stride-1 convolutions */
     /* Winograd F(2x2, 3x3) form (conv_winograd.c) of a 3x3 stride-1 pad-1
@@ -727,8 +727,9 @@ static void forward_direct(const struct geom *g, const float *wpk, const float *
  * (column x/2 + 1) exists, which kernel row (column) 0 reads: the last odd row
  * of an even height, and the last odd column of an even width, do without it.
  * Up to 4 sub-classes, each with the taps of the full class it keeps (packed
- * weights read through their slots). */
-static void dx_class(const struct geom *g, int py, int px, int64_t nb, int64_t *off,
+ * weights read through their slots). Returns the full class's taps, by which
+ * its packed weights are laid out (pack_weights). */
+static int dx_class(const struct geom *g, int py, int px, int64_t nb, int64_t *off,
                      int64_t *rows, struct bti_pixel_classes *pc)
 {
     const int64_t plane = g->co * g->ho * g->wo;
@@ -767,6 +768,7 @@ static void dx_class(const struct geom *g, int py, int px, int64_t nb, int64_t *
             q += BTI_DIRECT_SLACK;
             pc->n++;
         }
+    return full.slots;
 }
 
 /* Stride 2: dx rows (pixel-major, one per input pixel) from dy read in place. */
@@ -776,10 +778,10 @@ static void dx_stride2(const struct geom *g, const float *wpk, const float *dy, 
     int cls;
     for (cls = 0; cls < 4; cls++) {
         struct bti_pixel_classes pc;
-        dx_class(g, cls / 2, cls % 2, nb, d->off, d->rows, &pc);
+        const int taps = dx_class(g, cls / 2, cls % 2, nb, d->off, d->rows, &pc);
         if (pc.n > 0)
             bti_direct_conv(dy, g->ho * g->wo, g->co, d->off, d->rows, &pc, wpk, g->c, d->pix);
-        wpk += bti_direct_round(g->c) * g->co * (1 + cls / 2) * (1 + cls % 2);
+        wpk += bti_direct_round(g->c) * g->co * taps;
     }
 }
 
