@@ -52,13 +52,14 @@ endif
 
 WARN      := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 LIB_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -fPIC -fvisibility=hidden -fopenmp \
-             -Iinclude $(BLAS_CFLAGS) $(CFLAGS)
+             -Iinclude -Ilibbarlow $(BLAS_CFLAGS) $(CFLAGS)
 LIB_LIBS   = $(BLAS_LIBS) -fopenmp -lpthread -lm
 LDFLAGS   ?=
 
-LIB_SRC := $(sort $(wildcard libbarlow/*.c))
+# One folder per module (docs/ARCHITECTURE.md); includes are written from libbarlow/.
+LIB_SRC := $(sort $(wildcard libbarlow/*/*.c))
 LIB_OBJ := $(patsubst libbarlow/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
-LIB_HDR := include/barlow.h $(wildcard libbarlow/*.h)
+LIB_HDR := include/barlow.h $(wildcard libbarlow/*/*.h)
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
@@ -85,7 +86,8 @@ all: lib examples
 
 lib: $(BUILD)/libbarlow.a $(BUILD)/$(SHARED)
 
-$(BUILD)/obj/%.o: libbarlow/%.c $(LIB_HDR) | $(BUILD)/obj
+$(BUILD)/obj/%.o: libbarlow/%.c $(LIB_HDR)
+	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 $(BUILD)/libbarlow.a: $(LIB_OBJ)

@@ -1,9 +1,9 @@
 /* check_augment.c - the augmentation pipeline: each operation bit-exact against
  * Pillow / torchvision (golden/augment.bin from gen_augment.py), the sampling
  * distributions, determinism across thread counts, and misuse. */
-#include "augment.h"
+#include "augment/augment.h"
 #include "golden.h"
-#include "rng.h"
+#include "common/rng.h"
 
 #include <check.h>
 #include <math.h>

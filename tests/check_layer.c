@@ -2,9 +2,9 @@
  * statistics), the private API the model uses, initialisation, and misuse. */
 #include "barlow.h"
 #include "golden.h"
-#include "conv_direct.h"
-#include "layer.h"
-#include "sgemm.h"
+#include "kernels/conv_direct.h"
+#include "layers/layer.h"
+#include "kernels/sgemm.h"
 
 #include <check.h>
 #include <math.h>

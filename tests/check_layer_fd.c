@@ -8,7 +8,7 @@
  * The reference also checks the forward values. */
 #include "barlow.h"
 #include "golden.h"
-#include "layer.h"
+#include "layers/layer.h"
 
 #include <check.h>
 #include <math.h>

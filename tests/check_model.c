@@ -3,8 +3,8 @@
 #include "barlow.h"
 #include "golden.h"
 
-#include "model.h"
-#include "sgemm.h"
+#include "model/model.h"
+#include "kernels/sgemm.h"
 
 #include <check.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * change nothing; misuse. */
 #include "barlow.h"
 #include "golden.h"
-#include "optim.h"
+#include "optim/optim.h"
 
 #include <check.h>
 #include <math.h>

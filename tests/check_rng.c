@@ -1,5 +1,5 @@
 /* check_rng.c - the counter-based generator: pure, well spread, independent streams. */
-#include "rng.h"
+#include "common/rng.h"
 
 #include <check.h>
 #include <math.h>

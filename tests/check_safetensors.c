@@ -2,7 +2,7 @@
  * as the reference `safetensors` package writes them (from PyTorch), strict
  * rejection of malformed files, atomic writes, and a byte-flip fuzz loop. */
 #include "golden.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <check.h>
 #include <dirent.h>

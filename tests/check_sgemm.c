@@ -4,10 +4,10 @@
  * untouched padding, and the same bits on a repeated call; the packed-panel
  * forms across k and column blocks; the row-offset form against the dense
  * one; the im2col/col2im plane helpers against their definition. */
-#include "blas.h"
-#include "conv_planes.h"
-#include "rng.h"
-#include "sgemm.h"
+#include "kernels/blas.h"
+#include "kernels/conv_planes.h"
+#include "common/rng.h"
+#include "kernels/sgemm.h"
 
 #include <check.h>
 #include <math.h>

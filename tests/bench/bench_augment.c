@@ -4,7 +4,7 @@
  * Transform (PIL path, one thread) run by the twin bench_augment.py. */
 #include "bench_util.h"
 
-#include "../../libbarlow/augment.h"
+#include "../../libbarlow/augment/augment.h"
 
 #include <omp.h>
 

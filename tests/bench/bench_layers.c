@@ -28,8 +28,8 @@
  * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin), BENCH_PAUSE_MS
  * (the pause before each call, default 200). */
 #include "bench_util.h"
-#include "layer.h"
-#include "sgemm.h"
+#include "layers/layer.h"
+#include "kernels/sgemm.h"
 
 #include <math.h>
 #include <omp.h>

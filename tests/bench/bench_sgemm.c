@@ -17,8 +17,8 @@
  * form names "fwd"/"dW"/"dx"), BENCH_NO_BLAS (skip the OpenBLAS children). */
 #include "bench_util.h"
 #include <unistd.h>
-#include "internal.h"
-#include "sgemm.h"
+#include "common/internal.h"
+#include "kernels/sgemm.h"
 
 #include <omp.h>
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../libbarlow/blas.h"
+#include "../../libbarlow/kernels/blas.h"
 
 static double bench_now(void)
 {

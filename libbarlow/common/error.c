@@ -1,0 +1,37 @@
+/* error.c - status texts and the thread-local detail message. */
+#include "common/internal.h"
+
+#include <stdio.h>
+
+#define BTI_ERROR_CAP 512
+
+static _Thread_local char last_error[BTI_ERROR_CAP];
+
+BT_API const char *bt_status_string(bt_status s)
+{
+    switch (s) {
+    case BT_OK: return "ok";
+    case BT_E_INVALID_ARG: return "invalid argument";
+    case BT_E_NOMEM: return "out of memory";
+    case BT_E_SHAPE: return "shape mismatch";
+    case BT_E_STATE: return "invalid state";
+    case BT_E_UNSUPPORTED: return "unsupported";
+    case BT_E_MISUSE: return "misuse of the API";
+    case BT_E_IO: return "input/output error";
+    case BT_E_FORMAT: return "malformed data";
+    case BT_E_NUMERIC: return "non-finite value";
+    case BT_E_INTERNAL: return "internal error";
+    default: return "unknown status";
+    }
+}
+
+BT_API const char *bt_last_error(void) { return last_error; }
+
+bt_status bti_fail(bt_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}

@@ -1,0 +1,198 @@
+/* layer.h - private layer interface: the handle, the per-type operation table,
+ * and the entry points the model calls directly (no handle checks there). */
+#ifndef BARLOW_LAYER_H
+#define BARLOW_LAYER_H
+
+#include "common/internal.h"
+
+#define BTI_LAYER_MAX_TENSORS 5
+
+/* Element-wise loops over fewer elements than this run on one thread: a
+ * parallel region costs more than it saves there, and much more when the
+ * cores are contended (a descheduled team member stalls the whole region). */
+#define BTI_PAR_MIN ((int64_t)1 << 18)
+
+enum bti_layer_type {
+    BTI_LAYER_CONV2D = 1,
+    BTI_LAYER_LINEAR,
+    BTI_LAYER_BATCHNORM,
+    BTI_LAYER_RELU,
+    BTI_LAYER_MAXPOOL2D,
+    BTI_LAYER_AVGPOOL,
+};
+
+/* A growable scratch area. Its content does not survive from one call to the
+ * next, so several layers run one after another may share one (see
+ * bti_layer_set_scratch). */
+struct bti_scratch {
+    void *p;
+    size_t bytes;
+};
+
+/* Grow s to at least `bytes`; BT_E_NOMEM leaves s as it was. */
+BTI_HIDDEN bt_status bti_scratch_reserve(struct bti_scratch *s, size_t bytes, const char *fn);
+BTI_HIDDEN void bti_scratch_release(struct bti_scratch *s);
+
+/* What each layer type provides. The generic code validates handles, tensor
+ * shapes and aliasing; `prepare` validates what is specific to the type and
+ * allocates every buffer forward AND backward will need, so that once it has
+ * succeeded neither can fail (a failed call changes nothing). */
+struct bti_layer_ops {
+    const char *name; /* "conv2d", ..., used in messages */
+    bt_status (*shape)(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *out_ndim,
+                       int64_t *out, const char *fn);
+    bt_status (*prepare)(bt_layer *l, const bt_tensor *x, int training, int groups, const char *fn);
+    void (*forward)(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training, int groups);
+    void (*backward)(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
+    void (*reset)(bt_layer *l, uint64_t seed);
+    void (*release)(bt_layer *l); /* free type-specific buffers */
+};
+
+struct bt_layer {
+    const struct bti_layer_ops *ops;
+    int type;
+    int threads;
+    int registered; /* a public handle (bt_layer_*_create) */
+
+    /* parameters and buffers, in PyTorch's state_dict order */
+    int ntensors;
+    const char *names[BTI_LAYER_MAX_TENSORS];
+    bt_tensor *value[BTI_LAYER_MAX_TENSORS];
+    bt_tensor *grad[BTI_LAYER_MAX_TENSORS]; /* NULL for buffers */
+
+    /* configuration */
+    int in_ch, out_ch, kernel, stride, pad, has_bias; /* conv2d, linear, maxpool2d */
+    double eps, momentum;                            /* batchnorm (in_ch = channels) */
+
+    /* the last successful forward */
+    int have_forward;
+    const bt_tensor *x; /* borrowed input (the public API points it at xcopy) */
+    int training, groups;
+    int32_t in_ndim, out_ndim;
+    int64_t in_shape[BT_TENSOR_MAX_DIMS], out_shape[BT_TENSOR_MAX_DIMS];
+
+    /* state kept for backward */
+    double *saved;      /* batchnorm: mean then invstd per (slice, channel) */
+    size_t saved_count; /* doubles */
+    int32_t *argmax;    /* maxpool2d: input index of each output */
+    size_t argmax_count;
+
+    /* public API: private copy of the input, so a user may free x before backward */
+    bt_tensor *xcopy;
+
+    /* conv2d: columns per GEMM chunk (tunable for tests and benchmarks) */
+    int64_t chunk_cols;
+    int64_t chunk_b; /* images per chunk of the last forward */
+    int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads,
+                           3 as 2 with the padded-grid form wherever it applies (tests),
+                           4 as 2 without the direct 3x3 form (tests, benchmarks),
+                           5 as 2 with the direct form wherever it applies, channel tiles only
+                             (tests), 6 as 5 with the flat form wherever it applies (tests),
+                           7 as 2 with the Winograd form wherever it applies (tests) */
+    int conv_per_image; /* the form of the last forward (layer_conv2d.c: 0-5) */
+    int conv_threads;   /* and its thread count */
+
+    struct bti_scratch own_scratch;
+    struct bti_scratch *scratch; /* &own_scratch unless shared */
+};
+
+/* Forward. groups >= 1 splits the batch (dim 0) into `groups` equal slices; BatchNorm normalises
+ * each slice with its own batch statistics and, in training, updates the running statistics once
+ * per slice in slice order (exactly as if each slice went through the layer alone); every other
+ * layer ignores groups. groups=1 is the public behaviour. The layer BORROWS x: the caller keeps x
+ * alive and unchanged until the matching backward (no copy). y may not alias x except for ReLU
+ * (in place allowed). Reuses internal buffers (no malloc after the first call at a given shape). */
+BTI_HIDDEN bt_status bti_layer_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training,
+                                       int groups);
+/* Backward of the last forward: dx may be NULL (skip input gradient); parameter gradients
+ * ACCUMULATE. For ReLU, dx may alias dy. */
+BTI_HIDDEN bt_status bti_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
+/* Threads used by this layer's loops and GEMMs (default bti_threads_resolve(NULL) at create). */
+BTI_HIDDEN void bti_layer_set_threads(bt_layer *l, int n);
+/* Re-initialise parameters as PyTorch's default init for that layer type, from a seed (counter RNG of rng.h). */
+BTI_HIDDEN bt_status bti_layer_reset_parameters(bt_layer *l, uint64_t seed);
+/* Direct access for the model (no handle check): number of tensors and the i-th (name as PyTorch,
+ * value, grad or NULL for buffers), same order as bt_layer_tensor. */
+BTI_HIDDEN int bti_layer_tensor_count(const bt_layer *l);
+BTI_HIDDEN bt_tensor *bti_layer_value(bt_layer *l, int i);
+BTI_HIDDEN bt_tensor *bti_layer_grad(bt_layer *l, int i);
+BTI_HIDDEN const char *bti_layer_tensor_name(const bt_layer *l, int i);
+/* Free a layer without a handle check (the model owns its layers). */
+BTI_HIDDEN void bti_layer_destroy(bt_layer *l);
+
+/* ---- extras (not part of the fixed list above) ---------------------------- */
+
+/* Create a layer WITHOUT registering it as a public handle (for the model, which
+ * frees it with bti_layer_destroy). Same arguments and checks as the public
+ * create functions; `fn` names the caller in messages. */
+BTI_HIDDEN bt_status bti_layer_conv2d_new(bt_layer **out, int in_ch, int out_ch, int kernel,
+                                          int stride, int pad, int bias, const char *fn);
+BTI_HIDDEN bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features,
+                                          int bias, const char *fn);
+BTI_HIDDEN bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps,
+                                             double momentum, int affine, const char *fn);
+BTI_HIDDEN bt_status bti_layer_relu_new(bt_layer **out, const char *fn);
+BTI_HIDDEN bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pad,
+                                             const char *fn);
+BTI_HIDDEN bt_status bti_layer_avgpool_new(bt_layer **out, const char *fn);
+
+/* Output shape for an input shape (BT_E_SHAPE with a message when it does not fit). */
+BTI_HIDDEN bt_status bti_layer_output_shape(const bt_layer *l, int32_t ndim, const int64_t *in,
+                                            int32_t *out_ndim, int64_t *out);
+/* Make the layer use a shared scratch area (NULL: its own again). The owner of
+ * s keeps it alive while the layer uses it and releases it with bti_scratch_release. */
+BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s);
+/* conv2d: target number of output columns per GEMM, per chunk or per group of
+ * images in the per-image strategy (tests force small chunks and groups). */
+BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
+/* conv2d strategy: 0 automatic, 1 one GEMM per chunk of images with the BLAS's
+ * threads, 2 images spread over OpenMP threads, single-threaded BLAS each (3x3
+ * stride-1 pad-1 convolutions in the direct form over AVX-512), 3 as 2 but
+ * stride-1 "same" convolutions always in the padded-grid form (no im2col), 4 as
+ * 2 without the direct form, 5 as 2 with the direct form whatever the channel counts. */
+BTI_HIDDEN void bti_layer_conv2d_set_mode(bt_layer *l, int mode);
+/* BatchNorm fused with what follows it in a ResNet (the model's fast path), checked as
+ * bti_layer_forward: y = relu?(bn(x) + skip) with skip NULL or of y's shape (it may not
+ * alias y), relu 0 or 1. BT_E_INVALID_ARG when l is not a BatchNorm. Writes nothing but
+ * y and the layer's state; the matching backward is bti_layer_backward_masked (or plain
+ * bti_layer_backward when neither skip nor relu was used). */
+BTI_HIDDEN bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt_tensor *y,
+                                             int training, int groups, const bt_tensor *skip,
+                                             int relu);
+/* BatchNorm backward with dy read as 0 wherever mask <= 0: mask is the output of a fused
+ * ReLU, so this equals ReLU backward followed by BatchNorm backward, in one pass pair.
+ * mask NULL: plain backward. dx may be NULL; it may not alias dy, mask or x. */
+BTI_HIDDEN bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
+                                               const bt_tensor *mask);
+/* the BatchNorm bodies behind the two (no checks) */
+BTI_HIDDEN void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *x, bt_tensor *y,
+                                         int training, int groups, const bt_tensor *skip, int relu);
+BTI_HIDDEN void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
+                                          const bt_tensor *mask);
+/* Zero the parameter gradients. */
+BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
+
+/* ---- shared by the layer_*.c files ---------------------------------------- */
+
+/* A new, unregistered layer with `ops`; the type file adds its tensors. */
+BTI_HIDDEN bt_status bti_layer_alloc(bt_layer **out, const struct bti_layer_ops *ops, int type,
+                                     const char *fn);
+/* Append a tensor (and its gradient when with_grad) named `name`. */
+BTI_HIDDEN bt_status bti_layer_add_tensor(bt_layer *l, const char *name, int32_t ndim,
+                                          const int64_t *shape, int with_grad, const char *fn);
+/* U(-bound, bound) into t from (seed, stream). */
+BTI_HIDDEN void bti_layer_fill_uniform(bt_tensor *t, double bound, uint64_t seed, uint64_t stream,
+                                       int threads);
+/* Grow a buffer to `need` elements of `size` bytes, keeping its content (it may
+ * hold state a pending backward needs); BT_E_NOMEM leaves it as it was. */
+BTI_HIDDEN bt_status bti_buffer_reserve(void **p, size_t *count, size_t need, size_t size,
+                                        const char *fn);
+
+BTI_HIDDEN extern const struct bti_layer_ops bti_conv2d_ops;
+BTI_HIDDEN extern const struct bti_layer_ops bti_linear_ops;
+BTI_HIDDEN extern const struct bti_layer_ops bti_batchnorm_ops;
+BTI_HIDDEN extern const struct bti_layer_ops bti_relu_ops;
+BTI_HIDDEN extern const struct bti_layer_ops bti_maxpool2d_ops;
+BTI_HIDDEN extern const struct bti_layer_ops bti_avgpool_ops;
+
+#endif /* BARLOW_LAYER_H */
