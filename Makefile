@@ -73,7 +73,8 @@ BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c))) \
-                $(patsubst examples/%.cpp,$(BUILD)/examples/%,$(sort $(wildcard examples/*.cpp)))
+                $(patsubst examples/%.cpp,$(BUILD)/examples/%,$(sort $(wildcard examples/*.cpp))) \
+                $(BUILD)/examples/barlow
 EXAMPLE_LIBS_augment_grid := -lz
 # Extra link flags per example: the barlow command reads gzip (zlib) and images (Debian's libstb).
 EXAMPLE_LIBS_barlow := -lz -lstb
@@ -113,7 +114,10 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libbarlow.a include/barlow.h | $(BUIL
 $(BUILD)/examples/%: examples/%.cpp $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
 	$(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Iinclude $(CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
 
-$(BUILD)/examples/barlow: $(wildcard examples/barlow_*.h) examples/fast_blas.h
+# The barlow command has a folder of its own, examples/barlow/.
+$(BUILD)/examples/barlow: examples/barlow/main.c $(wildcard examples/barlow/*) $(BUILD)/libbarlow.a \
+                          include/barlow.h | $(BUILD)/examples
+	$(CC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_barlow) $(LDFLAGS)
 
 # ---- tests ------------------------------------------------------------------
 
@@ -195,7 +199,7 @@ bench: all
 
 # The main job: Barlow Twins on Fashion-MNIST for a fixed time budget, then the linear probe
 # and kNN beside a random-init encoder and raw pixels (docs/results.md). The command picks
-# OpenBLAS's fast kernels itself (examples/fast_blas.h).
+# OpenBLAS's fast kernels itself (examples/barlow/fast_blas.c).
 DEMO_FLAGS ?= --minutes 10
 demo:
 	@bash .ci/deps.sh demo

@@ -1,5 +1,5 @@
-/* barlow_probe.h - frozen-feature evaluation of the `barlow` command (private
- * to examples/barlow.c): encoding a dataset, weighted kNN and the linear probe.
+/* probe.c - frozen-feature evaluation of the `barlow` command: encoding a
+ * dataset, weighted kNN and the linear probe.
  *
  * Everything runs through libbarlow's public API: the encoder is
  * bt_model_encode (eval mode), the GEMMs of kNN and of the probe are
@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "barlow_data.h"
+#include "data.c"
 
 #define PROBE_ERR_CAP DATA_ERR_CAP
 

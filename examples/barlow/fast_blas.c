@@ -1,4 +1,4 @@
-/* fast_blas.h - for command-line tools: re-run the program with OpenBLAS's fast
+/* fast_blas.c - for command-line tools: re-run the program with OpenBLAS's fast
  * kernels when Debian's OpenBLAS picked its generic ones.
  *
  * Debian 12's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not recognise recent Xeons

@@ -1,4 +1,4 @@
-/* barlow.c - the `barlow` command: Barlow Twins pretraining, evaluation and
+/* main.c - the `barlow` command: Barlow Twins pretraining, evaluation and
  * feature export with libbarlow, on Fashion-MNIST (default), CIFAR-10 or a
  * folder of images.
  *
@@ -35,9 +35,9 @@
 
 #include <stb/stb_image_write.h>
 
-#include "barlow_data.h"
-#include "barlow_probe.h"
-#include "fast_blas.h"
+#include "data.c"
+#include "probe.c"
+#include "fast_blas.c"
 
 #define DEFAULT_FMNIST "/usr/share/datasets/fashion-mnist"
 #define MAX_SETS 256

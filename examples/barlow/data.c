@@ -1,4 +1,4 @@
-/* barlow_data.h - datasets of the `barlow` command (private to examples/barlow.c).
+/* data.c - datasets of the `barlow` command.
  *
  * A dataset is a list of uint8 images (HWC, packed rows, one channel count for
  * all) with optional int32 labels. Three sources:
