@@ -114,10 +114,17 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libbarlow.a include/barlow.h | $(BUIL
 $(BUILD)/examples/%: examples/%.cpp $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
 	$(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Iinclude $(CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
 
-# The barlow command has a folder of its own, examples/barlow/.
-$(BUILD)/examples/barlow: examples/barlow/main.c $(wildcard examples/barlow/*) $(BUILD)/libbarlow.a \
-                          include/barlow.h | $(BUILD)/examples
-	$(CC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_barlow) $(LDFLAGS)
+# The barlow command has a folder of its own, examples/barlow/: one object per file, under
+# $(BUILD)/examples/obj/barlow/ (the program itself is $(BUILD)/examples/barlow).
+BARLOW_SRC := $(sort $(wildcard examples/barlow/*.c))
+BARLOW_OBJ := $(patsubst examples/barlow/%.c,$(BUILD)/examples/obj/barlow/%.o,$(BARLOW_SRC))
+
+$(BUILD)/examples/obj/barlow/%.o: examples/barlow/%.c $(wildcard examples/barlow/*.h) include/barlow.h
+	@mkdir -p $(@D)
+	$(CC) $(EX_CFLAGS) -c $< -o $@
+
+$(BUILD)/examples/barlow: $(BARLOW_OBJ) $(BUILD)/libbarlow.a | $(BUILD)/examples
+	$(CC) $(EX_CFLAGS) $(BARLOW_OBJ) -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_barlow) $(LDFLAGS)
 
 # ---- tests ------------------------------------------------------------------
 

@@ -1,22 +1,6 @@
-/* data.c - datasets of the `barlow` command.
- *
- * A dataset is a list of uint8 images (HWC, packed rows, one channel count for
- * all) with optional int32 labels. Three sources:
- *   fmnist   Fashion-MNIST / MNIST idx files, gzip or plain (read with zlib):
- *            DIR/train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
- *            t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]
- *   cifar10  CIFAR-10 binary batches: DIR/data_batch_{1..5}.bin and
- *            DIR/test_batch.bin (DIR may also hold cifar-10-batches-bin/), or a
- *            single batch FILE (then every 10th image is held out as the test split)
- *   folder   a folder of PNG/JPEG/BMP/... images decoded by stb_image: either
- *            class sub-folders DIR/<class>/<image> (labels = sorted class names,
- *            every 10th image of each class held out as the test split) or
- *            images directly in DIR (no labels, no test split)
- *
- * Every failure is one line naming the file, written into the caller's
- * buffer; the loaders never exit. */
-#ifndef BARLOW_DATA_H
-#define BARLOW_DATA_H
+/* data.c - the dataset loaders of the `barlow` command: idx files (zlib),
+ * CIFAR-10 batches and folders of images (stb_image); formats in data.h. */
+#include "data.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,24 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
 #include <stb/stb_image.h>
 
-#define DATA_ERR_CAP 512
-#define DATA_MAX_CLASSES 1000
+#include "paths.h"
 
-struct dataset {
-    int64_t n;
-    int32_t channels;
-    const uint8_t **image; /* n pointers into `block` or into per-image buffers */
-    int32_t *height, *width;
-    int32_t *label;        /* NULL when unlabelled */
-    int32_t nclasses;      /* 0 when unlabelled */
-    uint8_t *block;        /* one allocation holding every image (fmnist, cifar10) */
-    uint8_t **owned;       /* per-image allocations (folder), n entries */
-};
+#define DATA_MAX_CLASSES 1000
 
 static void data_fail(char *err, const char *fmt, ...)
 {
@@ -52,7 +25,7 @@ static void data_fail(char *err, const char *fmt, ...)
     va_end(ap);
 }
 
-static void data_free(struct dataset *d)
+void data_free(struct dataset *d)
 {
     int64_t i;
     if (d->owned)
@@ -84,24 +57,6 @@ static int data_alloc(struct dataset *d, int64_t n, int32_t channels, int labell
     return 0;
 }
 
-static int data_is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int file_exists_any(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static int data_is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* ---- Fashion-MNIST idx files (gzip or plain) ------------------------------ */
 
 static uint32_t data_be32(const unsigned char *p)
@@ -129,9 +84,9 @@ static gzFile data_open_idx(const char *dir, const char *base, char *path, size_
 {
     gzFile f;
     snprintf(path, cap, "%s/%s.gz", dir, base);
-    if (!data_is_file(path))
+    if (!path_is_file(path))
         snprintf(path, cap, "%s/%s", dir, base);
-    if (!data_is_file(path)) {
+    if (!path_is_file(path)) {
         data_fail(err, "%s/%s.gz: no such file (nor %s without .gz)", dir, base, base);
         return NULL;
     }
@@ -352,7 +307,7 @@ static int data_list_dir(const char *dir, int want_dirs, char ***names, int64_t 
         if (e->d_name[0] == '.')
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        isdir = data_is_dir(path);
+        isdir = path_is_dir(path);
         if (want_dirs ? !isdir : (isdir || !data_has_image_ext(e->d_name)))
             continue;
         if (n == cap) {
@@ -499,38 +454,32 @@ fail:
 
 /* ---- entry point ------------------------------------------------------------ */
 
-/* Which loader reads `path` when the user named none: idx files -> fmnist,
- * CIFAR batches -> cifar10, anything else -> folder. */
-static const char *data_guess_kind(const char *path)
+const char *data_guess_kind(const char *path)
 {
     char p[4096];
-    if (data_is_file(path))
+    if (path_is_file(path))
         return "cifar10";
     snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", path);
-    if (data_is_file(p))
+    if (path_is_file(p))
         return "fmnist";
     snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", path);
-    if (data_is_file(p))
+    if (path_is_file(p))
         return "fmnist";
     snprintf(p, sizeof p, "%s/data_batch_1.bin", path);
-    if (data_is_file(p))
+    if (path_is_file(p))
         return "cifar10";
     snprintf(p, sizeof p, "%s/cifar-10-batches-bin/data_batch_1.bin", path);
-    if (data_is_file(p))
+    if (path_is_file(p))
         return "cifar10";
     return "folder";
 }
 
-/* Load split "train" or "test" of dataset `kind` at `path`. channels is the
- * model's input channel count (fmnist is 1, cifar10 is 3, a folder is decoded
- * to it). limit > 0 keeps the first limit images. A missing test split
- * leaves d->n = 0 and returns 0. */
-static int data_load(struct dataset *d, const char *kind, const char *path, int test, int32_t channels,
-                     int64_t limit, char *err)
+int data_load(struct dataset *d, const char *kind, const char *path, int test, int32_t channels,
+              int64_t limit, char *err)
 {
     memset(d, 0, sizeof *d);
     if (strcmp(kind, "fmnist") == 0) {
-        if (!data_is_dir(path)) {
+        if (!path_is_dir(path)) {
             data_fail(err, "%s: not a folder holding Fashion-MNIST's idx files%s", path,
                       strcmp(path, "/usr/share/datasets/fashion-mnist") == 0
                           ? " (install Debian's dataset-fashion-mnist package)" : "");
@@ -546,7 +495,7 @@ static int data_load(struct dataset *d, const char *kind, const char *path, int 
         unsigned char *raw = NULL;
         int64_t nrec = 0, *idx, n = 0, i;
         char dir[4096], file[4096 + 64];
-        int single = data_is_file(path), rc;
+        int single = path_is_file(path), rc;
         if (channels != 3) {
             data_fail(err, "CIFAR-10 images have 3 channels but model.in_channels is %d", channels);
             return -1;
@@ -557,9 +506,9 @@ static int data_load(struct dataset *d, const char *kind, const char *path, int 
         } else {
             int b;
             snprintf(dir, sizeof dir, "%s/cifar-10-batches-bin", path);
-            if (!data_is_dir(dir))
+            if (!path_is_dir(dir))
                 snprintf(dir, sizeof dir, "%s", path);
-            if (!data_is_dir(dir)) {
+            if (!path_is_dir(dir)) {
                 data_fail(err, "%s: no such folder or CIFAR-10 batch file", path);
                 return -1;
             }
@@ -595,8 +544,8 @@ static int data_load(struct dataset *d, const char *kind, const char *path, int 
     if (strcmp(kind, "folder") == 0) {
         char **names = NULL;
         int64_t ncls = 0;
-        if (!data_is_dir(path)) {
-            data_fail(err, "%s: %s", path, file_exists_any(path) ? "not a folder of images (name --dataset "
+        if (!path_is_dir(path)) {
+            data_fail(err, "%s: %s", path, path_exists(path) ? "not a folder of images (name --dataset "
                       "for a dataset file)" : "no such file or folder");
             return -1;
         }
@@ -617,5 +566,3 @@ static int data_load(struct dataset *d, const char *kind, const char *path, int 
     data_fail(err, "unknown dataset '%s' (fmnist, cifar10 or folder)", kind);
     return -1;
 }
-
-#endif /* BARLOW_DATA_H */

@@ -1,23 +1,13 @@
-/* fast_blas.c - for command-line tools: re-run the program with OpenBLAS's fast
- * kernels when Debian's OpenBLAS picked its generic ones.
- *
- * Debian 12's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not recognise recent Xeons
- * and falls back to its "Prescott" kernels, several times slower than its
- * SkylakeX (AVX-512) or Haswell (AVX2) ones on the same CPU. OpenBLAS reads
- * OPENBLAS_CORETYPE once, when it loads, so the only way to switch is to set it
- * and start again. A library must not do this behind its host's back; a
- * program that owns its process may. Set OPENBLAS_CORETYPE yourself (any
- * value) to keep full control: this then does nothing. */
-#ifndef BARLOW_EXAMPLES_FAST_BLAS_H
-#define BARLOW_EXAMPLES_FAST_BLAS_H
+/* fast_blas.c - re-run the program with OpenBLAS's fast kernels when Debian's
+ * OpenBLAS picked its generic ones (why, in fast_blas.h). */
+#include "fast_blas.h"
 
 #include <barlow.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void fast_blas_reexec(char **argv)
+void fast_blas_reexec(char **argv)
 {
     const char *core = NULL;
     char have[64];
@@ -42,5 +32,3 @@ static void fast_blas_reexec(char **argv)
     execv("/proc/self/exe", argv);
     unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on with the generic kernels */
 }
-
-#endif

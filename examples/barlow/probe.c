@@ -1,46 +1,13 @@
-/* probe.c - frozen-feature evaluation of the `barlow` command: encoding a
- * dataset, weighted kNN and the linear probe.
- *
- * Everything runs through libbarlow's public API: the encoder is
- * bt_model_encode (eval mode), the GEMMs of kNN and of the probe are
- * bt_layer_linear forwards, the probe trains with bt_optim (SGD) and
- * bt_xent (softmax cross-entropy).
- *
- * kNN (as InstDisc / DINO's eval_knn): features L2-normalised, cosine
- * similarity to every bank feature, the k = 20 most similar vote for their
- * class with weight exp(sim / 0.07); top-1 / top-5 from the class scores.
- *
- * Linear probe (evaluate.py's protocol scaled to small data): a Linear layer
- * (weight N(0, 0.01), bias 0) on the frozen eval-mode features, softmax
- * cross-entropy, SGD with momentum 0.9 and weight decay, cosine schedule to 0
- * over all steps, mini-batches of 256. Instead of re-encoding augmented
- * images every epoch, the features are computed once (centre view) and the
- * probe runs many cheap epochs over the cache; features are standardised
- * with the training set's per-dimension mean and standard deviation (which
- * makes one learning rate fit every encoder and raw pixels alike). The number
- * reported is the test accuracy after the last epoch (evaluate.py reports
- * the best epoch, which selects on the test set). */
-#ifndef BARLOW_PROBE_H
-#define BARLOW_PROBE_H
+/* probe.c - frozen-feature evaluation of the `barlow` command: encoding,
+ * weighted kNN and the linear probe, on libbarlow's public API (protocols in probe.h). */
+#include "probe.h"
 
-#include <barlow.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.c"
-
-#define PROBE_ERR_CAP DATA_ERR_CAP
-
-/* Features of a dataset: n rows of dim floats, with the dataset's labels (borrowed). */
-struct feats {
-    int64_t n, dim;
-    float *x;
-    const int32_t *label;
-};
-
-static void feats_free(struct feats *f)
+void feats_free(struct feats *f)
 {
     free(f->x);
     memset(f, 0, sizeof *f);
@@ -55,8 +22,7 @@ static uint64_t probe_mix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* A permutation of 0..n-1 that depends only on (seed, stream, epoch). */
-static void probe_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t stream, uint64_t epoch)
+void probe_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t stream, uint64_t epoch)
 {
     uint64_t s = seed * 0x100000001B3ull ^ (stream << 48) ^ (epoch * 0x9E3779B97F4A7C15ull);
     int64_t i;
@@ -94,12 +60,8 @@ static int probe_raw_pixels(const struct dataset *d, int64_t n, struct feats *ou
     return 0;
 }
 
-/* Encode the first n images of d: with a model, eval-mode backbone features
- * (bt_model_encode) of the centre view (bt_augment_eval of `aug`, size S);
- * with m NULL, the raw pixels: the images themselves when they share one
- * size, else the normalised centre view. */
-static int probe_encode(bt_model *m, bt_augment *aug, const struct dataset *d, int64_t n, int32_t size,
-                        struct feats *out, char *err)
+int probe_encode(bt_model *m, bt_augment *aug, const struct dataset *d, int64_t n, int32_t size,
+                 struct feats *out, char *err)
 {
     const int64_t chunk = 256;
     int64_t C = d->channels, pix = C * size * size, dim = m ? bt_model_feature_dim(m) : pix, i;
@@ -167,10 +129,8 @@ static void probe_l2_normalise(float *x, int64_t n, int64_t dim)
     }
 }
 
-/* Top-1 and top-5 accuracy (fractions) of weighted kNN: `query` rows voted by
- * the k most cosine-similar `bank` rows. nq or nb may be capped (0 = all). */
-static int probe_knn(const struct feats *bank, int64_t nb, const struct feats *query, int64_t nq,
-                     int32_t nclasses, int32_t k, int32_t threads, double *top1, double *top5, char *err)
+int probe_knn(const struct feats *bank, int64_t nb, const struct feats *query, int64_t nq,
+              int32_t nclasses, int32_t k, int32_t threads, double *top1, double *top5, char *err)
 {
     const int64_t chunk = 128;
     const double T = 0.07;
@@ -277,15 +237,6 @@ done:
 
 /* ---- linear probe ------------------------------------------------------------ */
 
-struct probe_opts {
-    int32_t epochs;   /* passes over the cached training features */
-    int32_t batch;    /* mini-batch size */
-    double lr;        /* peak rate for batch 256 (scaled by batch/256, as optim.lr) */
-    double wd;        /* weight decay of the weight */
-    uint64_t seed;
-    int32_t threads;
-};
-
 static int probe_set(bt_config *c, const char *name, const char *value, char *err)
 {
     if (bt_config_set(c, name, value) != BT_OK) {
@@ -302,9 +253,8 @@ static double probe_gauss(uint64_t *s)
     return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-/* Train a linear classifier on `train` features, report top-1 / top-5 on `test`. */
-static int probe_linear(const struct feats *train, const struct feats *test, int32_t nclasses,
-                        const struct probe_opts *po, double *top1, double *top5, char *err)
+int probe_linear(const struct feats *train, const struct feats *test, int32_t nclasses,
+                 const struct probe_opts *po, double *top1, double *top5, char *err)
 {
     int64_t dim = train->dim, ntr = train->n, nte = test->n, i, j, e, b;
     int64_t B = po->batch < ntr ? po->batch : ntr, spe = ntr / B, hit1 = 0, hit5 = 0;
@@ -455,5 +405,3 @@ done:
     free(yb);
     return rc;
 }
-
-#endif /* BARLOW_PROBE_H */

@@ -1,0 +1,377 @@
+/* pretrain.c - `barlow pretrain`: a run folder (checkpoint saved every epoch and
+ * on Ctrl-C, config.txt, run.txt, log.jsonl, pictures), the schedule fitted to
+ * --minutes, exact --resume, per-epoch kNN and the final evaluation. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "paths.h"
+#include "probe.h"
+
+#define CALIBRATE_STEPS 6
+
+/* A sustained run's step rate over the timed one's: the timed steps run in a
+ * short burst, and over minutes of load both cores slow down (measured,
+ * Fashion-MNIST preset: 0.283 s per step timed, 0.30 over a run). */
+#define SUSTAINED_RATE 0.93
+
+/* Seconds per training step and per encoded image, measured on throwaway
+ * copies of the handles (the run's own model is not touched). The steps are
+ * whole ones, optimizer included, on different images each: measured, a
+ * calibration without the optimizer step on one repeated batch predicted
+ * 0.228 s per step for a run that then took 0.31. */
+static double calibrate(const bt_config *cfg, const struct dataset *d, int64_t batch, double *enc_per_image)
+{
+    struct trainer t;
+    int64_t *idx = xmalloc((size_t)batch * sizeof *idx), i, n = d->n < 256 ? d->n : 256;
+    double l, on, off, t0 = 0, per_step;
+    struct feats f;
+    char err[PROBE_ERR_CAP];
+    int k;
+    trainer_init(&t, cfg, batch, 1);
+    for (k = 0; k < CALIBRATE_STEPS + 1; k++) {
+        if (k == 1)
+            t0 = now_s(); /* the first step sizes the buffers */
+        for (i = 0; i < batch; i++)
+            idx[i] = (k * batch + i) % d->n;
+        if (trainer_step(&t, d, idx, &l, &on, &off) != BT_OK)
+            die("%s", bt_last_error());
+    }
+    per_step = (now_s() - t0) / CALIBRATE_STEPS;
+    t0 = now_s();
+    if (probe_encode(t.m, t.aug, d, n, bt_augment_output_size(t.aug, 0), &f, err) != 0)
+        die("%s", err);
+    *enc_per_image = (now_s() - t0) / (double)n;
+    feats_free(&f);
+    trainer_free(&t);
+    free(idx);
+    return per_step;
+}
+
+/* The "step" number of a log record, or -1. */
+static int64_t log_step_of(const char *line)
+{
+    const char *s = strstr(line, "\"step\":");
+    return s ? strtoll(s + 7, NULL, 10) : -1;
+}
+
+/* Keep the records up to step `upto` (a crash may have logged steps after the
+ * checkpoint), and recover the per-step losses from them. */
+static void log_rewind(const char *path, int64_t upto, double *hist, int64_t cap)
+{
+    FILE *in = fopen(path, "r"), *out;
+    char tmp[PATH_CAP + 32], *line = NULL;
+    size_t lcap = 0;
+    if (!in)
+        return;
+    out = atomic_open(path, tmp, sizeof tmp);
+    while (getline(&line, &lcap, in) > 0) {
+        int64_t s = log_step_of(line);
+        if (s > upto)
+            continue;
+        fputs(line, out);
+        if (strstr(line, "\"event\":\"step\"") && s >= 1 && s <= cap) {
+            const char *l = strstr(line, "\"loss\":");
+            if (l)
+                hist[s - 1] = strtod(l + 7, NULL);
+        }
+    }
+    free(line);
+    fclose(in);
+    atomic_close(out, tmp, path);
+}
+
+static volatile sig_atomic_t g_interrupted = 0;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once (the last checkpoint stays intact) */
+}
+
+static void save_checkpoint(const char *path, struct trainer *t)
+{
+    if (bt_checkpoint_save(path, t->m, t->opt, t->aug) != BT_OK)
+        fail("saving %s: %s", path, bt_last_error());
+}
+
+/* Per-epoch kNN on subsets (documented in docs/results.md): the first knn_bank
+ * training images are the bank, the first knn_test test images the queries. */
+static void epoch_knn(struct trainer *t, bt_augment *eval_aug, const struct dataset *train,
+                      const struct dataset *test, const struct run *r, int32_t threads, double *top1, double *top5)
+{
+    struct feats fb, fq;
+    char err[PROBE_ERR_CAP];
+    int32_t S = bt_augment_output_size(eval_aug, 0);
+    *top1 = *top5 = -1;
+    if (!train->label || test->n == 0)
+        return;
+    if (probe_encode(t->m, eval_aug, train, r->knn_bank, S, &fb, err) != 0
+        || probe_encode(t->m, eval_aug, test, r->knn_test, S, &fq, err) != 0
+        || probe_knn(&fb, 0, &fq, 0, train->nclasses, 20, threads, top1, top5, err) != 0)
+        fail("%s", err);
+    feats_free(&fb);
+    feats_free(&fq);
+}
+
+int cmd_pretrain(const struct args *a)
+{
+    char out[PATH_CAP], ckpt[PATH_CAP + 32], cfgp[PATH_CAP + 32], runp[PATH_CAP + 32], logp[PATH_CAP + 32];
+    char lossp[PATH_CAP + 32], corrp[PATH_CAP + 32], buf[256];
+    struct run r;
+    struct dataset train, test;
+    struct trainer t;
+    struct progress pg;
+    bt_config *cfg = NULL;
+    bt_augment *eval_aug;
+    FILE *log;
+    double *hist, t_epoch, t_start = now_s();
+    int64_t *perm, step, step0, perm_epoch = -1, threads;
+    struct sigaction sa;
+    int stopped = 0;
+
+    memset(&r, 0, sizeof r);
+    if (a->out)
+        snprintf(out, sizeof out, "%s", a->out);
+    else
+        snprintf(out, sizeof out, "runs/%s",
+                 a->dataset ? a->dataset : data_guess_kind(a->data ? a->data : DEFAULT_FMNIST));
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
+    snprintf(cfgp, sizeof cfgp, "%s/config.txt", out);
+    snprintf(runp, sizeof runp, "%s/run.txt", out);
+    snprintf(logp, sizeof logp, "%s/log.jsonl", out);
+    snprintf(lossp, sizeof lossp, "%s/loss.png", out);
+    snprintf(corrp, sizeof corrp, "%s/correlation.png", out);
+    if (bt_config_create(&cfg) != BT_OK)
+        fail("%s", bt_last_error());
+
+    if (a->resume) {
+        if (!path_exists(ckpt))
+            die("--resume: %s does not exist", ckpt);
+        if (!run_read(&r, runp))
+            die("--resume: %s does not exist (was %s written by barlow pretrain?)", runp, ckpt);
+        if (a->nsets || a->config || a->epochs || a->steps || a->minutes > 0 || a->batch || a->limit || a->has_seed
+            || a->dataset)
+            die("--resume continues the run in %s with its recorded options (%s, %s); "
+                "--set, --config, --epochs, --steps, --minutes, --batch, --limit, --seed and --dataset cannot change them",
+                out, cfgp, runp);
+        cfg_load_file(cfg, cfgp);
+        if (a->data)
+            snprintf(r.data, sizeof r.data, "%s", a->data);
+        if (a->eval_size)
+            r.eval_size = a->eval_size; /* evaluation only: training continues exactly */
+    } else {
+        const char *kind;
+        if (path_exists(ckpt))
+            die("%s exists: continue it with --resume, or choose another --out", ckpt);
+        snprintf(r.data, sizeof r.data, "%s", a->data ? a->data : DEFAULT_FMNIST);
+        kind = a->dataset ? a->dataset : data_guess_kind(r.data);
+        snprintf(r.dataset, sizeof r.dataset, "%s", kind);
+        cfg_apply_preset(cfg, kind);
+        if (a->config)
+            cfg_load_file(cfg, a->config);
+        cfg_apply_sets(cfg, a);
+        if (a->has_seed) {
+            snprintf(buf, sizeof buf, "%lld", (long long)a->seed);
+            cfg_set(cfg, "seed", buf, "--seed");
+        }
+        if (a->batch) {
+            snprintf(buf, sizeof buf, "%lld", (long long)a->batch);
+            cfg_set(cfg, "optim.batch_size", buf, "--batch");
+        }
+        r.limit = a->limit;
+        r.knn_bank = a->knn_bank;
+        r.knn_test = a->knn_test;
+        r.eval_size = a->eval_size ? a->eval_size : native_eval_size(kind);
+    }
+    if (a->has_threads) {
+        snprintf(buf, sizeof buf, "%lld", (long long)a->threads);
+        cfg_set(cfg, "threads", buf, "--threads");
+    }
+    threads = cfg_int(cfg, "threads");
+    r.batch = a->resume ? r.batch : cfg_int(cfg, "optim.batch_size");
+
+    load_split(&train, r.dataset, r.data, 0, (int32_t)cfg_int(cfg, "model.in_channels"), r.limit);
+    load_split(&test, r.dataset, r.data, 1, (int32_t)cfg_int(cfg, "model.in_channels"), r.limit);
+    if (train.n < r.batch)
+        die("--batch %lld is larger than the %lld training images", (long long)r.batch, (long long)train.n);
+    if (!a->resume) {
+        r.steps_per_epoch = train.n / r.batch;
+        if (a->minutes > 0) {
+            double enc, per_step, per_epoch_extra, steps, budget;
+            printf("timing a few steps to fit the schedule into %g minutes...\n", a->minutes);
+            fflush(stdout);
+            per_step = calibrate(cfg, &train, r.batch, &enc);
+            per_epoch_extra = train.label && test.n
+                ? enc * (double)((r.knn_bank < train.n ? r.knn_bank : train.n)
+                                 + (r.knn_test < test.n ? r.knn_test : test.n)) : 0;
+            /* what is left of the budget after loading and timing, at the rate
+             * of a sustained run */
+            budget = a->minutes * 60 - (now_s() - t_start);
+            steps = budget * SUSTAINED_RATE / (per_step + per_epoch_extra / (double)r.steps_per_epoch);
+            r.total_steps = steps >= 1 ? (int64_t)steps : 1;
+            printf("%.3f s/step, %.1f s of kNN per epoch -> %lld steps (%.2f epochs of %lld)\n", per_step,
+                   per_epoch_extra, (long long)r.total_steps, (double)r.total_steps / (double)r.steps_per_epoch,
+                   (long long)r.steps_per_epoch);
+        } else if (a->steps) {
+            r.total_steps = a->steps;
+        } else {
+            r.total_steps = (a->epochs ? a->epochs : 10) * r.steps_per_epoch;
+        }
+        /* The schedule spans the run unless the user fixed it. */
+        if (bt_config_is_set(cfg, "optim.total_steps") != 1) {
+            snprintf(buf, sizeof buf, "%lld", (long long)r.total_steps);
+            cfg_set(cfg, "optim.total_steps", buf, "schedule");
+        }
+        if (bt_config_is_set(cfg, "optim.warmup_steps") != 1) {
+            snprintf(buf, sizeof buf, "%lld", (long long)(r.total_steps / 10));
+            cfg_set(cfg, "optim.warmup_steps", buf, "schedule");
+        }
+    } else if (train.n / r.batch != r.steps_per_epoch) {
+        die("%s: the run had %lld steps per epoch, the data at %s now gives %lld", runp,
+            (long long)r.steps_per_epoch, r.data, (long long)(train.n / r.batch));
+    }
+
+    trainer_init(&t, cfg, r.batch, 1);
+    eval_aug = make_eval_augment(cfg, r.eval_size);
+    if (a->resume && bt_checkpoint_load(ckpt, t.m, t.opt, t.aug) != BT_OK)
+        die_checkpoint(ckpt);
+    step0 = bt_optim_step_count(t.opt);
+
+    hist = xmalloc((size_t)r.total_steps * sizeof *hist);
+    memset(hist, 0, (size_t)r.total_steps * sizeof *hist);
+    if (a->resume) {
+        log_rewind(logp, step0, hist, r.total_steps);
+    } else {
+        mkdirs(out);
+        cfg_write_file(cfg, cfgp);
+        run_write(&r, runp);
+        remove(logp);
+    }
+    log = fopen(logp, "a");
+    if (!log)
+        fail("%s: cannot write: %s", logp, strerror(errno));
+    fprintf(log, "{\"event\":\"start\",\"step\":%lld,\"version\":\"%s\",\"dataset\":\"%s\",\"train\":%lld,"
+                 "\"test\":%lld,\"batch\":%lld,\"steps_per_epoch\":%lld,\"total_steps\":%lld,\"threads\":%lld,"
+                 "\"resume\":%d}\n",
+            (long long)step0, bt_version_string(), r.dataset, (long long)train.n, (long long)test.n,
+            (long long)r.batch, (long long)r.steps_per_epoch, (long long)r.total_steps, (long long)threads,
+            a->resume);
+    fflush(log);
+    printf("%s %s: %lld train / %lld test images, batch %lld, %lld steps (%lld per epoch), encoder %lld-d, "
+           "projector %lld-d, out %s\n",
+           a->resume ? "resuming" : "pretraining", r.dataset, (long long)train.n, (long long)test.n,
+           (long long)r.batch, (long long)r.total_steps, (long long)r.steps_per_epoch,
+           (long long)bt_model_feature_dim(t.m), (long long)bt_model_embed_dim(t.m), out);
+    if (a->resume)
+        printf("continuing at step %lld\n", (long long)step0);
+    fflush(stdout);
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    perm = xmalloc((size_t)train.n * sizeof *perm);
+    pg.bar = a->progress >= 0 ? a->progress : isatty(2);
+    pg.t0 = pg.last = now_s();
+    pg.first_step = step0;
+    pg.spe = r.steps_per_epoch;
+    pg.total = r.total_steps;
+    pg.batch = r.batch;
+    t_epoch = now_s();
+    for (step = step0; step < r.total_steps;) {
+        int64_t e = step / r.steps_per_epoch, pos = step % r.steps_per_epoch;
+        double loss, on, off, lr = bt_optim_lr(t.opt, 0);
+        bt_status st;
+        if (g_interrupted || (a->max_steps && step >= a->max_steps)) {
+            stopped = 1;
+            break;
+        }
+        if (e != perm_epoch) {
+            /* the order of epoch e is a function of (seed, e) only: resuming mid-epoch replays it */
+            probe_permutation(perm, train.n, (uint64_t)cfg_int(cfg, "seed"), 1, (uint64_t)e);
+            perm_epoch = e;
+        }
+        st = trainer_step(&t, &train, perm + pos * r.batch, &loss, &on, &off);
+        if (st != BT_OK) {
+            progress_clear(&pg);
+            if (st == BT_E_NUMERIC || !isfinite(loss))
+                fail("training diverged at step %lld (loss %g): %s; the last checkpoint (%s) is intact; "
+                     "try a smaller optim.lr", (long long)step + 1, loss, bt_last_error(), ckpt);
+            fail("step %lld: %s", (long long)step + 1, bt_last_error());
+        }
+        step++;
+        hist[step - 1] = loss;
+        fprintf(log, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.17g,\"on_diag\":%.17g,"
+                     "\"off_diag\":%.17g,\"lr\":%.9g,\"images_per_s\":%.1f}\n",
+                (long long)step, (long long)e + 1, loss, on, off, lr,
+                (double)((step - step0) * r.batch) / (now_s() - pg.t0));
+        progress_step(&pg, step, loss, on, off, step == r.total_steps);
+        if (step % r.steps_per_epoch == 0 || step == r.total_steps) {
+            double k1, k5, secs = now_s() - t_epoch, epoch_loss = 0;
+            int64_t i, first = e * r.steps_per_epoch;
+            for (i = first; i < step; i++) /* the whole epoch's, also after a resume */
+                epoch_loss += hist[i];
+            epoch_loss /= (double)(step - first);
+            epoch_knn(&t, eval_aug, &train, &test, &r, (int32_t)threads, &k1, &k5);
+            save_checkpoint(ckpt, &t);
+            draw_loss(lossp, hist, step, r.steps_per_epoch);
+            draw_correlation(corrp, t.loss, bt_model_embed_dim(t.m));
+            progress_clear(&pg);
+            printf("epoch %lld done: mean loss %.6g, kNN top-1 %.2f%% (top-5 %.2f%%), %.0f s, checkpoint %s\n",
+                   (long long)e + 1, epoch_loss, 100 * k1, 100 * k5, secs, ckpt);
+            fflush(stdout);
+            fprintf(log, "{\"event\":\"epoch\",\"step\":%lld,\"epoch\":%lld,\"loss_mean\":%.9g,\"knn_top1\":%.6f,"
+                         "\"knn_top5\":%.6f,\"seconds\":%.3f}\n",
+                    (long long)step, (long long)e + 1, epoch_loss, k1, k5, secs);
+            fflush(log);
+            t_epoch = now_s();
+        }
+    }
+    if (stopped) {
+        progress_clear(&pg);
+        if (step > step0) {
+            save_checkpoint(ckpt, &t);
+            draw_loss(lossp, hist, step, r.steps_per_epoch);
+            draw_correlation(corrp, t.loss, bt_model_embed_dim(t.m));
+        }
+        fprintf(log, "{\"event\":\"%s\",\"step\":%lld}\n", g_interrupted ? "interrupted" : "stopped",
+                (long long)step);
+        fclose(log);
+        printf("%s at step %lld of %lld; checkpoint %s saved; continue with: barlow pretrain --out %s --resume\n",
+               g_interrupted ? "interrupted" : "stopped (--max-steps)", (long long)step,
+               (long long)r.total_steps, ckpt, out);
+        trainer_free(&t);
+        bt_augment_free(eval_aug);
+        bt_config_free(cfg);
+        data_free(&train);
+        data_free(&test);
+        free(perm);
+        free(hist);
+        return g_interrupted ? 130 : 0;
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    printf("pretraining done: %lld steps; pictures %s, %s\n", (long long)step, lossp, corrp);
+    fflush(stdout);
+    if (!a->no_eval)
+        evaluate(t.m, cfg, eval_aug, &train, &test, a, log, step);
+    fclose(log);
+    trainer_free(&t);
+    bt_augment_free(eval_aug);
+    bt_config_free(cfg);
+    data_free(&train);
+    data_free(&test);
+    free(perm);
+    free(hist);
+    return 0;
+}
