@@ -17,8 +17,20 @@
  *    and are valid until it is freed. Nothing the library allocates is handed
  *    to the caller to free.
  *  - A handle is used by one thread at a time; different handles may be used
- *    from different threads concurrently.
+ *    from different threads concurrently. Each handle has its own thread
+ *    count; OpenBLAS's is process-wide (docs/THREADS.md says what follows).
  *  - The library never aborts, exits or prints.
+ *
+ * Statuses: each declaration lists the codes it can return and when.
+ * BT_E_MISUSE always means a required pointer is NULL, or a handle is freed,
+ * foreign or of another kind. BT_E_INTERNAL is not listed: only a bug in
+ * libbarlow returns it. Functions that return a count, a size or a pointer
+ * instead of a status say what they return on failure (-1 or NULL) and set
+ * bt_last_error() then; free functions never fail.
+ *
+ * "Extension:" marks a function beyond the contract list of libbarlow's
+ * design (the calls every binding and test relies on). Extensions are just as
+ * stable: the ABI promise (docs/ABI.md) covers every declaration here.
  *
  * Copyright the libbarlow authors. SPDX-License-Identifier: BSD-3-Clause
  */
@@ -50,18 +62,24 @@ extern "C" {
 #define BT_VERSION_NUMBER (BT_VERSION_MAJOR * 10000 + BT_VERSION_MINOR * 100 + BT_VERSION_PATCH)
 
 /* The version of the library actually loaded: MAJOR*10000 + MINOR*100 + PATCH.
- * Compare with BT_VERSION_NUMBER to detect a header/library mismatch. */
+ * Compare with BT_VERSION_NUMBER to detect a header/library mismatch.
+ * Cannot fail; thread-safe. */
 BT_API int32_t bt_version_number(void);
 
-/* The same as a static string, "0.1.0". Never NULL. */
+/* The same as a static string, "0.1.0". Never NULL; cannot fail; thread-safe. */
 BT_API const char *bt_version_string(void);
 
-/* A static, human-readable line describing how the library was built: its
- * version, the BLAS it calls (OpenBLAS or the reference CBLAS), for OpenBLAS
- * its configuration and the kernel core it chose on this CPU, and the
- * threading back end. Never NULL. The same facts are readable one by one
- * through bt_config_get() as "build.version", "build.blas", "build.blas_core",
- * "build.blas_config" and "build.threads". */
+/* Extension: a static, human-readable line describing how the library was
+ * built and what it runs on: its version, the BLAS it calls (OpenBLAS or the
+ * reference CBLAS), for OpenBLAS its configuration and the kernel core it
+ * chose on this CPU, the threading back end, "cpu=<level>" (the CPU level a
+ * handle created without the cpu.level option uses, see "CPU levels" below)
+ * and "cpu_best=<level>" (the best level this CPU runs). The line is made at
+ * the first call, so a later change of BT_CPU does not show in it. The same
+ * facts are readable one by one through bt_config_get() as "build.version",
+ * "build.blas", "build.blas_core", "build.blas_config" and "build.threads";
+ * "build.cpu_level" gives the level of one configuration.
+ * Never NULL; cannot fail; thread-safe. */
 BT_API const char *bt_build_info(void);
 
 /* ------------------------------------------------------------------------ */
@@ -84,14 +102,14 @@ typedef int32_t bt_status;
 /* Codes are only ever appended. */
 
 /* Static text for a status ("invalid argument", ...). Unknown codes give
- * "unknown status". Never NULL; thread-safe. */
+ * "unknown status". Never NULL; cannot fail; thread-safe. */
 BT_API const char *bt_status_string(bt_status s);
 
 /* The detail message of the last failed call made by this thread, such as
  * "bt_tensor_create: shape[1] is 0; every dimension must be >= 1".
  * Successful calls do not clear it. The text is thread-local, owned by the
  * library, and valid until this thread's next failing call. Never NULL
- * (empty string when nothing failed yet). */
+ * (empty string when nothing failed yet); cannot fail. */
 BT_API const char *bt_last_error(void);
 
 /* ------------------------------------------------------------------------ */
@@ -105,6 +123,7 @@ typedef struct bt_model bt_model;
 typedef struct bt_loss bt_loss;
 typedef struct bt_augment bt_augment;
 typedef struct bt_optim bt_optim;
+typedef struct bt_xent bt_xent;
 
 /* ------------------------------------------------------------------------ */
 /* Tensors: float32, row-major (C order), 1 to 4 dimensions; images are NCHW */
@@ -113,40 +132,43 @@ typedef struct bt_optim bt_optim;
 #define BT_TENSOR_MAX_DIMS 4
 
 /* Create a zero-filled tensor of shape[0] x ... x shape[ndim-1].
- * ndim: 1..BT_TENSOR_MAX_DIMS; every dimension >= 1; the total size must fit
- * in memory (BT_E_INVALID_ARG for absurd sizes, BT_E_NOMEM when allocation
- * fails). The data is 64-byte aligned. Free with bt_tensor_free().
- * Returns BT_OK, BT_E_MISUSE (out or shape NULL), BT_E_INVALID_ARG, BT_E_NOMEM. */
+ * ndim: 1..BT_TENSOR_MAX_DIMS; every dimension >= 1; at most 2^40 elements.
+ * The data is 64-byte aligned. Free with bt_tensor_free().
+ * Returns BT_OK; BT_E_MISUSE (out or shape NULL); BT_E_INVALID_ARG (ndim
+ * outside 1..4, a dimension < 1, more than 2^40 elements); BT_E_NOMEM. */
 BT_API bt_status bt_tensor_create(bt_tensor **out, int32_t ndim, const int64_t *shape);
 
 /* Create a tensor that borrows caller memory: data must hold numel floats and
  * stay valid (and not be freed) until bt_tensor_free() of this tensor, which
  * does not free it. The library reads and writes it in place. No alignment is
- * required. Returns as bt_tensor_create, plus BT_E_MISUSE when data is NULL. */
+ * required. Returns as bt_tensor_create (BT_E_NOMEM only for the handle
+ * itself), plus BT_E_MISUSE when data is NULL. */
 BT_API bt_status bt_tensor_wrap(bt_tensor **out, float *data, int32_t ndim, const int64_t *shape);
 
 /* Release a tensor (and its data unless wrapped). NULL does nothing.
  * Tensors owned by layers, models or other handles (see bt_layer_tensor())
- * must not be freed by the caller: that is ignored with BT_E_MISUSE recorded
- * in bt_last_error(). */
+ * must not be freed by the caller: that, like a pointer that is not a live
+ * tensor, is ignored with BT_E_MISUSE recorded in bt_last_error(). */
 BT_API void bt_tensor_free(bt_tensor *t);
 
-/* Number of dimensions, or -1 (with bt_last_error set) for a bad handle. */
+/* Number of dimensions, or -1 (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API int32_t bt_tensor_ndim(const bt_tensor *t);
 
-/* Size of one axis; axis may be negative (-1 is the last). Returns -1 (with
- * bt_last_error set) for a bad handle or axis. */
+/* Size of one axis; axis may be negative (-1 is the last). Returns -1 with
+ * bt_last_error set for a bad handle (BT_E_MISUSE) or an axis outside
+ * -ndim..ndim-1 (BT_E_INVALID_ARG). */
 BT_API int64_t bt_tensor_dim(const bt_tensor *t, int32_t axis);
 
-/* Number of elements, or -1 (with bt_last_error set) for a bad handle. */
+/* Number of elements, or -1 (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API int64_t bt_tensor_numel(const bt_tensor *t);
 
 /* Pointer to the first element (borrowed, valid for the tensor's life), or
- * NULL (with bt_last_error set) for a bad handle. */
+ * NULL (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API float *bt_tensor_data(bt_tensor *t);
 
-/* Copy the shape into shape[0..cap-1] and the dimension count into *ndim.
- * cap must be >= the tensor's ndim. Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG. */
+/* Extension: copy the shape into shape[0..cap-1] and the dimension count
+ * into *ndim. Returns BT_OK; BT_E_MISUSE (t bad, ndim or shape NULL);
+ * BT_E_INVALID_ARG (cap smaller than the tensor's ndim). */
 BT_API bt_status bt_tensor_shape(const bt_tensor *t, int32_t *ndim, int64_t *shape, int32_t cap);
 
 /* ------------------------------------------------------------------------ */
@@ -165,13 +187,34 @@ BT_API bt_status bt_tensor_shape(const bt_tensor *t, int32_t *ndim, int64_t *sha
  * view's own setting, the shared "aug.X" setting, the value of "aug.preset"
  * for that view, and the default. Options that a module does not use yet are
  * accepted and stored. Read-only "build.*" keys describe the library build.
+ *
+ * CPU levels. The kernels exist for several instruction sets: "generic"
+ * (portable C over the CBLAS, every platform), "avx2" (AVX2 + FMA) and
+ * "avx512" (AVX-512F). Each handle fixes its level when it is created
+ * (bt_model_create, bt_loss_create, bt_optim_create, bt_augment_create,
+ * bt_xent_create), from the option "cpu.level" = auto|generic|avx2|avx512
+ * (default auto); with auto, the environment variable BT_CPU =
+ * generic|avx2|avx512 forces the level, and without it the handle takes the
+ * best level this CPU runs. Layers made with bt_layer_*_create have no
+ * configuration: they take BT_CPU or the CPU's best; a model's layers take
+ * the model's level. A level the CPU cannot run makes the create call return
+ * BT_E_UNSUPPORTED; a BT_CPU value other than generic, avx2, avx512, auto or
+ * empty makes create calls that consult it (cpu.level auto) return
+ * BT_E_INVALID_ARG with a message naming BT_CPU. The read-only key
+ * "build.cpu_level" (bt_config_get) gives the level a handle created from
+ * that configuration would use; bt_build_info() shows "cpu=" and
+ * "cpu_best=". Results are deterministic for a given level and thread count;
+ * different levels may differ in the last bits (each stays within the 1e-4
+ * tolerance against PyTorch).
  */
 
-/* Create a configuration holding every default. Returns BT_OK, BT_E_MISUSE, BT_E_NOMEM. */
+/* Create a configuration holding every default.
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_NOMEM. */
 BT_API bt_status bt_config_create(bt_config **out);
 
-/* Release a configuration. NULL does nothing. Handles created from it do not
- * keep a reference: it may be freed right after use. */
+/* Release a configuration. NULL does nothing; a pointer that is not a live
+ * configuration is ignored (BT_E_MISUSE recorded in bt_last_error). Handles
+ * created from it do not keep a reference: it may be freed right after use. */
 BT_API void bt_config_free(bt_config *c);
 
 /* Set an option from text. The value is parsed and validated: a malformed or
@@ -179,35 +222,44 @@ BT_API void bt_config_free(bt_config *c);
  * the value and the bounds; an unknown name gives BT_E_UNSUPPORTED; a
  * read-only "build.*" key gives BT_E_INVALID_ARG. On error the stored value
  * is unchanged. value NULL restores the option's default.
- * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_UNSUPPORTED. */
+ * Returns BT_OK; BT_E_MISUSE (c bad, name NULL); BT_E_INVALID_ARG (value
+ * malformed, out of range or longer than 255 characters; a "build.*" key);
+ * BT_E_UNSUPPORTED (unknown name); BT_E_NOMEM. */
 BT_API bt_status bt_config_set(bt_config *c, const char *name, const char *value);
 
 /* Read an option's value as text into buf (capacity cap bytes, always
  * NUL-terminated on success). A buffer too small gives BT_E_INVALID_ARG with
  * the needed size in the message; then buf is left untouched.
- * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_UNSUPPORTED. */
+ * "build.cpu_level" resolves the level as a create call would, and fails as
+ * it would (see CPU levels above).
+ * Returns BT_OK; BT_E_MISUSE (c bad, name or buf NULL); BT_E_INVALID_ARG
+ * (cap too small; for "build.cpu_level" an unknown BT_CPU value);
+ * BT_E_UNSUPPORTED (unknown name; for "build.cpu_level" a level this CPU
+ * cannot run). */
 BT_API bt_status bt_config_get(const bt_config *c, const char *name, char *buf, size_t cap);
 
-/* Number of registered options (the per-view "aug.viewK.*" forms and the
- * read-only "build.*" keys are not counted separately). */
+/* Extension: number of registered options (the per-view "aug.viewK.*" forms
+ * and the read-only "build.*" keys are not counted separately). Cannot fail. */
 BT_API int32_t bt_config_option_count(void);
 
-/* Describe option i (0 <= i < bt_config_option_count()): its name, type
- * ("int", "real", "choice", "int-list", "real-list", "text"), default value,
- * allowed range or choices (as text, e.g. "[0, 1]" or "lars|sgd|adamw") and a
- * one-line description. All strings are static. Any out pointer may be NULL.
- * Returns BT_OK or BT_E_INVALID_ARG for i out of range. */
+/* Extension: describe option i (0 <= i < bt_config_option_count()): its
+ * name, type ("int", "real", "choice", "int-list" or "real-list"), default
+ * value, allowed range or choices (as text, e.g. "[0, 1]" or "lars|sgd|adamw")
+ * and a one-line description. All strings are static. Any out pointer may be
+ * NULL. Returns BT_OK or BT_E_INVALID_ARG (i out of range). */
 BT_API bt_status bt_config_option(int32_t i, const char **name, const char **type,
                                   const char **default_value, const char **range,
                                   const char **description);
 
-/* Whether the option was set explicitly on this configuration (1) or holds its
- * default / preset value (0); -1 with bt_last_error set for a bad handle or
- * unknown name. For per-view names, a shared "aug.X" setting counts. */
+/* Extension: whether the option was set explicitly on this configuration (1)
+ * or holds its default / preset value (0); -1 with bt_last_error set for a
+ * bad handle or NULL name (BT_E_MISUSE) or an unknown name, "build.*" keys
+ * included (BT_E_UNSUPPORTED). For per-view names, a shared "aug.X" setting
+ * counts. */
 BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
 
 /* ------------------------------------------------------------------------ */
-/* Layers (issue: layers)                                                  */
+/* Layers                                                                   */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -231,6 +283,12 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
  * read at creation (bt_layer_set_threads changes it): OpenMP for element-wise
  * loops, the BLAS's threads for GEMMs, never both at once. Results are
  * deterministic for a given thread count.
+ *
+ * CPU level: a layer made here has no configuration; it takes BT_CPU, or the
+ * best level this CPU runs, at creation (see CPU levels under Options). So
+ * every bt_layer_*_create below can also return BT_E_INVALID_ARG (BT_CPU is
+ * not generic, avx2, avx512 or auto) and BT_E_UNSUPPORTED (BT_CPU names a
+ * level this CPU cannot run). A model's layers run at the model's level.
  */
 
 /* nn.Conv2d(in_ch, out_ch, kernel, stride, pad, bias): square kernel, groups
@@ -238,15 +296,19 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
  * Ho = (H + 2*pad - kernel)/stride + 1 (floor). Tensors: "weight"
  * [out_ch, in_ch, kernel, kernel], then "bias" [out_ch] when bias is 1; both
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_ch*kernel*kernel.
- * Returns BT_OK, BT_E_MISUSE (out NULL), BT_E_INVALID_ARG (a size < 1,
- * pad < 0, bias not 0/1), BT_E_NOMEM. */
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_INVALID_ARG (in_ch, out_ch,
+ * kernel or stride < 1, pad < 0, kernel, stride or pad > 4096, in_ch *
+ * kernel^2 or out_ch >= 2^27, bias not 0/1; BT_CPU unknown);
+ * BT_E_UNSUPPORTED (BT_CPU level); BT_E_NOMEM. */
 BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t out_ch,
                                         int32_t kernel, int32_t stride, int32_t pad, int32_t bias);
 
 /* nn.Linear(in_features, out_features, bias): x [N, in_features] ->
  * [N, out_features]. Tensors "weight" [out_features, in_features] and "bias"
  * [out_features] (when bias is 1), U(-1/sqrt(in_features), 1/sqrt(in_features)).
- * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_NOMEM. */
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_INVALID_ARG (in_features or
+ * out_features < 1 or >= 2^30, bias not 0/1; BT_CPU unknown);
+ * BT_E_UNSUPPORTED (BT_CPU level); BT_E_NOMEM. */
 BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features,
                                         int32_t out_features, int32_t bias);
 
@@ -258,52 +320,71 @@ BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features,
  * (else BT_E_SHAPE). Eval (training 0): the running statistics. Tensors, in
  * PyTorch's order: "weight" (1) and "bias" (0) [C] when affine is 1, then the
  * buffers "running_mean" (0), "running_var" (1) [C] and "num_batches_tracked"
- * [1] (a count stored as float), whose grad is NULL. eps > 0, momentum in [0, 1].
- * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG, BT_E_NOMEM. */
+ * [1] (a count stored as float), whose grad is NULL.
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_INVALID_ARG (channels < 1, eps
+ * not finite and > 0, momentum outside [0, 1], affine not 0/1; BT_CPU
+ * unknown); BT_E_UNSUPPORTED (BT_CPU level); BT_E_NOMEM. */
 BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, double eps,
                                            double momentum, int32_t affine);
 
-/* nn.ReLU: any shape; no tensors. The gradient is 0 where x <= 0. */
+/* nn.ReLU: any shape; no tensors. The gradient is 0 where x <= 0.
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_INVALID_ARG (BT_CPU unknown);
+ * BT_E_UNSUPPORTED (BT_CPU level); BT_E_NOMEM. */
 BT_API bt_status bt_layer_relu_create(bt_layer **out);
 
 /* nn.MaxPool2d(kernel, stride, pad): [N, C, H, W] -> [N, C, Ho, Wo], floor
- * mode, padding never wins; pad must be at most kernel/2 (BT_E_INVALID_ARG).
- * Ties go to the first maximum in scan order, as in PyTorch. No tensors. */
+ * mode, padding never wins. Ties go to the first maximum in scan order, as in
+ * PyTorch. No tensors.
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_INVALID_ARG (kernel or stride
+ * outside 1..4096, pad < 0 or more than kernel/2; BT_CPU unknown);
+ * BT_E_UNSUPPORTED (BT_CPU level); BT_E_NOMEM. */
 BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32_t stride,
                                            int32_t pad);
 
 /* Global average pooling: [N, C, H, W] -> [N, C] (nn.AdaptiveAvgPool2d(1)
- * then flatten). No tensors. */
+ * then flatten). No tensors.
+ * Returns BT_OK; BT_E_MISUSE (out NULL); BT_E_INVALID_ARG (BT_CPU unknown);
+ * BT_E_UNSUPPORTED (BT_CPU level); BT_E_NOMEM. */
 BT_API bt_status bt_layer_avgpool_create(bt_layer **out);
 
-/* Release a layer with its tensors (which become invalid). NULL does nothing. */
+/* Release a layer with its tensors (which become invalid). NULL does
+ * nothing; a pointer that is not a live layer is ignored with BT_E_MISUSE
+ * recorded in bt_last_error. */
 BT_API void bt_layer_free(bt_layer *l);
 
 /* The output shape for an input of shape in_shape[0..ndim-1]: *out_ndim and
  * out_shape[0..*out_ndim-1] (out_shape must hold BT_TENSOR_MAX_DIMS values).
- * Returns BT_OK, BT_E_MISUSE (NULL), BT_E_INVALID_ARG (bad shape),
- * BT_E_SHAPE (the layer cannot take this input; the message says why). */
+ * Returns BT_OK; BT_E_MISUSE (l bad; in_shape, out_ndim or out_shape NULL);
+ * BT_E_INVALID_ARG (ndim outside 1..4, a dimension < 1, more than 2^40
+ * elements); BT_E_SHAPE (the layer cannot take this input: wrong number of
+ * dimensions or channels, smaller than the kernel after padding, too large
+ * for one GEMM; the message says which). */
 BT_API bt_status bt_layer_output_shape(const bt_layer *l, int32_t ndim, const int64_t *in_shape,
                                        int32_t *out_ndim, int64_t *out_shape);
 
 /* y = layer(x), in training mode when training is non-zero (only batchnorm
  * differs). x is copied into the layer (see above); y must have the output
  * shape and is overwritten. Batchnorm in training updates its running
- * statistics. Returns BT_OK, BT_E_MISUSE (bad handle), BT_E_SHAPE (x does
- * not fit the layer, or y has the wrong shape), BT_E_NOMEM; on failure
- * nothing changed, including what a pending backward would use. */
+ * statistics. Returns BT_OK; BT_E_MISUSE (l, x or y NULL or not live);
+ * BT_E_SHAPE (x does not fit the layer as bt_layer_output_shape says, y has
+ * another shape, or batchnorm training with one value per channel);
+ * BT_E_NOMEM. On failure nothing changed, including what a pending backward
+ * would use. */
 BT_API bt_status bt_layer_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int32_t training);
 
 /* Backward of the last forward: dy has the forward's output shape; dx, when
  * not NULL, receives the input gradient (overwritten; it must not overlap dy
  * except for relu, where dx may be dy). Parameter gradients ACCUMULATE.
  * May be called more than once per forward (each call adds again).
- * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no forward yet), BT_E_SHAPE (dy or
- * dx shape differs from the forward's), BT_E_INVALID_ARG (dx overlaps dy). */
+ * Returns BT_OK; BT_E_MISUSE (l or dy NULL or not live, dx not live);
+ * BT_E_STATE (no successful forward yet); BT_E_SHAPE (dy or dx shape differs
+ * from the forward's); BT_E_INVALID_ARG (dx overlaps dy; for relu, dx
+ * overlaps dy without being the same memory). Cannot run out of memory: the
+ * forward allocated what the backward needs. */
 BT_API bt_status bt_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
 
 /* Number of parameter and buffer tensors (0 for relu and pooling), or -1
- * with bt_last_error set for a bad handle. */
+ * (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API int32_t bt_layer_tensor_count(const bt_layer *l);
 
 /* Tensor i (0 <= i < count) with its PyTorch name ("weight", "bias",
@@ -311,26 +392,29 @@ BT_API int32_t bt_layer_tensor_count(const bt_layer *l);
  * gradient (NULL for buffers). All borrowed: owned by the layer, valid until
  * bt_layer_free, never to be passed to bt_tensor_free. Values and gradients
  * may be read and written. Any of name, value, grad may be NULL.
- * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (i out of range). */
+ * Returns BT_OK; BT_E_MISUSE (l bad); BT_E_INVALID_ARG (i out of range). */
 BT_API bt_status bt_layer_tensor(bt_layer *l, int32_t i, const char **name, bt_tensor **value,
                                  bt_tensor **grad);
 
-/* Set every parameter gradient to zero. Returns BT_OK or BT_E_MISUSE. */
+/* Set every parameter gradient to zero.
+ * Returns BT_OK or BT_E_MISUSE (l bad). */
 BT_API bt_status bt_layer_zero_grad(bt_layer *l);
 
 /* Extension: the number of threads this layer uses (0 = BT_NUM_THREADS, or
- * all cores). Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (n < 0 or > 1024). */
+ * all cores). Returns BT_OK; BT_E_MISUSE (l bad); BT_E_INVALID_ARG (n < 0
+ * or > 1024). */
 BT_API bt_status bt_layer_set_threads(bt_layer *l, int32_t n);
 
 /* Extension: re-initialise parameters and buffers as PyTorch's
  * reset_parameters() (distributions above; batchnorm: weight 1, bias 0,
  * running_mean 0, running_var 1, num_batches_tracked 0) with values drawn
  * from `seed`: the same seed gives the same values on every machine and
- * thread count. Gradients are unchanged. Returns BT_OK or BT_E_MISUSE. */
+ * thread count. Gradients are unchanged.
+ * Returns BT_OK or BT_E_MISUSE (l bad). */
 BT_API bt_status bt_layer_reset_parameters(bt_layer *l, uint64_t seed);
 
 /* ------------------------------------------------------------------------ */
-/* Model (issue: model)                                                    */
+/* Model                                                                    */
 /* ------------------------------------------------------------------------ */
 /*
  * The Barlow Twins network: an encoder of the ResNet family (torchvision's
@@ -346,19 +430,25 @@ BT_API bt_status bt_layer_reset_parameters(bt_layer *l, uint64_t seed);
 
 /* Build a model from cfg: model.arch, model.block, model.blocks, model.widths,
  * model.stem, model.in_channels, model.zero_init_residual, model.projector,
- * model.projector_bias, model.projector_bn, seed (initialisation) and threads.
- * Returns BT_OK, BT_E_MISUSE (out or cfg NULL/bad), BT_E_INVALID_ARG
- * (inconsistent options, named in the message), BT_E_NOMEM. */
+ * model.projector_bias, model.projector_bn, seed (initialisation), threads
+ * and cpu.level (the model and all its layers run at that level). cfg is
+ * required here (unlike the other create functions) and not kept.
+ * Returns BT_OK; BT_E_MISUSE (out NULL, cfg NULL or not a live config);
+ * BT_E_INVALID_ARG (model.blocks and model.widths of different lengths with
+ * model.arch "resnet"; BT_CPU unknown); BT_E_UNSUPPORTED (cpu.level or
+ * BT_CPU names a level this CPU cannot run); BT_E_NOMEM. */
 BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg);
 
-/* Release the model, its tensors and workspace. NULL does nothing. */
+/* Release the model, its tensors and workspace. NULL does nothing; a pointer
+ * that is not a live model is ignored (BT_E_MISUSE in bt_last_error). */
 BT_API void bt_model_free(bt_model *m);
 
 /* Width of the backbone's output (e.g. 2048 for resnet50, 512 for resnet18),
- * or -1 for a bad handle. */
+ * or -1 (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API int64_t bt_model_feature_dim(const bt_model *m);
 
-/* Width of the projector's output (the last model.projector size), or -1. */
+/* Width of the projector's output (the last model.projector size), or -1
+ * (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API int64_t bt_model_embed_dim(const bt_model *m);
 
 /* Training-mode forward of nviews views (1 to 8). x[v] are [N, C, H, W] with
@@ -368,49 +458,70 @@ BT_API int64_t bt_model_embed_dim(const bt_model *m);
  * exactly as if each view went through the network alone, and running
  * statistics are updated once per view, in view order. The views are batched
  * together internally for speed. x is copied; it may be changed or freed
- * after the call. Returns BT_OK, BT_E_MISUSE, BT_E_SHAPE (with the expected
- * and actual shapes), BT_E_INVALID_ARG, BT_E_NOMEM. */
+ * after the call.
+ * Returns BT_OK; BT_E_MISUSE (m bad; x, z, an x[v] or a z[v] NULL or not
+ * live); BT_E_INVALID_ARG (nviews outside 1..8); BT_E_SHAPE (an x[v] not
+ * [N, model.in_channels, H, W], views of different shapes, N < 2, a z[v] not
+ * [N, embed_dim], or H, W too small for the network; the message gives the
+ * expected and actual shapes); BT_E_NOMEM. The argument checks come first
+ * and a call failing them changes nothing. BT_E_NOMEM while the workspace
+ * grows inside the pass discards the cached forward (bt_model_backward then
+ * returns BT_E_STATE), and the layers already run may have updated their
+ * running statistics. */
 BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
                                   bt_tensor *const *z);
 
 /* Backward of the last bt_model_forward: dz[v] are [N, embed_dim] gradients of
  * the loss with respect to z[v]. Parameter gradients ACCUMULATE (sum over the
- * views) until bt_model_zero_grad(). BT_E_STATE without a training forward
- * since the last backward-invalidating call (bt_model_encode); BT_E_SHAPE
- * when nviews or shapes differ from the forward's. */
+ * views) until bt_model_zero_grad().
+ * Returns BT_OK; BT_E_MISUSE (m bad; dz or a dz[v] NULL or not live);
+ * BT_E_STATE (no training forward cached: none yet, or bt_model_encode or a
+ * failed bt_model_forward since); BT_E_SHAPE (nviews differs from the
+ * forward's, a dz[v] not [N, embed_dim]). Allocates nothing. */
 BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz);
 
 /* The backbone output [N, feature_dim] of view `view` of the last training
  * forward, borrowed (valid until the next forward or bt_model_encode), for
- * online probes. BT_E_STATE before any forward; BT_E_INVALID_ARG for a view
- * out of range. */
+ * online probes.
+ * Returns BT_OK; BT_E_MISUSE (m bad, out NULL); BT_E_STATE (no training
+ * forward cached, as bt_model_backward); BT_E_INVALID_ARG (view outside
+ * 0..nviews-1 of that forward). */
 BT_API bt_status bt_model_features(bt_model *m, int32_t view, const bt_tensor **out);
 
 /* Eval-mode encoding: backbone only, BatchNorm with running statistics, no
  * statistics updated. x is [N, C, H, W] (N >= 1), features a caller-created
  * [N, feature_dim]. Invalidates the cached training activations: a
- * bt_model_backward after it returns BT_E_STATE. */
+ * bt_model_backward after it returns BT_E_STATE.
+ * Returns BT_OK; BT_E_MISUSE (m, x or features NULL or not live);
+ * BT_E_SHAPE (x not [N, model.in_channels, H, W], H or W too small for the
+ * network, features not [N, feature_dim]); BT_E_NOMEM. */
 BT_API bt_status bt_model_encode(bt_model *m, const bt_tensor *x, bt_tensor *features);
 
-/* Set every parameter gradient to zero. */
+/* Set every parameter gradient to zero.
+ * Returns BT_OK or BT_E_MISUSE (m bad). */
 BT_API bt_status bt_model_zero_grad(bt_model *m);
 
 /* Number of tensors: every parameter AND buffer (BatchNorm running statistics
- * and num_batches_tracked), or -1 for a bad handle. */
+ * and num_batches_tracked), or -1 (BT_E_MISUSE in bt_last_error) for a bad
+ * handle. */
 BT_API int32_t bt_model_tensor_count(const bt_model *m);
 
 /* Tensor i (0 <= i < count) in state_dict order: *name (static to the model),
  * *value and *grad (NULL for buffers), all borrowed; any out pointer may be
  * NULL. The caller may read and write values and gradients (for its own
- * gradient reduction, say) but not free them. */
+ * gradient reduction, say) but not free them.
+ * Returns BT_OK; BT_E_MISUSE (m bad); BT_E_INVALID_ARG (i out of range). */
 BT_API bt_status bt_model_tensor(bt_model *m, int32_t i, const char **name, bt_tensor **value,
                                  bt_tensor **grad);
 
-/* Threads for the model's loops and GEMMs (overrides the threads option). */
+/* Extension: threads for the model's loops and GEMMs, 1 to 1024 (overrides
+ * the threads option; every layer of the model follows).
+ * Returns BT_OK; BT_E_MISUSE (m bad); BT_E_INVALID_ARG (threads outside
+ * 1..1024). */
 BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 
 /* ------------------------------------------------------------------------ */
-/* Loss (issue: loss)                                                      */
+/* Loss                                                                     */
 /* ------------------------------------------------------------------------ */
 /*
  * The Barlow Twins loss of two embeddings za, zb of shape [N, D] (N >= 2,
@@ -462,47 +573,54 @@ BT_API bt_status bt_model_set_threads(bt_model *m, int32_t threads);
 #define BT_LOSS_PATH_DXD 1  /* form C = A^T B / N */
 #define BT_LOSS_PATH_GRAM 2 /* N x N Gram matrices, no D x D matrix */
 
-/* Create a loss from cfg's "loss.*" options and "threads"; cfg NULL means
- * every default. cfg may be freed right after. *out is NULL on failure.
- * Returns BT_OK, BT_E_MISUSE (out NULL, cfg not a live config), BT_E_NOMEM. */
+/* Create a loss from cfg's "loss.*" options, "threads" and "cpu.level"; cfg
+ * NULL means every default. cfg may be freed right after. *out is NULL on
+ * failure. Returns BT_OK; BT_E_MISUSE (out NULL, cfg not a live config);
+ * BT_E_INVALID_ARG (BT_CPU unknown); BT_E_UNSUPPORTED (cpu.level or BT_CPU
+ * names a level this CPU cannot run); BT_E_NOMEM. */
 BT_API bt_status bt_loss_create(bt_loss **out, const bt_config *cfg);
 
-/* Release a loss and its buffers. NULL does nothing. */
+/* Release a loss and its buffers. NULL does nothing; a pointer that is not a
+ * live loss is ignored (BT_E_MISUSE in bt_last_error). */
 BT_API void bt_loss_free(bt_loss *l);
 
 /* Compute the loss of za, zb (both [N, D], same shape, N >= 2, all finite;
  * only read) into *loss, and keep what the backward needs. On any error the
  * handle is unchanged: bt_loss_backward, bt_loss_terms and
  * bt_loss_correlation still refer to the last successful forward.
- * Returns BT_OK, BT_E_MISUSE (NULL or bad handle, loss NULL), BT_E_SHAPE
- * (ndim != 2, shapes differ, N < 2, N or D >= 2^31), BT_E_NUMERIC (a NaN or
- * infinity in za or zb; the message gives its index), BT_E_NOMEM. */
+ * Returns BT_OK; BT_E_MISUSE (l, za or zb NULL or not live, loss NULL);
+ * BT_E_SHAPE (ndim != 2, shapes differ, N < 2, N or D >= 2^31);
+ * BT_E_NUMERIC (a NaN or infinity in za or zb; the message gives its
+ * index); BT_E_NOMEM (the buffers for a new shape or path). */
 BT_API bt_status bt_loss_forward(bt_loss *l, const bt_tensor *za, const bt_tensor *zb,
                                  double *loss);
 
 /* Write dloss/dza into dza and dloss/dzb into dzb (both [N, D] as the last
  * successful forward; OVERWRITTEN, not accumulated; distinct memory), through
  * the normalisation. May be called more than once per forward.
- * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no successful forward yet),
- * BT_E_SHAPE, BT_E_INVALID_ARG (dza and dzb share their data). */
+ * Returns BT_OK; BT_E_MISUSE (l, dza or dzb NULL or not live); BT_E_STATE
+ * (no successful forward yet); BT_E_SHAPE (dza or dzb not the forward's
+ * [N, D]); BT_E_INVALID_ARG (dza and dzb have the same data pointer; memory
+ * that only partly overlaps is not detected). Allocates nothing. */
 BT_API bt_status bt_loss_backward(bt_loss *l, bt_tensor *dza, bt_tensor *dzb);
 
 /* The raw terms of the last successful forward, before lambda and scale:
  * barlow-type modes sum_i (1 - C_ii)^2 and sum_{i != j} C_ij^2 (both are
  * computed whatever the mode); xent -log sum_i exp(C_ii / tau) and
  * log sum_{i != j} exp(max(C_ij, 0) / tau). Either pointer may be NULL.
- * Returns BT_OK, BT_E_MISUSE, BT_E_STATE (no successful forward yet). */
+ * Returns BT_OK; BT_E_MISUSE (l bad); BT_E_STATE (no successful forward
+ * yet). */
 BT_API bt_status bt_loss_terms(const bt_loss *l, double *on_diag, double *off_diag);
 
 /* Extension: choose the computation path of the following forwards
  * (BT_LOSS_PATH_AUTO, _DXD or _GRAM); the last forward is not affected.
- * Returns BT_OK, BT_E_MISUSE, BT_E_INVALID_ARG (unknown path),
+ * Returns BT_OK; BT_E_MISUSE (l bad); BT_E_INVALID_ARG (unknown path);
  * BT_E_UNSUPPORTED (_GRAM with loss.mode xent). */
 BT_API bt_status bt_loss_set_path(bt_loss *l, int32_t path);
 
 /* Extension: the path the last successful forward used (BT_LOSS_PATH_DXD or
- * BT_LOSS_PATH_GRAM), BT_LOSS_PATH_AUTO (0) before any, -1 (with
- * bt_last_error set) for a bad handle. */
+ * BT_LOSS_PATH_GRAM), BT_LOSS_PATH_AUTO (0) before any, -1 (BT_E_MISUSE in
+ * bt_last_error) for a bad handle. */
 BT_API int32_t bt_loss_path(const bt_loss *l);
 
 /* Extension: the cross-correlation matrix C of the last successful forward,
@@ -510,11 +628,58 @@ BT_API int32_t bt_loss_path(const bt_loss *l);
  * and receives C[0..k, 0..k] (diagonal as the terms use it). Works on either
  * path (the Gram path computes the block from the kept normalised views: 2 N
  * k^2 flops). A full C is D^2 floats (256 MB for D = 8192); a block suits
- * pictures. Returns BT_OK, BT_E_MISUSE, BT_E_STATE, BT_E_SHAPE. */
+ * pictures. Returns BT_OK; BT_E_MISUSE (l or c NULL or not live);
+ * BT_E_STATE (no successful forward yet); BT_E_SHAPE (c not [k, k] with
+ * k <= D). Allocates nothing. */
 BT_API bt_status bt_loss_correlation(bt_loss *l, bt_tensor *c);
 
 /* ------------------------------------------------------------------------ */
-/* Augmentation (issue: augment)                                           */
+/* Cross-entropy for linear probes                                          */
+/* ------------------------------------------------------------------------ */
+/*
+ * Softmax cross-entropy for linear probes and fine-tuning, as
+ * torch.nn.functional.cross_entropy with mean reduction: for logits z [N, K]
+ * and labels y, loss = (1/N) sum_n (log sum_k exp z[n,k] - z[n,y_n]),
+ * computed with a log-sum-exp in double. The forward keeps the softmax for
+ * the backward; its buffers grow to the largest N x K seen and are reused.
+ * Threads: the "threads" option (OpenMP, rows in parallel); the mean is
+ * summed in row order, so it does not depend on the thread count.
+ */
+
+/* Extension: create a cross-entropy handle. cfg may be NULL; its "threads"
+ * and "cpu.level" options are read (NULL: BT_NUM_THREADS or all cores, and
+ * the CPU level as described under Options).
+ * Returns BT_OK; BT_E_MISUSE (out NULL, cfg not a live config);
+ * BT_E_INVALID_ARG (BT_CPU unknown); BT_E_UNSUPPORTED (cpu.level or BT_CPU
+ * names a level this CPU cannot run); BT_E_NOMEM. */
+BT_API bt_status bt_xent_create(bt_xent **out, const bt_config *cfg);
+
+/* Extension: release the handle. NULL does nothing; a pointer that is not a
+ * live cross-entropy handle is ignored (BT_E_MISUSE in bt_last_error). */
+BT_API void bt_xent_free(bt_xent *x);
+
+/* Extension: forward. logits is [N, K] (K >= 1), labels holds N class
+ * indices in [0, K). Writes the mean loss and the number of rows whose label
+ * is the arg-max (top-1) or among the min(5, K) largest logits (top-5); ties
+ * go to the lower class index, as torch.argmax. Any of mean_loss,
+ * top1_correct, top5_correct may be NULL.
+ * Returns BT_OK; BT_E_MISUSE (x, logits or labels NULL / not live);
+ * BT_E_SHAPE (logits not 2-D); BT_E_INVALID_ARG (a label out of range,
+ * named with its row); BT_E_NUMERIC (a non-finite logit); BT_E_NOMEM. On
+ * failure the previous forward stays usable. */
+BT_API bt_status bt_xent_forward(bt_xent *x, const bt_tensor *logits, const int32_t *labels,
+                                 double *mean_loss, int64_t *top1_correct, int64_t *top5_correct);
+
+/* Extension: backward of the last forward: overwrites dlogits ([N, K], the
+ * forward's shape) with d(mean loss)/d logits = (softmax(z) - onehot(y)) / N.
+ * May be called more than once per forward.
+ * Returns BT_OK; BT_E_MISUSE (x or dlogits NULL or not live); BT_E_STATE (no
+ * successful forward yet); BT_E_SHAPE (dlogits not the forward's [N, K]).
+ * Allocates nothing. */
+BT_API bt_status bt_xent_backward(bt_xent *x, bt_tensor *dlogits);
+
+/* ------------------------------------------------------------------------ */
+/* Augmentation                                                             */
 /* ------------------------------------------------------------------------ */
 /*
  * The official Barlow Twins augmentation (BYOL's asymmetric pair), computed
@@ -553,15 +718,18 @@ BT_API bt_status bt_loss_correlation(bt_loss *l, bt_tensor *c);
  * many as the "threads" option of the creating configuration says.
  */
 
-/* Create an augmentation pipeline from cfg's aug.*, "seed" and "threads"
- * options; cfg NULL means all defaults (imagenet preset, seed 0, threads from
- * BT_NUM_THREADS or all cores). cfg is not kept. The call counter starts at 0.
- * Returns BT_OK, BT_E_MISUSE (out NULL, cfg not a config), BT_E_INVALID_ARG
- * (aug.viewK.scale_min > scale_max, ratio_min > ratio_max, a 2-value mean or
- * std), BT_E_NOMEM. */
+/* Create an augmentation pipeline from cfg's aug.*, "seed", "threads" and
+ * "cpu.level" options; cfg NULL means all defaults (imagenet preset, seed 0,
+ * threads from BT_NUM_THREADS or all cores). cfg is not kept. The call
+ * counter starts at 0.
+ * Returns BT_OK; BT_E_MISUSE (out NULL, cfg not a live config);
+ * BT_E_INVALID_ARG (aug.viewK.scale_min > scale_max, ratio_min > ratio_max,
+ * a 2-value mean or std; BT_CPU unknown); BT_E_UNSUPPORTED (cpu.level or
+ * BT_CPU names a level this CPU cannot run); BT_E_NOMEM. */
 BT_API bt_status bt_augment_create(bt_augment **out, const bt_config *cfg);
 
-/* Release the pipeline and its workspaces. NULL does nothing. */
+/* Release the pipeline and its workspaces. NULL does nothing, and so does a
+ * pointer that is not a live pipeline (silently: bt_last_error is not set). */
 BT_API void bt_augment_free(bt_augment *a);
 
 /* Produce nviews augmented views of n images. out[v] (v = 0..nviews-1) must be
@@ -572,11 +740,12 @@ BT_API void bt_augment_free(bt_augment *a);
  * nviews > 2 gives extra independent view-2 crops). images, heights, widths
  * (n entries each) and out (nviews entries, distinct tensors) are borrowed for
  * the call only. On success the call counter advances by one.
- * Returns BT_OK, BT_E_MISUSE (a, images, images[i], heights, widths, out or
- * out[v] NULL or not a live handle), BT_E_INVALID_ARG (n < 1, channels not 1
+ * Returns BT_OK; BT_E_MISUSE (a, images, images[i], heights, widths, out or
+ * out[v] NULL or not a live handle); BT_E_INVALID_ARG (n < 1, channels not 1
  * or 3, an image side outside 1..32768, nviews outside 1..8, out tensors
- * repeated, mean/std not fitting the channels), BT_E_SHAPE (out[v] of another
- * shape), BT_E_NOMEM. On error nothing is written and the counter stays. */
+ * repeated, 1-channel images with a 3-value mean or std); BT_E_SHAPE (out[v]
+ * of another shape); BT_E_NOMEM (per-call parameters or the per-thread
+ * workspaces). On error nothing is written and the counter stays. */
 BT_API bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *images,
                                   const int32_t *heights, const int32_t *widths, int32_t channels,
                                   int32_t nviews, bt_tensor *const *out);
@@ -588,28 +757,35 @@ BT_API bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const
  * S x S centre (offsets round((H' - S) / 2) half to even, as torchvision's
  * CenterCrop); then x/255 and aug.view1.mean / aug.view1.std. This is
  * torchvision's Resize(256), CenterCrop(224) for S = 224. out must be
- * [n, channels, S, S]. Arguments and statuses as bt_augment_views. */
+ * [n, channels, S, S]. Arguments as bt_augment_views.
+ * Returns BT_OK; BT_E_MISUSE (a, images, images[i], heights, widths or out
+ * NULL or not a live handle); BT_E_INVALID_ARG (n < 1, channels not 1 or 3,
+ * an image side outside 1..32768, 1-channel images with a 3-value
+ * aug.view1.mean or std); BT_E_SHAPE (out of another shape); BT_E_NOMEM. On
+ * error nothing is written. */
 BT_API bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images,
                                  const int32_t *heights, const int32_t *widths, int32_t channels,
                                  bt_tensor *out);
 
-/* The output side S of view `view` (0 = first output, aug.view1.size; 1..7 =
- * aug.view2.size), or -1 with bt_last_error set for a bad handle or view. */
+/* Extension: the output side S of view `view` (0 = first output,
+ * aug.view1.size; 1..7 = aug.view2.size), or -1 with bt_last_error set for a
+ * bad handle (BT_E_MISUSE) or a view outside 0..7 (BT_E_INVALID_ARG). */
 BT_API int32_t bt_augment_output_size(const bt_augment *a, int32_t view);
 
-/* Read the random state: the seed and the number of successful
+/* Extension: read the random state: the seed and the number of successful
  * bt_augment_views calls made since creation or the last set_state. Either
  * pointer may be NULL. Store both in a checkpoint to resume the exact stream.
- * Returns BT_OK or BT_E_MISUSE. */
+ * Returns BT_OK or BT_E_MISUSE (a bad). */
 BT_API bt_status bt_augment_get_state(const bt_augment *a, uint64_t *seed, uint64_t *calls);
 
-/* Set the random state: the next bt_augment_views call draws exactly what the
- * call number `calls` of a pipeline seeded with `seed` drew. Settings and
- * workspaces are unchanged. Returns BT_OK or BT_E_MISUSE. */
+/* Extension: set the random state: the next bt_augment_views call draws
+ * exactly what the call number `calls` of a pipeline seeded with `seed` drew.
+ * Settings and workspaces are unchanged.
+ * Returns BT_OK or BT_E_MISUSE (a bad). */
 BT_API bt_status bt_augment_set_state(bt_augment *a, uint64_t seed, uint64_t calls);
 
 /* ------------------------------------------------------------------------ */
-/* Optimizers and probe loss (issue: optim)                                */
+/* Optimizers                                                               */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -674,20 +850,24 @@ BT_API bt_status bt_augment_set_state(bt_augment *a, uint64_t seed, uint64_t cal
  * one that never stopped.
  */
 
-/* Create an optimizer from the "optim.*" options of cfg (NULL: all defaults;
- * cfg may be freed after the call). It starts with no tensors and step 0.
+/* Create an optimizer from the "optim.*", "threads" and "cpu.level" options
+ * of cfg (NULL: all defaults; cfg may be freed after the call). It starts
+ * with no tensors and step 0.
  * Returns BT_OK; BT_E_MISUSE (out NULL, cfg not a live config);
  * BT_E_INVALID_ARG for an inconsistent combination: "optim.nesterov" = 1
  * with a kind other than sgd or with momentum 0, or a cosine schedule whose
- * total_steps (> 0) is not larger than warmup_steps; BT_E_NOMEM. */
+ * total_steps (> 0) is not larger than warmup_steps; also for an unknown
+ * BT_CPU value; BT_E_UNSUPPORTED (cpu.level or BT_CPU names a level this CPU
+ * cannot run); BT_E_NOMEM. */
 BT_API bt_status bt_optim_create(bt_optim **out, const bt_config *cfg);
 
 /* Release the optimizer and its state. The tensors it updates are not
- * touched. NULL does nothing. */
+ * touched. NULL does nothing; a pointer that is not a live optimizer is
+ * ignored (BT_E_MISUSE in bt_last_error). */
 BT_API void bt_optim_free(bt_optim *o);
 
-/* Add one parameter: value is updated in place from grad (same shape, 1 to
- * 4 dimensions). The group follows the number of dimensions (see above).
+/* Extension: add one parameter: value is updated in place from grad (same
+ * shape, 1 to 4 dimensions). The group follows the number of dimensions.
  * name identifies the tensor's optimizer state in checkpoints
  * ("optim.<name>.momentum", "optim.<name>.exp_avg", ...): use the model's
  * tensor name, e.g. "backbone.conv1.weight". It is copied; it must be 1 to
@@ -696,10 +876,11 @@ BT_API void bt_optim_free(bt_optim *o);
  * value and grad are BORROWED: they must stay alive, with the same shape,
  * for as long as the optimizer is used (bt_optim_step() refuses with
  * BT_E_MISUSE a tensor that was freed). Tensors must be added before the
- * first step. Returns BT_OK; BT_E_MISUSE (a handle NULL or not live, value
- * and grad the same tensor); BT_E_SHAPE (grad's shape differs);
- * BT_E_INVALID_ARG (bad or duplicate name, value already added);
- * BT_E_STATE (the optimizer has already stepped); BT_E_NOMEM. */
+ * first step. Returns BT_OK; BT_E_MISUSE (o, value or grad NULL or not
+ * live, value and grad the same tensor or data); BT_E_STATE (the optimizer
+ * has already stepped); BT_E_SHAPE (grad's shape differs); BT_E_INVALID_ARG
+ * (bad or duplicate name, value or grad, or their data, already added);
+ * BT_E_NOMEM. */
 BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *grad,
                                      const char *name);
 
@@ -709,70 +890,44 @@ BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *g
  * thread count (OpenMP) for the element-wise loops.
  * Returns BT_OK; BT_E_MISUSE (o not live, or an added tensor freed or
  * reshaped); BT_E_STATE (no tensors added); BT_E_NUMERIC (a gradient, or a
- * parameter of an adapted tensor, is not finite: nothing changed). */
+ * LARS-adapted parameter, is not finite). On any error nothing changed.
+ * Allocates nothing. */
 BT_API bt_status bt_optim_step(bt_optim *o);
 
-/* Number of steps taken (restored by bt_checkpoint_load), or -1 with
- * bt_last_error set for a bad handle. */
+/* Number of steps taken (restored by bt_checkpoint_load), or -1
+ * (BT_E_MISUSE in bt_last_error) for a bad handle. */
 BT_API int64_t bt_optim_step_count(const bt_optim *o);
 
 /* The learning rate the NEXT bt_optim_step() applies to group 0 (weights)
- * or 1 (biases and BatchNorm); -1 with bt_last_error set for a bad handle or
- * group. */
+ * or 1 (biases and BatchNorm); -1 with bt_last_error set for a bad handle
+ * (BT_E_MISUSE) or a group other than 0 and 1 (BT_E_INVALID_ARG). */
 BT_API double bt_optim_lr(const bt_optim *o, int32_t group);
 
-/*
- * Softmax cross-entropy for linear probes and fine-tuning, as
- * torch.nn.functional.cross_entropy with mean reduction: for logits z [N, K]
- * and labels y, loss = (1/N) sum_n (log sum_k exp z[n,k] - z[n,y_n]),
- * computed with a log-sum-exp in double. The forward keeps the softmax for
- * the backward; its buffers grow to the largest N x K seen and are reused.
- */
 /* Add every trainable tensor of layer l (the entries of bt_layer_tensor()
  * with a gradient; buffers such as BatchNorm running statistics are skipped)
  * with bt_optim_add_tensor(), named as bt_layer_tensor() names them ("weight",
  * "bias"). The layer must outlive the optimizer. Adding two layers to one
- * optimizer gives duplicate state names: use bt_optim_add_tensor() with your
- * own names then. All or nothing: on failure no tensor of l was added.
- * Returns as bt_optim_add_tensor, plus BT_E_MISUSE for a bad layer handle and
- * BT_E_STATE when l has no trainable tensor. */
+ * optimizer gives duplicate state names (BT_E_INVALID_ARG): use
+ * bt_optim_add_tensor() with your own names then. All or nothing: on
+ * failure no tensor of l was added.
+ * Returns as bt_optim_add_tensor: BT_OK; BT_E_MISUSE (o or l bad);
+ * BT_E_STATE (the optimizer has already stepped, or l has no trainable
+ * tensor: relu, pooling, batchnorm without affine); BT_E_INVALID_ARG (a
+ * duplicate name or a tensor already added); BT_E_NOMEM. */
 BT_API bt_status bt_optim_add_layer(bt_optim *o, bt_layer *l);
 
 /* Add every trainable tensor of model m (the entries of bt_model_tensor()
  * with a gradient), named as in checkpoints ("backbone.conv1.weight", ...),
  * so the optimizer state is saved as "optim.backbone.conv1.weight.momentum".
  * Grouped by dimension count as bt_optim_add_tensor(). The model must outlive
- * the optimizer. All or nothing. */
+ * the optimizer. All or nothing: on failure no tensor of m was added.
+ * Returns as bt_optim_add_tensor: BT_OK; BT_E_MISUSE (o or m bad);
+ * BT_E_STATE (the optimizer has already stepped); BT_E_INVALID_ARG (a tensor
+ * of m is already added, e.g. the model added twice); BT_E_NOMEM. */
 BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
 
-typedef struct bt_xent bt_xent;
-
-/* Create a cross-entropy handle. cfg may be NULL; only its "threads" option
- * is read (NULL: BT_NUM_THREADS or all cores). Returns BT_OK, BT_E_MISUSE,
- * BT_E_NOMEM. */
-BT_API bt_status bt_xent_create(bt_xent **out, const bt_config *cfg);
-
-/* Release the handle. NULL does nothing. */
-BT_API void bt_xent_free(bt_xent *x);
-
-/* Forward: logits is [N, K] (K >= 1), labels holds N class indices in
- * [0, K). Writes the mean loss and the number of rows whose label is the
- * arg-max (top-1) or among the min(5, K) largest logits (top-5); ties go to
- * the lower class index, as torch.argmax. Any of mean_loss, top1_correct,
- * top5_correct may be NULL. Returns BT_OK; BT_E_MISUSE (x, logits or labels
- * NULL / not live); BT_E_SHAPE (logits not 2-D); BT_E_INVALID_ARG (a label
- * out of range, named with its row); BT_E_NUMERIC (a non-finite logit);
- * BT_E_NOMEM. On failure the previous forward stays usable. */
-BT_API bt_status bt_xent_forward(bt_xent *x, const bt_tensor *logits, const int32_t *labels,
-                                 double *mean_loss, int64_t *top1_correct, int64_t *top5_correct);
-
-/* Backward of the last forward: overwrites dlogits ([N, K], the forward's
- * shape) with d(mean loss)/d logits = (softmax(z) - onehot(y)) / N.
- * Returns BT_OK; BT_E_MISUSE; BT_E_STATE (no forward yet); BT_E_SHAPE. */
-BT_API bt_status bt_xent_backward(bt_xent *x, bt_tensor *dlogits);
-
 /* ------------------------------------------------------------------------ */
-/* Checkpoints (issue: checkpoint)                                         */
+/* Checkpoints                                                              */
 /* ------------------------------------------------------------------------ */
 /*
  * One safetensors file (docs/checkpoint.md) holds the model's tensors under
@@ -785,8 +940,11 @@ BT_API bt_status bt_xent_backward(bt_xent *x, bt_tensor *dlogits);
 /* Write m (required), o and a (each may be NULL) to path. The write is
  * atomic: a temporary file in the same directory is written, flushed to disk
  * and renamed over path, so path always holds either the old or the new file.
- * Returns BT_OK, BT_E_MISUSE, BT_E_IO (with the path and the system's reason),
- * BT_E_NOMEM. */
+ * Returns BT_OK; BT_E_MISUSE (path NULL, m NULL or not live, o or a given
+ * but not live); BT_E_INVALID_ARG (path empty or ending in '/');
+ * BT_E_IO (with the path and the system's reason; if only the final fsync
+ * of the directory failed, the new file is in place and the message says
+ * so); BT_E_UNSUPPORTED (a big-endian host); BT_E_NOMEM. */
 BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
 /* Load path into m (required), o and a (each may be NULL). The whole file is
@@ -794,9 +952,15 @@ BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, 
  * present, no tensor m lacks (optimizer tensors are ignored when o is NULL),
  * optimizer state of the same kind when o is given, RNG state when a is given
  * - and BT_E_FORMAT, with a message naming the file and the tensor, leaves
- * all three handles unchanged. F32 is read as is; F64 and I64 where every
- * value converts exactly. Returns BT_OK, BT_E_MISUSE, BT_E_IO, BT_E_FORMAT,
- * BT_E_NOMEM. */
+ * all three handles unchanged (so does every other error). F32 is read as
+ * is, F16 and BF16 are widened; F64 and the integer dtypes are accepted
+ * where every value converts to float32 exactly.
+ * Returns BT_OK; BT_E_MISUSE (path NULL, m NULL or not live, o or a given
+ * but not live); BT_E_IO (the file cannot be opened or read, or is not a
+ * regular file); BT_E_FORMAT (malformed file, a missing, extra or
+ * differently shaped tensor, a value not exact in float32, missing or
+ * mismatched optimizer or RNG metadata); BT_E_UNSUPPORTED (an F8 dtype, a
+ * big-endian host); BT_E_NOMEM. */
 BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
 #ifdef __cplusplus
