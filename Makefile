@@ -57,7 +57,12 @@ LIB_LIBS   = $(BLAS_LIBS) -fopenmp -lpthread -lm
 LDFLAGS   ?=
 
 # One folder per module (docs/ARCHITECTURE.md); includes are written from libbarlow/.
+# Files named *_x86.c, *_avx2.c, *_avx512.c hold x86 code only: other targets leave them out.
+TARGET_X86 := $(filter x86_64% i386% i486% i586% i686%,$(shell $(CC) -dumpmachine))
 LIB_SRC := $(sort $(wildcard libbarlow/*/*.c))
+ifeq ($(TARGET_X86),)
+  LIB_SRC := $(filter-out %_x86.c %_avx2.c %_avx512.c,$(LIB_SRC))
+endif
 LIB_OBJ := $(patsubst libbarlow/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 LIB_HDR := include/barlow.h $(wildcard libbarlow/*/*.h)
 
@@ -154,8 +159,16 @@ check: deps
 	BUILD=$(BUILD) bash tests/cli_test.sh
 	$(MAKE) run-tests
 
+# The whole suite at every CPU level the build has, best first so that the
+# portable level's summary closes the log; the runner skips, with a line,
+# a level this CPU lacks. CPU_LEVELS=avx2 runs one.
+ifeq ($(TARGET_X86),)
+CPU_LEVELS ?= generic
+else
+CPU_LEVELS ?= avx512 avx2 generic
+endif
 run-tests: $(BUILD)/tests/runner
-	cd tests && ../$(BUILD)/tests/runner
+	cd tests && for l in $(CPU_LEVELS); do BT_CPU=$$l ../$(BUILD)/tests/runner || exit 1; done
 
 check-asan: deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \

@@ -118,7 +118,7 @@ static const char *const conv_files[] = {
 };
 
 /* chunk: GEMM columns per chunk (0 default, 1 one image per GEMM, else several images). */
-static void run_conv_case(const char *file, int64_t chunk, int threads, int mode)
+static void run_conv_case(const char *file, int64_t chunk, int threads, const char *form)
 {
     golden *g = golden_load(file);
     const float *cfg = golden_get(g, "cfg", NULL, NULL);
@@ -127,14 +127,14 @@ static void run_conv_case(const char *file, int64_t chunk, int threads, int mode
     bt_tensor *x = tensor_from(g, "x"), *y = tensor_like(g, "y"), *dy = tensor_from(g, "dy"),
               *dx = tensor_like(g, "dx");
     char what[128];
-    snprintf(what, sizeof what, "%s chunk %lld threads %d mode %d", file, (long long)chunk,
-             threads, mode);
+    snprintf(what, sizeof what, "%s chunk %lld threads %d form %s", file, (long long)chunk,
+             threads, form ? form : "auto");
     ck_assert_int_eq(bt_layer_conv2d_create(&l, (int32_t)cfg[0], (int32_t)cfg[1], (int32_t)cfg[2],
                                             (int32_t)cfg[3], (int32_t)cfg[4], bias),
                      BT_OK);
     ck_assert_int_eq(bt_layer_tensor_count(l), bias ? 2 : 1);
     bti_layer_conv2d_set_chunk(l, chunk);
-    bti_layer_conv2d_set_mode(l, mode);
+    bti_layer_conv2d_set_form(l, form);
     ck_assert_int_eq(bt_layer_set_threads(l, threads), BT_OK);
     set_tensor(l, "weight", g, "weight");
     if (bias)
@@ -170,33 +170,32 @@ START_TEST(conv_matches_pytorch)
     size_t f, c;
     for (f = 0; f < sizeof conv_files / sizeof *conv_files; f++) {
         for (c = 0; c < 3; c++)
-            run_conv_case(conv_files[f], chunks[c], 1 + (int)c % 2, 1);
-        run_conv_case(conv_files[f], 0, 2, 2); /* images spread over OpenMP threads */
-        run_conv_case(conv_files[f], 0, 3, 2);
-        run_conv_case(conv_files[f], 0, 2, 0);
-        run_conv_case(conv_files[f], 0, 2, 3); /* padded-grid form where it applies */
-        run_conv_case(conv_files[f], 0, 3, 3);
-        run_conv_case(conv_files[f], 0, 2, 4); /* per image, GEMM forms only */
-        run_conv_case(conv_files[f], 0, 2, 5); /* direct, channel tiles only */
-        run_conv_case(conv_files[f], 0, 2, 6); /* direct, flat form at stride 1 */
-        run_conv_case(conv_files[f], 0, 3, 7); /* Winograd at stride 1 */
+            run_conv_case(conv_files[f], chunks[c], 1 + (int)c % 2, "gemm");
+        run_conv_case(conv_files[f], 0, 2, "images"); /* images spread over OpenMP threads */
+        run_conv_case(conv_files[f], 0, 3, "images");
+        run_conv_case(conv_files[f], 0, 2, NULL);
+        run_conv_case(conv_files[f], 0, 2, "grid"); /* each form where the level runs it */
+        run_conv_case(conv_files[f], 0, 3, "grid");
+        run_conv_case(conv_files[f], 0, 2, "direct");
+        run_conv_case(conv_files[f], 0, 2, "flat");
+        run_conv_case(conv_files[f], 0, 3, "winograd");
     }
 }
 END_TEST
 
-/* The direct 3x3 form (conv_direct.c, AVX-512), stride 1 and 2, against a
- * double-precision reference: input channels across its 16-channel passes,
- * output channels that fill 1-4 registers with a partial last one (forward and
+/* The 3x3 forms at the run's level against a double-precision reference:
+ * input channels across the direct tiles' 16-channel passes, output channels
+ * that fill 1-4 registers with a partial last one (forward and
  * weight-gradient tiles block them differently), pixel counts that leave
  * partial tiles, odd and even sizes (the stride-2 input gradient's four pixel
- * classes), and images in several groups per thread. Mode 5: the channel
- * tiles; mode 6: the flat form at stride 1 (conv_flat.c: runs of 16 pixels
- * over one or several rows, partial last tiles, 8-output groups with a
- * partial last one); mode 7: Winograd at stride 1 (conv_winograd.c: partial
- * tiles at odd sizes, partial channel registers, several tile groups). Other
- * CPUs run the GEMM forms here. */
-static void direct_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
-                             int threads, int mode)
+ * classes), and images in several groups per thread. "direct": the channel
+ * tiles; "flat": the flat tiles at stride 1 (runs of 16 pixels over one or
+ * several rows, partial last tiles, 8-output groups with a partial last
+ * one); "winograd" at stride 1 (partial tiles at odd sizes, partial channel
+ * registers, several tile groups). A level without a form runs its
+ * automatic choice instead (check_cpu.c checks which forms each level has). */
+static void direct_case_form(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
+                             int threads, const char *form)
 {
     const int64_t ho = (h - 1) / s + 1, wo = (w - 1) / s + 1, hw = h * w, pq = ho * wo;
     const int64_t xs[4] = {n, c, h, w}, ys[4] = {n, co, ho, wo};
@@ -210,12 +209,13 @@ static void direct_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t
     int i, j;
     char what[96];
     snprintf(what, sizeof what,
-             "direct n %lld c %lld %lldx%lld co %lld stride %d threads %d mode %d", (long long)n,
-             (long long)c, (long long)h, (long long)w, (long long)co, s, threads, mode);
+             "direct n %lld c %lld %lldx%lld co %lld stride %d threads %d form %s", (long long)n,
+             (long long)c, (long long)h, (long long)w, (long long)co, s, threads,
+             form ? form : "auto");
     ck_assert_int_eq(bt_tensor_create(&y, 4, ys), BT_OK);
     ck_assert_int_eq(bt_tensor_create(&dx, 4, xs), BT_OK);
     ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, 3, s, 1, 1, "test"), BT_OK);
-    bti_layer_conv2d_set_mode(l, mode);
+    bti_layer_conv2d_set_form(l, form);
     bti_layer_set_threads(l, threads);
     wv = bti_layer_value(l, 0)->data;
     for (b = 0; b < n; b++)
@@ -264,10 +264,10 @@ static void direct_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t
 static void direct_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int s,
                         int threads)
 {
-    direct_case_mode(n, c, h, w, co, s, threads, 5);
+    direct_case_form(n, c, h, w, co, s, threads, "direct");
     if (s == 1) {
-        direct_case_mode(n, c, h, w, co, s, threads, 6);
-        direct_case_mode(n, c, h, w, co, s, threads, 7);
+        direct_case_form(n, c, h, w, co, s, threads, "flat");
+        direct_case_form(n, c, h, w, co, s, threads, "winograd");
     }
 }
 
@@ -292,12 +292,12 @@ START_TEST(conv_direct_matches_reference)
     direct_case(3, 16, 28, 28, 16, 1, 2); /* the flat form's own shapes */
     direct_case(2, 32, 14, 14, 32, 1, 1);
     /* stems: flat form, dx in a tile of 4 (3 used), 1, 2 and 4 outputs */
-    direct_case_mode(2, 3, 10, 12, 40, 1, 2, 0);
-    direct_case_mode(3, 1, 8, 8, 16, 1, 1, 0);
-    direct_case_mode(2, 2, 9, 11, 24, 1, 2, 0);
-    direct_case_mode(2, 4, 6, 20, 16, 1, 1, 0);
-    direct_case_mode(3, 128, 4, 4, 128, 1, 2, 0); /* where the automatic choice is Winograd */
-    direct_case_mode(2, 64, 32, 32, 64, 1, 1, 0);
+    direct_case_form(2, 3, 10, 12, 40, 1, 2, NULL);
+    direct_case_form(3, 1, 8, 8, 16, 1, 1, NULL);
+    direct_case_form(2, 2, 9, 11, 24, 1, 2, NULL);
+    direct_case_form(2, 4, 6, 20, 16, 1, 1, NULL);
+    direct_case_form(3, 128, 4, 4, 128, 1, 2, NULL); /* where the automatic choice is Winograd */
+    direct_case_form(2, 64, 32, 32, 64, 1, 1, NULL);
 }
 END_TEST
 
@@ -551,7 +551,7 @@ END_TEST
  * first element), a NaN wins over everything, and a later NaN over an earlier
  * one; the gradient goes to the winner. Planes wider than a register (the
  * AVX-512 path takes 16 output columns at a time) and several strides. */
-static void maxpool_rule_case(int64_t h, int64_t w, int k, int s, int pad)
+static void maxpool_rule_case(int level, int64_t h, int64_t w, int k, int s, int pad)
 {
     const int64_t ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1;
     const int64_t xs[4] = {2, 1, h, w}, ys[4] = {2, 1, ho, wo};
@@ -568,6 +568,7 @@ static void maxpool_rule_case(int64_t h, int64_t w, int k, int s, int pad)
     ck_assert_int_eq(bt_tensor_create(&y, 4, ys), BT_OK);
     ck_assert_int_eq(bt_tensor_create(&dx, 4, xs), BT_OK);
     ck_assert_int_eq(bt_layer_maxpool2d_create(&l, k, s, pad), BT_OK);
+    bti_layer_set_level(l, level);
     ck_assert_int_eq(bt_layer_forward(l, x, y, 1), BT_OK);
     ck_assert_int_eq(bt_layer_backward(l, dy, dx), BT_OK);
     for (b = 0; b < 2; b++) {
@@ -605,14 +606,12 @@ static void maxpool_rule_case(int64_t h, int64_t w, int k, int s, int pad)
 START_TEST(maxpool_rule)
 {
     int level;
-    for (level = BTI_SGEMM_AVX512; level >= BTI_SGEMM_BLAS; level--) { /* the plain loop too */
-        bti_sgemm_set_level(level);
-        maxpool_rule_case(9, 40, 3, 2, 1);
-        maxpool_rule_case(7, 35, 3, 1, 1);
-        maxpool_rule_case(6, 50, 2, 3, 0);
-        maxpool_rule_case(5, 5, 3, 2, 1);
+    for (level = bti_cpu_default(); level >= BTI_CPU_GENERIC; level--) { /* the plain loop too */
+        maxpool_rule_case(level, 9, 40, 3, 2, 1);
+        maxpool_rule_case(level, 7, 35, 3, 1, 1);
+        maxpool_rule_case(level, 6, 50, 2, 3, 0);
+        maxpool_rule_case(level, 5, 5, 3, 2, 1);
     }
-    bti_sgemm_set_level(-1);
 }
 END_TEST
 

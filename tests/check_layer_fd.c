@@ -252,8 +252,8 @@ static void check_fd(struct fd *f, bt_layer *l, const char *what)
 
 /* mode: conv2d strategy (0 automatic; 3 the padded-grid form, 5 the direct form,
  * 6 its flat form, 7 Winograd, wherever they apply, on 2 threads) */
-static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s,
-                           int p, int bias, int64_t chunk, int mode)
+static void conv_case_form(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s,
+                           int p, int bias, int64_t chunk, const char *form)
 {
     struct fd f = {0};
     bt_layer *l = NULL;
@@ -268,22 +268,17 @@ static void conv_case_mode(int64_t n, int64_t c, int64_t h, int64_t w, int64_t c
     f.b = rand_array(f.nb, 0.5, 0.0);
     ck_assert_int_eq(bti_layer_conv2d_new(&l, (int)c, (int)co, k, s, p, bias, "fd"), BT_OK);
     bti_layer_conv2d_set_chunk(l, chunk);
-    if (mode) {
-        bti_layer_conv2d_set_mode(l, mode);
+    if (form) {
+        bti_layer_conv2d_set_form(l, form);
         bti_layer_set_threads(l, 2);
     }
-    check_fd(&f, l,
-             mode == 3   ? "conv2d padded grid"
-             : mode == 5 ? "conv2d direct"
-             : mode == 6 ? "conv2d direct flat"
-             : mode == 7 ? "conv2d winograd"
-                         : "conv2d");
+    check_fd(&f, l, form ? form : "conv2d");
 }
 
 static void conv_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t co, int k, int s, int p,
                       int bias, int64_t chunk)
 {
-    conv_case_mode(n, c, h, w, co, k, s, p, bias, chunk, 0);
+    conv_case_form(n, c, h, w, co, k, s, p, bias, chunk, NULL);
 }
 
 START_TEST(conv_gradients)
@@ -296,15 +291,15 @@ START_TEST(conv_gradients)
     conv_case(2, 2, 9, 9, 3, 1, 2, 0, 0, 0);
     conv_case(1, 1, 11, 11, 2, 7, 2, 3, 1, 0);
     /* stride-1 "same" convolutions read the padded input in place (the padded-grid form) */
-    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 3);
-    conv_case_mode(4, 2, 6, 5, 3, 5, 1, 2, 0, 0, 3);
-    conv_case_mode(2, 3, 4, 4, 2, 1, 1, 0, 0, 0, 3); /* 1x1: not a grid case, per image */
+    conv_case_form(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, "grid");
+    conv_case_form(4, 2, 6, 5, 3, 5, 1, 2, 0, 0, "grid");
+    conv_case_form(2, 3, 4, 4, 2, 1, 1, 0, 0, 0, "grid"); /* 1x1: not a grid case, per image */
     /* the direct 3x3 form (AVX-512), stride 1 and 2, odd sizes */
-    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 5);
-    conv_case_mode(3, 2, 7, 5, 3, 3, 2, 1, 1, 0, 5);
-    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 6); /* its flat form */
-    conv_case_mode(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, 7); /* Winograd */
-    conv_case_mode(2, 3, 4, 3, 2, 3, 1, 1, 0, 0, 7);
+    conv_case_form(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, "direct");
+    conv_case_form(3, 2, 7, 5, 3, 3, 2, 1, 1, 0, "direct");
+    conv_case_form(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, "flat"); /* its flat form */
+    conv_case_form(3, 2, 5, 4, 3, 3, 1, 1, 1, 0, "winograd"); /* Winograd */
+    conv_case_form(2, 3, 4, 3, 2, 3, 1, 1, 0, 0, "winograd");
 }
 END_TEST
 

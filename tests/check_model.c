@@ -228,9 +228,7 @@ START_TEST(cifar_resnet18_matches_pytorch)
      * through every layer, in check_layer*.c and the small/bottleneck cases;
      * here the model's wiring is compared with the BLAS path. (To do: a golden
      * input without near-zero pre-activations, then drop this line.) */
-    bti_sgemm_set_level(BTI_SGEMM_BLAS);
     golden_case("cifar18", opts, 3);
-    bti_sgemm_set_level(-1);
 }
 END_TEST
 

@@ -24,6 +24,9 @@ static float *filled(int64_t n, uint64_t key)
 }
 
 /* Runs one shape at the current level; returns the worst error / bound. */
+/* The level run_shape runs its GEMMs at (sweep sets it). */
+static int level_now;
+
 static double run_shape(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
                         uint64_t seed)
 {
@@ -40,7 +43,7 @@ static double run_shape(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
         for (i = 0; i < m; i++)
             c[i * ldc + (i % n)] = NAN; /* must not be read */
     memcpy(c0, c, (size_t)(m * ldc + 1) * sizeof *c);
-    bti_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    bti_sgemm(level_now, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     for (i = 0; i < m; i++) {
         for (j = 0; j < n; j++) {
             double s = 0, bound = 0;
@@ -65,7 +68,7 @@ static double run_shape(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
     ck_assert(memcmp(&c[m * ldc], &c0[m * ldc], sizeof(float)) == 0);
     /* the same bits again */
     memcpy(c2, c0, (size_t)(m * ldc + 1) * sizeof *c0);
-    bti_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+    bti_sgemm(level_now, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
     for (i = 0; i < m; i++)
         ck_assert(memcmp(c2 + i * ldc, c + i * ldc, (size_t)n * sizeof(float)) == 0);
     free(a);
@@ -86,7 +89,7 @@ static void sweep(int level)
     uint64_t seed = 1;
     double worst = 0;
     int tr;
-    bti_sgemm_set_level(level);
+    level_now = level;
     for (tr = 0; tr < 4; tr++) {
         const int ta = tr & 1 ? BTI_TRANS : BTI_NO_TRANS, tb = tr & 2 ? BTI_TRANS : BTI_NO_TRANS;
         for (x = 0; x < sizeof ms / sizeof ms[0]; x++)
@@ -115,16 +118,15 @@ static void sweep(int level)
     worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_TRANS, 40, 1, 200, 1.0f, 0.0f, seed++));
     worst = fmax(worst, run_shape(BTI_NO_TRANS, BTI_NO_TRANS, 128, 1, 1, 1.0f, 0.0f, seed++));
     ck_assert(worst < 4.0);
-    bti_sgemm_set_level(-1);
 }
 
-START_TEST(avx2_matches_reference) { sweep(BTI_SGEMM_AVX2); }
-END_TEST
-
-START_TEST(avx512_matches_reference) { sweep(BTI_SGEMM_AVX512); }
-END_TEST
-
-START_TEST(blas_fallback_matches_reference) { sweep(BTI_SGEMM_BLAS); }
+/* Every level up to the run's (BT_CPU; the generic one is the BLAS). */
+START_TEST(levels_match_reference)
+{
+    int level;
+    for (level = BTI_CPU_GENERIC; level <= bti_cpu_default(); level++)
+        sweep(level);
+}
 END_TEST
 
 /* bti_sgemm_rows (B rows given by offsets, as the padded-grid convolution uses)
@@ -142,10 +144,9 @@ static void rows_case(int level, int tb, int64_t m, int64_t n, int64_t k, uint64
         memcpy(dense + r * bcols, src + off[r], (size_t)bcols * sizeof *dense);
     }
     memcpy(c2, c1, (size_t)(m * n) * sizeof *c2);
-    bti_sgemm_set_level(level);
-    ck_assert_int_eq(bti_sgemm_rows(BTI_NO_TRANS, tb, m, n, k, 1.0f, a, k, src, off, 0.5f, c1, n), 1);
-    bti_sgemm(BTI_NO_TRANS, tb, m, n, k, 1.0f, a, k, dense, bcols, 0.5f, c2, n);
-    bti_sgemm_set_level(-1);
+    ck_assert_int_eq(
+        bti_sgemm_rows(level, BTI_NO_TRANS, tb, m, n, k, 1.0f, a, k, src, off, 0.5f, c1, n), 1);
+    bti_sgemm(level, BTI_NO_TRANS, tb, m, n, k, 1.0f, a, k, dense, bcols, 0.5f, c2, n);
     ck_assert_msg(memcmp(c1, c2, (size_t)(m * n) * sizeof *c1) == 0,
                   "level %d tb %d %lldx%lldx%lld: rows differ from dense", level, tb, (long long)m,
                   (long long)n, (long long)k);
@@ -160,7 +161,7 @@ static void rows_case(int level, int tb, int64_t m, int64_t n, int64_t k, uint64
 START_TEST(rows_match_dense)
 {
     int level;
-    for (level = BTI_SGEMM_AVX2; level <= bti_sgemm_level(); level++) {
+    for (level = BTI_CPU_AVX2; level <= bti_cpu_default(); level++) {
         rows_case(level, BTI_NO_TRANS, 20, 100, 300, 1);  /* B read in place */
         rows_case(level, BTI_NO_TRANS, 70, 100, 300, 6);  /* packed B panels over AVX-512 */
         rows_case(level, BTI_NO_TRANS, 130, 530, 300, 4); /* packed B panels, two C column blocks */
@@ -186,7 +187,6 @@ static void plane_case(int level, int64_t h, int64_t w, int k, int s, int pad)
     int64_t oy, ox, q;
     for (q = 0; q < h * w + 2 * guard; q++)
         xa[q] = xb[q] = (float)q;
-    bti_sgemm_set_level(level);
     for (i = 0; i < k; i++)
         for (j = 0; j < k; j++) {
             int64_t lo = 0, hi = 0;
@@ -200,7 +200,7 @@ static void plane_case(int level, int64_t h, int64_t w, int k, int s, int pad)
                 lo = 0;
             for (q = 0; q < ho * wo + 2 * guard; q++)
                 d[q] = -7.0f;
-            bti_im2col_plane(d + guard, x, h, w, ho, wo, s, pad, i, j, lo, hi);
+            bti_im2col_plane(level, d + guard, x, h, w, ho, wo, s, pad, i, j, lo, hi);
             for (q = 0; q < guard; q++)
                 ck_assert(d[q] == -7.0f && d[guard + ho * wo + q] == -7.0f);
             for (oy = 0; oy < ho; oy++)
@@ -211,7 +211,7 @@ static void plane_case(int level, int64_t h, int64_t w, int k, int s, int pad)
                                   "im2col level %d %lldx%lld k%d s%d p%d tap %d,%d at %lld,%lld", level,
                                   (long long)h, (long long)w, k, s, pad, i, j, (long long)oy, (long long)ox);
                 }
-            bti_col2im_plane(dsrc, xa + guard, h, w, ho, wo, s, pad, i, j, lo, hi);
+            bti_col2im_plane(level, dsrc, xa + guard, h, w, ho, wo, s, pad, i, j, lo, hi);
             for (oy = 0; oy < ho; oy++)
                 for (ox = 0; ox < wo; ox++) {
                     const int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
@@ -219,7 +219,6 @@ static void plane_case(int level, int64_t h, int64_t w, int k, int s, int pad)
                         xb[guard + iy * w + ix] += dsrc[oy * wo + ox];
                 }
         }
-    bti_sgemm_set_level(-1);
     ck_assert_msg(memcmp(xa, xb, (size_t)(h * w + 2 * guard) * sizeof *xa) == 0,
                   "col2im level %d %lldx%lld k%d s%d p%d", level, (long long)h, (long long)w, k, s, pad);
     free(x);
@@ -240,7 +239,7 @@ START_TEST(im2col_col2im_planes)
     };
     size_t t;
     int level;
-    for (level = BTI_SGEMM_BLAS; level <= bti_sgemm_level(); level++)
+    for (level = BTI_CPU_GENERIC; level <= bti_cpu_default(); level++)
         for (t = 0; t < sizeof geo / sizeof geo[0]; t++)
             plane_case(level, geo[t][0], geo[t][1], geo[t][2], geo[t][3], geo[t][4]);
 }
@@ -259,9 +258,7 @@ static void pad_case(int level, int64_t h, int64_t w, int pad)
         x[i] = (float)(i % 97) - 40.0f;
     for (i = 0; i < ch * lcap; i++)
         d[i] = 1234.0f;
-    bti_sgemm_set_level(level);
-    bti_pad_planes(d, lcap, x, ch, nb, h, w, pad);
-    bti_sgemm_set_level(-1);
+    bti_pad_planes(level, d, lcap, x, ch, nb, h, w, pad);
     for (c = 0; c < ch; c++) {
         for (b = 0; b < nb; b++)
             for (y = 0; y < hp; y++)
@@ -287,23 +284,9 @@ START_TEST(padded_planes)
                                  {43, 43, 1}, {44, 44, 1}, {70, 70, 1}, {5, 9, 0}};
     size_t t;
     int level;
-    for (level = BTI_SGEMM_BLAS; level <= bti_sgemm_level(); level++)
+    for (level = BTI_CPU_GENERIC; level <= bti_cpu_default(); level++)
         for (t = 0; t < sizeof geo / sizeof geo[0]; t++)
             pad_case(level, geo[t][0], geo[t][1], geo[t][2]);
-}
-END_TEST
-
-START_TEST(level_is_clamped_to_the_cpu)
-{
-    int best;
-    bti_sgemm_set_level(-1);
-    best = bti_sgemm_level();
-    ck_assert(best >= BTI_SGEMM_BLAS && best <= BTI_SGEMM_AVX512);
-    bti_sgemm_set_level(BTI_SGEMM_AVX512);
-    ck_assert_int_eq(bti_sgemm_level(), best);
-    bti_sgemm_set_level(BTI_SGEMM_BLAS);
-    ck_assert_int_eq(bti_sgemm_level(), BTI_SGEMM_BLAS);
-    bti_sgemm_set_level(-1);
 }
 END_TEST
 
@@ -312,10 +295,7 @@ Suite *sgemm_suite(void)
     Suite *s = suite_create("sgemm");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, avx2_matches_reference);
-    tcase_add_test(tc, avx512_matches_reference);
-    tcase_add_test(tc, blas_fallback_matches_reference);
-    tcase_add_test(tc, level_is_clamped_to_the_cpu);
+    tcase_add_test(tc, levels_match_reference);
     tcase_add_test(tc, rows_match_dense);
     tcase_add_test(tc, im2col_col2im_planes);
     tcase_add_test(tc, padded_planes);

@@ -12,6 +12,7 @@
  * count or on scheduling. All validation and allocation happens before the
  * first output byte is written. */
 #include "augment/augment.h"
+#include "common/cpu.h"
 #include "common/rng.h"
 
 #include <math.h>
@@ -32,6 +33,7 @@ struct bt_augment {
     float lut[2][3][256]; /* uint8 -> (u/255 - mean) / std per view and channel, float32 */
     uint64_t seed, calls;
     int threads;
+    int level; /* CPU level (common/cpu.h) */
     struct bti_aug_params *params; /* one per task of the current call */
     size_t params_cap;
     struct ws *ws; /* one workspace per thread */
@@ -204,6 +206,8 @@ bt_status bt_augment_create(bt_augment **out, const bt_config *cfg)
         goto fail;
     a->seed = (uint64_t)seed;
     a->threads = bti_threads_resolve(own ? NULL : cfg);
+    if ((st = bti_cpu_resolve(own ? NULL : cfg, &a->level, "bt_augment_create")) != BT_OK)
+        goto fail;
     a->ws = bti_calloc((size_t)a->threads, sizeof *a->ws);
     if (!a->ws) {
         st = bti_fail(BT_E_NOMEM, "bt_augment_create: out of memory");

@@ -1,4 +1,5 @@
 /* config.c - the bt_config handle: set, validate, resolve and read options. */
+#include "common/cpu.h"
 #include "common/internal.h"
 
 #include <errno.h>
@@ -284,6 +285,8 @@ static const char *build_key(const char *name)
         return bti_build_blas_config();
     if (strcmp(name, "build.threads") == 0)
         return bti_build_threads();
+    if (strcmp(name, "build.cpu_level") == 0)
+        return "(resolved per config)";
     return NULL;
 }
 
@@ -326,6 +329,13 @@ BT_API bt_status bt_config_get(const bt_config *c, const char *name, char *buf, 
     if (!name || !buf)
         return bti_fail(BT_E_MISUSE, "bt_config_get: %s is NULL", name ? "buf" : "name");
     v = build_key(name);
+    if (v && strcmp(name, "build.cpu_level") == 0) {
+        int level;
+        st = bti_cpu_resolve(c, &level, "bt_config_get");
+        if (st != BT_OK)
+            return st;
+        v = bti_cpu_name(level);
+    }
     if (!v) {
         i = lookup(name, &view);
         if (i < 0)

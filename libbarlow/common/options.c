@@ -31,6 +31,8 @@ const struct bti_option bti_options[] = {
     {"seed", BTI_OPT_INT, "0", 0, BIG, 0, 0, NULL, 0, "seed for initialisation and augmentation"},
     {"threads", BTI_OPT_INT, "0", 0, 1024, 0, 0, NULL, 0,
      "worker threads; 0 = BT_NUM_THREADS if set, else all cores"},
+    {"cpu.level", BTI_OPT_CHOICE, "auto", 0, 0, 0, 0, "auto|generic|avx2|avx512", 0,
+     "instruction set of the kernels; auto = BT_CPU if set, else the best the CPU runs"},
 
     {"loss.lambda", BTI_OPT_REAL, "0.0051", 0, 1e3, 0, 0, NULL, 0, "weight of the off-diagonal term"},
     {"loss.scale", BTI_OPT_REAL, "1", 0, 1e6, 0, 0, NULL, 0, "factor on the whole loss"},

@@ -1,4 +1,5 @@
 /* version.c - version numbers and build facts (BLAS, its core, threading). */
+#include "common/cpu.h"
 #include "common/internal.h"
 
 #include <pthread.h>
@@ -64,9 +65,11 @@ static pthread_once_t info_once = PTHREAD_ONCE_INIT;
 
 static void build_info(void)
 {
-    snprintf(info, sizeof info, "libbarlow %s; blas=%s; blas_core=%s; blas_config=%s; threads=%s",
+    snprintf(info, sizeof info,
+             "libbarlow %s; blas=%s; blas_core=%s; blas_config=%s; threads=%s; cpu=%s; cpu_best=%s",
              bt_version_string(), bti_build_blas(), bti_build_blas_core(),
-             bti_build_blas_config(), bti_build_threads());
+             bti_build_blas_config(), bti_build_threads(), bti_cpu_name(bti_cpu_default()),
+             bti_cpu_name(bti_cpu_best()));
 }
 
 BT_API const char *bt_build_info(void)

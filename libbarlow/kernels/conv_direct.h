@@ -2,7 +2,7 @@
  * the forward, the input gradient and the weight gradient computed straight
  * from the input's planes, with no im2col and no padded-grid junk, vectorised
  * over channels (16 per AVX-512 register) with input pixels broadcast. Run
- * these only when bti_sgemm_level() is BTI_SGEMM_AVX512.
+ * these only at the AVX-512 level (the tables of layers/conv2d_forms.c).
  *
  * Layouts shared by the calls:
  *  - planes: channel ch of image b of a group starts at p + ch*lcap +
@@ -102,7 +102,7 @@ BTI_HIDDEN void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, i
 BTI_HIDDEN void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
                                        const float *bias, float *dst);
 
-/* The flat form (conv_flat.c), stride 1 only, for few channels: registers of
+/* The flat form (conv_flat_avx512.c), stride 1 only, for few channels: registers of
  * 16 neighbouring output pixels of one channel, read from each image's padded
  * plane (rows of wp = w + 2) as one flat run, so the row ends give junk lanes
  * that are never stored. Run r covers flat positions [16r, 16r + 16) of

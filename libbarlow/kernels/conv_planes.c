@@ -155,12 +155,12 @@ T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t c
 
 #endif /* BTI_X86 */
 
-void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
                       int s, int pad, int i, int j, int64_t lo, int64_t hi)
 {
     int64_t oy, ox;
 #if BTI_X86
-    if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
+    if (level == BTI_CPU_AVX512) {
         im2col512(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
         return;
     }
@@ -184,12 +184,12 @@ void bti_im2col_plane(float *d, const float *x, int64_t h, int64_t w, int64_t ho
     }
 }
 
-void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
+void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
                       int s, int pad, int i, int j, int64_t lo, int64_t hi)
 {
     int64_t oy, ox;
 #if BTI_X86
-    if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
+    if (level == BTI_CPU_AVX512) {
         col2im512(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
         return;
     }
@@ -206,13 +206,13 @@ void bti_col2im_plane(const float *d, float *x, int64_t h, int64_t w, int64_t ho
     }
 }
 
-void bti_pad_planes(float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb, int64_t h,
+void bti_pad_planes(int level, float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb, int64_t h,
                     int64_t w, int pad)
 {
     const int64_t plane = (h + 2 * (int64_t)pad) * (w + 2 * (int64_t)pad);
     int64_t c, b;
 #if BTI_X86
-    if (bti_sgemm_level() == BTI_SGEMM_AVX512 && (plane + 15) / 16 <= EXPAND_MAX) {
+    if (level == BTI_CPU_AVX512 && (plane + 15) / 16 <= EXPAND_MAX) {
         pad512_expand(d, lcap, x, ch, nb, h, w, pad);
         return;
     }
@@ -220,7 +220,7 @@ void bti_pad_planes(float *d, int64_t lcap, const float *x, int64_t ch, int64_t 
     /* a padded plane is the im2col plane of tap (0, 0) with the padded size as output */
     for (c = 0; c < ch; c++)
         for (b = 0; b < nb; b++)
-            bti_im2col_plane(d + c * lcap + b * plane, x + (b * ch + c) * h * w, h, w,
+            bti_im2col_plane(level, d + c * lcap + b * plane, x + (b * ch + c) * h * w, h, w,
                              h + 2 * (int64_t)pad, w + 2 * (int64_t)pad, 1, pad, 0, 0, pad,
                              pad + w);
 }

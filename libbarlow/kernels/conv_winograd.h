@@ -2,7 +2,7 @@
  * padding 1 (private): 16 multiplies per 2x2 outputs and channel pair instead
  * of 36, the multiplies done as 16 GEMMs by the caller; these are the
  * transforms around them, vectorised over 16 channels. Run them only when
- * bti_sgemm_level() is BTI_SGEMM_AVX512.
+ * at the AVX-512 level (the tables of layers/conv2d_forms.c).
  *
  * Tiles: the 2x2 outputs of an h x w image, th = (h + 1)/2 rows of tw = (w +
  * 1)/2; tile t = (b*th + ty)*tw + tx of a group of images reads input rows

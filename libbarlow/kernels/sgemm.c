@@ -26,33 +26,7 @@
 #include "kernels/blas.h"
 
 #include <limits.h>
-
-static int detected = -1;
-static int forced = -1;
-
-static int detect(void)
-{
-#if BTI_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        return BTI_SGEMM_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return BTI_SGEMM_AVX2;
-#endif
-    return BTI_SGEMM_BLAS;
-}
-
-int bti_sgemm_level(void)
-{
-    if (detected < 0)
-        detected = detect();
-    return forced >= 0 && forced < detected ? forced : detected;
-}
-
-void bti_sgemm_set_level(int level)
-{
-    forced = level;
-}
+#include <pthread.h>
 
 #ifdef BT_BLAS_OPENBLAS
 extern char *openblas_get_corename(void);
@@ -77,12 +51,15 @@ static int blas_is_fast(void)
     return 0; /* the reference BLAS, or an OpenBLAS on generic kernels */
 }
 
-int bti_sgemm_prefer_private(void)
+static int blas_fast;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_probe(void) { blas_fast = blas_is_fast(); }
+
+int bti_sgemm_prefer_private(int level)
 {
-    static int blas_fast = -1;
-    if (blas_fast < 0)
-        blas_fast = blas_is_fast();
-    return bti_sgemm_level() != BTI_SGEMM_BLAS && !blas_fast;
+    pthread_once(&blas_once, blas_probe);
+    return level != BTI_CPU_GENERIC && !blas_fast;
 }
 
 static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
@@ -579,10 +556,10 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
 {
     float ap[MC * KC_MAX] __attribute__((aligned(64)));
     float bp[KC_MAX * 48] __attribute__((aligned(64)));
-    const int mr = level == BTI_SGEMM_AVX512 ? 8 : 4;
-    const int64_t nrmax = level == BTI_SGEMM_AVX512 ? 48 : 24;
+    const int mr = level == BTI_CPU_AVX512 ? 8 : 4;
+    const int64_t nrmax = level == BTI_CPU_AVX512 ? 48 : 24;
     /* packed B panels: always for NT; for NN over AVX-512 once A is tall enough */
-    const int packb = level == BTI_SGEMM_AVX512 && (tb || m >= NN_PACKED_MIN_ROWS);
+    const int packb = level == BTI_CPU_AVX512 && (tb || m >= NN_PACKED_MIN_ROWS);
     const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
     int64_t n1, k0, m0, n0, i;
     for (n1 = 0; n1 < n; n1 += NC) {
@@ -611,7 +588,7 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
                         float *ct = c + (m0 + i) * ldc + n0;
                         if (packb)
                             nn512p(kc, at, bp, ct, ldc, rows, nr, alpha, bet);
-                        else if (level == BTI_SGEMM_AVX512)
+                        else if (level == BTI_CPU_AVX512)
                             nn512(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
                         else
                             nn256(kc, at, bt, bld, bo, ct, ldc, rows, nr, alpha, bet);
@@ -626,7 +603,7 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
                       int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
                       float *c, int64_t ldc)
 {
-    const int mr = level == BTI_SGEMM_AVX512 ? 4 : 2;
+    const int mr = level == BTI_CPU_AVX512 ? 4 : 2;
     const int64_t nkb = (k + NT_KC - 1) / NT_KC, kcs = (k + nkb - 1) / nkb;
     int64_t k0, i, j;
     for (k0 = 0; k0 < k; k0 += kcs) {
@@ -643,7 +620,7 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
                     const int64_t r = j + (q < cols ? q : 0); /* short tiles repeat row j */
                     bt[q] = (boff ? b + boff[r] : b + r * ldb) + k0;
                 }
-                if (level == BTI_SGEMM_AVX512)
+                if (level == BTI_CPU_AVX512)
                     nt512(kc, at, lda, bt, ct, ldc, rows, cols, alpha, bet);
                 else
                     nt256(kc, at, lda, bt, ct, ldc, rows, cols, alpha, bet);
@@ -661,16 +638,15 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
 #define NT_PACKED_MIN_ROWS_AVX2 128
 static int nt_packed(int level, int64_t m)
 {
-    return m >= (level == BTI_SGEMM_AVX512 ? NT_PACKED_MIN_ROWS : NT_PACKED_MIN_ROWS_AVX2);
+    return m >= (level == BTI_CPU_AVX512 ? NT_PACKED_MIN_ROWS : NT_PACKED_MIN_ROWS_AVX2);
 }
 
 /* The private kernels, when they run and can take this form: 1 done, 0 not. */
-static int private_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+static int private_gemm(int level, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                         int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
                         float *c, int64_t ldc)
 {
-    const int level = bti_sgemm_level();
-    if (level == BTI_SGEMM_BLAS || m <= 0 || n <= 0 || k <= 0)
+    if (level == BTI_CPU_GENERIC || m <= 0 || n <= 0 || k <= 0)
         return 0;
     if (tb == BTI_NO_TRANS)
         blocked_driver(level, ta, 0, m, n, k, alpha, a, lda, b, ldb, boff, beta, c, ldc);
@@ -686,25 +662,27 @@ static int private_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
 
 #endif /* BTI_X86 */
 
-void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+void bti_sgemm(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                int64_t ldc)
 {
 #if BTI_X86
-    if (private_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc))
+    if (private_gemm(level, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc))
         return;
+#else
+    (void)level;
 #endif
     blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+int bti_sgemm_rows(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, const int64_t *boff, float beta,
                    float *c, int64_t ldc)
 {
 #if BTI_X86
-    return private_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
+    return private_gemm(level, trans_a, trans_b, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
 #else
-    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
+    (void)level, (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
     (void)b, (void)boff, (void)beta, (void)c, (void)ldc;
     return 0;
 #endif

@@ -11,18 +11,16 @@
 #ifndef BARLOW_SGEMM_H
 #define BARLOW_SGEMM_H
 
-#include "common/internal.h"
+#include "common/cpu.h"
 
-/* Kernel levels. */
-enum { BTI_SGEMM_BLAS = 0, BTI_SGEMM_AVX2 = 1, BTI_SGEMM_AVX512 = 2 };
-
-/* Row-major C[m][n] = alpha * op(A) * op(B) + beta * C, with the CBLAS meaning of
+/* Row-major C[m][n] = alpha * op(A) * op(B) + beta * C at a CPU level (cpu.h:
+ * the generic level is cblas_sgemm), with the CBLAS meaning of
  * trans_a/trans_b (BTI_NO_TRANS / BTI_TRANS) and leading dimensions. Runs on the
  * calling thread only (no OpenMP, no BLAS threads) unless it falls back to
  * cblas_sgemm, which then uses the BLAS's current thread count. beta == 0 does
  * not read C. For a given level and shape the result is the same bits on every
  * call (the summation order depends on nothing else). Allocates nothing. */
-BTI_HIDDEN void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+BTI_HIDDEN void bti_sgemm(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                           const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                           float *c, int64_t ldc);
 
@@ -30,25 +28,15 @@ BTI_HIDDEN void bti_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_
  * when trans_b is BTI_NO_TRANS, n rows of B when BTI_TRANS) is the contiguous
  * run starting at b + boff[r]. Lets a convolution read shifted windows of its
  * padded input in place instead of building im2col columns. Returns 0 (and
- * does nothing) when no private kernel runs this (level BTI_SGEMM_BLAS, or
+ * does nothing) when no private kernel runs this (level BTI_CPU_GENERIC, or
  * both operands transposed); the caller then needs another way. */
-BTI_HIDDEN int bti_sgemm_rows(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+BTI_HIDDEN int bti_sgemm_rows(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                               float alpha, const float *a, int64_t lda, const float *b,
                               const int64_t *boff, float beta, float *c, int64_t ldc);
 
-/* The level bti_sgemm uses: the best the CPU supports, unless forced. Call it
- * once from single-threaded code before bti_sgemm runs on several threads
- * (the first call detects the CPU). */
-BTI_HIDDEN int bti_sgemm_level(void);
-
 /* 1 when the private kernels run and beat the BLAS: the BLAS is not OpenBLAS,
  * or OpenBLAS chose kernels without AVX2 (Debian's "Prescott" fallback on CPUs
- * it does not know). Large GEMMs then go here rather than to the BLAS. Call it
- * first from single-threaded code, as bti_sgemm_level. */
-BTI_HIDDEN int bti_sgemm_prefer_private(void);
-
-/* Force a level for tests and benchmarks (clamped to what the CPU supports);
- * -1 returns to automatic. Not thread-safe against running GEMMs. */
-BTI_HIDDEN void bti_sgemm_set_level(int level);
+ * it does not know). Large GEMMs then go here rather than to the BLAS. */
+BTI_HIDDEN int bti_sgemm_prefer_private(int level);
 
 #endif /* BARLOW_SGEMM_H */

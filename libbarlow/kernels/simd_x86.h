@@ -1,8 +1,8 @@
 /* simd_x86.h - what the hand-vectorised kernels (sgemm.c, conv_planes.c,
- * conv_direct.c, conv_flat.c, conv_winograd.c) share: whether this is an x86
+ * conv_*_avx512.c) share: whether this is an x86
  * GCC-compatible build, the per-function target attributes (the library is
  * built for the baseline ISA; these functions run only after
- * bti_sgemm_level() found the instructions), and lane masks. */
+ * the handle's CPU level (common/cpu.h) allows them), and lane masks. */
 #ifndef BARLOW_SIMD_X86_H
 #define BARLOW_SIMD_X86_H
 

@@ -55,6 +55,7 @@ bt_status bti_layer_alloc(bt_layer **out, const struct bti_layer_ops *ops, int t
     l->ops = ops;
     l->type = type;
     l->threads = bti_threads_resolve(NULL);
+    l->level = bti_cpu_default();
     l->groups = 1;
     l->scratch = &l->own_scratch;
     *out = l;
@@ -112,6 +113,8 @@ void bti_layer_destroy(bt_layer *l)
 }
 
 /* ---- private API --------------------------------------------------------------- */
+
+void bti_layer_set_level(bt_layer *l, int level) { l->level = level; }
 
 void bti_layer_set_threads(bt_layer *l, int n)
 {
@@ -309,11 +312,14 @@ bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor 
 
 /* ---- public API ------------------------------------------------------------------- */
 
-static bt_status publish(bt_layer **out, bt_layer *l, bt_status st)
+/* A public layer has no options: its CPU level comes from BT_CPU or the CPU. */
+static bt_status publish(bt_layer **out, bt_layer *l, bt_status st, const char *fn)
 {
     if (st != BT_OK)
         return st;
-    st = bti_handle_add(l, BTI_KIND_LAYER);
+    st = bti_cpu_resolve(NULL, &l->level, fn);
+    if (st == BT_OK)
+        st = bti_handle_add(l, BTI_KIND_LAYER);
     if (st != BT_OK) {
         bti_layer_destroy(l);
         return st;
@@ -332,7 +338,7 @@ BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t o
     *out = NULL;
     return publish(out, l,
                    bti_layer_conv2d_new(&l, in_ch, out_ch, kernel, stride, pad, bias,
-                                        "bt_layer_conv2d_create"));
+                                        "bt_layer_conv2d_create"), "bt_layer_conv2d_create");
 }
 
 BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features, int32_t out_features,
@@ -344,7 +350,7 @@ BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features, int
     *out = NULL;
     return publish(out, l,
                    bti_layer_linear_new(&l, in_features, out_features, bias,
-                                        "bt_layer_linear_create"));
+                                        "bt_layer_linear_create"), "bt_layer_linear_create");
 }
 
 BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, double eps,
@@ -356,7 +362,7 @@ BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, dou
     *out = NULL;
     return publish(out, l,
                    bti_layer_batchnorm_new(&l, channels, eps, momentum, affine,
-                                           "bt_layer_batchnorm_create"));
+                                           "bt_layer_batchnorm_create"), "bt_layer_batchnorm_create");
 }
 
 BT_API bt_status bt_layer_relu_create(bt_layer **out)
@@ -365,7 +371,7 @@ BT_API bt_status bt_layer_relu_create(bt_layer **out)
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_layer_relu_create: out is NULL");
     *out = NULL;
-    return publish(out, l, bti_layer_relu_new(&l, "bt_layer_relu_create"));
+    return publish(out, l, bti_layer_relu_new(&l, "bt_layer_relu_create"), "bt_layer_relu_create");
 }
 
 BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32_t stride,
@@ -376,7 +382,7 @@ BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32
         return bti_fail(BT_E_MISUSE, "bt_layer_maxpool2d_create: out is NULL");
     *out = NULL;
     return publish(out, l,
-                   bti_layer_maxpool2d_new(&l, kernel, stride, pad, "bt_layer_maxpool2d_create"));
+                   bti_layer_maxpool2d_new(&l, kernel, stride, pad, "bt_layer_maxpool2d_create"), "bt_layer_maxpool2d_create");
 }
 
 BT_API bt_status bt_layer_avgpool_create(bt_layer **out)
@@ -385,7 +391,7 @@ BT_API bt_status bt_layer_avgpool_create(bt_layer **out)
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_layer_avgpool_create: out is NULL");
     *out = NULL;
-    return publish(out, l, bti_layer_avgpool_new(&l, "bt_layer_avgpool_create"));
+    return publish(out, l, bti_layer_avgpool_new(&l, "bt_layer_avgpool_create"), "bt_layer_avgpool_create");
 }
 
 BT_API void bt_layer_free(bt_layer *l)

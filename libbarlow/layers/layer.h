@@ -3,7 +3,7 @@
 #ifndef BARLOW_LAYER_H
 #define BARLOW_LAYER_H
 
-#include "common/internal.h"
+#include "common/cpu.h"
 
 #define BTI_LAYER_MAX_TENSORS 5
 
@@ -11,6 +11,8 @@
  * parallel region costs more than it saves there, and much more when the
  * cores are contended (a descheduled team member stalls the whole region). */
 #define BTI_PAR_MIN ((int64_t)1 << 18)
+
+struct bti_conv_form;
 
 enum bti_layer_type {
     BTI_LAYER_CONV2D = 1,
@@ -52,6 +54,7 @@ struct bt_layer {
     const struct bti_layer_ops *ops;
     int type;
     int threads;
+    int level;      /* CPU level of its kernels (common/cpu.h), fixed at creation */
     int registered; /* a public handle (bt_layer_*_create) */
 
     /* parameters and buffers, in PyTorch's state_dict order */
@@ -83,14 +86,9 @@ struct bt_layer {
     /* conv2d: columns per GEMM chunk (tunable for tests and benchmarks) */
     int64_t chunk_cols;
     int64_t chunk_b; /* images per chunk of the last forward */
-    int conv_mode;      /* 0 automatic, 1 chunked GEMMs on BLAS threads, 2 images on OpenMP threads,
-                           3 as 2 with the padded-grid form wherever it applies (tests),
-                           4 as 2 without the direct 3x3 form (tests, benchmarks),
-                           5 as 2 with the direct form wherever it applies, channel tiles only
-                             (tests), 6 as 5 with the flat form wherever it applies (tests),
-                           7 as 2 with the Winograd form wherever it applies (tests) */
-    int conv_per_image; /* the form of the last forward (layer_conv2d.c: 0-5) */
-    int conv_threads;   /* and its thread count */
+    const char *conv_forced;                /* a form's name (tests, benchmarks), or NULL */
+    const struct bti_conv_form *conv_form;  /* the form of the last forward (conv2d.h) */
+    int conv_threads;                       /* and its thread count */
 
     struct bti_scratch own_scratch;
     struct bti_scratch *scratch; /* &own_scratch unless shared */
@@ -107,6 +105,9 @@ BTI_HIDDEN bt_status bti_layer_forward(bt_layer *l, const bt_tensor *x, bt_tenso
 /* Backward of the last forward: dx may be NULL (skip input gradient); parameter gradients
  * ACCUMULATE. For ReLU, dx may alias dy. */
 BTI_HIDDEN bt_status bti_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
+/* The CPU level of the layer's kernels (a model gives its layers its own;
+ * tests force one); level must be one the CPU runs. */
+BTI_HIDDEN void bti_layer_set_level(bt_layer *l, int level);
 /* Threads used by this layer's loops and GEMMs (default bti_threads_resolve(NULL) at create). */
 BTI_HIDDEN void bti_layer_set_threads(bt_layer *l, int n);
 /* Re-initialise parameters as PyTorch's default init for that layer type, from a seed (counter RNG of rng.h). */
@@ -145,12 +146,13 @@ BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s);
 /* conv2d: target number of output columns per GEMM, per chunk or per group of
  * images in the per-image strategy (tests force small chunks and groups). */
 BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
-/* conv2d strategy: 0 automatic, 1 one GEMM per chunk of images with the BLAS's
- * threads, 2 images spread over OpenMP threads, single-threaded BLAS each (3x3
- * stride-1 pad-1 convolutions in the direct form over AVX-512), 3 as 2 but
- * stride-1 "same" convolutions always in the padded-grid form (no im2col), 4 as
- * 2 without the direct form, 5 as 2 with the direct form whatever the channel counts. */
-BTI_HIDDEN void bti_layer_conv2d_set_mode(bt_layer *l, int mode);
+/* conv2d: take the form of this name (conv2d.h: "gemm", "images", "grid",
+ * "direct", "flat", "winograd") wherever the layer's CPU level runs it and
+ * the shape fits it, whatever the speed; NULL: the automatic choice. The
+ * name must stay valid while the layer lives (tests, benchmarks). */
+BTI_HIDDEN void bti_layer_conv2d_set_form(bt_layer *l, const char *name);
+/* conv2d: the name of the last forward's form, or NULL before one. */
+BTI_HIDDEN const char *bti_layer_conv2d_form(const bt_layer *l);
 /* BatchNorm fused with what follows it in a ResNet (the model's fast path), checked as
  * bti_layer_forward: y = relu?(bn(x) + skip) with skip NULL or of y's shape (it may not
  * alias y), relu 0 or 1. BT_E_INVALID_ARG when l is not a BatchNorm. Writes nothing but

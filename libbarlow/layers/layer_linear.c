@@ -44,11 +44,11 @@ static void split(int64_t rows, int t, int tn, int64_t *r0, int64_t *r1)
 
 /* Row-major GEMM on the calling thread: the private kernels when they beat the
  * BLAS (see bti_sgemm_prefer_private), else the BLAS (set to one thread). */
-static void gemm(int priv, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+static void gemm(int level, int priv, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     if (priv)
-        bti_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+        bti_sgemm(level, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     else
         cblas_sgemm(BTI_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
                     beta, c, (int)ldc);
@@ -67,7 +67,7 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
     const float *x = xt->data, *w = l->value[0]->data, *b = l->has_bias ? l->value[1]->data : NULL;
     float *y = yt->data;
     const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
-              priv = bti_sgemm_prefer_private();
+              priv = bti_sgemm_prefer_private(l->level);
     (void)training;
     (void)groups;
     bti_blas_set_threads(1);
@@ -80,7 +80,7 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
             if (b)
                 for (i = i0; i < i1; i++)
                     memcpy(y + i * out, b, (size_t)out * sizeof *y);
-            gemm(priv, BTI_NO_TRANS, BTI_TRANS, i1 - i0, out, in, x + i0 * in, in, w, in,
+            gemm(l->level, priv, BTI_NO_TRANS, BTI_TRANS, i1 - i0, out, in, x + i0 * in, in, w, in,
                  b ? 1.0f : 0.0f, y + i0 * out, out);
         }
     }
@@ -93,7 +93,7 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     float *dw = l->grad[0]->data, *db = l->has_bias ? l->grad[1]->data : NULL;
     float *dx = dxt ? dxt->data : NULL;
     const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
-              priv = bti_sgemm_prefer_private();
+              priv = bti_sgemm_prefer_private(l->level);
     bti_blas_set_threads(1);
 #pragma omp parallel num_threads(nt)
     {
@@ -119,11 +119,11 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
             }
         }
         if (o1 > o0) /* dW rows [o0, o1) += dy[:, o0:o1]^T x */
-            gemm(priv, BTI_TRANS, BTI_NO_TRANS, o1 - o0, in, n, dy + o0, out, x, in, 1.0f,
+            gemm(l->level, priv, BTI_TRANS, BTI_NO_TRANS, o1 - o0, in, n, dy + o0, out, x, in, 1.0f,
                  dw + o0 * in, in);
         split(n, t, tn, &i0, &i1);
         if (dx && i1 > i0)
-            gemm(priv, BTI_NO_TRANS, BTI_NO_TRANS, i1 - i0, in, out, dy + i0 * out, out, w, in,
+            gemm(l->level, priv, BTI_NO_TRANS, BTI_NO_TRANS, i1 - i0, in, out, dy + i0 * out, out, w, in,
                  0.0f, dx + i0 * in, in);
     }
 }

@@ -43,7 +43,6 @@ static bt_status maxpool_prepare(bt_layer *l, const bt_tensor *x, int training, 
     (void)training;
     (void)groups;
     maxpool_shape(l, x->ndim, x->shape, &nd, o, fn);
-    (void)bti_sgemm_level(); /* detect the CPU here, before threads ask */
     return bti_buffer_reserve((void **)&l->argmax, &l->argmax_count,
                               (size_t)(o[0] * o[1] * o[2] * o[3]), sizeof(int32_t), fn);
 }
@@ -107,7 +106,7 @@ static void maxpool_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int
         int32_t *restrict am = l->argmax + pl * ho * wo;
         int64_t oy, ox;
 #if BTI_X86
-        if (bti_sgemm_level() == BTI_SGEMM_AVX512) {
+        if (l->level == BTI_CPU_AVX512) {
             maxpool_plane512(x, h, w, ho, wo, k, s, pad, y, am);
             continue;
         }

@@ -4,6 +4,7 @@
  * (biased variance, eps 1e-5), C = A^T B / N, loss = scale * (sum (1 - C_ii)^2
  * + lambda sum_{i != j} C_ij^2). The products go through one of two exact
  * paths (loss_paths.c): D x D when D <= N, Gram (N x N) when D > N. */
+#include "common/cpu.h"
 #include "loss/loss.h"
 
 #include "kernels/blas.h"
@@ -70,7 +71,7 @@ BT_API bt_status bt_loss_create(bt_loss **out, const bt_config *cfg)
     double lambda, scale, tau;
     bt_status st;
     bt_loss *l;
-    int m;
+    int m, level;
 
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_loss_create: out is NULL");
@@ -96,9 +97,12 @@ BT_API bt_status bt_loss_create(bt_loss **out, const bt_config *cfg)
     if (m == (int)(sizeof mode_names / sizeof mode_names[0]))
         return bti_fail(BT_E_INTERNAL, "bt_loss_create: loss.mode '%s' is not known", mode);
 
+    if ((st = bti_cpu_resolve(cfg, &level, "bt_loss_create")) != BT_OK)
+        return st;
     l = bti_calloc(1, sizeof *l);
     if (!l)
         return bti_fail(BT_E_NOMEM, "bt_loss_create: out of memory");
+    l->level = level;
     l->lambda = lambda;
     l->scale = scale;
     l->tau = tau;

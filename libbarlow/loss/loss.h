@@ -38,6 +38,7 @@ struct bt_loss {
     double lambda, scale, tau;
     int mode;
     int threads;    /* BLAS threads */
+    int level;      /* CPU level (common/cpu.h) */
     int ew_threads; /* OpenMP threads of the element-wise passes (set per forward) */
     int path_req; /* BT_LOSS_PATH_* asked for the next forwards */
 

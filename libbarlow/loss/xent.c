@@ -8,7 +8,7 @@
  * mean is summed over rows in row order, so it does not depend on the thread
  * count.
  */
-#include "common/internal.h"
+#include "common/cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,6 +18,7 @@
 
 struct bt_xent {
     int threads;
+    int level; /* CPU level (common/cpu.h) */
     int64_t n, k;  /* shape of the last successful forward; n = 0: none yet */
     int64_t cap;   /* elements of prob */
     int64_t rcap;  /* rows of loss / rank */
@@ -30,14 +31,18 @@ BT_API bt_status bt_xent_create(bt_xent **out, const bt_config *cfg)
 {
     bt_xent *x;
     bt_status st;
+    int level;
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_xent_create: out is NULL");
     *out = NULL;
     if (cfg && (st = bti_check(cfg, BTI_KIND_CONFIG, "bt_xent_create", "cfg")) != BT_OK)
         return st;
+    if ((st = bti_cpu_resolve(cfg, &level, "bt_xent_create")) != BT_OK)
+        return st;
     x = calloc(1, sizeof *x);
     if (!x)
         return bti_fail(BT_E_NOMEM, "bt_xent_create: out of memory");
+    x->level = level;
     x->threads = bti_threads_resolve(cfg);
     st = bti_handle_add(x, BTI_KIND_XENT);
     if (st != BT_OK) {

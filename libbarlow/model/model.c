@@ -58,6 +58,7 @@ struct plan {
 
 struct bt_model {
     int threads;
+    int level; /* CPU level of every layer (common/cpu.h) */
     int nsteps, backbone_steps, cap_steps;
     struct step *steps;
     bt_layer **layers; /* in state_dict order, owned */
@@ -825,19 +826,21 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
     struct arch a;
     bt_model *m;
     int64_t seed;
-    int i;
+    int i, level;
     bt_status st;
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_model_create: out is NULL");
     *out = NULL;
     if ((st = bti_check(cfg, BTI_KIND_CONFIG, "bt_model_create", "cfg")) != BT_OK)
         return st;
-    if ((st = read_arch(cfg, &a)) != BT_OK || (st = bti_config_int(cfg, "seed", &seed)) != BT_OK)
+    if ((st = read_arch(cfg, &a)) != BT_OK || (st = bti_config_int(cfg, "seed", &seed)) != BT_OK ||
+        (st = bti_cpu_resolve(cfg, &level, "bt_model_create")) != BT_OK)
         return st;
     m = calloc(1, sizeof *m);
     if (!m)
         return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
     m->threads = bti_threads_resolve(cfg);
+    m->level = level;
     m->in_channels = a.in_channels;
     if ((st = build(m, &a, (uint64_t)seed)) == BT_OK)
         plan_fusion(m);
@@ -848,6 +851,7 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
     }
     for (i = 0; i < m->nlayers; i++) {
         bti_layer_set_threads(m->layers[i], m->threads);
+        bti_layer_set_level(m->layers[i], m->level);
         bti_layer_set_scratch(m->layers[i], &m->scratch);
     }
     *out = m;

@@ -11,6 +11,7 @@
  * The per-element arithmetic is float32 in the order PyTorch uses, so the
  * results follow torch.optim to rounding.
  */
+#include "common/cpu.h"
 #include "optim/optim.h"
 
 #include <math.h>
@@ -45,6 +46,7 @@ struct param {
 
 struct bt_optim {
     int kind, solo, nesterov, cosine, threads;
+    int level; /* CPU level of the update loops (common/cpu.h) */
     int exclude; /* optim.exclude_bias_bn */
     double lr[2], batch_scale, momentum, wd, eta, grad_scale, final_ratio, beta2, eps;
     int64_t warmup, total, step;
@@ -135,6 +137,8 @@ BT_API bt_status bt_optim_create(bt_optim **out, const bt_config *cfg)
         return bti_fail(BT_E_NOMEM, "bt_optim_create: out of memory");
     }
     st = read_options(o, cfg);
+    if (st == BT_OK)
+        st = bti_cpu_resolve(cfg, &o->level, "bt_optim_create");
     if (st == BT_OK) {
         o->threads = bti_threads_resolve(cfg);
         st = bti_handle_add(o, BTI_KIND_OPTIM);

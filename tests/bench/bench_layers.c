@@ -23,9 +23,9 @@
  * of one round, which share the spell they ran in.
  *
  * Environment: BT_NUM_THREADS (threads), BENCH_REPS (default 11, at most 63),
- * BENCH_FILTER (substring of the case or network names to run), BENCH_SGEMM
- * (0 cblas_sgemm only, 1 AVX2, 2 AVX-512: the level of the private conv GEMM), BENCH_CHUNK (conv2d GEMM
- * columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin), BENCH_PAUSE_MS
+ * BENCH_FILTER (substring of the case or network names to run), BT_CPU (the
+ * library's CPU level), BENCH_CONV_FORM (force a convolution form by name),
+ * BENCH_CHUNK (conv2d GEMM columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin), BENCH_PAUSE_MS
  * (the pause before each call, default 200). */
 #include "bench_util.h"
 #include "layers/layer.h"
@@ -204,8 +204,8 @@ static void run_open(struct bcase *c, int threads, struct run *u)
     bti_layer_set_threads(u->l, threads);
     if (getenv("BENCH_CHUNK")) /* conv2d GEMM columns per chunk, for tuning */
         bti_layer_conv2d_set_chunk(u->l, atoll(getenv("BENCH_CHUNK")));
-    if (getenv("BENCH_CONV_MODE")) /* 1 chunked GEMM on BLAS threads, 2 images on OpenMP threads */
-        bti_layer_conv2d_set_mode(u->l, atoi(getenv("BENCH_CONV_MODE")));
+    if (getenv("BENCH_CONV_FORM")) /* a form by name (layers/conv2d.h): "gemm", "images", ... */
+        bti_layer_conv2d_set_form(u->l, getenv("BENCH_CONV_FORM"));
     bti_layer_output_shape(u->l, xnd, xs, &ynd, ys);
     bt_tensor_create(&u->x, xnd, xs);
     bt_tensor_create(&u->dx, xnd, xs);
@@ -343,8 +343,6 @@ int main(void)
         reps = atoi(getenv("BENCH_REPS"));
     if (reps < 1 || reps > MAX_REPS)
         reps = reps < 1 ? 1 : MAX_REPS;
-    if (getenv("BENCH_SGEMM")) /* 0 cblas_sgemm, 1 AVX2, 2 AVX-512 private kernels */
-        bti_sgemm_set_level(atoi(getenv("BENCH_SGEMM")));
     bench_header("layers: forward + backward (input and parameter gradients)");
     printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest); medians of %d calls,\n"
            "libbarlow's and PyTorch's in turn, after a warm-up call each; the machine is\n"

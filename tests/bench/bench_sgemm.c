@@ -56,7 +56,7 @@ static void gemm(int form, const struct shape *s, int use_blas, const float *a, 
     if (use_blas)
         cblas_sgemm(BTI_ROW_MAJOR, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     else
-        bti_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+        bti_sgemm(bti_cpu_default(), ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* Seconds of one round: the best of `calls` calls (after a warm-up). */
@@ -156,10 +156,9 @@ int main(int argc, char **argv)
     self[len] = '\0';
     if (reps < 1 || reps > 32)
         return 1;
-    (void)bti_sgemm_level();
-    printf("\n== conv GEMM shapes, 1 thread: private (level %d) vs OpenBLAS SkylakeX / "
+    printf("\n== conv GEMM shapes, 1 thread: private (level %s) vs OpenBLAS SkylakeX / "
            "Prescott, GFLOP/s, median of %d interleaved rounds ==\n",
-           bti_sgemm_level(), reps);
+           bti_cpu_name(bti_cpu_default()), reps);
     for (r = 0; r < reps; r++) {
         for (f = 0; f < 3; f++)
             for (s = 0; s < NSHAPES; s++)

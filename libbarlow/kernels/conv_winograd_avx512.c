@@ -1,4 +1,4 @@
-/* conv_winograd.c - the transforms of Winograd F(2x2, 3x3) (see conv_winograd.h),
+/* conv_winograd_avx512.c - the transforms of Winograd F(2x2, 3x3) (see conv_winograd.h),
  * 16 channels per AVX-512 register, tile by tile: B^T = [1 0 -1 0; 0 1 1 0;
  * 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], A^T = [1 1 1
  * 0; 0 1 -1 -1] (Lavin and Gray, 2016). Each transform is applied to the rows
@@ -8,7 +8,6 @@
 
 int64_t bti_wino_tiles(int64_t h, int64_t w) { return (h + 1) / 2 * ((w + 1) / 2); }
 
-#if BTI_X86
 
 #define INLINE __attribute__((always_inline)) inline
 
@@ -257,43 +256,3 @@ T512 void bti_wino_weight_grad(const float *parts, size_t stride, int nt, int64_
             }
         }
 }
-
-#else /* no AVX-512 build: never selected */
-
-void bti_wino_weights(const float *w, int64_t co, int64_t c, int by_input, int64_t r0,
-                      int64_t r1, float *u)
-{
-    (void)w, (void)co, (void)c, (void)by_input, (void)r0, (void)r1, (void)u;
-}
-
-void bti_wino_weight_grad(const float *parts, size_t stride, int nt, int64_t co, int64_t c,
-                          int64_t o0, int64_t o1, float *dw)
-{
-    (void)parts, (void)stride, (void)nt, (void)co, (void)c, (void)o0, (void)o1, (void)dw;
-}
-
-void bti_wino_input(const float *xp, int64_t ldx, int64_t nb, int64_t h, int64_t w, int64_t ch,
-                    float *v, int64_t ld, int64_t es)
-{
-    (void)xp, (void)ldx, (void)nb, (void)h, (void)w, (void)ch, (void)v, (void)ld, (void)es;
-}
-
-void bti_wino_input_adjoint(const float *dv, int64_t ld, int64_t es, int64_t nb, int64_t h,
-                            int64_t w, int64_t ch, float *dxp, int64_t ldx)
-{
-    (void)dv, (void)ld, (void)es, (void)nb, (void)h, (void)w, (void)ch, (void)dxp, (void)ldx;
-}
-
-void bti_wino_output(const float *m, int64_t ld, int64_t es, int64_t nb, int64_t h, int64_t w,
-                     int64_t ch, float *out, int64_t ldo)
-{
-    (void)m, (void)ld, (void)es, (void)nb, (void)h, (void)w, (void)ch, (void)out, (void)ldo;
-}
-
-void bti_wino_output_adjoint(const float *dyp, int64_t ldy, int64_t nb, int64_t h, int64_t w,
-                             int64_t ch, float *dm, int64_t ld, int64_t es)
-{
-    (void)dyp, (void)ldy, (void)nb, (void)h, (void)w, (void)ch, (void)dm, (void)ld, (void)es;
-}
-
-#endif

@@ -1,4 +1,4 @@
-/* conv_direct.c - direct 3x3 convolution tiles, stride 1 or 2 (see conv_direct.h).
+/* conv_direct_avx512.c - direct 3x3 convolution tiles, stride 1 or 2 (see conv_direct.h).
  *
  * Forward and input gradient: a tile is NP output pixels x V registers of 16
  * output channels (NP*V <= 28 accumulators). For each input channel and tap
@@ -97,7 +97,6 @@ void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows)
     }
 }
 
-#if BTI_X86
 
 #define INLINE __attribute__((always_inline)) inline
 
@@ -444,47 +443,3 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
                               part + c * TAPS * chp + v0 * 16);
         }
 }
-
-#else /* no AVX-512 build: never selected (bti_sgemm_level() is not AVX-512) */
-
-void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
-                     const struct bti_taps *tp, float *wpk, int part, int parts)
-{
-    (void)w, (void)co, (void)c, (void)transpose, (void)tp, (void)wpk, (void)part, (void)parts;
-}
-
-void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_t co, int64_t k2,
-                          int64_t o0, int64_t o1, float *dw)
-{
-    (void)parts, (void)stride, (void)nt, (void)co, (void)k2, (void)o0, (void)o1, (void)dw;
-}
-
-void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
-{
-    (void)src, (void)ch, (void)nb, (void)p, (void)dst;
-}
-
-void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
-                            const float *bias, float *dst)
-{
-    (void)src, (void)ch, (void)nb, (void)p, (void)bias, (void)dst;
-}
-
-void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
-                     const int64_t *rows, const struct bti_pixel_classes *pc, const float *wpk,
-                     int64_t cout, float *out)
-{
-    (void)x, (void)lcap, (void)cin, (void)off, (void)rows, (void)pc, (void)wpk, (void)cout,
-        (void)out;
-}
-
-void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
-                            const int64_t *off, const int64_t *rows,
-                            const struct bti_pixel_classes *pc, const float *dy, int64_t cout,
-                            float *part)
-{
-    (void)x, (void)lcap, (void)wp, (void)cin, (void)off, (void)rows, (void)pc, (void)dy,
-        (void)cout, (void)part;
-}
-
-#endif

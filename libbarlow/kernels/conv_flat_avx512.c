@@ -1,7 +1,7 @@
-/* conv_flat.c - the flat form of the stride-1 direct 3x3 convolution (see
+/* conv_flat_avx512.c - the flat form of the stride-1 direct 3x3 convolution (see
  * conv_direct.h), for layers with few channels.
  *
- * The channel-vectorised tiles of conv_direct.c broadcast one input float per
+ * The channel-vectorised tiles of conv_direct_avx512.c broadcast one input float per
  * FMA when a layer has a single register of output channels (16), so they
  * wait on loads. Here a register holds 16 neighbouring output pixels of one
  * channel instead: an image's padded plane is read as one flat run, output
@@ -65,7 +65,6 @@ void bti_flat_stores(int64_t h, int64_t w, int64_t *st)
     }
 }
 
-#if BTI_X86
 
 #define INLINE __attribute__((always_inline)) inline
 
@@ -171,15 +170,3 @@ void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int6
                     bias ? bias + o : NULL, dst + (b * cout + o) * p, p);
         }
 }
-
-#else /* no AVX-512 build: never selected */
-
-void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int64_t h,
-                   int64_t nb, int64_t cin, const float *wpk, int64_t cout, const int64_t *st,
-                   const float *bias, float *dst)
-{
-    (void)x, (void)lcap, (void)plane, (void)wp, (void)h, (void)nb, (void)cin, (void)wpk,
-        (void)cout, (void)st, (void)bias, (void)dst;
-}
-
-#endif
