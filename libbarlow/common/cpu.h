@@ -28,4 +28,34 @@ BTI_HIDDEN bt_status bti_cpu_resolve(const bt_config *cfg, int *level, const cha
  * else the best; for bt_build_info(). */
 BTI_HIDDEN int bti_cpu_default(void);
 
+/* BTI_PER_LEVEL(name, (params), (args)) turns the loop body
+ * `static BTI_INLINE void name##_body params` into one function per level,
+ * each compiled for that level's instructions (the body and its inline
+ * helpers are inlined into it and vectorised there), and a dispatcher
+ * `static void name(int level, params)`. One source, every level; the
+ * results of a level depend on nothing but the level. */
+#define BTI_UNPAREN(...) __VA_ARGS__
+#if defined(__GNUC__) && defined(__x86_64__)
+#define BTI_PER_LEVEL(name, params, args)                                                         \
+    static void name##_generic params { name##_body args; }                                       \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }      \
+    __attribute__((target("avx512f"))) static void name##_avx512 params { name##_body args; }     \
+    static void name(int level, BTI_UNPAREN params)                                               \
+    {                                                                                             \
+        if (level == BTI_CPU_AVX512)                                                              \
+            name##_avx512 args;                                                                   \
+        else if (level == BTI_CPU_AVX2)                                                           \
+            name##_avx2 args;                                                                     \
+        else                                                                                      \
+            name##_generic args;                                                                  \
+    }
+#else
+#define BTI_PER_LEVEL(name, params, args)                                                         \
+    static void name(int level, BTI_UNPAREN params)                                               \
+    {                                                                                             \
+        (void)level;                                                                              \
+        name##_body args;                                                                         \
+    }
+#endif
+
 #endif /* BARLOW_CPU_H */

@@ -19,18 +19,8 @@
 #define BTI_PRINTF(f, a)
 #endif
 
-/* Loops that are worth wider vectors: compiled for AVX-512, AVX2 and
- * the baseline, chosen once at load time (GCC's function multiversioning). The
- * sums these loops make depend on the version chosen, so results are
- * deterministic for a given machine and thread count. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&    \
-    !defined(BTI_NO_CLONES)
-#define BTI_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BTI_CLONES
-#endif
-
-/* helpers of such loops: inlined so that they get the clone's vector ISA */
+/* loop bodies and their helpers: inlined so that they get the instructions of
+ * the per-level function they are inlined into (BTI_PER_LEVEL, common/cpu.h) */
 #if defined(__GNUC__)
 #define BTI_INLINE __attribute__((always_inline)) inline
 #else

@@ -20,6 +20,7 @@
 
 struct bn_dims {
     int64_t n, c, s, g, ns, m; /* batch, channels, spatial size, slices, batch per slice, count */
+    int level;                 /* the layer's CPU level: the tasks' instructions */
 };
 
 static void bn_dims_of(const bt_layer *l, const int64_t *shape, int32_t ndim, int groups,
@@ -34,6 +35,7 @@ static void bn_dims_of(const bt_layer *l, const int64_t *shape, int32_t ndim, in
     d->g = groups;
     d->ns = d->n / groups;
     d->m = d->ns * d->s;
+    d->level = l->level;
 }
 
 static bt_status bn_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
@@ -253,9 +255,8 @@ BTI_INLINE static void dx_eval_run(const float *restrict e, const float *restric
 /* Tasks over planes: (slice, block of channels). Small planes are taken a
  * block of channels at a time, image by image, so that each image gives one
  * contiguous run of up to PLANE_RUN floats: one 16-float plane per read, 32
- * KiB apart, left the prefetchers idle. Measured at 512 channels of 4x4, 1
- * thread: runs of 16 floats 3.4 ms, 64 2.5, 256 1.6, 1024 1.4. Each channel
- * still sums its planes in the same order (the same bits as before). */
+ * KiB apart, left the prefetchers idle (docs/perf.md). Each channel still
+ * sums its planes in the same order. */
 #define PLANE_RUN 1024
 #define MAX_BLOCK 64
 
@@ -296,8 +297,8 @@ static int64_t plane_at(const struct bn_dims *d, int64_t n, int64_t c)
 }
 
 /* Training forward over planes for task t: statistics and the normalised
- * output. Compiled for the best vector ISA the CPU has (BTI_CLONES). */
-BTI_CLONES static void fwd_train_task(const bt_layer *l, const struct bn_dims *d, const float *x,
+ * output. The tasks are compiled once per CPU level (BTI_PER_LEVEL). */
+static BTI_INLINE void fwd_train_task_body(const bt_layer *l, const struct bn_dims *d, const float *x,
                                       float *y, const float *skip, int relu, double *mean,
                                       double *invstd, double *var, int64_t t)
 {
@@ -348,6 +349,10 @@ BTI_CLONES static void fwd_train_task(const bt_layer *l, const struct bn_dims *d
             norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, muf[c], sc[c], sh[c]);
         }
 }
+BTI_PER_LEVEL(fwd_train_task,
+              (const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
+               const float *skip, int relu, double *mean, double *invstd, double *var, int64_t t),
+              (l, d, x, y, skip, relu, mean, invstd, var, t))
 
 static void fwd_planes_train(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
                              const float *skip, int relu, double *mean, double *invstd, double *var)
@@ -355,11 +360,11 @@ static void fwd_planes_train(const bt_layer *l, const struct bn_dims *d, const f
     int64_t t;
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (t = 0; t < plane_tasks(d); t++)
-        fwd_train_task(l, d, x, y, skip, relu, mean, invstd, var, t);
+        fwd_train_task(d->level, l, d, x, y, skip, relu, mean, invstd, var, t);
 }
 
 /* Normalising with given statistics (eval), planes [k0, k1) of (image, channel). */
-BTI_CLONES static void fwd_apply_task(const bt_layer *l, const struct bn_dims *d, const float *x,
+static BTI_INLINE void fwd_apply_task_body(const bt_layer *l, const struct bn_dims *d, const float *x,
                                       float *y, const float *skip, int relu, const double *mean,
                                       const double *invstd, int64_t k)
 {
@@ -368,6 +373,10 @@ BTI_CLONES static void fwd_apply_task(const bt_layer *l, const struct bn_dims *d
     norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, (float)mean[j],
              (float)(invstd[j] * (w ? w[c] : 1.0f)), b ? b[c] : 0.0f);
 }
+BTI_PER_LEVEL(fwd_apply_task,
+              (const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
+               const float *skip, int relu, const double *mean, const double *invstd, int64_t k),
+              (l, d, x, y, skip, relu, mean, invstd, k))
 
 static void fwd_planes_apply(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
                              const float *skip, int relu, const double *mean, const double *invstd)
@@ -375,12 +384,12 @@ static void fwd_planes_apply(const bt_layer *l, const struct bn_dims *d, const f
     int64_t k;
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (k = 0; k < d->n * d->c; k++)
-        fwd_apply_task(l, d, x, y, skip, relu, mean, invstd, k);
+        fwd_apply_task(d->level, l, d, x, y, skip, relu, mean, invstd, k);
 }
 
 /* Backward over planes for task t (as the forward's): sdy = sum dy, sdx = sum
  * dy * xhat, then dx from them. */
-BTI_CLONES static void bwd_task(const bt_layer *l, const struct bn_dims *d, const float *x,
+static BTI_INLINE void bwd_task_body(const bt_layer *l, const struct bn_dims *d, const float *x,
                                 const float *dy, const float *mk, float *dx, int training,
                                 const double *mean, const double *invstd, double *sdy,
                                 double *sdx, int64_t t)
@@ -431,6 +440,11 @@ BTI_CLONES static void bwd_task(const bt_layer *l, const struct bn_dims *d, cons
                 dx_eval_run(dy + off, mk ? mk + off : NULL, dx + off, d->s, sc[c]);
         }
 }
+BTI_PER_LEVEL(bwd_task,
+              (const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
+               const float *mk, float *dx, int training, const double *mean, const double *invstd,
+               double *sdy, double *sdx, int64_t t),
+              (l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, t))
 
 static void bwd_planes(const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
                        const float *mk, float *dx, int training, const double *mean,
@@ -439,7 +453,7 @@ static void bwd_planes(const bt_layer *l, const struct bn_dims *d, const float *
     int64_t t;
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
     for (t = 0; t < plane_tasks(d); t++)
-        bwd_task(l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, t);
+        bwd_task(d->level, l, d, x, dy, mk, dx, training, mean, invstd, sdy, sdx, t);
 }
 
 /* ---- row layout [N, C]: channel blocks over the rows ----------------------------------
@@ -449,7 +463,7 @@ static void bwd_planes(const bt_layer *l, const struct bn_dims *d, const float *
  * per-element loops are plain vector loops over a row (the same arithmetic as
  * the plane layout: the same bits as computing them in place). */
 
-BTI_CLONES static void stats_rows_task(const struct bn_dims *d, const float *x, double *mean,
+static BTI_INLINE void stats_rows_task_body(const struct bn_dims *d, const float *x, double *mean,
                                        double *var, int64_t t)
 {
     const int64_t nb = (d->c + CBLK - 1) / CBLK, g = t / nb, c0 = (t % nb) * CBLK;
@@ -477,6 +491,9 @@ BTI_CLONES static void stats_rows_task(const struct bn_dims *d, const float *x, 
     for (c = 0; c < cm; c++)
         v[c] /= (double)d->m;
 }
+BTI_PER_LEVEL(stats_rows_task,
+              (const struct bn_dims *d, const float *x, double *mean, double *var, int64_t t),
+              (d, x, mean, var, t))
 
 static void stats_rows(const struct bn_dims *d, const float *x, double *mean, double *var,
                        int threads)
@@ -485,11 +502,11 @@ static void stats_rows(const struct bn_dims *d, const float *x, double *mean, do
     int64_t t;
 #pragma omp parallel for num_threads(threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
     for (t = 0; t < tasks; t++)
-        stats_rows_task(d, x, mean, var, t);
+        stats_rows_task(d->level, d, x, mean, var, t);
 }
 
 /* y rows: (x - mu) * sc + sh (+ skip) (ReLU), coefficients per (slice, channel) */
-BTI_CLONES static void fwd_rows_task(const struct bn_dims *d, const float *x, float *y,
+static BTI_INLINE void fwd_rows_task_body(const struct bn_dims *d, const float *x, float *y,
                                      const float *skip, int relu, const float *muf,
                                      const float *sc, const float *sh, int64_t n)
 {
@@ -520,6 +537,10 @@ BTI_CLONES static void fwd_rows_task(const struct bn_dims *d, const float *x, fl
             o[c] = (r[c] - mu[c]) * a[c] + bb[c];
     }
 }
+BTI_PER_LEVEL(fwd_rows_task,
+              (const struct bn_dims *d, const float *x, float *y, const float *skip, int relu,
+               const float *muf, const float *sc, const float *sh, int64_t n),
+              (d, x, y, skip, relu, muf, sc, sh, n))
 
 static void fwd_rows_apply(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
                            const float *skip, int relu, const double *mean, const double *invstd)
@@ -535,11 +556,11 @@ static void fwd_rows_apply(const bt_layer *l, const struct bn_dims *d, const flo
     }
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
     for (n = 0; n < d->n; n++)
-        fwd_rows_task(d, x, y, skip, relu, muf, sc, sh, n);
+        fwd_rows_task(d->level, d, x, y, skip, relu, muf, sc, sh, n);
 }
 
 /* per channel block: sdy = sum dy, sdx = sum dy * xhat (dy masked as in acc_sums) */
-BTI_CLONES static void sums_rows_task(const struct bn_dims *d, const float *x, const float *dy,
+static BTI_INLINE void sums_rows_task_body(const struct bn_dims *d, const float *x, const float *dy,
                                       const float *mk, const double *mean, const double *invstd,
                                       double *sdy, double *sdx, int64_t t)
 {
@@ -571,6 +592,10 @@ BTI_CLONES static void sums_rows_task(const struct bn_dims *d, const float *x, c
     for (c = 0; c < cm; c++)
         bs[c] *= invstd[k0 + c];
 }
+BTI_PER_LEVEL(sums_rows_task,
+              (const struct bn_dims *d, const float *x, const float *dy, const float *mk,
+               const double *mean, const double *invstd, double *sdy, double *sdx, int64_t t),
+              (d, x, dy, mk, mean, invstd, sdy, sdx, t))
 
 static void sums_rows(const struct bn_dims *d, const float *x, const float *dy, const float *mk,
                       const double *mean, const double *invstd, double *sdy, double *sdx,
@@ -580,11 +605,11 @@ static void sums_rows(const struct bn_dims *d, const float *x, const float *dy, 
     int64_t t;
 #pragma omp parallel for num_threads(threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
     for (t = 0; t < tasks; t++)
-        sums_rows_task(d, x, dy, mk, mean, invstd, sdy, sdx, t);
+        sums_rows_task(d->level, d, x, dy, mk, mean, invstd, sdy, sdx, t);
 }
 
 /* dx rows: sc * (dy - mdy - (x - mu) * kx), or sc * dy in eval (dy masked) */
-BTI_CLONES static void dx_rows_task(const struct bn_dims *d, const float *x, const float *dy,
+static BTI_INLINE void dx_rows_task_body(const struct bn_dims *d, const float *x, const float *dy,
                                     const float *mk, float *dx, int training, const float *muf,
                                     const float *sc, const float *mdy, const float *kx, int64_t n)
 {
@@ -617,6 +642,11 @@ BTI_CLONES static void dx_rows_task(const struct bn_dims *d, const float *x, con
             o[c] = a[c] * e[c];
     }
 }
+BTI_PER_LEVEL(dx_rows_task,
+              (const struct bn_dims *d, const float *x, const float *dy, const float *mk, float *dx,
+               int training, const float *muf, const float *sc, const float *mdy, const float *kx,
+               int64_t n),
+              (d, x, dy, mk, dx, training, muf, sc, mdy, kx, n))
 
 static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
                     const float *mk, float *dx, int training, const double *mean,
@@ -636,7 +666,7 @@ static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, 
     }
 #pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
     for (n = 0; n < d->n; n++)
-        dx_rows_task(d, x, dy, mk, dx, training, muf, sc, mdy, kx, n);
+        dx_rows_task(d->level, d, x, dy, mk, dx, training, muf, sc, mdy, kx, n);
 }
 
 /* ---- forward / backward ------------------------------------------------------------- */

@@ -339,7 +339,7 @@ static BTI_INLINE void block_sums(const int WANT_P, const int DECAY, const float
     *su_out = su[0];
 }
 
-BTI_CLONES static void block_sums_any(int want_p, const float *p, const float *g, int64_t n,
+static BTI_INLINE void block_sums_any_body(int want_p, const float *p, const float *g, int64_t n,
                                       float scale, float wd, double *sp, double *su)
 {
     if (want_p && wd != 0.0f)
@@ -351,6 +351,10 @@ BTI_CLONES static void block_sums_any(int want_p, const float *p, const float *g
     else
         block_sums(0, 0, p, g, n, scale, wd, sp, su);
 }
+BTI_PER_LEVEL(block_sums_any,
+              (int want_p, const float *p, const float *g, int64_t n, float scale, float wd,
+               double *sp, double *su),
+              (want_p, p, g, n, scale, wd, sp, su))
 
 /* Σp² into *pp (when pp) and Σu² into *uu, u = g·scale + wd·p (wd may be 0). */
 static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float scale, float wd,
@@ -362,7 +366,7 @@ static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float s
 #pragma omp parallel for num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
     for (b = 0; b < nb; b++) {
         const int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
-        block_sums_any(want_p, p + lo, g + lo, hi - lo, scale, wd, &part[2 * b],
+        block_sums_any(o->level, want_p, p + lo, g + lo, hi - lo, scale, wd, &part[2 * b],
                        &part[2 * b + 1]);
     }
     for (b = 0; b < nb; b++) {
