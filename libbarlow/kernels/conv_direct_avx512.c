@@ -294,9 +294,8 @@ typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, c
     {                                                                                          \
         conv_tile(V, NP, ALL, x, lcap, cin, off, rows, tp, w, out, ldo, first);                \
     }
-/* One register takes 14 pixels as two do: with 8, its 8 accumulator chains were
- * the FMA latency's bound (4 cycles on 2 ports), and the stride-2 input
- * gradient of 16 channels took 1.04-1.07x longer. */
+/* One register takes 14 pixels as two do: with 8, its 8 accumulator chains are
+ * the FMA latency's bound (4 cycles on 2 ports; docs/perf.md). */
 CONV_TILE(1, 14, 0, conv_tile1)
 CONV_TILE(2, 14, 0, conv_tile2)
 CONV_TILE(3, 9, 0, conv_tile3)

@@ -32,8 +32,7 @@
 extern char *openblas_get_corename(void);
 #endif
 
-/* OpenBLAS cores with AVX2/AVX-512 kernels at least as fast as ours (measured:
- * SkylakeX 110-150 GFLOP/s per core on the ResNet shapes, ours 90-110; Prescott 23-32). */
+/* OpenBLAS cores with AVX2/AVX-512 kernels at least as fast as ours (docs/perf.md). */
 static int blas_is_fast(void)
 {
 #ifdef BT_BLAS_OPENBLAS
@@ -74,13 +73,7 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
 #define MC 256     /* rows of A packed at a time (a multiple of every MR): 192 KiB, in L2 */
 #define KC_MAX 192 /* depth of a packed block: a KC x NR panel of B (36 KiB) stays in L1 */
 #define NT_KC 4096 /* depth of an NT pass */
-/* NN with packed B panels from this many rows of A (AVX-512, 1 thread, caches
- * flushed before each call, GFLOP/s in place -> packed, best of 40, three
- * runs: dense B 16 x 512 x 144 116 -> 107-110; 32 x 512 x 288 116-133 ->
- * 122-134; 64 x 512 x 576 117-139 -> 142-144; 128 and 64 x 1024 even; row
- * offsets as the padded-grid conv reads them, 16 rows 83-91 -> 80-82, 32 rows
- * 93-103 -> 106-108, 64 rows 88-126 -> 108-136; 256-512 rows, bench_sgemm,
- * 120-128 -> 131-146). */
+/* NN with packed B panels from this many rows of A (AVX-512; docs/perf.md). */
 #define NN_PACKED_MIN_ROWS 32
 /* Columns of C per pass over k: an MC x NC block of C stays in L2 across the
  * KC passes (the weight gradient at 512 channels has a 9 MiB C). */
@@ -629,12 +622,9 @@ static void nt_driver(int level, int64_t m, int64_t n, int64_t k, float alpha, c
     }
 }
 
-/* Which NT form: the packed one from 32 rows of A (bench_sgemm, 1 thread,
- * conv weight-gradient shapes, GFLOP/s dot products -> packed: 32 rows 67 ->
- * 100-109, 64 rows 57 -> 113-121; 16 rows 85 -> 76). */
+/* Which NT form: the packed one from this many rows of A (docs/perf.md). */
 #define NT_PACKED_MIN_ROWS 32
-/* the AVX2 level keeps the threshold measured with a scalar transposing copy
- * (2x at 256 and 512 rows, 1.4x at 128, slower at 64; not re-measured since) */
+/* the AVX2 level's, measured with an older scalar transposing copy */
 #define NT_PACKED_MIN_ROWS_AVX2 128
 static int nt_packed(int level, int64_t m)
 {

@@ -193,10 +193,8 @@ static void direct_bufs_of(const struct bti_conv_geom *g, float *buf, struct dir
  * out: the same pixels and taps, wpk the mirrored weights). The flat form
  * reads padded planes and writes NCHW; the channel tiles read src in place,
  * the output pixels by class (the taps inside the image only), into
- * pixel-major rows, then transposed. Reading in place instead of padding
- * first measured (1 thread, fastest of 20 calls alternating) 0.90-0.98 of
- * the forward's time, and never slower: the classes' shorter runs of tiles
- * cost less than the copy. */
+ * pixel-major rows, then transposed: reading in place costs less than
+ * padding first (docs/perf.md). */
 static void conv_image(const struct bti_conv_geom *g, const float *src, int64_t cin, int64_t cout,
                        const float *wpk, const float *bias, int64_t nb,
                        const struct direct_bufs *d, float *dst)
