@@ -117,8 +117,10 @@ static const char *const conv_files[] = {
     "layers_conv_3x3s1p0_odd.bin", "layers_conv_5x5s3p2.bin", "layers_conv_3x3s1p1_c16.bin",
 };
 
-/* chunk: GEMM columns per chunk (0 default, 1 one image per GEMM, else several images). */
-static void run_conv_case(const char *file, int64_t chunk, int threads, const char *form)
+/* chunk: GEMM columns per chunk (0 default, 1 one image per GEMM, else several images);
+ * bwd_threads > 0: the backward's thread count, set after the forward. */
+static void run_conv_case_ex(const char *file, int64_t chunk, int threads, const char *form,
+                             int bwd_threads)
 {
     golden *g = golden_load(file);
     const float *cfg = golden_get(g, "cfg", NULL, NULL);
@@ -141,6 +143,8 @@ static void run_conv_case(const char *file, int64_t chunk, int threads, const ch
         set_tensor(l, "bias", g, "bias");
     ck_assert_int_eq(bt_layer_forward(l, x, y, 1), BT_OK);
     expect_close(g, "y", y, TOL, what);
+    if (bwd_threads > 0)
+        ck_assert_int_eq(bt_layer_set_threads(l, bwd_threads), BT_OK);
     ck_assert_int_eq(bt_layer_backward(l, dy, dx), BT_OK);
     expect_close(g, "dx", dx, TOL, what);
     expect_close(g, "dweight", grad_of(l, "weight"), TOL, what);
@@ -164,6 +168,11 @@ static void run_conv_case(const char *file, int64_t chunk, int threads, const ch
     golden_free(g);
 }
 
+static void run_conv_case(const char *file, int64_t chunk, int threads, const char *form)
+{
+    run_conv_case_ex(file, chunk, threads, form, 0);
+}
+
 START_TEST(conv_matches_pytorch)
 {
     static const int64_t chunks[] = {0, 1, 40};
@@ -179,6 +188,9 @@ START_TEST(conv_matches_pytorch)
         run_conv_case(conv_files[f], 0, 2, "direct");
         run_conv_case(conv_files[f], 0, 2, "flat");
         run_conv_case(conv_files[f], 0, 3, "winograd");
+        /* fewer threads between a forward and its backward: the backward takes them */
+        run_conv_case_ex(conv_files[f], 0, 2, NULL, 1);
+        run_conv_case_ex(conv_files[f], 0, 3, "direct", 2);
     }
 }
 END_TEST

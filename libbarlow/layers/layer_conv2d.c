@@ -164,7 +164,8 @@ static void conv_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int trai
 static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
 {
     struct bti_conv_geom g;
-    geom_init(l, l->in_shape, l->conv_threads, &g);
+    /* the workspace was laid out for the forward's threads; fewer fit in it */
+    geom_init(l, l->in_shape, l->threads < l->conv_threads ? l->threads : l->conv_threads, &g);
     g.b = l->chunk_b;
     if (l->has_bias) {
         float *restrict db = l->grad[1]->data;
