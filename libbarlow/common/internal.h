@@ -152,8 +152,12 @@ BTI_HIDDEN int bti_parse_list(const char *s, char sep, int is_int, double *out, 
 BTI_HIDDEN int bti_threads_resolve(const bt_config *cfg);
 /* Number of online cores (>= 1). */
 BTI_HIDDEN int bti_cores(void);
-/* Make the BLAS use n threads for the following calls. */
-BTI_HIDDEN void bti_blas_set_threads(int n);
+/* Around every BLAS call: the BLAS runs the calls between begin(n) and end(n)
+ * on n threads, and on 1 outside them. begin(1) may be called by many threads
+ * at once (OpenMP team members); begin(n > 1) waits until it is alone. Never
+ * nested. */
+BTI_HIDDEN void bti_blas_begin(int n);
+BTI_HIDDEN void bti_blas_end(int n);
 
 /* ---- build facts (version.c) --------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* threads.c - how many threads to use, and keeping the BLAS in step. */
 #include "common/internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -30,7 +31,16 @@ int bti_threads_resolve(const bt_config *cfg)
     return bti_cores();
 }
 
-void bti_blas_set_threads(int n)
+/* OpenBLAS's thread count is one for the whole process. The library keeps it
+ * at 1 between its calls: a product on n > 1 threads holds the lock
+ * exclusively while the count is n, and every 1-thread product (inside the
+ * OpenMP teams, any number at once) holds it shared. So no product runs on
+ * more threads than its handle asked for, whatever other handles do at the
+ * same time (docs/THREADS.md). */
+static pthread_rwlock_t blas_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_set(int n)
 {
 #ifdef BT_BLAS_OPENBLAS
     /* Setting the count is not free in OpenBLAS: skip when unchanged. */
@@ -39,4 +49,24 @@ void bti_blas_set_threads(int n)
 #else
     (void)n;
 #endif
+}
+
+static void blas_start(void) { blas_set(1); }
+
+void bti_blas_begin(int n)
+{
+    pthread_once(&blas_once, blas_start);
+    if (n > 1) {
+        pthread_rwlock_wrlock(&blas_lock);
+        blas_set(n);
+    } else {
+        pthread_rwlock_rdlock(&blas_lock);
+    }
+}
+
+void bti_blas_end(int n)
+{
+    if (n > 1)
+        blas_set(1);
+    pthread_rwlock_unlock(&blas_lock);
 }

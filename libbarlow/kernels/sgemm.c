@@ -64,8 +64,10 @@ int bti_sgemm_prefer_private(int level)
 static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
+    bti_blas_begin(1);
     cblas_sgemm(BTI_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
                 beta, c, (int)ldc);
+    bti_blas_end(1);
 }
 
 #if BTI_X86

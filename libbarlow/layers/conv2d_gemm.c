@@ -122,9 +122,10 @@ static void gemm_forward(bt_layer *l, const struct bti_conv_geom *g, const float
             im2col(g, xc, nb, col, nt);
             colp = col;
         }
-        bti_blas_set_threads(nt);
+        bti_blas_begin(nt);
         cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, (int)g->co, (int)cols, (int)g->k2,
                     1.0f, w, (int)g->k2, colp, (int)cols, 0.0f, g->b == 1 ? yc : tmp, (int)cols);
+        bti_blas_end(nt);
         if (g->b == 1) {
             if (bias) {
                 int64_t o;
@@ -179,20 +180,17 @@ static void gemm_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
             im2col(g, xc, nb, col, nt);
             colp = col;
         }
-        bti_blas_set_threads(nt);
+        bti_blas_begin(nt);
         cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, (int)g->co, (int)g->k2, (int)cols,
                     1.0f, dyc, (int)cols, colp, (int)cols, 1.0f, dw, (int)g->k2);
-        if (!dx)
-            continue;
-        dxc = dx + n0 * g->c * g->h * g->w;
-        if (g->identity && g->b == 1) {
+        dxc = dx ? dx + n0 * g->c * g->h * g->w : NULL;
+        if (dx) /* into dx itself, or into col for col2im */
             cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)g->k2, (int)cols, (int)g->co,
-                        1.0f, w, (int)g->k2, dyc, (int)cols, 0.0f, dxc, (int)cols);
-        } else {
-            cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)g->k2, (int)cols, (int)g->co,
-                        1.0f, w, (int)g->k2, dyc, (int)cols, 0.0f, col, (int)cols);
+                        1.0f, w, (int)g->k2, dyc, (int)cols, 0.0f,
+                        g->identity && g->b == 1 ? dxc : col, (int)cols);
+        bti_blas_end(nt);
+        if (dx && !(g->identity && g->b == 1))
             col2im(g, col, nb, dxc, nt);
-        }
     }
 }
 
@@ -273,7 +271,6 @@ static void images_forward(bt_layer *l, const struct bti_conv_geom *g, const flo
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
     float *base = (float *)l->scratch->p;
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
@@ -326,7 +323,6 @@ static void images_backward(bt_layer *l, const struct bti_conv_geom *g, const fl
     float *base = (float *)l->scratch->p;
     const size_t stride = im_stride(g), poff = im_col(g) + im_tmp(g);
     const int64_t nw = g->co * g->k2;
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();

@@ -107,7 +107,6 @@ static void grid_forward(bt_layer *l, const struct bti_conv_geom *g, const float
 {
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
     float *base = (float *)l->scratch->p;
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
@@ -159,7 +158,6 @@ static void grid_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     const size_t stride = gr_stride(g), poff = gr_x(g) + gr_dy(g) + gr_out(g);
     const int64_t nw = g->co * g->k2;
     float *base = (float *)l->scratch->p, *wt = base + (size_t)g->threads * stride;
-    bti_blas_set_threads(1);
     if (dx)
         flip_weights(g, l->value[0]->data, wt);
 #pragma omp parallel num_threads(g->threads)

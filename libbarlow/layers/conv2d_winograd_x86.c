@@ -153,7 +153,6 @@ static void wino_forward(bt_layer *l, const struct bti_conv_geom *g, const float
     const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
     const size_t stride = wn_stride(g);
     float *base = (float *)l->scratch->p, *u = base + (size_t)g->threads * stride;
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
@@ -171,7 +170,6 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     const size_t stride = wn_stride(g), poff = part_at(g);
     const int nt = g->threads;
     float *base = (float *)l->scratch->p, *u = base + (size_t)nt * stride, *dw = l->grad[0]->data;
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();

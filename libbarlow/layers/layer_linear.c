@@ -49,9 +49,12 @@ static void gemm(int level, int priv, int ta, int tb, int64_t m, int64_t n, int6
 {
     if (priv)
         bti_sgemm(level, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-    else
+    else {
+        bti_blas_begin(1);
         cblas_sgemm(BTI_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
                     beta, c, (int)ldc);
+        bti_blas_end(1);
+    }
 }
 
 /* The GEMMs are split by output rows over the OpenMP team, each part a
@@ -70,7 +73,6 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
               priv = bti_sgemm_prefer_private(l->level);
     (void)training;
     (void)groups;
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
@@ -94,7 +96,6 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     float *dx = dxt ? dxt->data : NULL;
     const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
               priv = bti_sgemm_prefer_private(l->level);
-    bti_blas_set_threads(1);
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();

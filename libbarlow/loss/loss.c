@@ -530,9 +530,10 @@ BT_API bt_status bt_loss_correlation(bt_loss *l, bt_tensor *c)
         for (i = 0; i < k; i++)
             memcpy(out + i * k, cf + i * l->d, (size_t)k * sizeof(float));
     } else {
-        bti_blas_set_threads(l->threads);
+        bti_blas_begin(l->threads);
         cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, (int)k, (int)k, (int)l->n,
                     1.0f / (float)l->n, l->a.p, (int)l->d, l->b.p, (int)l->d, 0.0f, out, (int)k);
+        bti_blas_end(l->threads);
         for (i = 0; i < k; i++)
             out[i * k + i] = (float)dg[i];
     }

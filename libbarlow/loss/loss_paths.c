@@ -82,9 +82,10 @@ void bti_loss_cross_dxd(bt_loss *l)
     const double *dg = l->diag.p;
     float *c = l->c.p;
     int n = (int)l->n, d = (int)l->d, i;
-    bti_blas_set_threads(l->threads);
+    bti_blas_begin(l->threads);
     cblas_sgemm(BTI_ROW_MAJOR, BTI_TRANS, BTI_NO_TRANS, d, d, n, 1.0f / (float)n, a, d, b, d, 0.0f,
                 c, d);
+    bti_blas_end(l->threads);
     /* The diagonal, the only part the terms single out, comes from the
      * double-accumulated reduction, as on the Gram path. */
     for (i = 0; i < d; i++)
@@ -115,10 +116,11 @@ void bti_loss_back_dxd(const bt_loss *l, float alpha, float *xa, float *xb)
 {
     const float *a = l->a.p, *b = l->b.p, *c = l->c.p;
     int n = (int)l->n, d = (int)l->d;
-    bti_blas_set_threads(l->threads);
     /* dL/dA = alpha B C^T, dL/dB = alpha A C (the diagonal correction is the caller's) */
+    bti_blas_begin(l->threads);
     cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, n, d, d, alpha, b, d, c, d, 0.0f, xa, d);
     cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, n, d, d, alpha, a, d, c, d, 0.0f, xb, d);
+    bti_blas_end(l->threads);
 }
 
 /* ---- Gram path ---------------------------------------------------------------- */
@@ -134,11 +136,12 @@ static void mirror_lower(float *k, int64_t n)
 void bti_loss_gram(bt_loss *l)
 {
     int n = (int)l->n, d = (int)l->d;
-    bti_blas_set_threads(l->threads);
     /* syrk: half the flops of a general product; the other triangle is mirrored
      * so that the backward can use plain sgemm. */
+    bti_blas_begin(l->threads);
     cblas_ssyrk(BTI_ROW_MAJOR, BTI_LOWER, BTI_NO_TRANS, n, d, 1.0f, l->a.p, d, 0.0f, l->ka.p, n);
     cblas_ssyrk(BTI_ROW_MAJOR, BTI_LOWER, BTI_NO_TRANS, n, d, 1.0f, l->b.p, d, 0.0f, l->kb.p, n);
+    bti_blas_end(l->threads);
     mirror_lower(l->ka.p, n);
     mirror_lower(l->kb.p, n);
 }
@@ -169,12 +172,13 @@ double bti_loss_offsq_gram(const bt_loss *l)
 void bti_loss_back_gram(const bt_loss *l, float alpha, float *xa, float *xb)
 {
     int n = (int)l->n, d = (int)l->d;
-    bti_blas_set_threads(l->threads);
     /* B C^T = K_b A / N and A C = K_a B / N */
+    bti_blas_begin(l->threads);
     cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, n, d, n, alpha, l->kb.p, n, l->a.p, d,
                 0.0f, xa, d);
     cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, n, d, n, alpha, l->ka.p, n, l->b.p, d,
                 0.0f, xb, d);
+    bti_blas_end(l->threads);
 }
 
 /* ---- xent (D x D only: the exponentials need every C_ij) --------------------- */
@@ -244,11 +248,12 @@ void bti_loss_back_xent(bt_loss *l, float *xa, float *xb)
                 gr[j] = r[j] > 0 ? (float)(w * (double)expf((float)((double)r[j] * it - m))) : 0.0f;
             gr[i0 + i] = 0.0f;
         }
-        bti_blas_set_threads(l->threads);
         /* dL/dA[:, I] = B G[I,:]^T / N;  dL/dB += A[:, I] G[I,:] / N */
+        bti_blas_begin(l->threads);
         cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, n, (int)nr, (int)d, 1.0f / (float)n, b,
                     (int)d, g, (int)d, 0.0f, xa + i0, (int)d);
         cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, n, (int)d, (int)nr, 1.0f / (float)n,
                     a + i0, (int)d, g, (int)d, i0 ? 1.0f : 0.0f, xb, (int)d);
+        bti_blas_end(l->threads);
     }
 }

@@ -381,11 +381,12 @@ int main(void)
     /* The references after all cases: OpenBLAS's idle threads spin for about
      * 0.1 s after a call and would slow the next case's first calls. The
      * layers left the BLAS at one thread; the reference gets them all. */
-    bti_blas_set_threads(threads);
+    bti_blas_begin(threads);
     for (i = 0; i < ncases; i++)
         if (selected(&cases[i], filter))
             cases[i].ref = cases[i].flops > 0 ? sgemm_rate(cases[i].flops)
                                               : memcpy_same_gbs(cases[i].bytes, threads);
+    bti_blas_end(threads);
     mem = memcpy_same_gbs(8.0 * (16 << 20), threads); /* 64 MiB each way */
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
     printf("%-30s %10s %9s %8s %10s %8s %9s %9s %6s %6s\n", "layer", "ms", "GFLOP/s", "/sgemm",

@@ -101,11 +101,12 @@ static int form_wanted(int form)
 static int child(void)
 {
     int f, i;
-    bti_blas_set_threads(1);
+    bti_blas_begin(1);
     for (f = 0; f < 3; f++)
         for (i = 0; i < NSHAPES; i++)
             if (form_wanted(f))
                 printf("%d %d %.9f\n", f, i, round_seconds(f, &shapes[i], 1));
+    bti_blas_end(1);
     return 0;
 }
 
