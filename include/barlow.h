@@ -73,8 +73,9 @@ BT_API const char *bt_version_string(void);
  * built and what it runs on: its version, the BLAS it calls (OpenBLAS or the
  * reference CBLAS), for OpenBLAS its configuration and the kernel core it
  * chose on this CPU, the threading back end, "cpu=<level>" (the CPU level a
- * handle created without the cpu.level option uses, see "CPU levels" below)
- * and "cpu_best=<level>" (the best level this CPU runs). The line is made at
+ * handle created without the cpu.level option uses, see "CPU levels" below:
+ * BT_CPU when it names a level this CPU runs, else the best) and
+ * "cpu_best=<level>" (the best level this CPU runs). The line is made at
  * the first call, so a later change of BT_CPU does not show in it. The same
  * facts are readable one by one through bt_config_get() as "build.version",
  * "build.blas", "build.blas_core", "build.blas_config" and "build.threads";
@@ -280,9 +281,11 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name);
  * giving the expected and actual shapes.
  *
  * Threads: each layer uses the thread count of BT_NUM_THREADS, or all cores,
- * read at creation (bt_layer_set_threads changes it): OpenMP for element-wise
- * loops, the BLAS's threads for GEMMs, never both at once. Results are
- * deterministic for a given thread count.
+ * read at creation (bt_layer_set_threads changes it; a convolution's
+ * backward runs on the smaller of its forward's count and the current one):
+ * OpenMP for loops and for per-image or per-row GEMMs, the BLAS's threads
+ * for GEMMs that run alone, never both at once (docs/THREADS.md). Results
+ * are deterministic for a given thread count and CPU level.
  *
  * CPU level: a layer made here has no configuration; it takes BT_CPU, or the
  * best level this CPU runs, at creation (see CPU levels under Options). So
