@@ -7,6 +7,7 @@
 #include "kernels/sgemm.h"
 
 #include <check.h>
+#include <omp.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -173,6 +174,22 @@ static void run_conv_case(const char *file, int64_t chunk, int threads, const ch
     run_conv_case_ex(file, chunk, threads, form, 0);
 }
 
+/* Every form, called from the master of a host's OpenMP region: nested
+ * regions get one thread, whatever num_threads asks. */
+static void run_conv_nested(const char *file)
+{
+    static const char *const forms[] = {"images", "grid", "direct", "flat", "winograd"};
+    size_t i;
+    omp_set_max_active_levels(1);
+    for (i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+#pragma omp parallel num_threads(2)
+        {
+#pragma omp master
+            run_conv_case(file, 0, 2, forms[i]);
+        }
+    }
+}
+
 START_TEST(conv_matches_pytorch)
 {
     static const int64_t chunks[] = {0, 1, 40};
@@ -188,6 +205,8 @@ START_TEST(conv_matches_pytorch)
         run_conv_case(conv_files[f], 0, 2, "direct");
         run_conv_case(conv_files[f], 0, 2, "flat");
         run_conv_case(conv_files[f], 0, 3, "winograd");
+        /* inside a host's parallel region the team has 1 thread, not the 2 asked */
+        run_conv_nested(conv_files[f]);
         /* fewer threads between a forward and its backward: the backward takes them */
         run_conv_case_ex(conv_files[f], 0, 2, NULL, 1);
         run_conv_case_ex(conv_files[f], 0, 3, "direct", 2);

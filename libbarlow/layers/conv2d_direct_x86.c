@@ -349,10 +349,15 @@ static void family_backward(bt_layer *l, const struct bti_conv_geom *g, const fl
     const float *w = l->value[0]->data;
     const size_t stride = dr_stride(g), poff = part_at(g);
     float *base = (float *)l->scratch->p, *wpk = base + (size_t)g->threads * stride;
+    int ran = 1;
+    /* the team may have fewer threads than asked (a host's nested region,
+     * OMP_THREAD_LIMIT): only its members' parts are summed */
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *buf = base + (size_t)t * stride, *part = buf + poff;
+        if (t == 0)
+            ran = tn;
         memset(part, 0, dr_part(g) * sizeof *part);
         if (dx) {
             pack_weights(g, w, 1, wpk, t, tn);
@@ -361,7 +366,7 @@ static void family_backward(bt_layer *l, const struct bti_conv_geom *g, const fl
         backward_direct(g, dx ? wpk : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, buf,
                         part);
     }
-    add_direct_parts(g, base, stride, poff, g->threads, l->grad[0]->data);
+    add_direct_parts(g, base, stride, poff, ran, l->grad[0]->data);
 }
 
 static void direct_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)

@@ -323,15 +323,20 @@ static void images_backward(bt_layer *l, const struct bti_conv_geom *g, const fl
     float *base = (float *)l->scratch->p;
     const size_t stride = im_stride(g), poff = im_col(g) + im_tmp(g);
     const int64_t nw = g->co * g->k2;
+    int ran = 1;
+    /* the team may have fewer threads than asked (a host's nested region,
+     * OMP_THREAD_LIMIT): only its members' parts are summed */
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *col = base + (size_t)t * stride, *part = col + poff;
+        if (t == 0)
+            ran = tn;
         memset(part, 0, (size_t)nw * sizeof *part);
         backward_images(g, w, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, col, col + im_col(g),
                         part);
     }
-    bti_conv_sum_parts(base, stride, poff, nw, g->threads, l->grad[0]->data);
+    bti_conv_sum_parts(base, stride, poff, nw, ran, l->grad[0]->data);
 }
 
 const struct bti_conv_form bti_conv_images = {

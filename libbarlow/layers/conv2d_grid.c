@@ -158,16 +158,21 @@ static void grid_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     const size_t stride = gr_stride(g), poff = gr_x(g) + gr_dy(g) + gr_out(g);
     const int64_t nw = g->co * g->k2;
     float *base = (float *)l->scratch->p, *wt = base + (size_t)g->threads * stride;
+    int ran = 1;
     if (dx)
         flip_weights(g, l->value[0]->data, wt);
+    /* the team may have fewer threads than asked (a host's nested region,
+     * OMP_THREAD_LIMIT): only its members' parts are summed */
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *buf = base + (size_t)t * stride, *part = buf + poff;
+        if (t == 0)
+            ran = tn;
         memset(part, 0, (size_t)nw * sizeof *part);
         backward_grid(g, wt, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, buf, part);
     }
-    bti_conv_sum_parts(base, stride, poff, nw, g->threads, l->grad[0]->data);
+    bti_conv_sum_parts(base, stride, poff, nw, ran, l->grad[0]->data);
 }
 
 const struct bti_conv_form bti_conv_grid = {

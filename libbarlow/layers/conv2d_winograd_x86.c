@@ -170,10 +170,15 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     const size_t stride = wn_stride(g), poff = part_at(g);
     const int nt = g->threads;
     float *base = (float *)l->scratch->p, *u = base + (size_t)nt * stride, *dw = l->grad[0]->data;
+    int ran = 1;
+    /* the team may have fewer threads than asked (a host's nested region,
+     * OMP_THREAD_LIMIT): only its members' parts are summed */
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
         float *buf = base + (size_t)t * stride, *part = buf + poff;
+        if (t == 0)
+            ran = tn;
         memset(part, 0, wn_u(g) * sizeof *part);
         if (dx) {
             bti_wino_weights(w, g->co, g->c, 0, g->co * t / tn, g->co * (t + 1) / tn, u);
@@ -185,7 +190,7 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
 #pragma omp parallel num_threads(nt) if ((int64_t)wn_u(g) * nt > BTI_PAR_MIN)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-        bti_wino_weight_grad(base + poff, stride, nt, g->co, g->c, g->co * t / tn,
+        bti_wino_weight_grad(base + poff, stride, ran, g->co, g->c, g->co * t / tn,
                              g->co * (t + 1) / tn, dw);
     }
 }
