@@ -977,6 +977,7 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
     in_shape[0] *= nviews;
     if (!m->train.ready || memcmp(in_shape, m->train.in_shape, sizeof in_shape) != 0 ||
         m->train.groups != nviews) {
+        m->can_backward = 0; /* a new plan drops the cached forward, even if it fails */
         if ((st = plan_build(m, &m->train, m->nsteps, nviews, in_shape, 1, fn)) != BT_OK)
             return st;
         if ((st = make_feature_views(m, nviews, x[0]->shape[0])) != BT_OK) {
