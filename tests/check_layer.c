@@ -778,7 +778,7 @@ START_TEST(private_api_for_the_model)
     int64_t shape[2] = {6, 4};
     bt_tensor *x = random_tensor(2, shape), *y1 = random_tensor(2, shape),
               *y2 = random_tensor(2, shape), *x0;
-    struct bti_scratch shared = {NULL, 0};
+    struct bti_buffer shared = {NULL, 0};
     int64_t half[2] = {3, 4};
     ck_assert_int_eq(bti_layer_batchnorm_new(&l, 4, 1e-5, 0.1, 1, "test"), BT_OK);
     ck_assert(!bti_handle_is(l, BTI_KIND_LAYER)); /* the model owns it, not a public handle */
@@ -846,7 +846,7 @@ START_TEST(private_api_for_the_model)
     bt_tensor_free(y1);
     bt_tensor_free(y2);
     bti_layer_destroy(l);
-    bti_scratch_release(&shared);
+    bti_buffer_release(&shared);
 }
 END_TEST
 

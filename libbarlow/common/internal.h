@@ -64,6 +64,22 @@ BTI_HIDDEN void bti_free(void *p);
 /* a*b with overflow detection: 0 on success, -1 when it does not fit. */
 BTI_HIDDEN int bti_mul_size(size_t a, size_t b, size_t *out);
 
+/* A growable buffer of `bytes` bytes at p (NULL and 0 until the first reserve),
+ * the one every module uses for memory it reuses from call to call. */
+struct bti_buffer {
+    void *p;
+    size_t bytes;
+};
+
+/* Grow b to at least count elements of `size` bytes (at least one element),
+ * keeping its content: a buffer may hold what a pending backward needs while a
+ * later step of the same call can still fail, and growth is rare. Never
+ * shrinks. BT_E_NOMEM, with a message naming fn, leaves b as it was. */
+BTI_HIDDEN bt_status bti_buffer_reserve(struct bti_buffer *b, size_t count, size_t size,
+                                        const char *fn);
+/* Free b's memory and empty it; NULL is a no-op. */
+BTI_HIDDEN void bti_buffer_release(struct bti_buffer *b);
+
 /* ---- tensors (tensor.c) -------------------------------------------------- */
 
 struct bt_tensor {

@@ -1,4 +1,4 @@
-/* memory.c - aligned allocation with overflow checks. */
+/* memory.c - aligned allocation with overflow checks, and growable buffers. */
 #include "common/internal.h"
 
 #include <stdlib.h>
@@ -39,3 +39,31 @@ void *bti_calloc(size_t count, size_t size)
 }
 
 void bti_free(void *p) { free(p); }
+
+bt_status bti_buffer_reserve(struct bti_buffer *b, size_t count, size_t size, const char *fn)
+{
+    size_t bytes;
+    void *q;
+    if (bti_mul_size(count ? count : 1, size, &bytes) != 0)
+        return bti_fail(BT_E_NOMEM, "%s: buffer of %zu elements is too large", fn, count);
+    if (bytes <= b->bytes && b->p)
+        return BT_OK;
+    q = bti_alloc(bytes);
+    if (!q)
+        return bti_fail(BT_E_NOMEM, "%s: out of memory for a %zu-byte buffer", fn, bytes);
+    if (b->p)
+        memcpy(q, b->p, b->bytes);
+    bti_free(b->p);
+    b->p = q;
+    b->bytes = bytes;
+    return BT_OK;
+}
+
+void bti_buffer_release(struct bti_buffer *b)
+{
+    if (!b)
+        return;
+    bti_free(b->p);
+    b->p = NULL;
+    b->bytes = 0;
+}

@@ -7,43 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- buffers ---------------------------------------------------------------- */
-
-bt_status bti_buffer_reserve(void **p, size_t *count, size_t need, size_t size, const char *fn)
-{
-    size_t bytes;
-    void *q;
-    if (need <= *count && *p)
-        return BT_OK;
-    if (bti_mul_size(need ? need : 1, size, &bytes) != 0)
-        return bti_fail(BT_E_NOMEM, "%s: buffer of %zu elements is too large", fn, need);
-    q = bti_alloc(bytes);
-    if (!q)
-        return bti_fail(BT_E_NOMEM, "%s: out of memory for a %zu-byte buffer", fn, bytes);
-    /* Keep the content: a buffer may hold what a pending backward needs, and a
-     * later step of the same call may still fail. Growth is rare. */
-    if (*p)
-        memcpy(q, *p, *count * size);
-    bti_free(*p);
-    *p = q;
-    *count = need ? need : 1;
-    return BT_OK;
-}
-
-bt_status bti_scratch_reserve(struct bti_scratch *s, size_t bytes, const char *fn)
-{
-    return bti_buffer_reserve(&s->p, &s->bytes, bytes, 1, fn);
-}
-
-void bti_scratch_release(struct bti_scratch *s)
-{
-    if (!s)
-        return;
-    bti_free(s->p);
-    s->p = NULL;
-    s->bytes = 0;
-}
-
 /* ---- construction ------------------------------------------------------------ */
 
 bt_status bti_layer_alloc(bt_layer **out, const struct bti_layer_ops *ops, int type, const char *fn)
@@ -106,9 +69,9 @@ void bti_layer_destroy(bt_layer *l)
         bti_tensor_destroy(l->grad[i]);
     }
     bti_tensor_destroy(l->xcopy);
-    bti_free(l->saved);
-    bti_free(l->argmax);
-    bti_scratch_release(&l->own_scratch);
+    bti_buffer_release(&l->saved);
+    bti_buffer_release(&l->argmax);
+    bti_buffer_release(&l->own_scratch);
     free(l);
 }
 
@@ -145,7 +108,7 @@ const char *bti_layer_tensor_name(const bt_layer *l, int i)
     return i >= 0 && i < l->ntensors ? l->names[i] : NULL;
 }
 
-void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s)
+void bti_layer_set_scratch(bt_layer *l, struct bti_buffer *s)
 {
     l->scratch = s ? s : &l->own_scratch;
 }

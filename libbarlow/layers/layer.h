@@ -23,18 +23,6 @@ enum bti_layer_type {
     BTI_LAYER_AVGPOOL,
 };
 
-/* A growable scratch area. Its content does not survive from one call to the
- * next, so several layers run one after another may share one (see
- * bti_layer_set_scratch). */
-struct bti_scratch {
-    void *p;
-    size_t bytes;
-};
-
-/* Grow s to at least `bytes`; BT_E_NOMEM leaves s as it was. */
-BTI_HIDDEN bt_status bti_scratch_reserve(struct bti_scratch *s, size_t bytes, const char *fn);
-BTI_HIDDEN void bti_scratch_release(struct bti_scratch *s);
-
 /* What each layer type provides. The generic code validates handles, tensor
  * shapes and aliasing; `prepare` validates what is specific to the type and
  * allocates every buffer forward AND backward will need, so that once it has
@@ -75,10 +63,8 @@ struct bt_layer {
     int64_t in_shape[BT_TENSOR_MAX_DIMS], out_shape[BT_TENSOR_MAX_DIMS];
 
     /* state kept for backward */
-    double *saved;      /* batchnorm: mean then invstd per (slice, channel) */
-    size_t saved_count; /* doubles */
-    int32_t *argmax;    /* maxpool2d: input index of each output */
-    size_t argmax_count;
+    struct bti_buffer saved;  /* batchnorm: doubles, mean then invstd per (slice, channel) */
+    struct bti_buffer argmax; /* maxpool2d: int32_t, input index of each output */
 
     /* public API: private copy of the input, so a user may free x before backward */
     bt_tensor *xcopy;
@@ -90,8 +76,10 @@ struct bt_layer {
     const struct bti_conv_form *conv_form;  /* the form of the last forward (conv2d.h) */
     int conv_threads;                       /* and its thread count */
 
-    struct bti_scratch own_scratch;
-    struct bti_scratch *scratch; /* &own_scratch unless shared */
+    /* Scratch: its content does not survive from one call to the next, so
+     * several layers run one after another may share one (bti_layer_set_scratch). */
+    struct bti_buffer own_scratch;
+    struct bti_buffer *scratch; /* &own_scratch unless shared */
 };
 
 /* Forward. groups >= 1 splits the batch (dim 0) into `groups` equal slices; BatchNorm normalises
@@ -141,8 +129,8 @@ BTI_HIDDEN bt_status bti_layer_avgpool_new(bt_layer **out, const char *fn);
 BTI_HIDDEN bt_status bti_layer_output_shape(const bt_layer *l, int32_t ndim, const int64_t *in,
                                             int32_t *out_ndim, int64_t *out);
 /* Make the layer use a shared scratch area (NULL: its own again). The owner of
- * s keeps it alive while the layer uses it and releases it with bti_scratch_release. */
-BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_scratch *s);
+ * s keeps it alive while the layer uses it and releases it with bti_buffer_release. */
+BTI_HIDDEN void bti_layer_set_scratch(bt_layer *l, struct bti_buffer *s);
 /* conv2d: target number of output columns per GEMM, per chunk or per group of
  * images in the per-image strategy (tests force small chunks and groups). */
 BTI_HIDDEN void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols);
@@ -185,10 +173,6 @@ BTI_HIDDEN bt_status bti_layer_add_tensor(bt_layer *l, const char *name, int32_t
 /* U(-bound, bound) into t from (seed, stream). */
 BTI_HIDDEN void bti_layer_fill_uniform(bt_tensor *t, double bound, uint64_t seed, uint64_t stream,
                                        int threads);
-/* Grow a buffer to `need` elements of `size` bytes, keeping its content (it may
- * hold state a pending backward needs); BT_E_NOMEM leaves it as it was. */
-BTI_HIDDEN bt_status bti_buffer_reserve(void **p, size_t *count, size_t need, size_t size,
-                                        const char *fn);
 
 BTI_HIDDEN extern const struct bti_layer_ops bti_conv2d_ops;
 BTI_HIDDEN extern const struct bti_layer_ops bti_linear_ops;

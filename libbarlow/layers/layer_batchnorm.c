@@ -65,11 +65,10 @@ static bt_status bn_prepare(bt_layer *l, const bt_tensor *x, int training, int g
                         "group(s) gives %lld",
                         fn, bti_shape_str(x, a, sizeof a), groups, (long long)d.m);
     /* saved: mean, invstd, biased var per (slice, channel) */
-    st = bti_buffer_reserve((void **)&l->saved, &l->saved_count, (size_t)(3 * d.g * d.c),
-                            sizeof(double), fn);
+    st = bti_buffer_reserve(&l->saved, (size_t)(3 * d.g * d.c), sizeof(double), fn);
     if (st == BT_OK)
         /* two double sums per (slice, channel), then (row layout) four float coefficients */
-        st = bti_scratch_reserve(l->scratch, (size_t)(4 * d.g * d.c) * sizeof(double), fn);
+        st = bti_buffer_reserve(l->scratch, (size_t)(4 * d.g * d.c), sizeof(double), fn);
     return st;
 }
 
@@ -682,7 +681,7 @@ void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, i
     float *y = yt->data;
     int64_t i, g, c;
     bn_dims_of(l, xt->shape, xt->ndim, groups, &d);
-    mean = l->saved;
+    mean = (double *)l->saved.p;
     invstd = mean + d.g * d.c;
     var = invstd + d.g * d.c;
 
@@ -734,7 +733,7 @@ void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt
     float *dx = dxt ? dxt->data : NULL;
     int64_t c;
     bn_dims_of(l, l->in_shape, l->in_ndim, l->groups, &d);
-    mean = l->saved;
+    mean = (const double *)l->saved.p;
     invstd = mean + d.g * d.c;
     sdy = (double *)l->scratch->p;
     sdx = sdy + d.g * d.c;

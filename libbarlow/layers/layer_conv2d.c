@@ -144,8 +144,8 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)training;
     (void)groups;
     geom_init(l, x->shape, l->threads, &g);
-    return bti_scratch_reserve(l->scratch, bti_conv_choose(&g, l->conv_forced)->workspace(&g) *
-                                               sizeof(float), fn);
+    return bti_buffer_reserve(l->scratch, bti_conv_choose(&g, l->conv_forced)->workspace(&g),
+                              sizeof(float), fn);
 }
 
 static void conv_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training, int groups)

@@ -43,8 +43,8 @@ static bt_status maxpool_prepare(bt_layer *l, const bt_tensor *x, int training, 
     (void)training;
     (void)groups;
     maxpool_shape(l, x->ndim, x->shape, &nd, o, fn);
-    return bti_buffer_reserve((void **)&l->argmax, &l->argmax_count,
-                              (size_t)(o[0] * o[1] * o[2] * o[3]), sizeof(int32_t), fn);
+    return bti_buffer_reserve(&l->argmax, (size_t)(o[0] * o[1] * o[2] * o[3]), sizeof(int32_t),
+                              fn);
 }
 
 #if BTI_X86
@@ -103,7 +103,7 @@ static void maxpool_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int
     for (pl = 0; pl < planes; pl++) {
         const float *restrict x = xt->data + pl * h * w;
         float *restrict y = yt->data + pl * ho * wo;
-        int32_t *restrict am = l->argmax + pl * ho * wo;
+        int32_t *restrict am = (int32_t *)l->argmax.p + pl * ho * wo;
         int64_t oy, ox;
 #if BTI_X86
         if (l->level == BTI_CPU_AVX512) {
@@ -146,7 +146,7 @@ static void maxpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     for (pl = 0; pl < planes; pl++) {
         float *restrict dx = dxt->data + pl * hw;
         const float *restrict dy = dyt->data + pl * ohw;
-        const int32_t *restrict am = l->argmax + pl * ohw;
+        const int32_t *restrict am = (const int32_t *)l->argmax.p + pl * ohw;
         int64_t q;
         memset(dx, 0, (size_t)hw * sizeof *dx);
         for (q = 0; q < ohw; q++)

@@ -77,7 +77,7 @@ struct bt_model {
     int64_t batch;      /* per view */
     bt_tensor *features[MAX_VIEWS]; /* registered borrowed views of the feature rows */
     int act_features;   /* index of the backbone output activation */
-    struct bti_scratch scratch; /* shared by all layers: they run one at a time */
+    struct bti_buffer scratch;  /* shared by all layers: they run one at a time */
     int no_fusion;              /* tests: run every step on its own */
 };
 
@@ -809,7 +809,7 @@ static void model_destroy(bt_model *m)
         bti_tensor_destroy(m->features[i]);
     for (i = 0; i < m->nlayers; i++)
         bti_layer_destroy(m->layers[i]);
-    bti_scratch_release(&m->scratch);
+    bti_buffer_release(&m->scratch);
     plan_release(&m->train);
     plan_release(&m->eval);
     free(m->layers);
