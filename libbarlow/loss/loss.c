@@ -19,48 +19,26 @@ static const char *const mode_names[] = {"barlow", "invariance_only", "redundanc
 /* ---- buffers ------------------------------------------------------------------- */
 
 struct plan_item {
-    struct bti_lbuf *buf;
+    struct bti_buffer *buf;
     size_t need; /* bytes; 0 = not needed by this forward (released on commit) */
-    void *fresh;
 };
 
-/* Grow every buffer that is too small, all or nothing: on failure nothing
- * changed, so the last good forward stays usable. */
-static bt_status plan_commit(struct plan_item *it, int count)
+/* Grow every buffer that is too small. A buffer keeps its content when it
+ * grows, and the ones this forward does not need are released only once all
+ * the others are in place, so on failure the last good forward stays usable. */
+static bt_status plan_commit(const struct plan_item *it, int count)
 {
     int i;
     for (i = 0; i < count; i++) {
-        it[i].fresh = NULL;
-        if (it[i].need > it[i].buf->cap) {
-            it[i].fresh = bti_alloc(it[i].need);
-            if (!it[i].fresh) {
-                size_t bytes = it[i].need;
-                while (i-- > 0)
-                    bti_free(it[i].fresh);
-                return bti_fail(BT_E_NOMEM, "bt_loss_forward: out of memory (%zu bytes)", bytes);
-            }
-        }
+        bt_status st = it[i].need ? bti_buffer_reserve(it[i].buf, it[i].need, 1, "bt_loss_forward")
+                                  : BT_OK;
+        if (st != BT_OK)
+            return st;
     }
-    for (i = 0; i < count; i++) {
-        struct bti_lbuf *b = it[i].buf;
-        if (it[i].fresh) {
-            bti_free(b->p);
-            b->p = it[i].fresh;
-            b->cap = it[i].need;
-        } else if (it[i].need == 0 && b->p) {
-            bti_free(b->p);
-            b->p = NULL;
-            b->cap = 0;
-        }
-    }
+    for (i = 0; i < count; i++)
+        if (!it[i].need)
+            bti_buffer_release(it[i].buf);
     return BT_OK;
-}
-
-static void buf_release(struct bti_lbuf *b)
-{
-    bti_free(b->p);
-    b->p = NULL;
-    b->cap = 0;
 }
 
 /* ---- create / free / settings --------------------------------------------------- */
@@ -123,19 +101,19 @@ BT_API void bt_loss_free(bt_loss *l)
     if (!l || bti_check(l, BTI_KIND_LOSS, "bt_loss_free", "l") != BT_OK)
         return;
     bti_handle_remove(l);
-    buf_release(&l->a);
-    buf_release(&l->b);
-    buf_release(&l->mean_a);
-    buf_release(&l->istd_a);
-    buf_release(&l->mean_b);
-    buf_release(&l->istd_b);
-    buf_release(&l->diag);
-    buf_release(&l->hv);
-    buf_release(&l->red);
-    buf_release(&l->c);
-    buf_release(&l->ka);
-    buf_release(&l->kb);
-    buf_release(&l->gblk);
+    bti_buffer_release(&l->a);
+    bti_buffer_release(&l->b);
+    bti_buffer_release(&l->mean_a);
+    bti_buffer_release(&l->istd_a);
+    bti_buffer_release(&l->mean_b);
+    bti_buffer_release(&l->istd_b);
+    bti_buffer_release(&l->diag);
+    bti_buffer_release(&l->hv);
+    bti_buffer_release(&l->red);
+    bti_buffer_release(&l->c);
+    bti_buffer_release(&l->ka);
+    bti_buffer_release(&l->kb);
+    bti_buffer_release(&l->gblk);
     bti_free(l);
 }
 
@@ -302,22 +280,21 @@ BT_API bt_status bt_loss_forward(bt_loss *l, const bt_tensor *za, const bt_tenso
     dd = (size_t)d * (size_t)d;
     nn = (size_t)n * (size_t)n;
     i = 0;
-    plan[i++] = (struct plan_item){&l->a, nd * sizeof(float), NULL};
-    plan[i++] = (struct plan_item){&l->b, nd * sizeof(float), NULL};
-    plan[i++] = (struct plan_item){&l->mean_a, (size_t)mx * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->istd_a, (size_t)mx * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->mean_b, (size_t)mx * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->istd_b, (size_t)mx * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->diag, (size_t)d * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->hv, (size_t)d * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->red, 2 * (size_t)mx * sizeof(double), NULL};
-    plan[i++] = (struct plan_item){&l->c, path == BT_LOSS_PATH_DXD ? dd * sizeof(float) : 0, NULL};
-    plan[i++] = (struct plan_item){&l->ka, path == BT_LOSS_PATH_GRAM ? nn * sizeof(float) : 0, NULL};
-    plan[i++] = (struct plan_item){&l->kb, path == BT_LOSS_PATH_GRAM ? nn * sizeof(float) : 0, NULL};
+    plan[i++] = (struct plan_item){&l->a, nd * sizeof(float)};
+    plan[i++] = (struct plan_item){&l->b, nd * sizeof(float)};
+    plan[i++] = (struct plan_item){&l->mean_a, (size_t)mx * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->istd_a, (size_t)mx * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->mean_b, (size_t)mx * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->istd_b, (size_t)mx * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->diag, (size_t)d * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->hv, (size_t)d * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->red, 2 * (size_t)mx * sizeof(double)};
+    plan[i++] = (struct plan_item){&l->c, path == BT_LOSS_PATH_DXD ? dd * sizeof(float) : 0};
+    plan[i++] = (struct plan_item){&l->ka, path == BT_LOSS_PATH_GRAM ? nn * sizeof(float) : 0};
+    plan[i++] = (struct plan_item){&l->kb, path == BT_LOSS_PATH_GRAM ? nn * sizeof(float) : 0};
     plan[i++] = (struct plan_item){
         &l->gblk,
-        l->mode == BTI_LOSS_XENT ? (size_t)bti_loss_gblock_rows(d) * (size_t)d * sizeof(float) : 0,
-        NULL};
+        l->mode == BTI_LOSS_XENT ? (size_t)bti_loss_gblock_rows(d) * (size_t)d * sizeof(float) : 0};
     if ((st = plan_commit(plan, i)) != BT_OK)
         return st;
 

@@ -27,12 +27,6 @@ enum bti_loss_mode {
 
 #define BTI_LOSS_EPS 1e-5
 
-/* One growable buffer. */
-struct bti_lbuf {
-    void *p;
-    size_t cap; /* bytes */
-};
-
 struct bt_loss {
     /* settings */
     double lambda, scale, tau;
@@ -51,15 +45,15 @@ struct bt_loss {
     double xent_lse_d;     /* xent: log sum_i exp(C_ii / tau) */
 
     /* buffers, reused while the shape stays */
-    struct bti_lbuf a, b;          /* float [N, D]: normalised views */
-    struct bti_lbuf mean_a, istd_a; /* double [D] (batch norm) or [N] (feature norm) */
-    struct bti_lbuf mean_b, istd_b;
-    struct bti_lbuf diag;          /* double [D]: C_ii, accumulated in double */
-    struct bti_lbuf hv;            /* double [D]: dL/dC_ii / N (backward) */
-    struct bti_lbuf red;           /* double scratch: 2 * max(N, D) */
-    struct bti_lbuf c;             /* float [D, D] (D x D path) */
-    struct bti_lbuf ka, kb;        /* float [N, N] (Gram path) */
-    struct bti_lbuf gblk;          /* float [rows, D]: a block of dL/dC (xent backward) */
+    struct bti_buffer a, b;           /* float [N, D]: normalised views */
+    struct bti_buffer mean_a, istd_a; /* double [D] (batch norm) or [N] (feature norm) */
+    struct bti_buffer mean_b, istd_b;
+    struct bti_buffer diag;           /* double [D]: C_ii, accumulated in double */
+    struct bti_buffer hv;             /* double [D]: dL/dC_ii / N (backward) */
+    struct bti_buffer red;            /* double scratch: 2 * max(N, D) */
+    struct bti_buffer c;              /* float [D, D] (D x D path) */
+    struct bti_buffer ka, kb;         /* float [N, N] (Gram path) */
+    struct bti_buffer gblk;           /* float [rows, D]: a block of dL/dC (xent backward) */
 };
 
 /* OpenMP threads for an element-wise pass over count elements (loss.c). */

@@ -19,12 +19,10 @@
 struct bt_xent {
     int threads;
     int level; /* CPU level (common/cpu.h) */
-    int64_t n, k;  /* shape of the last successful forward; n = 0: none yet */
-    int64_t cap;   /* elements of prob */
-    int64_t rcap;  /* rows of loss / rank */
-    float *prob;   /* softmax minus one-hot of the last forward, [n, k] */
-    double *loss;  /* per-row loss */
-    int64_t *rank; /* per-row: classes ranked before the label */
+    int64_t n, k;           /* shape of the last successful forward; n = 0: none yet */
+    struct bti_buffer prob; /* float [n, k]: softmax minus one-hot of the last forward */
+    struct bti_buffer loss; /* double [n]: per-row loss */
+    struct bti_buffer rank; /* int64_t [n]: per row, the classes ranked before the label */
 };
 
 BT_API bt_status bt_xent_create(bt_xent **out, const bt_config *cfg)
@@ -58,54 +56,32 @@ BT_API void bt_xent_free(bt_xent *x)
     if (!x || bti_check(x, BTI_KIND_XENT, "bt_xent_free", "x") != BT_OK)
         return;
     bti_handle_remove(x);
-    bti_free(x->prob);
-    bti_free(x->loss);
-    bti_free(x->rank);
+    bti_buffer_release(&x->prob);
+    bti_buffer_release(&x->loss);
+    bti_buffer_release(&x->rank);
     free(x);
 }
 
-/* Grow the buffers to n rows of k classes. Everything is allocated before
- * anything is replaced, so on failure the last forward stays usable. */
+/* Grow the buffers to n rows of k classes. They keep their content when they
+ * grow, so on failure the last forward stays usable. */
 static bt_status reserve(bt_xent *x, int64_t n, int64_t k)
 {
-    float *p = NULL;
-    double *s = NULL;
-    int64_t *r = NULL;
-    int grow_p = n * k > x->cap, grow_r = n > x->rcap;
-    if (grow_p)
-        p = bti_alloc((size_t)(n * k) * sizeof *p);
-    if (grow_r) {
-        s = bti_alloc((size_t)n * sizeof *s);
-        r = bti_alloc((size_t)n * sizeof *r);
-    }
-    if ((grow_p && !p) || (grow_r && (!s || !r))) {
-        bti_free(p);
-        bti_free(s);
-        bti_free(r);
-        return bti_fail(BT_E_NOMEM, "bt_xent_forward: out of memory for %lld x %lld logits",
-                        (long long)n, (long long)k);
-    }
-    if (grow_p) {
-        bti_free(x->prob);
-        x->prob = p;
-        x->cap = n * k;
-    }
-    if (grow_r) {
-        bti_free(x->loss);
-        bti_free(x->rank);
-        x->loss = s;
-        x->rank = r;
-        x->rcap = n;
-    }
-    return BT_OK;
+    static const char fn[] = "bt_xent_forward";
+    bt_status st = bti_buffer_reserve(&x->prob, (size_t)(n * k), sizeof(float), fn);
+    if (st == BT_OK)
+        st = bti_buffer_reserve(&x->loss, (size_t)n, sizeof(double), fn);
+    if (st == BT_OK)
+        st = bti_buffer_reserve(&x->rank, (size_t)n, sizeof(int64_t), fn);
+    return st;
 }
 
 BT_API bt_status bt_xent_forward(bt_xent *x, const bt_tensor *logits, const int32_t *labels,
                                  double *mean_loss, int64_t *top1_correct, int64_t *top5_correct)
 {
-    int64_t n, k, r, i, bad = -1, top1 = 0, top5 = 0, topk;
-    double total = 0.0;
+    int64_t n, k, r, i, bad = -1, top1 = 0, top5 = 0, topk, *ranks;
+    double total = 0.0, *loss;
     const float *z;
+    float *prob;
     char s[96];
     bt_status st;
 
@@ -136,12 +112,15 @@ BT_API bt_status bt_xent_forward(bt_xent *x, const bt_tensor *logits, const int3
                         (long long)(bad / k), (long long)(bad % k));
     if ((st = reserve(x, n, k)) != BT_OK)
         return st;
+    prob = x->prob.p;
+    loss = x->loss.p;
+    ranks = x->rank.p;
 
     topk = k < 5 ? k : 5;
 #pragma omp parallel for num_threads(x->threads) schedule(static) if (n * k >= PAR_MIN)
     for (r = 0; r < n; r++) {
         const float *zr = z + r * k;
-        float *pr = x->prob + r * k;
+        float *pr = prob + r * k;
         const int32_t y = labels[r];
         double mx = zr[0], sum = 0.0, inv;
         int64_t j, rank = 0;
@@ -156,13 +135,13 @@ BT_API bt_status bt_xent_forward(bt_xent *x, const bt_tensor *logits, const int3
             /* Ties rank the lower class index first, as torch.argmax. */
             rank += zr[j] > zr[y] || (zr[j] == zr[y] && j < y);
         }
-        x->loss[r] = mx + log(sum) - (double)zr[y];
-        x->rank[r] = rank;
+        loss[r] = mx + log(sum) - (double)zr[y];
+        ranks[r] = rank;
     }
     for (r = 0; r < n; r++) {
-        total += x->loss[r];
-        top1 += x->rank[r] < 1;
-        top5 += x->rank[r] < topk;
+        total += loss[r];
+        top1 += ranks[r] < 1;
+        top5 += ranks[r] < topk;
     }
     x->n = n;
     x->k = k;
@@ -198,7 +177,7 @@ BT_API bt_status bt_xent_backward(bt_xent *x, bt_tensor *dlogits)
     inv_n = 1.0 / (double)n;
 #pragma omp parallel for num_threads(x->threads) schedule(static) if (n * k >= PAR_MIN)
     for (r = 0; r < n; r++) {
-        const float *pr = x->prob + r * k;
+        const float *pr = (const float *)x->prob.p + r * k;
         float *dr = dlogits->data + r * k;
         int64_t j;
         for (j = 0; j < k; j++)
