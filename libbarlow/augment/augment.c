@@ -23,20 +23,14 @@
 #include <omp.h>
 #endif
 
-struct ws {
-    uint8_t *p;
-    size_t cap;
-};
-
 struct bt_augment {
     struct bti_aug_view view[2];
     float lut[2][3][256]; /* uint8 -> (u/255 - mean) / std per view and channel, float32 */
     uint64_t seed, calls;
     int threads;
     int level; /* CPU level (common/cpu.h) */
-    struct bti_aug_params *params; /* one per task of the current call */
-    size_t params_cap;
-    struct ws *ws; /* one workspace per thread */
+    struct bti_buffer params; /* struct bti_aug_params: one per task of the current call */
+    struct bti_buffer *ws;    /* one workspace per thread */
 };
 
 static double uni(uint64_t key, uint64_t ctr) { return bti_rng_uniform(key, ctr); }
@@ -232,9 +226,9 @@ void bt_augment_free(bt_augment *a)
         return;
     bti_handle_remove(a);
     for (t = 0; t < a->threads; t++)
-        bti_free(a->ws[t].p);
+        bti_buffer_release(&a->ws[t]);
     bti_free(a->ws);
-    bti_free(a->params);
+    bti_buffer_release(&a->params);
     bti_free(a);
 }
 
@@ -328,18 +322,11 @@ static bt_status check_out(const char *fn, const char *arg, const bt_tensor *t, 
 /* Make every thread's workspace hold `need` bytes (before any output is written). */
 static bt_status ensure_ws(bt_augment *a, int nt, size_t need, const char *fn)
 {
+    bt_status st = BT_OK;
     int t;
-    for (t = 0; t < nt; t++) {
-        if (a->ws[t].cap < need) {
-            uint8_t *p = bti_alloc(need);
-            if (!p)
-                return bti_fail(BT_E_NOMEM, "%s: cannot allocate %zu bytes of workspace", fn, need);
-            bti_free(a->ws[t].p);
-            a->ws[t].p = p;
-            a->ws[t].cap = need;
-        }
-    }
-    return BT_OK;
+    for (t = 0; t < nt && st == BT_OK; t++)
+        st = bti_buffer_reserve(&a->ws[t], need, 1, fn);
+    return st;
 }
 
 static int thread_id(void)
@@ -415,6 +402,7 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
                            int32_t nviews, bt_tensor *const *out)
 {
     static const char *fn = "bt_augment_views";
+    struct bti_aug_params *params;
     size_t tasks, need = 0, t;
     bt_status st;
     int32_t v, u;
@@ -444,22 +432,17 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
     }
 
     tasks = (size_t)n * (size_t)nviews;
-    if (a->params_cap < tasks) {
-        struct bti_aug_params *p = bti_alloc(tasks * sizeof *p);
-        if (!p)
-            return bti_fail(BT_E_NOMEM, "%s: out of memory for %zu tasks", fn, tasks);
-        bti_free(a->params);
-        a->params = p;
-        a->params_cap = tasks;
-    }
+    if ((st = bti_buffer_reserve(&a->params, tasks, sizeof *params, fn)) != BT_OK)
+        return st;
+    params = a->params.p;
     for (t = 0; t < tasks; t++) {
         int32_t i = (int32_t)(t / (size_t)nviews);
         int32_t vv = (int32_t)(t % (size_t)nviews);
         const struct bti_aug_view *vw = &a->view[vv ? 1 : 0];
         uint64_t key = bti_rng_key(a->seed, a->calls, (uint64_t)i, (uint64_t)vv);
         size_t w;
-        bti_aug_sample(vw, key, heights[i], widths[i], &a->params[t]);
-        w = bti_aug_task_ws(vw, &a->params[t], channels);
+        bti_aug_sample(vw, key, heights[i], widths[i], &params[t]);
+        w = bti_aug_task_ws(vw, &params[t], channels);
         if (w > need)
             need = w;
     }
@@ -473,7 +456,7 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
         int vi = vv ? 1 : 0;
         const struct bti_aug_view *vw = &a->view[vi];
         size_t plane = (size_t)channels * vw->size * vw->size;
-        bti_aug_run(vw, (const float(*)[256])a->lut[vi], &a->params[tk], images[i], widths[i],
+        bti_aug_run(vw, (const float(*)[256])a->lut[vi], &params[tk], images[i], widths[i],
                     channels, a->ws[thread_id()].p, out[vv]->data + (size_t)i * plane);
     }
     a->calls++;

@@ -53,8 +53,7 @@ struct bt_optim {
     struct param *p;
     int32_t n, cap;
     int32_t nstate; /* state tensors per parameter */
-    double *partial;
-    int64_t partial_blocks;
+    struct bti_buffer partial; /* doubles: two per block of the largest tensor (norms) */
 };
 
 static const char *const kind_names[] = {"lars", "sgd", "adamw"};
@@ -171,7 +170,7 @@ BT_API void bt_optim_free(bt_optim *o)
     for (i = 0; i < o->n; i++)
         param_release(&o->p[i]);
     free(o->p);
-    bti_free(o->partial);
+    bti_buffer_release(&o->partial);
     free(o);
 }
 
@@ -278,16 +277,9 @@ BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *g
         }
     }
     blocks = (np.numel + BLOCK - 1) / BLOCK;
-    if (st == BT_OK && blocks > o->partial_blocks) {
-        double *grown = bti_alloc((size_t)blocks * 2 * sizeof *grown);
-        if (!grown)
-            st = BT_E_NOMEM;
-        else {
-            bti_free(o->partial);
-            o->partial = grown;
-            o->partial_blocks = blocks;
-        }
-    }
+    if (st == BT_OK)
+        st = bti_buffer_reserve(&o->partial, (size_t)blocks * 2, sizeof(double),
+                                "bt_optim_add_tensor");
     if (st != BT_OK) {
         param_release(&np);
         return bti_fail(BT_E_NOMEM, "bt_optim_add_tensor: out of memory adding '%s' (%lld floats)",
@@ -361,7 +353,7 @@ static void sums(bt_optim *o, const float *p, const float *g, int64_t n, float s
                  double *pp, double *uu)
 {
     int64_t nb = (n + BLOCK - 1) / BLOCK, b;
-    double *part = o->partial, a = 0.0, c = 0.0;
+    double *part = o->partial.p, a = 0.0, c = 0.0;
     int want_p = pp != NULL;
 #pragma omp parallel for num_threads(o->threads) schedule(static) if (n >= PAR_MIN)
     for (b = 0; b < nb; b++) {
