@@ -1,14 +1,10 @@
 /* threads.c - how many threads to use, and keeping the BLAS in step. */
 #include "common/internal.h"
+#include "kernels/blas.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#ifdef BT_BLAS_OPENBLAS
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
-#endif
 
 int bti_cores(void)
 {

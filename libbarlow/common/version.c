@@ -1,19 +1,13 @@
 /* version.c - version numbers and build facts (BLAS, its core, threading). */
 #include "common/cpu.h"
 #include "common/internal.h"
+#include "kernels/blas.h"
 
 #include <pthread.h>
 #include <stdio.h>
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
-
-#ifdef BT_BLAS_OPENBLAS
-/* Declared by OpenBLAS's cblas.h; repeated here so the reference build does
- * not need that header. */
-extern char *openblas_get_corename(void);
-extern char *openblas_get_config(void);
-#endif
 
 BT_API int32_t bt_version_number(void) { return BT_VERSION_NUMBER; }
 

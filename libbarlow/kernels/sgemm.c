@@ -28,10 +28,6 @@
 #include <limits.h>
 #include <pthread.h>
 
-#ifdef BT_BLAS_OPENBLAS
-extern char *openblas_get_corename(void);
-#endif
-
 /* OpenBLAS cores with AVX2/AVX-512 kernels at least as fast as ours (docs/perf.md). */
 static int blas_is_fast(void)
 {

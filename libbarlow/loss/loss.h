@@ -87,9 +87,4 @@ BTI_HIDDEN void bti_loss_back_dxd(const bt_loss *l, float alpha, float *xa, floa
 BTI_HIDDEN void bti_loss_back_gram(const bt_loss *l, float alpha, float *xa, float *xb);
 BTI_HIDDEN void bti_loss_back_xent(bt_loss *l, float *xa, float *xb);
 
-/* CBLAS entry not in blas.h (standard prototype, enums as int). */
-enum { BTI_UPPER = 121, BTI_LOWER = 122 };
-void cblas_ssyrk(int order, int uplo, int trans, int n, int k, float alpha, const float *a, int lda,
-                 float beta, float *c, int ldc);
-
 #endif /* BARLOW_LOSS_H */
