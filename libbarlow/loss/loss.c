@@ -168,17 +168,6 @@ static bt_status check_views(const char *fn, const bt_tensor *za, const bt_tenso
     return BT_OK;
 }
 
-/* OpenMP threads for the element-wise passes over count elements. Each pass is
- * memory-bound and O(N D), against O(N^2 D) or O(N D^2) in the GEMMs; below a
- * few million elements a pass takes a few milliseconds on one core, less than
- * the time libgomp's idle workers spin after a parallel region, and that
- * spinning takes cores from the BLAS threads of the next GEMM (measured:
- * N=256, D=8192 forward+backward 2x faster on 2 cores with one thread here). */
-int bti_loss_ew_threads(const bt_loss *l, int64_t count)
-{
-    return count < ((int64_t)1 << 22) ? 1 : l->threads;
-}
-
 /* Index of the first non-finite element, or -1. */
 static int64_t first_nonfinite(const float *x, int64_t count, int threads)
 {

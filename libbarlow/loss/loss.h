@@ -56,13 +56,14 @@ struct bt_loss {
     struct bti_buffer gblk;           /* float [rows, D]: a block of dL/dC (xent backward) */
 };
 
-/* OpenMP threads for an element-wise pass over count elements (loss.c). */
-BTI_HIDDEN int bti_loss_ew_threads(const bt_loss *l, int64_t count);
+/* ---- steps (loss_paths.c) ------------------------------------------------- */
 
+/* loss.c calls these; they call nothing in loss.c. */
+
+/* OpenMP threads for an element-wise pass over count elements. */
+BTI_HIDDEN int bti_loss_ew_threads(const bt_loss *l, int64_t count);
 /* Rows of dL/dC held at once by the xent backward. */
 BTI_HIDDEN int64_t bti_loss_gblock_rows(int64_t d);
-
-/* ---- steps (loss_paths.c) ------------------------------------------------- */
 
 /* Batch statistics, reduced over the rows of a row-major [n, d] matrix, one
  * double per column, in a fixed order (independent of the thread count). */

@@ -1,6 +1,7 @@
 /* loss_paths.c - the batch reductions and the two exact paths of the loss:
  * D x D (C = A^T B / N) and Gram (K = A A^T, B B^T; O(N^2 D), no D x D matrix).
- * See barlowtwins.md sections 1.4 and 1.5 for the formulas. */
+ * See barlowtwins.md sections 1.4 and 1.5 for the formulas. loss.c calls
+ * these steps; nothing here calls back into loss.c. */
 #include "loss/loss.h"
 
 #include "kernels/blas.h"
@@ -12,6 +13,17 @@
  * summed over the rows in row order by exactly one thread, so the result does
  * not depend on the thread count. */
 #define COLBLK 256
+
+/* OpenMP threads for the element-wise passes over count elements. Each pass is
+ * memory-bound and O(N D), against O(N^2 D) or O(N D^2) in the GEMMs; below a
+ * few million elements a pass takes a few milliseconds on one core, less than
+ * the time libgomp's idle workers spin after a parallel region, and that
+ * spinning takes cores from the BLAS threads of the next GEMM (measured:
+ * N=256, D=8192 forward+backward 2x faster on 2 cores with one thread here). */
+int bti_loss_ew_threads(const bt_loss *l, int64_t count)
+{
+    return count < ((int64_t)1 << 22) ? 1 : l->threads;
+}
 
 void bti_loss_colsum(const float *z, int64_t n, int64_t d, double *out, int threads)
 {
