@@ -1,5 +1,6 @@
 /* layer.c - the layer handle: creation, dispatch to the type's operations,
- * argument checking, and the public bt_layer_* API. */
+ * argument checking, and the public bt_layer_* API but the create functions
+ * (each in its type's file). It calls the types only through their ops. */
 #include "layers/layer.h"
 #include "common/rng.h"
 
@@ -276,11 +277,9 @@ bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor 
 /* ---- public API ------------------------------------------------------------------- */
 
 /* A public layer has no options: its CPU level comes from BT_CPU or the CPU. */
-static bt_status publish(bt_layer **out, bt_layer *l, bt_status st, const char *fn)
+bt_status bti_layer_publish(bt_layer **out, bt_layer *l, const char *fn)
 {
-    if (st != BT_OK)
-        return st;
-    st = bti_cpu_resolve(NULL, &l->level, fn);
+    bt_status st = bti_cpu_resolve(NULL, &l->level, fn);
     if (st == BT_OK)
         st = bti_handle_add(l, BTI_KIND_LAYER);
     if (st != BT_OK) {
@@ -290,71 +289,6 @@ static bt_status publish(bt_layer **out, bt_layer *l, bt_status st, const char *
     l->registered = 1;
     *out = l;
     return BT_OK;
-}
-
-BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t out_ch,
-                                        int32_t kernel, int32_t stride, int32_t pad, int32_t bias)
-{
-    bt_layer *l = NULL;
-    if (!out)
-        return bti_fail(BT_E_MISUSE, "bt_layer_conv2d_create: out is NULL");
-    *out = NULL;
-    return publish(out, l,
-                   bti_layer_conv2d_new(&l, in_ch, out_ch, kernel, stride, pad, bias,
-                                        "bt_layer_conv2d_create"), "bt_layer_conv2d_create");
-}
-
-BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features, int32_t out_features,
-                                        int32_t bias)
-{
-    bt_layer *l = NULL;
-    if (!out)
-        return bti_fail(BT_E_MISUSE, "bt_layer_linear_create: out is NULL");
-    *out = NULL;
-    return publish(out, l,
-                   bti_layer_linear_new(&l, in_features, out_features, bias,
-                                        "bt_layer_linear_create"), "bt_layer_linear_create");
-}
-
-BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, double eps,
-                                           double momentum, int32_t affine)
-{
-    bt_layer *l = NULL;
-    if (!out)
-        return bti_fail(BT_E_MISUSE, "bt_layer_batchnorm_create: out is NULL");
-    *out = NULL;
-    return publish(out, l,
-                   bti_layer_batchnorm_new(&l, channels, eps, momentum, affine,
-                                           "bt_layer_batchnorm_create"), "bt_layer_batchnorm_create");
-}
-
-BT_API bt_status bt_layer_relu_create(bt_layer **out)
-{
-    bt_layer *l = NULL;
-    if (!out)
-        return bti_fail(BT_E_MISUSE, "bt_layer_relu_create: out is NULL");
-    *out = NULL;
-    return publish(out, l, bti_layer_relu_new(&l, "bt_layer_relu_create"), "bt_layer_relu_create");
-}
-
-BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32_t stride,
-                                           int32_t pad)
-{
-    bt_layer *l = NULL;
-    if (!out)
-        return bti_fail(BT_E_MISUSE, "bt_layer_maxpool2d_create: out is NULL");
-    *out = NULL;
-    return publish(out, l,
-                   bti_layer_maxpool2d_new(&l, kernel, stride, pad, "bt_layer_maxpool2d_create"), "bt_layer_maxpool2d_create");
-}
-
-BT_API bt_status bt_layer_avgpool_create(bt_layer **out)
-{
-    bt_layer *l = NULL;
-    if (!out)
-        return bti_fail(BT_E_MISUSE, "bt_layer_avgpool_create: out is NULL");
-    *out = NULL;
-    return publish(out, l, bti_layer_avgpool_new(&l, "bt_layer_avgpool_create"), "bt_layer_avgpool_create");
 }
 
 BT_API void bt_layer_free(bt_layer *l)

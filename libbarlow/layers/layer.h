@@ -167,6 +167,10 @@ BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
 /* A new, unregistered layer with `ops`; the type file adds its tensors. */
 BTI_HIDDEN bt_status bti_layer_alloc(bt_layer **out, const struct bti_layer_ops *ops, int type,
                                      const char *fn);
+/* The end of a public bt_layer_*_create: give the new layer l the CPU level of
+ * BT_CPU or the CPU (a public layer has no options) and register it as a
+ * public handle into *out; on failure free l and leave *out as it was. */
+BTI_HIDDEN bt_status bti_layer_publish(bt_layer **out, bt_layer *l, const char *fn);
 /* Append a tensor (and its gradient when with_grad) named `name`. */
 BTI_HIDDEN bt_status bti_layer_add_tensor(bt_layer *l, const char *name, int32_t ndim,
                                           const int64_t *shape, int with_grad, const char *fn);

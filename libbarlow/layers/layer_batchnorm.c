@@ -826,3 +826,16 @@ bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps, doub
     *out = l;
     return BT_OK;
 }
+
+BT_API bt_status bt_layer_batchnorm_create(bt_layer **out, int32_t channels, double eps,
+                                           double momentum, int32_t affine)
+{
+    static const char fn[] = "bt_layer_batchnorm_create";
+    bt_layer *l;
+    bt_status st;
+    if (!out)
+        return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
+    *out = NULL;
+    st = bti_layer_batchnorm_new(&l, channels, eps, momentum, affine, fn);
+    return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
+}

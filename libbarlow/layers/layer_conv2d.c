@@ -238,6 +238,19 @@ bt_status bti_layer_conv2d_new(bt_layer **out, int in_ch, int out_ch, int kernel
     return BT_OK;
 }
 
+BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t out_ch,
+                                        int32_t kernel, int32_t stride, int32_t pad, int32_t bias)
+{
+    static const char fn[] = "bt_layer_conv2d_create";
+    bt_layer *l;
+    bt_status st;
+    if (!out)
+        return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
+    *out = NULL;
+    st = bti_layer_conv2d_new(&l, in_ch, out_ch, kernel, stride, pad, bias, fn);
+    return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
+}
+
 const struct bti_layer_ops bti_conv2d_ops = {
     "conv2d", conv_shape, conv_prepare, conv_forward, conv_backward, conv_reset, NULL,
 };

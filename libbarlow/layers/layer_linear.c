@@ -173,3 +173,16 @@ bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features
     *out = l;
     return BT_OK;
 }
+
+BT_API bt_status bt_layer_linear_create(bt_layer **out, int32_t in_features, int32_t out_features,
+                                        int32_t bias)
+{
+    static const char fn[] = "bt_layer_linear_create";
+    bt_layer *l;
+    bt_status st;
+    if (!out)
+        return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
+    *out = NULL;
+    st = bti_layer_linear_new(&l, in_features, out_features, bias, fn);
+    return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
+}

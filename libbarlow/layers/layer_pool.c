@@ -181,6 +181,19 @@ bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pa
     return BT_OK;
 }
 
+BT_API bt_status bt_layer_maxpool2d_create(bt_layer **out, int32_t kernel, int32_t stride,
+                                           int32_t pad)
+{
+    static const char fn[] = "bt_layer_maxpool2d_create";
+    bt_layer *l;
+    bt_status st;
+    if (!out)
+        return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
+    *out = NULL;
+    st = bti_layer_maxpool2d_new(&l, kernel, stride, pad, fn);
+    return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
+}
+
 /* ---- global average pooling --------------------------------------------------- */
 
 static bt_status avgpool_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
@@ -253,4 +266,16 @@ const struct bti_layer_ops bti_avgpool_ops = {
 bt_status bti_layer_avgpool_new(bt_layer **out, const char *fn)
 {
     return bti_layer_alloc(out, &bti_avgpool_ops, BTI_LAYER_AVGPOOL, fn);
+}
+
+BT_API bt_status bt_layer_avgpool_create(bt_layer **out)
+{
+    static const char fn[] = "bt_layer_avgpool_create";
+    bt_layer *l;
+    bt_status st;
+    if (!out)
+        return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
+    *out = NULL;
+    st = bti_layer_avgpool_new(&l, fn);
+    return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
 }

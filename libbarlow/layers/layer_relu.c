@@ -64,3 +64,15 @@ bt_status bti_layer_relu_new(bt_layer **out, const char *fn)
 {
     return bti_layer_alloc(out, &bti_relu_ops, BTI_LAYER_RELU, fn);
 }
+
+BT_API bt_status bt_layer_relu_create(bt_layer **out)
+{
+    static const char fn[] = "bt_layer_relu_create";
+    bt_layer *l;
+    bt_status st;
+    if (!out)
+        return bti_fail(BT_E_MISUSE, "%s: out is NULL", fn);
+    *out = NULL;
+    st = bti_layer_relu_new(&l, fn);
+    return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
+}
