@@ -233,7 +233,7 @@ bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt_tensor *y,
     int64_t oshape[BT_TENSOR_MAX_DIMS];
     int32_t ondim;
     bt_status st;
-    if (l->type != BTI_LAYER_BATCHNORM)
+    if (!l->ops->forward_fused)
         return bti_fail(BT_E_INVALID_ARG, "%s: the layer is a %s, not a batchnorm", fn,
                         l->ops->name);
     if (!x || !y)
@@ -248,7 +248,7 @@ bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt_tensor *y,
     st = l->ops->prepare(l, x, training, groups, fn);
     if (st != BT_OK)
         return st;
-    bti_batchnorm_forward_ex(l, x, y, training ? 1 : 0, groups, skip, relu ? 1 : 0);
+    l->ops->forward_fused(l, x, y, training ? 1 : 0, groups, skip, relu ? 1 : 0);
     record_forward(l, x, training, groups, ondim, oshape);
     return BT_OK;
 }
@@ -258,7 +258,7 @@ bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor 
 {
     const char *fn = "batchnorm masked backward";
     bt_status st;
-    if (l->type != BTI_LAYER_BATCHNORM)
+    if (!l->ops->backward_masked)
         return bti_fail(BT_E_INVALID_ARG, "%s: the layer is a %s, not a batchnorm", fn,
                         l->ops->name);
     if (!dy)
@@ -270,7 +270,7 @@ bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor 
         return bti_fail(BT_E_SHAPE, "%s: mask does not have the output's shape", fn);
     if (mask && dx && overlaps(mask, dx))
         return bti_fail(BT_E_INVALID_ARG, "%s: dx overlaps mask", fn);
-    bti_batchnorm_backward_ex(l, dy, dx, mask);
+    l->ops->backward_masked(l, dy, dx, mask);
     return BT_OK;
 }
 

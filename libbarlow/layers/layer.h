@@ -36,6 +36,11 @@ struct bti_layer_ops {
     void (*backward)(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
     void (*reset)(bt_layer *l, uint64_t seed);
     void (*release)(bt_layer *l); /* free type-specific buffers */
+    /* BatchNorm only (NULL for the others): the bodies of bti_layer_forward_fused
+     * and bti_layer_backward_masked, called once those have checked everything */
+    void (*forward_fused)(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training, int groups,
+                          const bt_tensor *skip, int relu);
+    void (*backward_masked)(bt_layer *l, const bt_tensor *dy, bt_tensor *dx, const bt_tensor *mask);
 };
 
 struct bt_layer {
@@ -154,11 +159,6 @@ BTI_HIDDEN bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt
  * mask NULL: plain backward. dx may be NULL; it may not alias dy, mask or x. */
 BTI_HIDDEN bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
                                                const bt_tensor *mask);
-/* the BatchNorm bodies behind the two (no checks) */
-BTI_HIDDEN void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *x, bt_tensor *y,
-                                         int training, int groups, const bt_tensor *skip, int relu);
-BTI_HIDDEN void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
-                                          const bt_tensor *mask);
 /* Zero the parameter gradients. */
 BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
 
@@ -177,12 +177,5 @@ BTI_HIDDEN bt_status bti_layer_add_tensor(bt_layer *l, const char *name, int32_t
 /* U(-bound, bound) into t from (seed, stream). */
 BTI_HIDDEN void bti_layer_fill_uniform(bt_tensor *t, double bound, uint64_t seed, uint64_t stream,
                                        int threads);
-
-BTI_HIDDEN extern const struct bti_layer_ops bti_conv2d_ops;
-BTI_HIDDEN extern const struct bti_layer_ops bti_linear_ops;
-BTI_HIDDEN extern const struct bti_layer_ops bti_batchnorm_ops;
-BTI_HIDDEN extern const struct bti_layer_ops bti_relu_ops;
-BTI_HIDDEN extern const struct bti_layer_ops bti_maxpool2d_ops;
-BTI_HIDDEN extern const struct bti_layer_ops bti_avgpool_ops;
 
 #endif /* BARLOW_LAYER_H */

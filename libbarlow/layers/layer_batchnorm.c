@@ -670,8 +670,9 @@ static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, 
 
 /* ---- forward / backward ------------------------------------------------------------- */
 
-void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training,
-                              int groups, const bt_tensor *skipt, int relu)
+/* also the fused forward of bti_layer_forward_fused */
+static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training,
+                             int groups, const bt_tensor *skipt, int relu)
 {
     struct bn_dims d;
     double *mean, *invstd, *var;
@@ -720,10 +721,11 @@ void bti_batchnorm_forward_ex(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, i
 
 static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training, int groups)
 {
-    bti_batchnorm_forward_ex(l, xt, yt, training, groups, NULL, 0);
+    bn_forward_fused(l, xt, yt, training, groups, NULL, 0);
 }
 
-void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt,
+/* also the masked backward of bti_layer_backward_masked */
+static void bn_backward_masked(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt,
                                const bt_tensor *maskt)
 {
     struct bn_dims d;
@@ -762,7 +764,7 @@ void bti_batchnorm_backward_ex(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt
 
 static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
 {
-    bti_batchnorm_backward_ex(l, dyt, dxt, NULL);
+    bn_backward_masked(l, dyt, dxt, NULL);
 }
 
 static void bn_reset(bt_layer *l, uint64_t seed)
@@ -780,8 +782,15 @@ static void bn_reset(bt_layer *l, uint64_t seed)
     }
 }
 
-const struct bti_layer_ops bti_batchnorm_ops = {
-    "batchnorm", bn_shape, bn_prepare, bn_forward, bn_backward, bn_reset, NULL,
+static const struct bti_layer_ops batchnorm_ops = {
+    .name = "batchnorm",
+    .shape = bn_shape,
+    .prepare = bn_prepare,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .reset = bn_reset,
+    .forward_fused = bn_forward_fused,
+    .backward_masked = bn_backward_masked,
 };
 
 bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps, double momentum,
@@ -800,7 +809,7 @@ bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps, doub
                         momentum);
     if (affine != 0 && affine != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: affine is %d; it must be 0 or 1", fn, affine);
-    st = bti_layer_alloc(&l, &bti_batchnorm_ops, BTI_LAYER_BATCHNORM, fn);
+    st = bti_layer_alloc(&l, &batchnorm_ops, BTI_LAYER_BATCHNORM, fn);
     if (st != BT_OK)
         return st;
     l->in_ch = channels;

@@ -199,6 +199,15 @@ static void conv_reset(bt_layer *l, uint64_t seed)
         bti_layer_fill_uniform(l->value[1], bound, seed, 1, l->threads);
 }
 
+static const struct bti_layer_ops conv2d_ops = {
+    .name = "conv2d",
+    .shape = conv_shape,
+    .prepare = conv_prepare,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .reset = conv_reset,
+};
+
 bt_status bti_layer_conv2d_new(bt_layer **out, int in_ch, int out_ch, int kernel, int stride,
                                int pad, int bias, const char *fn)
 {
@@ -217,7 +226,7 @@ bt_status bti_layer_conv2d_new(bt_layer **out, int in_ch, int out_ch, int kernel
                         in_ch, out_ch, kernel, stride, pad);
     if (bias != 0 && bias != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: bias is %d; it must be 0 or 1", fn, bias);
-    st = bti_layer_alloc(&l, &bti_conv2d_ops, BTI_LAYER_CONV2D, fn);
+    st = bti_layer_alloc(&l, &conv2d_ops, BTI_LAYER_CONV2D, fn);
     if (st != BT_OK)
         return st;
     l->in_ch = in_ch;
@@ -250,10 +259,6 @@ BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t o
     st = bti_layer_conv2d_new(&l, in_ch, out_ch, kernel, stride, pad, bias, fn);
     return st == BT_OK ? bti_layer_publish(out, l, fn) : st;
 }
-
-const struct bti_layer_ops bti_conv2d_ops = {
-    "conv2d", conv_shape, conv_prepare, conv_forward, conv_backward, conv_reset, NULL,
-};
 
 void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols)
 {

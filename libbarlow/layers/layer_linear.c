@@ -138,8 +138,13 @@ static void linear_reset(bt_layer *l, uint64_t seed)
         bti_layer_fill_uniform(l->value[1], bound, seed, 1, l->threads);
 }
 
-const struct bti_layer_ops bti_linear_ops = {
-    "linear", linear_shape, linear_prepare, linear_forward, linear_backward, linear_reset, NULL,
+static const struct bti_layer_ops linear_ops = {
+    .name = "linear",
+    .shape = linear_shape,
+    .prepare = linear_prepare,
+    .forward = linear_forward,
+    .backward = linear_backward,
+    .reset = linear_reset,
 };
 
 bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features, int bias,
@@ -156,7 +161,7 @@ bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features
                         in_features, out_features);
     if (bias != 0 && bias != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: bias is %d; it must be 0 or 1", fn, bias);
-    st = bti_layer_alloc(&l, &bti_linear_ops, BTI_LAYER_LINEAR, fn);
+    st = bti_layer_alloc(&l, &linear_ops, BTI_LAYER_LINEAR, fn);
     if (st != BT_OK)
         return st;
     l->in_ch = in_features;

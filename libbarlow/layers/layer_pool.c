@@ -154,8 +154,12 @@ static void maxpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     }
 }
 
-const struct bti_layer_ops bti_maxpool2d_ops = {
-    "maxpool2d", maxpool_shape, maxpool_prepare, maxpool_forward, maxpool_backward, NULL, NULL,
+static const struct bti_layer_ops maxpool2d_ops = {
+    .name = "maxpool2d",
+    .shape = maxpool_shape,
+    .prepare = maxpool_prepare,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
 };
 
 bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pad, const char *fn)
@@ -171,7 +175,7 @@ bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pa
         return bti_fail(BT_E_INVALID_ARG,
                         "%s: pad %d must be at most half the kernel %d (as in PyTorch)", fn, pad,
                         kernel);
-    st = bti_layer_alloc(&l, &bti_maxpool2d_ops, BTI_LAYER_MAXPOOL2D, fn);
+    st = bti_layer_alloc(&l, &maxpool2d_ops, BTI_LAYER_MAXPOOL2D, fn);
     if (st != BT_OK)
         return st;
     l->kernel = kernel;
@@ -259,13 +263,17 @@ static void avgpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     }
 }
 
-const struct bti_layer_ops bti_avgpool_ops = {
-    "avgpool", avgpool_shape, avgpool_prepare, avgpool_forward, avgpool_backward, NULL, NULL,
+static const struct bti_layer_ops avgpool_ops = {
+    .name = "avgpool",
+    .shape = avgpool_shape,
+    .prepare = avgpool_prepare,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
 };
 
 bt_status bti_layer_avgpool_new(bt_layer **out, const char *fn)
 {
-    return bti_layer_alloc(out, &bti_avgpool_ops, BTI_LAYER_AVGPOOL, fn);
+    return bti_layer_alloc(out, &avgpool_ops, BTI_LAYER_AVGPOOL, fn);
 }
 
 BT_API bt_status bt_layer_avgpool_create(bt_layer **out)

@@ -56,13 +56,17 @@ static void relu_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     }
 }
 
-const struct bti_layer_ops bti_relu_ops = {
-    "relu", relu_shape, relu_prepare, relu_forward, relu_backward, NULL, NULL,
+static const struct bti_layer_ops relu_ops = {
+    .name = "relu",
+    .shape = relu_shape,
+    .prepare = relu_prepare,
+    .forward = relu_forward,
+    .backward = relu_backward,
 };
 
 bt_status bti_layer_relu_new(bt_layer **out, const char *fn)
 {
-    return bti_layer_alloc(out, &bti_relu_ops, BTI_LAYER_RELU, fn);
+    return bti_layer_alloc(out, &relu_ops, BTI_LAYER_RELU, fn);
 }
 
 BT_API bt_status bt_layer_relu_create(bt_layer **out)
