@@ -14,6 +14,25 @@
 
 #include "layers/layer.h"
 
+struct bti_conv_form;
+
+/* The layer (layer_conv2d.c): what every layer has, then the convolution's own. */
+struct bti_conv2d {
+    struct bt_layer base;
+    int in_ch, out_ch, kernel, stride, pad, has_bias;
+    int64_t chunk_cols; /* output columns per GEMM chunk, 0: the default (tests, benchmarks) */
+    int64_t chunk_b;    /* images per chunk of the last forward */
+    const char *forced; /* a form's name (tests, benchmarks), or NULL */
+    const struct bti_conv_form *form; /* the form of the last forward */
+    int form_threads;                 /* and its thread count */
+};
+
+/* The bias of a conv2d, or NULL when it has none. */
+static inline const float *bti_conv2d_bias(const bt_layer *l)
+{
+    return BTI_LAYER_OF(struct bti_conv2d, l)->has_bias ? l->value[1]->data : NULL;
+}
+
 /* The layer's geometry for one input shape, with every form's blocking. */
 struct bti_conv_geom {
     int64_t n, c, h, w, co, ho, wo, p, k2; /* p = ho*wo, k2 = K = c*k*k */

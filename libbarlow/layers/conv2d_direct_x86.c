@@ -317,7 +317,7 @@ static void backward_direct(const struct bti_conv_geom *g, const float *wpk, con
 
 static void family_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)
 {
-    const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = l->value[0]->data, *bias = bti_conv2d_bias(l);
     const size_t stride = dr_stride(g);
     float *base = (float *)l->scratch->p, *wpk = base + (size_t)g->threads * stride;
 #pragma omp parallel num_threads(g->threads)

@@ -110,7 +110,7 @@ static size_t gemm_workspace(const struct bti_conv_geom *g) { return col_floats(
 
 static void gemm_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)
 {
-    const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = l->value[0]->data, *bias = bti_conv2d_bias(l);
     float *col = (float *)l->scratch->p, *tmp = col + col_floats(g);
     const int nt = g->threads;
     int64_t n0;
@@ -269,7 +269,7 @@ static void forward_images(const struct bti_conv_geom *g, const float *w, const 
 
 static void images_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)
 {
-    const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = l->value[0]->data, *bias = bti_conv2d_bias(l);
     float *base = (float *)l->scratch->p;
 #pragma omp parallel num_threads(g->threads)
     {

@@ -105,7 +105,7 @@ static void forward_grid(const struct bti_conv_geom *g, const float *w, const fl
 
 static void grid_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)
 {
-    const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = l->value[0]->data, *bias = bti_conv2d_bias(l);
     float *base = (float *)l->scratch->p;
 #pragma omp parallel num_threads(g->threads)
     {

@@ -150,7 +150,7 @@ static void backward_wino(const struct bti_conv_geom *g, const float *u, const f
 
 static void wino_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)
 {
-    const float *w = l->value[0]->data, *bias = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = l->value[0]->data, *bias = bti_conv2d_bias(l);
     const size_t stride = wn_stride(g);
     float *base = (float *)l->scratch->p, *u = base + (size_t)g->threads * stride;
 #pragma omp parallel num_threads(g->threads)

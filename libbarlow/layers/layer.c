@@ -10,9 +10,10 @@
 
 /* ---- construction ------------------------------------------------------------ */
 
-bt_status bti_layer_alloc(bt_layer **out, const struct bti_layer_ops *ops, int type, const char *fn)
+bt_status bti_layer_alloc(bt_layer **out, size_t size, const struct bti_layer_ops *ops, int type,
+                          const char *fn)
 {
-    bt_layer *l = calloc(1, sizeof *l);
+    bt_layer *l = calloc(1, size);
     *out = NULL;
     if (!l)
         return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);

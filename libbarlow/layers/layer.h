@@ -12,8 +12,6 @@
  * cores are contended (a descheduled team member stalls the whole region). */
 #define BTI_PAR_MIN ((int64_t)1 << 18)
 
-struct bti_conv_form;
-
 enum bti_layer_type {
     BTI_LAYER_CONV2D = 1,
     BTI_LAYER_LINEAR,
@@ -43,6 +41,9 @@ struct bti_layer_ops {
     void (*backward_masked)(bt_layer *l, const bt_tensor *dy, bt_tensor *dx, const bt_tensor *mask);
 };
 
+/* What every layer has. A type's own state is a struct of its file (or of its
+ * private header) whose first member is this one, reached from the handle with
+ * BTI_LAYER_OF; a type without state (relu, avgpool) is this struct alone. */
 struct bt_layer {
     const struct bti_layer_ops *ops;
     int type;
@@ -74,18 +75,14 @@ struct bt_layer {
     /* public API: private copy of the input, so a user may free x before backward */
     bt_tensor *xcopy;
 
-    /* conv2d: columns per GEMM chunk (tunable for tests and benchmarks) */
-    int64_t chunk_cols;
-    int64_t chunk_b; /* images per chunk of the last forward */
-    const char *conv_forced;                /* a form's name (tests, benchmarks), or NULL */
-    const struct bti_conv_form *conv_form;  /* the form of the last forward (conv2d.h) */
-    int conv_threads;                       /* and its thread count */
-
     /* Scratch: its content does not survive from one call to the next, so
      * several layers run one after another may share one (bti_layer_set_scratch). */
     struct bti_buffer own_scratch;
     struct bti_buffer *scratch; /* &own_scratch unless shared */
 };
+
+/* The type's own struct T around the layer l (its first member), const when l is. */
+#define BTI_LAYER_OF(T, l) _Generic((l), const bt_layer *: (const T *)(l), default: (T *)(l))
 
 /* Forward. groups >= 1 splits the batch (dim 0) into `groups` equal slices; BatchNorm normalises
  * each slice with its own batch statistics and, in training, updates the running statistics once
@@ -164,9 +161,11 @@ BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
 
 /* ---- shared by the layer_*.c files ---------------------------------------- */
 
-/* A new, unregistered layer with `ops`; the type file adds its tensors. */
-BTI_HIDDEN bt_status bti_layer_alloc(bt_layer **out, const struct bti_layer_ops *ops, int type,
-                                     const char *fn);
+/* A new, unregistered layer with `ops`, zeroed over the `size` bytes of its
+ * type's struct (at least sizeof(struct bt_layer)); the type file fills its own
+ * part and adds its tensors. */
+BTI_HIDDEN bt_status bti_layer_alloc(bt_layer **out, size_t size,
+                                     const struct bti_layer_ops *ops, int type, const char *fn);
 /* The end of a public bt_layer_*_create: give the new layer l the CPU level of
  * BT_CPU or the CPU (a public layer has no options) and register it as a
  * public handle into *out; on failure free l and leave *out as it was. */

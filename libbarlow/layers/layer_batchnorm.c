@@ -809,7 +809,7 @@ bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps, doub
                         momentum);
     if (affine != 0 && affine != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: affine is %d; it must be 0 or 1", fn, affine);
-    st = bti_layer_alloc(&l, &batchnorm_ops, BTI_LAYER_BATCHNORM, fn);
+    st = bti_layer_alloc(&l, sizeof(struct bt_layer), &batchnorm_ops, BTI_LAYER_BATCHNORM, fn);
     if (st != BT_OK)
         return st;
     l->in_ch = channels;

@@ -18,27 +18,28 @@
 static bt_status conv_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
                             int64_t *out, const char *fn)
 {
+    const struct bti_conv2d *c = BTI_LAYER_OF(struct bti_conv2d, l);
     char a[96];
     int64_t hp, wp, ho, wo;
     if (ndim != 4)
         return bti_fail(BT_E_SHAPE, "%s: conv2d expects x of shape [N, %d, H, W]; got %s", fn,
-                        l->in_ch, bti_dims_str(ndim, in, a, sizeof a));
-    if (in[1] != l->in_ch)
+                        c->in_ch, bti_dims_str(ndim, in, a, sizeof a));
+    if (in[1] != c->in_ch)
         return bti_fail(BT_E_SHAPE, "%s: x %s has %lld channels; this conv2d expects %d", fn,
-                        bti_dims_str(ndim, in, a, sizeof a), (long long)in[1], l->in_ch);
-    hp = in[2] + 2 * (int64_t)l->pad;
-    wp = in[3] + 2 * (int64_t)l->pad;
-    if (hp < l->kernel || wp < l->kernel)
+                        bti_dims_str(ndim, in, a, sizeof a), (long long)in[1], c->in_ch);
+    hp = in[2] + 2 * (int64_t)c->pad;
+    wp = in[3] + 2 * (int64_t)c->pad;
+    if (hp < c->kernel || wp < c->kernel)
         return bti_fail(BT_E_SHAPE, "%s: x %s padded by %d is smaller than the %dx%d kernel", fn,
-                        bti_dims_str(ndim, in, a, sizeof a), l->pad, l->kernel, l->kernel);
-    ho = (hp - l->kernel) / l->stride + 1;
-    wo = (wp - l->kernel) / l->stride + 1;
+                        bti_dims_str(ndim, in, a, sizeof a), c->pad, c->kernel, c->kernel);
+    ho = (hp - c->kernel) / c->stride + 1;
+    wo = (wp - c->kernel) / c->stride + 1;
     if (ho * wo > INT_MAX / 16 || in[2] * in[3] > INT_MAX / 16)
         return bti_fail(BT_E_SHAPE, "%s: x %s is too large for one image's GEMM", fn,
                         bti_dims_str(ndim, in, a, sizeof a));
     *ondim = 4;
     out[0] = in[0];
-    out[1] = l->out_ch;
+    out[1] = c->out_ch;
     out[2] = ho;
     out[3] = wo;
     return BT_OK;
@@ -46,17 +47,18 @@ static bt_status conv_shape(const bt_layer *l, int32_t ndim, const int64_t *in, 
 
 static void geom_init(const bt_layer *l, const int64_t *in, int threads, struct bti_conv_geom *g)
 {
-    int64_t target = l->chunk_cols > 0 ? l->chunk_cols : CONV_CHUNK_COLS, chunks;
+    const struct bti_conv2d *c = BTI_LAYER_OF(struct bti_conv2d, l);
+    int64_t target = c->chunk_cols > 0 ? c->chunk_cols : CONV_CHUNK_COLS, chunks;
     g->n = in[0];
     g->c = in[1];
     g->h = in[2];
     g->w = in[3];
-    g->k = l->kernel;
-    g->s = l->stride;
-    g->pad = l->pad;
+    g->k = c->kernel;
+    g->s = c->stride;
+    g->pad = c->pad;
     g->level = l->level;
     g->threads = threads;
-    g->co = l->out_ch;
+    g->co = c->out_ch;
     g->ho = (g->h + 2 * g->pad - g->k) / g->s + 1;
     g->wo = (g->w + 2 * g->pad - g->k) / g->s + 1;
     g->p = g->ho * g->wo;
@@ -77,7 +79,7 @@ static void geom_init(const bt_layer *l, const int64_t *in, int threads, struct 
     /* Per-image forms: small images are grouped so that each GEMM has at
      * least PB_COLS columns (the weight gradient reduces over them; chunk_cols
      * when set), within PB_MAX_COL_FLOATS of im2col per thread. */
-    g->pb = ((l->chunk_cols > 0 ? l->chunk_cols : PB_COLS) + g->p - 1) / g->p;
+    g->pb = ((c->chunk_cols > 0 ? c->chunk_cols : PB_COLS) + g->p - 1) / g->p;
     if (g->pb > PB_MAX_COL_FLOATS / (g->k2 * g->p))
         g->pb = PB_MAX_COL_FLOATS / (g->k2 * g->p);
     if (g->pb < 1)
@@ -144,30 +146,33 @@ static bt_status conv_prepare(bt_layer *l, const bt_tensor *x, int training, int
     (void)training;
     (void)groups;
     geom_init(l, x->shape, l->threads, &g);
-    return bti_buffer_reserve(l->scratch, bti_conv_choose(&g, l->conv_forced)->workspace(&g),
-                              sizeof(float), fn);
+    return bti_buffer_reserve(
+        l->scratch, bti_conv_choose(&g, BTI_LAYER_OF(struct bti_conv2d, l)->forced)->workspace(&g),
+        sizeof(float), fn);
 }
 
 static void conv_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training, int groups)
 {
+    struct bti_conv2d *c = BTI_LAYER_OF(struct bti_conv2d, l);
     struct bti_conv_geom g;
     (void)training;
     (void)groups;
     geom_init(l, x->shape, l->threads, &g);
     /* remembered for backward, whose scratch was reserved for them */
-    l->conv_form = bti_conv_choose(&g, l->conv_forced);
-    l->conv_threads = l->threads;
-    l->chunk_b = g.b;
-    l->conv_form->forward(l, &g, x->data, y->data);
+    c->form = bti_conv_choose(&g, c->forced);
+    c->form_threads = l->threads;
+    c->chunk_b = g.b;
+    c->form->forward(l, &g, x->data, y->data);
 }
 
 static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
 {
+    const struct bti_conv2d *c = BTI_LAYER_OF(struct bti_conv2d, l);
     struct bti_conv_geom g;
     /* the workspace was laid out for the forward's threads; fewer fit in it */
-    geom_init(l, l->in_shape, l->threads < l->conv_threads ? l->threads : l->conv_threads, &g);
-    g.b = l->chunk_b;
-    if (l->has_bias) {
+    geom_init(l, l->in_shape, l->threads < c->form_threads ? l->threads : c->form_threads, &g);
+    g.b = c->chunk_b;
+    if (c->has_bias) {
         float *restrict db = l->grad[1]->data;
         const float *restrict dy = dyt->data;
         int64_t o;
@@ -186,16 +191,17 @@ static void conv_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
             db[o] += (float)s;
         }
     }
-    l->conv_form->backward(l, &g, l->x->data, dyt->data, dxt ? dxt->data : NULL);
+    c->form->backward(l, &g, l->x->data, dyt->data, dxt ? dxt->data : NULL);
 }
 
 static void conv_reset(bt_layer *l, uint64_t seed)
 {
     /* kaiming_uniform_(a=sqrt(5)) gives bound gain*sqrt(3/fan_in) with
      * gain = sqrt(2/(1+5)): exactly 1/sqrt(fan_in); the bias uses the same bound. */
-    double bound = 1.0 / sqrt((double)l->in_ch * l->kernel * l->kernel);
+    const struct bti_conv2d *c = BTI_LAYER_OF(struct bti_conv2d, l);
+    double bound = 1.0 / sqrt((double)c->in_ch * c->kernel * c->kernel);
     bti_layer_fill_uniform(l->value[0], bound, seed, 0, l->threads);
-    if (l->has_bias)
+    if (c->has_bias)
         bti_layer_fill_uniform(l->value[1], bound, seed, 1, l->threads);
 }
 
@@ -212,6 +218,7 @@ bt_status bti_layer_conv2d_new(bt_layer **out, int in_ch, int out_ch, int kernel
                                int pad, int bias, const char *fn)
 {
     int64_t wshape[4] = {out_ch, in_ch, kernel, kernel}, bshape[1] = {out_ch};
+    struct bti_conv2d *c;
     bt_layer *l;
     bt_status st;
     *out = NULL;
@@ -226,15 +233,16 @@ bt_status bti_layer_conv2d_new(bt_layer **out, int in_ch, int out_ch, int kernel
                         in_ch, out_ch, kernel, stride, pad);
     if (bias != 0 && bias != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: bias is %d; it must be 0 or 1", fn, bias);
-    st = bti_layer_alloc(&l, &conv2d_ops, BTI_LAYER_CONV2D, fn);
+    st = bti_layer_alloc(&l, sizeof(struct bti_conv2d), &conv2d_ops, BTI_LAYER_CONV2D, fn);
     if (st != BT_OK)
         return st;
-    l->in_ch = in_ch;
-    l->out_ch = out_ch;
-    l->kernel = kernel;
-    l->stride = stride;
-    l->pad = pad;
-    l->has_bias = bias;
+    c = BTI_LAYER_OF(struct bti_conv2d, l);
+    c->in_ch = in_ch;
+    c->out_ch = out_ch;
+    c->kernel = kernel;
+    c->stride = stride;
+    c->pad = pad;
+    c->has_bias = bias;
     st = bti_layer_add_tensor(l, "weight", 4, wshape, 1, fn);
     if (st == BT_OK && bias)
         st = bti_layer_add_tensor(l, "bias", 1, bshape, 1, fn);
@@ -263,16 +271,17 @@ BT_API bt_status bt_layer_conv2d_create(bt_layer **out, int32_t in_ch, int32_t o
 void bti_layer_conv2d_set_chunk(bt_layer *l, int64_t cols)
 {
     if (l->type == BTI_LAYER_CONV2D)
-        l->chunk_cols = cols;
+        BTI_LAYER_OF(struct bti_conv2d, l)->chunk_cols = cols;
 }
 
 void bti_layer_conv2d_set_form(bt_layer *l, const char *name)
 {
     if (l->type == BTI_LAYER_CONV2D)
-        l->conv_forced = name;
+        BTI_LAYER_OF(struct bti_conv2d, l)->forced = name;
 }
 
 const char *bti_layer_conv2d_form(const bt_layer *l)
 {
-    return l->type == BTI_LAYER_CONV2D && l->conv_form ? l->conv_form->name : NULL;
+    const struct bti_conv2d *c = BTI_LAYER_OF(struct bti_conv2d, l);
+    return l->type == BTI_LAYER_CONV2D && c->form ? c->form->name : NULL;
 }

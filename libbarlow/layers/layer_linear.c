@@ -161,7 +161,7 @@ bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features
                         in_features, out_features);
     if (bias != 0 && bias != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: bias is %d; it must be 0 or 1", fn, bias);
-    st = bti_layer_alloc(&l, &linear_ops, BTI_LAYER_LINEAR, fn);
+    st = bti_layer_alloc(&l, sizeof(struct bt_layer), &linear_ops, BTI_LAYER_LINEAR, fn);
     if (st != BT_OK)
         return st;
     l->in_ch = in_features;

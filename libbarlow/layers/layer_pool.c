@@ -175,7 +175,7 @@ bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pa
         return bti_fail(BT_E_INVALID_ARG,
                         "%s: pad %d must be at most half the kernel %d (as in PyTorch)", fn, pad,
                         kernel);
-    st = bti_layer_alloc(&l, &maxpool2d_ops, BTI_LAYER_MAXPOOL2D, fn);
+    st = bti_layer_alloc(&l, sizeof(struct bt_layer), &maxpool2d_ops, BTI_LAYER_MAXPOOL2D, fn);
     if (st != BT_OK)
         return st;
     l->kernel = kernel;
@@ -273,7 +273,7 @@ static const struct bti_layer_ops avgpool_ops = {
 
 bt_status bti_layer_avgpool_new(bt_layer **out, const char *fn)
 {
-    return bti_layer_alloc(out, &avgpool_ops, BTI_LAYER_AVGPOOL, fn);
+    return bti_layer_alloc(out, sizeof(struct bt_layer), &avgpool_ops, BTI_LAYER_AVGPOOL, fn);
 }
 
 BT_API bt_status bt_layer_avgpool_create(bt_layer **out)

@@ -66,7 +66,7 @@ static const struct bti_layer_ops relu_ops = {
 
 bt_status bti_layer_relu_new(bt_layer **out, const char *fn)
 {
-    return bti_layer_alloc(out, &relu_ops, BTI_LAYER_RELU, fn);
+    return bti_layer_alloc(out, sizeof(struct bt_layer), &relu_ops, BTI_LAYER_RELU, fn);
 }
 
 BT_API bt_status bt_layer_relu_create(bt_layer **out)
