@@ -3,6 +3,8 @@
 #   make                 libbarlow.a, libbarlow.so.X.Y.Z and the examples, in build/
 #   make check           install missing Debian packages (as root), build, run every test
 #   make check-asan      the Check suites under AddressSanitizer + UBSan
+#   make check-clang     the Check suites built with clang
+#   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
 #   make check-valgrind  the Check suites under valgrind
 #   make bench           benchmarks (not part of check)
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
@@ -23,6 +25,7 @@ CXX        ?= c++
 CFLAGS     ?= -O2 -g
 BUILD      ?= build
 BLAS       ?= openblas
+PKG_CONFIG ?= pkg-config
 PYTHON     ?= python3
 # Debian's interpreter: the one that sees python3-torch when it is installed
 SYSPYTHON  ?= /usr/bin/python3
@@ -37,12 +40,12 @@ SHARED        := libbarlow.so.$(VERSION)
 
 ifeq ($(BLAS),openblas)
   BLAS_CFLAGS := -DBT_BLAS_OPENBLAS
-  BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+  BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
   BLAS_PC     := openblas
 else ifeq ($(BLAS),reference)
   # Debian's alternatives point libblas.so.3 at OpenBLAS when both are installed:
   # link the netlib copy by path and keep it first on the run path.
-  BLAS_REF_DIR := $(shell pkg-config --variable=libdir blas-netlib 2>/dev/null || echo /usr/lib/x86_64-linux-gnu)/blas
+  BLAS_REF_DIR := $(shell $(PKG_CONFIG) --variable=libdir blas-netlib 2>/dev/null || echo /usr/lib/x86_64-linux-gnu)/blas
   BLAS_CFLAGS  :=
   BLAS_LIBS    := -L$(BLAS_REF_DIR) -Wl,-rpath,$(BLAS_REF_DIR) -lblas
   BLAS_PC      := blas-netlib
@@ -66,8 +69,8 @@ endif
 LIB_OBJ := $(patsubst libbarlow/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 LIB_HDR := include/barlow.h $(wildcard libbarlow/*/*.h)
 
-CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
-CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 TEST_SRC     := $(sort $(wildcard tests/check_*.c))
 TEST_SUITES  := $(patsubst tests/check_%.c,%,$(TEST_SRC))
 TEST_OBJ     := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) tests/runner.c $(wildcard tests/util_*.c))
@@ -85,7 +88,7 @@ EXAMPLE_LIBS_augment_grid := -lz
 EXAMPLE_LIBS_barlow := -lz -lstb
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
-.PHONY: all lib examples check check-asan check-valgrind run-tests deps abi-check abi-baseline \
+.PHONY: all lib examples check check-asan check-clang check-aarch64 check-valgrind run-tests deps abi-check abi-baseline \
         install uninstall bench demo clean
 
 all: lib examples
@@ -173,6 +176,21 @@ run-tests: $(BUILD)/tests/runner
 check-asan: deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    LDFLAGS="-fsanitize=address,undefined" run-tests
+
+# The library and the Check suites built with clang (LLVM's OpenMP), at every level.
+check-clang:
+	@bash .ci/deps.sh clang
+	$(MAKE) CC=clang BUILD=build/clang run-tests
+
+# The library and the Check suites cross-built for aarch64 and run under qemu
+# (called explicitly: no binfmt_misc here), at the generic level, the only one
+# aarch64 has. The whole suite; docs/perf.md says how long it takes.
+AARCH64_RUN ?= qemu-aarch64-static
+check-aarch64:
+	@bash .ci/deps.sh aarch64
+	$(MAKE) CC=aarch64-linux-gnu-gcc PKG_CONFIG=aarch64-linux-gnu-pkg-config BUILD=build/aarch64 \
+	    build/aarch64/tests/runner
+	cd tests && $(AARCH64_RUN) ../build/aarch64/tests/runner
 
 check-valgrind: deps
 	$(MAKE) $(BUILD)/tests/runner

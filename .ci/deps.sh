@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
-#   bash .ci/deps.sh check|bench|demo|golden
+#   bash .ci/deps.sh check|bench|demo|golden|clang|aarch64
 # As root, missing packages are installed with apt-get; otherwise the exact
 # command is printed and the script fails.
 set -euo pipefail
@@ -11,8 +11,22 @@ case "${1:-check}" in
   bench)  want=("${base[@]}" python3-torch python3-numpy) ;;
   demo)   want=("${base[@]}" dataset-fashion-mnist) ;;
   golden) want=("${base[@]}" python3-torch python3-torchvision python3-pil python3-numpy) ;;
+  clang)  want=("${base[@]}" clang libomp-14-dev) ;;
+  # Cross build + run under qemu (make check-aarch64): the cross gcc (libgomp included),
+  # qemu-aarch64-static, and the arm64 libraries as multiarch :arm64 packages, which
+  # co-install with the amd64 ones. pkgconf:arm64 gives aarch64-linux-gnu-pkg-config.
+  aarch64) want=(make gcc-aarch64-linux-gnu qemu-user-static pkgconf:arm64 check:arm64
+                 libsubunit-dev:arm64 libopenblas-dev:arm64 zlib1g-dev:arm64)
+           foreign=arm64 ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
+
+# A foreign architecture has to be known to dpkg before its packages can be looked up.
+foreign=${foreign:-}
+add_arch=()
+if [[ -n "$foreign" ]] && ! dpkg --print-foreign-architectures | grep -qx "$foreign"; then
+  add_arch=(dpkg --add-architecture "$foreign")
+fi
 
 missing=()
 for p in "${want[@]}"; do
@@ -22,12 +36,17 @@ done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -eq 0 ]]; then
+  if [[ ${#add_arch[@]} -gt 0 ]]; then
+    echo "deps.sh: ${add_arch[*]}"
+    "${add_arch[@]}"
+  fi
   echo "deps.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "deps.sh: missing Debian packages; run:" >&2
+  [[ ${#add_arch[@]} -gt 0 ]] && echo "  sudo ${add_arch[*]} && sudo apt-get update" >&2
   echo "  sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi

@@ -332,6 +332,7 @@ START_TEST(conv_direct_matches_reference)
 }
 END_TEST
 
+#if defined(__x86_64__) /* the direct form is x86-only */
 /* The pixel classes: every output pixel in exactly one class, each class's
  * taps exactly those inside the image for each of its pixels (slot and
  * offset from the window's centre alike), and slack copies after each class. */
@@ -392,6 +393,7 @@ START_TEST(conv_direct_classes)
     }
 }
 END_TEST
+#endif
 
 /* ---- linear ----------------------------------------------------------------------- */
 
@@ -1039,7 +1041,9 @@ Suite *layer_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, conv_matches_pytorch);
     tcase_add_test(tc, conv_direct_matches_reference);
+#if defined(__x86_64__)
     tcase_add_test(tc, conv_direct_classes);
+#endif
     tcase_add_test(tc, linear_matches_pytorch);
     tcase_add_test(tc, batchnorm_matches_pytorch);
     tcase_add_test(tc, relu_matches_pytorch_in_place_too);

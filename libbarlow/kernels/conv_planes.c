@@ -164,6 +164,8 @@ void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w,
         im2col512(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
         return;
     }
+#else
+    (void)level;
 #endif
     for (oy = 0; oy < ho; oy++) {
         const int64_t iy = oy * s - pad + i;
@@ -193,6 +195,8 @@ void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w,
         col2im512(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
         return;
     }
+#else
+    (void)level;
 #endif
     for (oy = 0; oy < ho; oy++) {
         const int64_t iy = oy * s - pad + i;
