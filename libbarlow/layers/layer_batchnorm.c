@@ -18,6 +18,31 @@
  * took 1.6x longer at [64, 2048]); a channel's sums do not depend on it. */
 #define CBLK 512
 
+/* The layer: what every layer has, then the BatchNorm's own. */
+struct batchnorm {
+    struct bt_layer base;
+    int channels;
+    int affine; /* weight and bias exist */
+    double eps, momentum;
+    struct bti_buffer saved; /* doubles: mean, invstd, biased var per (slice, channel) */
+};
+
+BTI_INLINE static const struct batchnorm *bn_of(const bt_layer *l)
+{
+    return BTI_LAYER_OF(struct batchnorm, l);
+}
+
+/* weight and bias, NULL without affine */
+BTI_INLINE static const float *bn_weight(const bt_layer *l)
+{
+    return bn_of(l)->affine ? l->value[0]->data : NULL;
+}
+
+BTI_INLINE static const float *bn_bias(const bt_layer *l)
+{
+    return bn_of(l)->affine ? l->value[1]->data : NULL;
+}
+
 struct bn_dims {
     int64_t n, c, s, g, ns, m; /* batch, channels, spatial size, slices, batch per slice, count */
     int level;                 /* the layer's CPU level: the tasks' instructions */
@@ -28,7 +53,7 @@ static void bn_dims_of(const bt_layer *l, const int64_t *shape, int32_t ndim, in
 {
     int32_t i;
     d->n = shape[0];
-    d->c = l->in_ch;
+    d->c = bn_of(l)->channels;
     d->s = 1;
     for (i = 2; i < ndim; i++)
         d->s *= shape[i];
@@ -41,12 +66,13 @@ static void bn_dims_of(const bt_layer *l, const int64_t *shape, int32_t ndim, in
 static bt_status bn_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
                           int64_t *out, const char *fn)
 {
+    const int c = bn_of(l)->channels;
     char a[96];
-    if (ndim < 2 || ndim > 4 || in[1] != l->in_ch)
+    if (ndim < 2 || ndim > 4 || in[1] != c)
         return bti_fail(BT_E_SHAPE,
                         "%s: batchnorm expects x of shape [N, %d], [N, %d, L] or [N, %d, H, W]; "
                         "got %s",
-                        fn, l->in_ch, l->in_ch, l->in_ch, bti_dims_str(ndim, in, a, sizeof a));
+                        fn, c, c, c, bti_dims_str(ndim, in, a, sizeof a));
     *ondim = ndim;
     memcpy(out, in, (size_t)ndim * sizeof *in);
     return BT_OK;
@@ -65,7 +91,8 @@ static bt_status bn_prepare(bt_layer *l, const bt_tensor *x, int training, int g
                         "group(s) gives %lld",
                         fn, bti_shape_str(x, a, sizeof a), groups, (long long)d.m);
     /* saved: mean, invstd, biased var per (slice, channel) */
-    st = bti_buffer_reserve(&l->saved, (size_t)(3 * d.g * d.c), sizeof(double), fn);
+    st = bti_buffer_reserve(&BTI_LAYER_OF(struct batchnorm, l)->saved, (size_t)(3 * d.g * d.c),
+                            sizeof(double), fn);
     if (st == BT_OK)
         /* two double sums per (slice, channel), then (row layout) four float coefficients */
         st = bti_buffer_reserve(l->scratch, (size_t)(4 * d.g * d.c), sizeof(double), fn);
@@ -301,7 +328,7 @@ static BTI_INLINE void fwd_train_task_body(const bt_layer *l, const struct bn_di
                                       float *y, const float *skip, int relu, double *mean,
                                       double *invstd, double *var, int64_t t)
 {
-    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = bn_weight(l), *b = bn_bias(l);
     double s1[MAX_BLOCK], s2[MAX_BLOCK];
     float muf[MAX_BLOCK], sc[MAX_BLOCK], sh[MAX_BLOCK];
     lanes p[MAX_BLOCK];
@@ -335,7 +362,7 @@ static BTI_INLINE void fwd_train_task_body(const bt_layer *l, const struct bn_di
         v = s2[c] / (double)d->m - dm * dm; /* E[(x - a)^2] = var + (mu - a)^2 */
         if (v < 0.0)
             v = 0.0;
-        is = 1.0 / sqrt(v + l->eps);
+        is = 1.0 / sqrt(v + bn_of(l)->eps);
         mean[k] = mu;
         var[k] = v;
         invstd[k] = is;
@@ -367,7 +394,7 @@ static BTI_INLINE void fwd_apply_task_body(const bt_layer *l, const struct bn_di
                                       float *y, const float *skip, int relu, const double *mean,
                                       const double *invstd, int64_t k)
 {
-    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = bn_weight(l), *b = bn_bias(l);
     const int64_t n = k / d->c, c = k % d->c, j = (n / d->ns) * d->c + c, off = k * d->s;
     norm_run(x + off, y + off, skip ? skip + off : NULL, relu, d->s, (float)mean[j],
              (float)(invstd[j] * (w ? w[c] : 1.0f)), b ? b[c] : 0.0f);
@@ -393,7 +420,7 @@ static BTI_INLINE void bwd_task_body(const bt_layer *l, const struct bn_dims *d,
                                 const double *mean, const double *invstd, double *sdy,
                                 double *sdx, int64_t t)
 {
-    const float *w = l->has_bias ? l->value[0]->data : NULL;
+    const float *w = bn_weight(l);
     double a[MAX_BLOCK], bs[MAX_BLOCK];
     float muf[MAX_BLOCK], sc[MAX_BLOCK], mdy[MAX_BLOCK], kx[MAX_BLOCK];
     lanes p1[MAX_BLOCK], p2[MAX_BLOCK];
@@ -544,7 +571,7 @@ BTI_PER_LEVEL(fwd_rows_task,
 static void fwd_rows_apply(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
                            const float *skip, int relu, const double *mean, const double *invstd)
 {
-    const float *w = l->has_bias ? l->value[0]->data : NULL, *b = l->has_bias ? l->value[1]->data : NULL;
+    const float *w = bn_weight(l), *b = bn_bias(l);
     float *muf = (float *)l->scratch->p, *sc = muf + d->g * d->c, *sh = sc + d->g * d->c;
     int64_t k, n;
     for (k = 0; k < d->g * d->c; k++) {
@@ -651,7 +678,7 @@ static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, 
                     const float *mk, float *dx, int training, const double *mean,
                     const double *invstd, const double *sdy, const double *sdx)
 {
-    const float *w = l->has_bias ? l->value[0]->data : NULL;
+    const float *w = bn_weight(l);
     const int64_t gc = d->g * d->c;
     /* after the sums (2 gc doubles) in scratch: four float coefficients per (slice, channel) */
     float *muf = (float *)(sdx + gc), *sc = muf + gc, *mdy = sc + gc, *kx = mdy + gc;
@@ -676,22 +703,23 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
 {
     struct bn_dims d;
     double *mean, *invstd, *var;
-    const int ri = l->has_bias ? 2 : 0; /* index of running_mean */
+    const struct batchnorm *bn = bn_of(l);
+    const int ri = bn->affine ? 2 : 0; /* index of running_mean */
     float *rm = l->value[ri]->data, *rv = l->value[ri + 1]->data, *nbt = l->value[ri + 2]->data;
     const float *x = xt->data, *skip = skipt ? skipt->data : NULL;
     float *y = yt->data;
     int64_t i, g, c;
     bn_dims_of(l, xt->shape, xt->ndim, groups, &d);
-    mean = (double *)l->saved.p;
+    mean = (double *)bn->saved.p;
     invstd = mean + d.g * d.c;
     var = invstd + d.g * d.c;
 
     if (training) {
-        const double mom = l->momentum, unbias = (double)d.m / (double)(d.m - 1);
+        const double mom = bn->momentum, unbias = (double)d.m / (double)(d.m - 1);
         if (d.s == 1) {
             stats_rows(&d, x, mean, var, l->threads);
             for (i = 0; i < d.g * d.c; i++)
-                invstd[i] = 1.0 / sqrt(var[i] + l->eps);
+                invstd[i] = 1.0 / sqrt(var[i] + bn->eps);
             fwd_rows_apply(l, &d, x, y, skip, relu, mean, invstd);
         } else {
             fwd_planes_train(l, &d, x, y, skip, relu, mean, invstd, var);
@@ -710,7 +738,7 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
         for (c = 0; c < d.c; c++) {
             mean[g * d.c + c] = rm[c];
             var[g * d.c + c] = rv[c];
-            invstd[g * d.c + c] = 1.0 / sqrt((double)rv[c] + l->eps);
+            invstd[g * d.c + c] = 1.0 / sqrt((double)rv[c] + bn->eps);
         }
     }
     if (d.s == 1)
@@ -735,7 +763,7 @@ static void bn_backward_masked(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt
     float *dx = dxt ? dxt->data : NULL;
     int64_t c;
     bn_dims_of(l, l->in_shape, l->in_ndim, l->groups, &d);
-    mean = (const double *)l->saved.p;
+    mean = (const double *)bn_of(l)->saved.p;
     invstd = mean + d.g * d.c;
     sdy = (double *)l->scratch->p;
     sdx = sdy + d.g * d.c;
@@ -747,7 +775,7 @@ static void bn_backward_masked(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt
     } else {
         bwd_planes(l, &d, x, dy, mk, dx, l->training, mean, invstd, sdy, sdx);
     }
-    if (l->has_bias) {
+    if (bn_of(l)->affine) {
         float *dw = l->grad[0]->data, *db = l->grad[1]->data;
         for (c = 0; c < d.c; c++) {
             double a = 0.0, bsum = 0.0;
@@ -782,6 +810,11 @@ static void bn_reset(bt_layer *l, uint64_t seed)
     }
 }
 
+static void bn_release(bt_layer *l)
+{
+    bti_buffer_release(&BTI_LAYER_OF(struct batchnorm, l)->saved);
+}
+
 static const struct bti_layer_ops batchnorm_ops = {
     .name = "batchnorm",
     .shape = bn_shape,
@@ -789,6 +822,7 @@ static const struct bti_layer_ops batchnorm_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .reset = bn_reset,
+    .release = bn_release,
     .forward_fused = bn_forward_fused,
     .backward_masked = bn_backward_masked,
 };
@@ -797,6 +831,7 @@ bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps, doub
                                   int affine, const char *fn)
 {
     int64_t cshape[1] = {channels}, one[1] = {1};
+    struct batchnorm *bn;
     bt_layer *l;
     bt_status st;
     *out = NULL;
@@ -809,13 +844,14 @@ bt_status bti_layer_batchnorm_new(bt_layer **out, int channels, double eps, doub
                         momentum);
     if (affine != 0 && affine != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: affine is %d; it must be 0 or 1", fn, affine);
-    st = bti_layer_alloc(&l, sizeof(struct bt_layer), &batchnorm_ops, BTI_LAYER_BATCHNORM, fn);
+    st = bti_layer_alloc(&l, sizeof(struct batchnorm), &batchnorm_ops, BTI_LAYER_BATCHNORM, fn);
     if (st != BT_OK)
         return st;
-    l->in_ch = channels;
-    l->eps = eps;
-    l->momentum = momentum;
-    l->has_bias = affine; /* affine: weight and bias exist */
+    bn = BTI_LAYER_OF(struct batchnorm, l);
+    bn->channels = channels;
+    bn->eps = eps;
+    bn->momentum = momentum;
+    bn->affine = affine;
     if (affine) {
         st = bti_layer_add_tensor(l, "weight", 1, cshape, 1, fn);
         if (st == BT_OK)
