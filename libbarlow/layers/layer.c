@@ -71,7 +71,6 @@ void bti_layer_destroy(bt_layer *l)
         bti_tensor_destroy(l->grad[i]);
     }
     bti_tensor_destroy(l->xcopy);
-    bti_buffer_release(&l->argmax);
     bti_buffer_release(&l->own_scratch);
     free(l);
 }

@@ -69,7 +69,6 @@ struct bt_layer {
     int64_t in_shape[BT_TENSOR_MAX_DIMS], out_shape[BT_TENSOR_MAX_DIMS];
 
     /* state kept for backward */
-    struct bti_buffer argmax; /* maxpool2d: int32_t, input index of each output */
 
     /* public API: private copy of the input, so a user may free x before backward */
     bt_tensor *xcopy;

@@ -11,27 +11,35 @@
 
 /* ---- max pooling ------------------------------------------------------------ */
 
+/* The layer: what every layer has, then the max pooling's own. */
+struct maxpool2d {
+    struct bt_layer base;
+    int kernel, stride, pad;
+    struct bti_buffer argmax; /* int32_t: input index of each output of the last forward */
+};
+
 static bt_status maxpool_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
                                int64_t *out, const char *fn)
 {
+    const struct maxpool2d *mp = BTI_LAYER_OF(struct maxpool2d, l);
     char a[96];
     int64_t hp, wp;
     if (ndim != 4)
         return bti_fail(BT_E_SHAPE, "%s: maxpool2d expects x of shape [N, C, H, W]; got %s", fn,
                         bti_dims_str(ndim, in, a, sizeof a));
-    hp = in[2] + 2 * (int64_t)l->pad;
-    wp = in[3] + 2 * (int64_t)l->pad;
-    if (hp < l->kernel || wp < l->kernel)
+    hp = in[2] + 2 * (int64_t)mp->pad;
+    wp = in[3] + 2 * (int64_t)mp->pad;
+    if (hp < mp->kernel || wp < mp->kernel)
         return bti_fail(BT_E_SHAPE, "%s: x %s padded by %d is smaller than the %dx%d window", fn,
-                        bti_dims_str(ndim, in, a, sizeof a), l->pad, l->kernel, l->kernel);
+                        bti_dims_str(ndim, in, a, sizeof a), mp->pad, mp->kernel, mp->kernel);
     if (in[2] * in[3] > INT_MAX)
         return bti_fail(BT_E_SHAPE, "%s: x %s has planes of more than 2^31 elements", fn,
                         bti_dims_str(ndim, in, a, sizeof a));
     *ondim = 4;
     out[0] = in[0];
     out[1] = in[1];
-    out[2] = (hp - l->kernel) / l->stride + 1;
-    out[3] = (wp - l->kernel) / l->stride + 1;
+    out[2] = (hp - mp->kernel) / mp->stride + 1;
+    out[3] = (wp - mp->kernel) / mp->stride + 1;
     return BT_OK;
 }
 
@@ -43,8 +51,8 @@ static bt_status maxpool_prepare(bt_layer *l, const bt_tensor *x, int training, 
     (void)training;
     (void)groups;
     maxpool_shape(l, x->ndim, x->shape, &nd, o, fn);
-    return bti_buffer_reserve(&l->argmax, (size_t)(o[0] * o[1] * o[2] * o[3]), sizeof(int32_t),
-                              fn);
+    return bti_buffer_reserve(&BTI_LAYER_OF(struct maxpool2d, l)->argmax,
+                              (size_t)(o[0] * o[1] * o[2] * o[3]), sizeof(int32_t), fn);
 }
 
 #if BTI_X86
@@ -95,7 +103,8 @@ static void maxpool_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int
 {
     const int64_t h = xt->shape[2], w = xt->shape[3], ho = yt->shape[2], wo = yt->shape[3];
     const int64_t planes = xt->shape[0] * xt->shape[1];
-    const int k = l->kernel, s = l->stride, pad = l->pad;
+    const struct maxpool2d *mp = BTI_LAYER_OF(struct maxpool2d, l);
+    const int k = mp->kernel, s = mp->stride, pad = mp->pad;
     int64_t pl;
     (void)training;
     (void)groups;
@@ -103,7 +112,7 @@ static void maxpool_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int
     for (pl = 0; pl < planes; pl++) {
         const float *restrict x = xt->data + pl * h * w;
         float *restrict y = yt->data + pl * ho * wo;
-        int32_t *restrict am = (int32_t *)l->argmax.p + pl * ho * wo;
+        int32_t *restrict am = (int32_t *)mp->argmax.p + pl * ho * wo;
         int64_t oy, ox;
 #if BTI_X86
         if (l->level == BTI_CPU_AVX512) {
@@ -139,6 +148,7 @@ static void maxpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
 {
     const int64_t hw = l->in_shape[2] * l->in_shape[3], ohw = l->out_shape[2] * l->out_shape[3];
     const int64_t planes = l->in_shape[0] * l->in_shape[1];
+    const int32_t *argmax = BTI_LAYER_OF(struct maxpool2d, l)->argmax.p;
     int64_t pl;
     if (!dxt)
         return;
@@ -146,12 +156,17 @@ static void maxpool_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     for (pl = 0; pl < planes; pl++) {
         float *restrict dx = dxt->data + pl * hw;
         const float *restrict dy = dyt->data + pl * ohw;
-        const int32_t *restrict am = (const int32_t *)l->argmax.p + pl * ohw;
+        const int32_t *restrict am = argmax + pl * ohw;
         int64_t q;
         memset(dx, 0, (size_t)hw * sizeof *dx);
         for (q = 0; q < ohw; q++)
             dx[am[q]] += dy[q];
     }
+}
+
+static void maxpool_release(bt_layer *l)
+{
+    bti_buffer_release(&BTI_LAYER_OF(struct maxpool2d, l)->argmax);
 }
 
 static const struct bti_layer_ops maxpool2d_ops = {
@@ -160,10 +175,12 @@ static const struct bti_layer_ops maxpool2d_ops = {
     .prepare = maxpool_prepare,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
+    .release = maxpool_release,
 };
 
 bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pad, const char *fn)
 {
+    struct maxpool2d *mp;
     bt_layer *l;
     bt_status st;
     *out = NULL;
@@ -175,12 +192,13 @@ bt_status bti_layer_maxpool2d_new(bt_layer **out, int kernel, int stride, int pa
         return bti_fail(BT_E_INVALID_ARG,
                         "%s: pad %d must be at most half the kernel %d (as in PyTorch)", fn, pad,
                         kernel);
-    st = bti_layer_alloc(&l, sizeof(struct bt_layer), &maxpool2d_ops, BTI_LAYER_MAXPOOL2D, fn);
+    st = bti_layer_alloc(&l, sizeof(struct maxpool2d), &maxpool2d_ops, BTI_LAYER_MAXPOOL2D, fn);
     if (st != BT_OK)
         return st;
-    l->kernel = kernel;
-    l->stride = stride;
-    l->pad = pad;
+    mp = BTI_LAYER_OF(struct maxpool2d, l);
+    mp->kernel = kernel;
+    mp->stride = stride;
+    mp->pad = pad;
     *out = l;
     return BT_OK;
 }
