@@ -33,7 +33,7 @@ struct bti_layer_ops {
     void (*forward)(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training, int groups);
     void (*backward)(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);
     void (*reset)(bt_layer *l, uint64_t seed);
-    void (*release)(bt_layer *l); /* free type-specific buffers */
+    void (*release)(bt_layer *l); /* free the type's own buffers (NULL: none) */
     /* BatchNorm only (NULL for the others): the bodies of bti_layer_forward_fused
      * and bti_layer_backward_masked, called once those have checked everything */
     void (*forward_fused)(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training, int groups,
@@ -57,18 +57,12 @@ struct bt_layer {
     bt_tensor *value[BTI_LAYER_MAX_TENSORS];
     bt_tensor *grad[BTI_LAYER_MAX_TENSORS]; /* NULL for buffers */
 
-    /* configuration */
-    int in_ch, out_ch, kernel, stride, pad, has_bias; /* conv2d, linear, maxpool2d */
-    double eps, momentum;                            /* batchnorm (in_ch = channels) */
-
     /* the last successful forward */
     int have_forward;
     const bt_tensor *x; /* borrowed input (the public API points it at xcopy) */
     int training, groups;
     int32_t in_ndim, out_ndim;
     int64_t in_shape[BT_TENSOR_MAX_DIMS], out_shape[BT_TENSOR_MAX_DIMS];
-
-    /* state kept for backward */
 
     /* public API: private copy of the input, so a user may free x before backward */
     bt_tensor *xcopy;

@@ -8,19 +8,27 @@
 #include <omp.h>
 #include <string.h>
 
+/* The layer: what every layer has, then the linear layer's own. */
+struct linear {
+    struct bt_layer base;
+    int in_features, out_features, has_bias;
+};
+
 static bt_status linear_shape(const bt_layer *l, int32_t ndim, const int64_t *in, int32_t *ondim,
                               int64_t *out, const char *fn)
 {
+    const struct linear *li = BTI_LAYER_OF(struct linear, l);
     char a[96];
-    if (ndim != 2 || in[1] != l->in_ch)
-        return bti_fail(BT_E_SHAPE, "%s: linear expects x of shape [N, %d]; got %s", fn, l->in_ch,
+    if (ndim != 2 || in[1] != li->in_features)
+        return bti_fail(BT_E_SHAPE, "%s: linear expects x of shape [N, %d]; got %s", fn,
+                        li->in_features,
                         bti_dims_str(ndim, in, a, sizeof a));
     if (in[0] > INT_MAX / 2)
         return bti_fail(BT_E_SHAPE, "%s: batch of x %s is too large for one GEMM", fn,
                         bti_dims_str(ndim, in, a, sizeof a));
     *ondim = 2;
     out[0] = in[0];
-    out[1] = l->out_ch;
+    out[1] = li->out_features;
     return BT_OK;
 }
 
@@ -66,8 +74,9 @@ static void gemm(int level, int priv, int ta, int tb, int64_t m, int64_t n, int6
 static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training,
                            int groups)
 {
-    const int64_t n = xt->shape[0], in = l->in_ch, out = l->out_ch;
-    const float *x = xt->data, *w = l->value[0]->data, *b = l->has_bias ? l->value[1]->data : NULL;
+    const struct linear *li = BTI_LAYER_OF(struct linear, l);
+    const int64_t n = xt->shape[0], in = li->in_features, out = li->out_features;
+    const float *x = xt->data, *w = l->value[0]->data, *b = li->has_bias ? l->value[1]->data : NULL;
     float *y = yt->data;
     const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
               priv = bti_sgemm_prefer_private(l->level);
@@ -90,9 +99,10 @@ static void linear_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int 
 
 static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
 {
-    const int64_t n = l->in_shape[0], in = l->in_ch, out = l->out_ch;
+    const struct linear *li = BTI_LAYER_OF(struct linear, l);
+    const int64_t n = l->in_shape[0], in = li->in_features, out = li->out_features;
     const float *dy = dyt->data, *x = l->x->data, *w = l->value[0]->data;
-    float *dw = l->grad[0]->data, *db = l->has_bias ? l->grad[1]->data : NULL;
+    float *dw = l->grad[0]->data, *db = li->has_bias ? l->grad[1]->data : NULL;
     float *dx = dxt ? dxt->data : NULL;
     const int nt = n * out * in > (int64_t)1 << 16 ? l->threads : 1,
               priv = bti_sgemm_prefer_private(l->level);
@@ -132,9 +142,10 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
 static void linear_reset(bt_layer *l, uint64_t seed)
 {
     /* kaiming_uniform_(a=sqrt(5)): bound 1/sqrt(fan_in); bias the same. */
-    double bound = 1.0 / sqrt((double)l->in_ch);
+    const struct linear *li = BTI_LAYER_OF(struct linear, l);
+    double bound = 1.0 / sqrt((double)li->in_features);
     bti_layer_fill_uniform(l->value[0], bound, seed, 0, l->threads);
-    if (l->has_bias)
+    if (li->has_bias)
         bti_layer_fill_uniform(l->value[1], bound, seed, 1, l->threads);
 }
 
@@ -151,6 +162,7 @@ bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features
                                const char *fn)
 {
     int64_t wshape[2] = {out_features, in_features}, bshape[1] = {out_features};
+    struct linear *li;
     bt_layer *l;
     bt_status st;
     *out = NULL;
@@ -161,12 +173,13 @@ bt_status bti_layer_linear_new(bt_layer **out, int in_features, int out_features
                         in_features, out_features);
     if (bias != 0 && bias != 1)
         return bti_fail(BT_E_INVALID_ARG, "%s: bias is %d; it must be 0 or 1", fn, bias);
-    st = bti_layer_alloc(&l, sizeof(struct bt_layer), &linear_ops, BTI_LAYER_LINEAR, fn);
+    st = bti_layer_alloc(&l, sizeof(struct linear), &linear_ops, BTI_LAYER_LINEAR, fn);
     if (st != BT_OK)
         return st;
-    l->in_ch = in_features;
-    l->out_ch = out_features;
-    l->has_bias = bias;
+    li = BTI_LAYER_OF(struct linear, l);
+    li->in_features = in_features;
+    li->out_features = out_features;
+    li->has_bias = bias;
     st = bti_layer_add_tensor(l, "weight", 2, wshape, 1, fn);
     if (st == BT_OK && bias)
         st = bti_layer_add_tensor(l, "bias", 1, bshape, 1, fn);
