@@ -54,6 +54,12 @@ struct plan {
     int npool; /* gradient buffers */
     float **pool;
     int64_t max_numel;
+    /* the backward's bookkeeping (plans with gradients), sized from the
+     * network: per activation, the pool buffer holding its gradient or -1
+     * (nacts entries); per pool buffer, whether it is in use (nacts + 1, the
+     * most the planning dry run can hold at once: one per activation and a
+     * temporary) */
+    int *grad_slot, *grad_busy;
 };
 
 struct bt_model {
@@ -492,17 +498,20 @@ static void plan_release(struct plan *p)
     free(p->buf);
     free(p->pool);
     free(p->act);
+    free(p->grad_slot);
+    free(p->grad_busy);
     p->buf = p->pool = NULL;
     p->act = NULL;
+    p->grad_slot = p->grad_busy = NULL;
     p->npool = 0;
     p->ready = 0;
 }
 
 /* Gradient bookkeeping shared by the real backward and the planning dry run. */
 struct gstate {
-    int *slot;   /* per activation: pool index or -1 */
-    int *busy;   /* per pool buffer */
-    int npool, used_max, cap;
+    int *slot; /* per activation: pool index or -1 */
+    int *busy; /* per pool buffer, cap of them */
+    int used_max, cap;
 };
 
 static int take(struct gstate *g)
@@ -520,14 +529,17 @@ static int take(struct gstate *g)
 
 static void give(struct gstate *g, int i) { g->busy[i] = 0; }
 
+/* The pool buffers the backward of p needs (a dry run of run_backward's
+ * bookkeeping), or -1 if the bookkeeping ran out of room, which its sizes
+ * rule out (a bug). */
 static int count_pool(const bt_model *m, const struct plan *p)
 {
-    int slot[4096], busy[64] = {0}, s, n = p->nacts, out;
-    struct gstate g = {slot, busy, 0, 0, 64};
-    if (n > 4096)
-        return -1;
+    int *slot = p->grad_slot, s, n = p->nacts, out;
+    struct gstate g = {p->grad_slot, p->grad_busy, 0, n + 1};
     for (s = 0; s < n; s++)
         slot[s] = -1;
+    for (s = 0; s < n + 1; s++)
+        g.busy[s] = 0;
     out = m->steps[p->nsteps - 1].out;
     slot[out] = take(&g);
     for (s = p->nsteps - 1; s >= 0; s--) {
@@ -537,17 +549,22 @@ static int count_pool(const bt_model *m, const struct plan *p)
         if (gout < 0)
             continue;
         go = slot[gout];
+        if (go < 0)
+            return -1;
         if (st->kind == STEP_LAYER) {
             if (st->in != 0) {
+                int t = take(&g);
+                if (t < 0)
+                    return -1;
                 if (slot[st->in] < 0)
-                    slot[st->in] = take(&g);
+                    slot[st->in] = t;
                 else
-                    give(&g, take(&g));
+                    give(&g, t);
             }
             give(&g, go);
         } else {
-            if (slot[st->in2] < 0)
-                slot[st->in2] = take(&g);
+            if (slot[st->in2] < 0 && (slot[st->in2] = take(&g)) < 0)
+                return -1;
             if (slot[st->in] < 0)
                 slot[st->in] = go;
             else
@@ -620,11 +637,21 @@ static bt_status plan_build(bt_model *m, struct plan *p, int nsteps, int groups,
         }
     }
     if (need_grads) {
+        q.grad_slot = calloc((size_t)q.nacts, sizeof *q.grad_slot);
+        q.grad_busy = calloc((size_t)q.nacts + 1, sizeof *q.grad_busy);
+        if (!q.grad_slot || !q.grad_busy) {
+            st = bti_fail(BT_E_NOMEM, "%s: out of memory for the gradient plan", fn);
+            goto done;
+        }
         q.npool = count_pool(m, &q);
-        q.pool = calloc((size_t)(q.npool > 0 ? q.npool : 1), sizeof *q.pool);
-        if (q.npool < 0 || !q.pool) {
-            st = bti_fail(BT_E_NOMEM, "%s: out of memory for the gradient pool", fn);
+        if (q.npool < 0) {
+            st = bti_fail(BT_E_INTERNAL, "%s: the gradient plan ran out of buffers", fn);
             q.npool = 0;
+            goto done;
+        }
+        q.pool = calloc((size_t)(q.npool > 0 ? q.npool : 1), sizeof *q.pool);
+        if (!q.pool) {
+            st = bti_fail(BT_E_NOMEM, "%s: out of memory for the gradient pool", fn);
             goto done;
         }
         for (i = 0; i < q.npool; i++)
@@ -744,13 +771,15 @@ static bt_status layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
 
 static bt_status run_backward(bt_model *m, struct plan *p)
 {
-    int slot[4096], busy[64] = {0}, s, n = p->nacts;
-    struct gstate g = {slot, busy, 0, 0, p->npool};
+    int *slot = p->grad_slot, s, n = p->nacts;
+    struct gstate g = {p->grad_slot, p->grad_busy, 0, p->npool};
     bt_status st = BT_OK;
     for (s = 0; s < n; s++)
         slot[s] = -1;
+    for (s = 0; s < p->npool; s++)
+        g.busy[s] = 0;
     slot[m->steps[p->nsteps - 1].out] = 0;
-    busy[0] = 1;
+    g.busy[0] = 1;
     for (s = p->nsteps - 1; s >= 0 && st == BT_OK; s--) {
         const struct step *stp = &m->steps[s];
         const int gout = grad_out(m, s, p->nsteps);
