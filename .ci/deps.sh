@@ -12,11 +12,13 @@ case "${1:-check}" in
   demo)   want=("${base[@]}" dataset-fashion-mnist) ;;
   golden) want=("${base[@]}" python3-torch python3-torchvision python3-pil python3-numpy) ;;
   clang)  want=("${base[@]}" clang libomp-14-dev) ;;
-  # Cross build + run under qemu (make check-aarch64): the cross gcc (libgomp included),
-  # qemu-aarch64-static, and the arm64 libraries as multiarch :arm64 packages, which
-  # co-install with the amd64 ones. pkgconf:arm64 gives aarch64-linux-gnu-pkg-config.
+  # Cross build + run under qemu (make check-aarch64): the cross gcc, qemu-aarch64-static,
+  # and the arm64 libraries as multiarch :arm64 packages, which co-install with the amd64
+  # ones. pkgconf:arm64 gives aarch64-linux-gnu-pkg-config. The runner runs on libc6:arm64's
+  # ld.so and libc, so it needs libgomp1:arm64 too: the cross gcc's own libgomp sits in its
+  # sysroot (/usr/aarch64-linux-gnu), whose older libc build hangs beside libc6:arm64's.
   aarch64) want=(make gcc-aarch64-linux-gnu qemu-user-static pkgconf:arm64 check:arm64
-                 libsubunit-dev:arm64 libopenblas-dev:arm64 zlib1g-dev:arm64)
+                 libsubunit-dev:arm64 libopenblas-dev:arm64 zlib1g-dev:arm64 libgomp1:arm64)
            foreign=arm64 ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
