@@ -61,9 +61,10 @@ T512 static void im2col512_rows(float *d, const float *x, int64_t h, int64_t w, 
                 else
                     r = _mm512_mask_i32gather_ps(
                         z, v,
-                        _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32((int)ox)),
-                                                            _mm512_set1_epi32(s)),
-                                         _mm512_set1_epi32((int)c0)),
+                        _mm512_add_epi32(
+                            _mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32((int)ox)),
+                                               _mm512_set1_epi32(s)),
+                            _mm512_set1_epi32((int)c0)),
                         xr, 4);
                 _mm512_mask_storeu_ps(dr + ox, st, r);
             }
@@ -78,9 +79,9 @@ T512 static void im2col512(float *d, const float *x, int64_t h, int64_t w, int64
         const int64_t p = h * w, off = (int64_t)(i - pad) * w + (j - pad);
         int64_t q0;
         for (q0 = 0; q0 < p; q0 += 16)
-            _mm512_mask_storeu_ps(d + q0, mask16(p - q0),
-                                  _mm512_maskz_loadu_ps(plane_mask(q0, p, w, h, w, i - pad, j - pad),
-                                                        x + off + q0));
+            _mm512_mask_storeu_ps(
+                d + q0, mask16(p - q0),
+                _mm512_maskz_loadu_ps(plane_mask(q0, p, w, h, w, i - pad, j - pad), x + off + q0));
         return;
     }
     im2col512_rows(d, x, h, w, ho, wo, s, pad, i, j, lo, hi);
@@ -155,8 +156,8 @@ T512 static void pad512_expand(float *d, int64_t lcap, const float *x, int64_t c
 
 #endif /* BTI_X86 */
 
-void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                      int s, int pad, int i, int j, int64_t lo, int64_t hi)
+void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w, int64_t ho,
+                      int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi)
 {
     int64_t oy, ox;
 #if BTI_X86
@@ -186,8 +187,8 @@ void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w,
     }
 }
 
-void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                      int s, int pad, int i, int j, int64_t lo, int64_t hi)
+void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w, int64_t ho,
+                      int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi)
 {
     int64_t oy, ox;
 #if BTI_X86
@@ -210,8 +211,8 @@ void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w,
     }
 }
 
-void bti_pad_planes(int level, float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb, int64_t h,
-                    int64_t w, int pad)
+void bti_pad_planes(int level, float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb,
+                    int64_t h, int64_t w, int pad)
 {
     const int64_t plane = (h + 2 * (int64_t)pad) * (w + 2 * (int64_t)pad);
     int64_t c, b;

@@ -11,15 +11,17 @@
  * lo/hi: the first and one-past-last ox whose input column is inside [0, w).
  * At the AVX-512 level (common/cpu.h) masked rows (small images have rows of a few floats,
  * where memcpy/memset calls cost more than the copy); plain loops otherwise. */
-BTI_HIDDEN void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w, int64_t ho,
-                                 int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
-BTI_HIDDEN void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w, int64_t ho,
-                                 int64_t wo, int s, int pad, int i, int j, int64_t lo, int64_t hi);
+BTI_HIDDEN void bti_im2col_plane(int level, float *d, const float *x, int64_t h, int64_t w,
+                                 int64_t ho, int64_t wo, int s, int pad, int i, int j, int64_t lo,
+                                 int64_t hi);
+BTI_HIDDEN void bti_col2im_plane(int level, const float *d, float *x, int64_t h, int64_t w,
+                                 int64_t ho, int64_t wo, int s, int pad, int i, int j, int64_t lo,
+                                 int64_t hi);
 
 /* Zero padding of ch x nb planes: channel c of image b of x ([nb][ch][h][w])
  * becomes the (h + 2*pad) x (w + 2*pad) plane at d + c*lcap + b*plane, planes
  * of an image group side by side. AVX-512 masked copies at that level. */
-BTI_HIDDEN void bti_pad_planes(int level, float *d, int64_t lcap, const float *x, int64_t ch, int64_t nb,
-                               int64_t h, int64_t w, int pad);
+BTI_HIDDEN void bti_pad_planes(int level, float *d, int64_t lcap, const float *x, int64_t ch,
+                               int64_t nb, int64_t h, int64_t w, int pad);
 
 #endif /* BARLOW_CONV_PLANES_H */

@@ -226,8 +226,8 @@ T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_
 #define ROWS8(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7)
 
 T512 static void nn512(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
-                       const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
-                       float beta)
+                       const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr,
+                       float alpha, float beta)
 {
     const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16), m2 = mask16(nr - 32);
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
@@ -406,8 +406,8 @@ T512 static void nt512(int64_t k, const float *a, int64_t lda, const float *cons
 /* ---- AVX2 + FMA: NN 4 x 24, NT 2 x 4 ------------------------------------- */
 
 T256 static void nn256(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
-                       const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr, float alpha,
-                       float beta)
+                       const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr,
+                       float alpha, float beta)
 {
     const __m256i m0 = mask8(nr), m1 = mask8(nr - 8), m2 = mask8(nr - 16);
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
@@ -630,9 +630,9 @@ static int nt_packed(int level, int64_t m)
 }
 
 /* The private kernels, when they run and can take this form: 1 done, 0 not. */
-static int private_gemm(int level, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                        int64_t lda, const float *b, int64_t ldb, const int64_t *boff, float beta,
-                        float *c, int64_t ldc)
+static int private_gemm(int level, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float *a, int64_t lda, const float *b, int64_t ldb,
+                        const int64_t *boff, float beta, float *c, int64_t ldc)
 {
     if (level == BTI_CPU_GENERIC || m <= 0 || n <= 0 || k <= 0)
         return 0;
@@ -663,14 +663,15 @@ void bti_sgemm(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_
     blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-int bti_sgemm_rows(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                   const float *a, int64_t lda, const float *b, const int64_t *boff, float beta,
-                   float *c, int64_t ldc)
+int bti_sgemm_rows(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float *a, int64_t lda, const float *b, const int64_t *boff,
+                   float beta, float *c, int64_t ldc)
 {
 #if BTI_X86
     return private_gemm(level, trans_a, trans_b, m, n, k, alpha, a, lda, b, 0, boff, beta, c, ldc);
 #else
-    (void)level, (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
+    (void)level, (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)a,
+        (void)lda;
     (void)b, (void)boff, (void)beta, (void)c, (void)ldc;
     return 0;
 #endif

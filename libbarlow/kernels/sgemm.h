@@ -16,13 +16,13 @@
 /* Row-major C[m][n] = alpha * op(A) * op(B) + beta * C at a CPU level (cpu.h:
  * the generic level is cblas_sgemm), with the CBLAS meaning of
  * trans_a/trans_b (BTI_NO_TRANS / BTI_TRANS) and leading dimensions. Runs on the
- * calling thread only (no OpenMP, no BLAS threads), also where it falls back
- * to cblas_sgemm. beta == 0 does
- * not read C. For a given level and shape the result is the same bits on every
- * call (the summation order depends on nothing else). Allocates nothing. */
-BTI_HIDDEN void bti_sgemm(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                          const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                          float *c, int64_t ldc);
+ * calling thread only (no OpenMP, no BLAS threads), also where it falls back to
+ * cblas_sgemm. beta == 0 does not read C. For a given level and shape the result
+ * is the same bits on every call (the summation order depends on nothing else).
+ * Allocates nothing. */
+BTI_HIDDEN void bti_sgemm(int level, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                          float beta, float *c, int64_t ldc);
 
 /* As bti_sgemm, but the stored B is given by row offsets: row r of B (k rows
  * when trans_b is BTI_NO_TRANS, n rows of B when BTI_TRANS) is the contiguous

@@ -53,8 +53,8 @@ static int flat_wins(const struct bti_conv_geom *g, const struct bti_conv_rules 
 {
     const int64_t ch = g->c > g->co ? g->c : g->co;
     return direct_wins(g, r) &&
-           (ch <= r->flat_max_ch || (ch <= r->flat_max_ch_large && g->h * g->w >= r->flat_large_plane) ||
-            stem(g));
+           (ch <= r->flat_max_ch ||
+            (ch <= r->flat_max_ch_large && g->h * g->w >= r->flat_large_plane) || stem(g));
 }
 
 /* Per thread: the flat form's padded buffer (x or dy), one pixel-major
@@ -150,7 +150,8 @@ static void taps_class(int py, int px, int64_t wo, struct bti_taps *tp)
 /* Weights packed for the forward (dx 0) or the input gradient (dx 1: stride 1
  * one set; stride 2 the four classes one after the other), for the flat form
  * or the channel tiles. This thread's share. */
-static void pack_weights(const struct bti_conv_geom *g, const float *w, int dx, float *wpk, int t, int tn)
+static void pack_weights(const struct bti_conv_geom *g, const float *w, int dx, float *wpk, int t,
+                         int tn)
 {
     struct bti_taps tp;
     int cls;

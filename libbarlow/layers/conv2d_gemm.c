@@ -36,7 +36,8 @@ static void valid_range(int64_t w, int64_t wo, int s, int pad, int j, int64_t *l
         *lo = *hi;
 }
 
-/* col[r][b*P + oy*Wo + ox] = x[b][c][oy*s - pad + i][ox*s - pad + j] (0 outside), r = (c*k + i)*k + j. */
+/* col[r][b*P + oy*Wo + ox] = x[b][c][oy*s - pad + i][ox*s - pad + j] (0 outside),
+ * r = (c*k + i)*k + j. */
 static void im2col(const struct bti_conv_geom *g, const float *restrict x, int64_t nb,
                    float *restrict col, int threads)
 {
@@ -106,7 +107,10 @@ static size_t tmp_floats(const struct bti_conv_geom *g)
     return g->b == 1 ? 0 : bti_conv_round16((size_t)(g->co * g->b * g->p));
 }
 
-static size_t gemm_workspace(const struct bti_conv_geom *g) { return col_floats(g) + tmp_floats(g); }
+static size_t gemm_workspace(const struct bti_conv_geom *g)
+{
+    return col_floats(g) + tmp_floats(g);
+}
 
 static void gemm_forward(bt_layer *l, const struct bti_conv_geom *g, const float *x, float *y)
 {

@@ -41,7 +41,8 @@ static int wino_wins(const struct bti_conv_geom *g, const struct bti_conv_rules 
 {
     const int64_t ch = g->c < g->co ? g->c : g->co;
     return bti_conv_images_each(g) &&
-           (ch >= r->wino_min_ch || (ch >= r->wino_min_ch_large && g->h * g->w >= r->wino_large_plane));
+           (ch >= r->wino_min_ch ||
+            (ch >= r->wino_min_ch_large && g->h * g->w >= r->wino_large_plane));
 }
 
 /* Per thread: two pixel-major buffers (x and y in the forward; x then dx,
@@ -101,8 +102,8 @@ static void wino_input_of(const struct bti_conv_geom *g, const float *x, int64_t
     bti_wino_input(d->pa, d->cp, nb, g->h, g->w, g->c, d->v, d->cp, d->ev);
 }
 
-static void forward_wino(const struct bti_conv_geom *g, const float *u, const float *bias, const float *x,
-                         float *y, int64_t n0, int64_t n1, float *buf)
+static void forward_wino(const struct bti_conv_geom *g, const float *u, const float *bias,
+                         const float *x, float *y, int64_t n0, int64_t n1, float *buf)
 {
     const int64_t wb = group_images(g);
     struct wino_bufs d;
@@ -113,16 +114,17 @@ static void forward_wino(const struct bti_conv_geom *g, const float *u, const fl
         const int64_t nb = n1 - n < wb ? n1 - n : wb, nt = nb * bti_wino_tiles(g->h, g->w);
         wino_input_of(g, x, n, nb, &d);
         for (e = 0; e < 16; e++)
-            bti_sgemm(g->level, BTI_NO_TRANS, BTI_NO_TRANS, nt, g->co, g->c, 1.0f, d.v + e * d.ev, d.cp,
-                      u + e * g->co * g->c, g->co, 0.0f, d.m + e * d.em, d.cop);
+            bti_sgemm(g->level, BTI_NO_TRANS, BTI_NO_TRANS, nt, g->co, g->c, 1.0f, d.v + e * d.ev,
+                      d.cp, u + e * g->co * g->c, g->co, 0.0f, d.m + e * d.em, d.cop);
         bti_wino_output(d.m, d.cop, d.em, nb, g->h, g->w, g->co, d.pb, d.cop);
         bti_direct_from_pixels(d.pb, g->co, nb, d.hw, bias, y + n * g->co * d.hw);
     }
 }
 
 /* part[16][co][c] += dU; dx = the input gradient when u is set. */
-static void backward_wino(const struct bti_conv_geom *g, const float *u, const float *x, const float *dy,
-                          float *dx, int64_t n0, int64_t n1, float *buf, float *part)
+static void backward_wino(const struct bti_conv_geom *g, const float *u, const float *x,
+                          const float *dy, float *dx, int64_t n0, int64_t n1, float *buf,
+                          float *part)
 {
     const int64_t wb = group_images(g);
     struct wino_bufs d;
@@ -135,13 +137,13 @@ static void backward_wino(const struct bti_conv_geom *g, const float *u, const f
         bti_wino_output_adjoint(d.pb, d.cop, nb, g->h, g->w, g->co, d.m, d.cop, d.em);
         wino_input_of(g, x, n, nb, &d);
         for (e = 0; e < 16; e++)
-            bti_sgemm(g->level, BTI_TRANS, BTI_NO_TRANS, g->co, g->c, nt, 1.0f, d.m + e * d.em, d.cop,
-                      d.v + e * d.ev, d.cp, 1.0f, part + e * g->co * g->c, g->c);
+            bti_sgemm(g->level, BTI_TRANS, BTI_NO_TRANS, g->co, g->c, nt, 1.0f, d.m + e * d.em,
+                      d.cop, d.v + e * d.ev, d.cp, 1.0f, part + e * g->co * g->c, g->c);
         if (!u)
             continue;
         for (e = 0; e < 16; e++) /* dV over V */
-            bti_sgemm(g->level, BTI_NO_TRANS, BTI_NO_TRANS, nt, g->c, g->co, 1.0f, d.m + e * d.em, d.cop,
-                      u + e * g->co * g->c, g->c, 0.0f, d.v + e * d.ev, d.cp);
+            bti_sgemm(g->level, BTI_NO_TRANS, BTI_NO_TRANS, nt, g->c, g->co, 1.0f, d.m + e * d.em,
+                      d.cop, u + e * g->co * g->c, g->c, 0.0f, d.v + e * d.ev, d.cp);
         memset(d.pa, 0, (size_t)(nb * d.hw * d.cp) * sizeof *d.pa);
         bti_wino_input_adjoint(d.v, d.cp, d.ev, nb, g->h, g->w, g->c, d.pa, d.cp);
         bti_direct_from_pixels(d.pa, g->c, nb, d.hw, NULL, dx + n * g->c * d.hw);

@@ -106,9 +106,9 @@ static bt_status bn_prepare(bt_layer *l, const bt_tensor *x, int training, int g
  * costs one read of x and one write of y from memory. Sums run in single
  * precision in LANES explicit partial sums (a GCC vector) of at most FLUSH values each, which
  * are then added up in double in a fixed order: accurate, and the same bits
- * for any thread count and any vector ISA. Fused variants (for the model): forward adds a residual and/or
- * applies ReLU to the output; backward takes dy as zero where the fused ReLU's
- * output was zero (exactly what a separate ReLU backward would have passed). */
+ * for any thread count and any vector ISA. Fused variants (for the model): forward adds a residual
+ * and/or applies ReLU to the output; backward takes dy as zero where the fused ReLU's output was
+ * zero (exactly what a separate ReLU backward would have passed). */
 
 #define LANES 16 /* partial sums per accumulator: a GCC vector of 16 floats, lowered to */
 #define FLUSH 16 /* the ISA at hand; vectors added to it before it is flushed to double */
@@ -216,8 +216,9 @@ BTI_INLINE static void acc_sums(const float *restrict r, const float *restrict e
 }
 
 /* o = (r - mu) * sc + sh, then + skip, then ReLU, as asked */
-BTI_INLINE static void norm_run(const float *restrict r, float *restrict o, const float *restrict skip,
-                     int relu, int64_t s, float mu, float sc, float sh)
+BTI_INLINE static void norm_run(const float *restrict r, float *restrict o,
+                                const float *restrict skip, int relu, int64_t s, float mu, float sc,
+                                float sh)
 {
     int64_t q;
     if (skip && relu) {
@@ -244,8 +245,9 @@ BTI_INLINE static void norm_run(const float *restrict r, float *restrict o, cons
 }
 
 /* dx = sc * (e - mdy - (r - mu) * kx), e masked as in sums_run */
-BTI_INLINE static void dx_run(const float *restrict r, const float *restrict e, const float *restrict mk,
-                   float *restrict o, int64_t s, float mu, float sc, float mdy, float kx)
+BTI_INLINE static void dx_run(const float *restrict r, const float *restrict e,
+                              const float *restrict mk, float *restrict o, int64_t s, float mu,
+                              float sc, float mdy, float kx)
 {
     int64_t q;
     if (mk) {
@@ -261,8 +263,8 @@ BTI_INLINE static void dx_run(const float *restrict r, const float *restrict e, 
     }
 }
 
-BTI_INLINE static void dx_eval_run(const float *restrict e, const float *restrict mk, float *restrict o,
-                        int64_t s, float sc)
+BTI_INLINE static void dx_eval_run(const float *restrict e, const float *restrict mk,
+                                   float *restrict o, int64_t s, float sc)
 {
     int64_t q;
     if (mk) {
@@ -324,9 +326,9 @@ static int64_t plane_at(const struct bn_dims *d, int64_t n, int64_t c)
 
 /* Training forward over planes for task t: statistics and the normalised
  * output. The tasks are compiled once per CPU level (BTI_PER_LEVEL). */
-static BTI_INLINE void fwd_train_task_body(const bt_layer *l, const struct bn_dims *d, const float *x,
-                                      float *y, const float *skip, int relu, double *mean,
-                                      double *invstd, double *var, int64_t t)
+static BTI_INLINE void fwd_train_task_body(const bt_layer *l, const struct bn_dims *d,
+                                           const float *x, float *y, const float *skip, int relu,
+                                           double *mean, double *invstd, double *var, int64_t t)
 {
     const float *w = bn_weight(l), *b = bn_bias(l);
     double s1[MAX_BLOCK], s2[MAX_BLOCK];
@@ -390,9 +392,9 @@ static void fwd_planes_train(const bt_layer *l, const struct bn_dims *d, const f
 }
 
 /* Normalising with given statistics (eval), planes [k0, k1) of (image, channel). */
-static BTI_INLINE void fwd_apply_task_body(const bt_layer *l, const struct bn_dims *d, const float *x,
-                                      float *y, const float *skip, int relu, const double *mean,
-                                      const double *invstd, int64_t k)
+static BTI_INLINE void fwd_apply_task_body(const bt_layer *l, const struct bn_dims *d,
+                                           const float *x, float *y, const float *skip, int relu,
+                                           const double *mean, const double *invstd, int64_t k)
 {
     const float *w = bn_weight(l), *b = bn_bias(l);
     const int64_t n = k / d->c, c = k % d->c, j = (n / d->ns) * d->c + c, off = k * d->s;

@@ -52,8 +52,9 @@ static void split(int64_t rows, int t, int tn, int64_t *r0, int64_t *r1)
 
 /* Row-major GEMM on the calling thread: the private kernels when they beat the
  * BLAS (see bti_sgemm_prefer_private), else the BLAS (set to one thread). */
-static void gemm(int level, int priv, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
-                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+static void gemm(int level, int priv, int ta, int tb, int64_t m, int64_t n, int64_t k,
+                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                 int64_t ldc)
 {
     if (priv)
         bti_sgemm(level, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
@@ -134,8 +135,8 @@ static void linear_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
                  dw + o0 * in, in);
         split(n, t, tn, &i0, &i1);
         if (dx && i1 > i0)
-            gemm(l->level, priv, BTI_NO_TRANS, BTI_NO_TRANS, i1 - i0, in, out, dy + i0 * out, out, w, in,
-                 0.0f, dx + i0 * in, in);
+            gemm(l->level, priv, BTI_NO_TRANS, BTI_NO_TRANS, i1 - i0, in, out, dy + i0 * out, out,
+                 w, in, 0.0f, dx + i0 * in, in);
     }
 }
 
