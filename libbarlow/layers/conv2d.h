@@ -103,7 +103,9 @@ BTI_HIDDEN size_t bti_conv_padded_floats(const struct bti_conv_geom *g, int64_t 
 BTI_HIDDEN void bti_conv_grid_pack(const struct bti_conv_geom *g, const float *src, int64_t ch,
                                    int64_t nb, float *dst);
 /* dw[i] += sum over the nt threads' parts base[t*stride + poff + i], i < nw,
- * in thread order (deterministic for a thread count). */
+ * in thread order (deterministic for a thread count). nt is the team that
+ * ran, which can be smaller than asked (a host's nested OpenMP region,
+ * OMP_THREAD_LIMIT): the other threads' parts were never zeroed. */
 BTI_HIDDEN void bti_conv_sum_parts(const float *base, size_t stride, size_t poff, int64_t nw,
                                    int nt, float *dw);
 

@@ -351,8 +351,7 @@ static void family_backward(bt_layer *l, const struct bti_conv_geom *g, const fl
     const size_t stride = dr_stride(g), poff = part_at(g);
     float *base = (float *)l->scratch->p, *wpk = base + (size_t)g->threads * stride;
     int ran = 1;
-    /* the team may have fewer threads than asked (a host's nested region,
-     * OMP_THREAD_LIMIT): only its members' parts are summed */
+    /* parts of the team that ran (bti_conv_sum_parts) */
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();

@@ -211,10 +211,8 @@ const struct bti_conv_form bti_conv_gemm = {
  * arithmetic (few output channels). docs/perf.md has the measurements. */
 static int images_wins(const struct bti_conv_geom *g, const struct bti_conv_rules *r)
 {
-    if (g->n < 2)
-        return 0;
-    if (g->threads >= 2)
-        return g->n >= g->threads;
+    if (g->threads >= 2 || g->n < 2)
+        return bti_conv_images_each(g);
     return bti_sgemm_prefer_private(g->level) || g->co <= r->images_max_co;
 }
 
@@ -328,8 +326,7 @@ static void images_backward(bt_layer *l, const struct bti_conv_geom *g, const fl
     const size_t stride = im_stride(g), poff = im_col(g) + im_tmp(g);
     const int64_t nw = g->co * g->k2;
     int ran = 1;
-    /* the team may have fewer threads than asked (a host's nested region,
-     * OMP_THREAD_LIMIT): only its members' parts are summed */
+    /* parts of the team that ran (bti_conv_sum_parts) */
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();

@@ -161,8 +161,7 @@ static void grid_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     int ran = 1;
     if (dx)
         flip_weights(g, l->value[0]->data, wt);
-    /* the team may have fewer threads than asked (a host's nested region,
-     * OMP_THREAD_LIMIT): only its members' parts are summed */
+    /* parts of the team that ran (bti_conv_sum_parts) */
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();

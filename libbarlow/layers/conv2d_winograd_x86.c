@@ -173,8 +173,7 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     const int nt = g->threads;
     float *base = (float *)l->scratch->p, *u = base + (size_t)nt * stride, *dw = l->grad[0]->data;
     int ran = 1;
-    /* the team may have fewer threads than asked (a host's nested region,
-     * OMP_THREAD_LIMIT): only its members' parts are summed */
+    /* parts of the team that ran (bti_conv_sum_parts) */
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
