@@ -1,4 +1,5 @@
-/* conv_direct_avx512.c - direct 3x3 convolution tiles, stride 1 or 2 (see conv_direct.h).
+/* conv_direct_avx512.c - direct 3x3 convolution tiles, stride 1 or 2, 16 channels per
+ * AVX-512 register (see conv_direct.h).
  *
  * Forward and input gradient: a tile is NP output pixels x V registers of 16
  * output channels (NP*V <= 28 accumulators). For each input channel and tap
@@ -17,86 +18,10 @@
 #define TAPS 9
 #define CB 16 /* input channels per pass of the forward tiles (with 9 taps) */
 
-int64_t bti_direct_round(int64_t ch) { return (ch + 15) / 16 * 16; }
-
 #define VMAX 4 /* registers of output channels per forward tile */
 
 /* Registers of output channels in the forward tile that starts at register v0 of nv. */
 static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= VMAX ? VMAX : (int)(nv - v0); }
-
-int64_t bti_direct_list_len(int64_t npix) { return npix + BTI_DIRECT_CLASSES * BTI_DIRECT_SLACK; }
-
-/* The kernel rows (columns) inside the image for output row y: bit i set
- * when input row y*s + i - 1 is in [0, h). */
-static int inside(int64_t y, int s, int64_t h)
-{
-    int i, m = 0;
-    for (i = 0; i < TAPS / 3; i++)
-        m |= (y * s + i - 1 >= 0 && y * s + i - 1 < h) << i;
-    return m;
-}
-
-/* The kinds of output rows (columns) of n by their taps inside, each a run
- * [lo, hi): the valid kernel rows slide with y, so a set never comes back
- * once it changed (first, middle, last; at most 3). */
-static int kinds(int64_t n, int s, int64_t h, int mask[3], int64_t lo[3], int64_t hi[3])
-{
-    int64_t y;
-    int k = 0;
-    for (y = 0; y < n; y++) {
-        const int m = inside(y, s, h);
-        if (k == 0 || mask[k - 1] != m) {
-            mask[k] = m;
-            lo[k++] = y;
-        }
-        hi[k - 1] = y + 1;
-    }
-    return k;
-}
-
-void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t plane,
-                        int64_t wp, int s, int64_t *off, int64_t *rows,
-                        struct bti_pixel_classes *pc)
-{
-    int64_t rl[3], rh[3], cl[3], ch[3], b, y, x, q = 0;
-    int rm[3], cm[3], a, c, i, j;
-    const int nr = kinds(ho, s, h, rm, rl, rh), nc = kinds(wo, s, w, cm, cl, ch);
-    pc->n = 0;
-    for (a = 0; a < nr; a++)
-        for (c = 0; c < nc; c++) {
-            struct bti_taps *tp = &pc->tp[pc->n];
-            tp->n = 0;
-            tp->slots = TAPS;
-            for (i = 0; i < 3; i++)
-                for (j = 0; j < 3; j++)
-                    if ((rm[a] >> i & 1) && (cm[c] >> j & 1)) {
-                        tp->off[tp->n] = (i - 1) * wp + (j - 1);
-                        tp->slot[tp->n] = i * 3 + j;
-                        tp->w[tp->n++] = i * 3 + j;
-                    }
-            pc->start[pc->n] = q;
-            for (b = 0; b < nb; b++)
-                for (y = rl[a]; y < rh[a]; y++)
-                    for (x = cl[c]; x < ch[c]; x++) {
-                        off[q] = b * plane + s * (y * wp + x);
-                        rows[q++] = (b * ho + y) * wo + x;
-                    }
-            pc->count[pc->n] = q - pc->start[pc->n];
-            bti_direct_slack(pc->count[pc->n], off + pc->start[pc->n], rows + pc->start[pc->n]);
-            q += BTI_DIRECT_SLACK;
-            pc->n++;
-        }
-}
-
-void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows)
-{
-    int64_t k;
-    for (k = 0; k < BTI_DIRECT_SLACK; k++) {
-        off[npix + k] = npix > 0 ? off[npix - 1] : 0;
-        rows[npix + k] = npix > 0 ? rows[npix - 1] : 0;
-    }
-}
-
 
 #define INLINE __attribute__((always_inline)) inline
 
@@ -152,7 +77,7 @@ T512 static INLINE void move_block(const float *src, int64_t ss, int64_t nr, __m
 
 /* One register of 16 output channels at a time: the forward's rows through
  * transposes, other tap lists gathered from the 16 rows of w. */
-T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
+T512 static void pack(const float *w, int64_t co, int64_t c, int transpose,
                           const struct bti_taps *tp, float *wpk, int part, int parts)
 {
     const int64_t nout = transpose ? c : co, nin = transpose ? co : c, chp = bti_direct_round(nout);
@@ -188,7 +113,7 @@ T512 void bti_direct_pack(const float *w, int64_t co, int64_t c, int transpose,
 }
 
 /* Both transposes move 16 x 16 blocks (16 pixels x 16 channels) through registers. */
-T512 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
+T512 static void to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
 {
     const int64_t chp = bti_direct_round(ch);
     int64_t b, q0, c0;
@@ -199,7 +124,7 @@ T512 void bti_direct_to_pixels(const float *src, int64_t ch, int64_t nb, int64_t
                            dst + (b * p + q0) * chp + c0, chp, p - q0, 0xFFFF, NULL);
 }
 
-T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
+T512 static void from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
                                  const float *bias, float *dst)
 {
     const int64_t chp = bti_direct_round(ch);
@@ -214,7 +139,7 @@ T512 void bti_direct_from_pixels(const float *src, int64_t ch, int64_t nb, int64
 
 /* 16 channels x 16 kernel entries at a time: the threads' rows summed in
  * order, transposed, added to 16 runs of dw. */
-T512 void bti_direct_add_parts(const float *parts, size_t stride, int nt, int64_t co, int64_t k2,
+T512 static void add_parts(const float *parts, size_t stride, int nt, int64_t co, int64_t k2,
                                int64_t o0, int64_t o1, float *dw)
 {
     const int64_t chp = bti_direct_round(co);
@@ -309,7 +234,7 @@ static const conv_tile_fn conv_tiles[2][4] = {
     {conv_tile1_all, conv_tile2_all, conv_tile3_all, conv_tile4_all}};
 static const int conv_np[4] = {14, 14, 9, 7};
 
-void bti_direct_conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
                      const int64_t *rows, const struct bti_pixel_classes *pc, const float *wpk,
                      int64_t cout, float *out)
 {
@@ -424,7 +349,7 @@ GRAD_TILE(2)
 GRAD_TILE(3)
 static const grad_tile_fn grad_tiles[3] = {grad_tile1, grad_tile2, grad_tile3};
 
-void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
+static void weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
                             const int64_t *off, const int64_t *rows,
                             const struct bti_pixel_classes *pc, const float *dy, int64_t cout,
                             float *part)
@@ -442,3 +367,7 @@ void bti_direct_weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t ci
                               part + c * TAPS * chp + v0 * 16);
         }
 }
+
+const struct bti_direct_ops bti_direct_avx512 = {
+    pack, conv, weight_grad, add_parts, to_pixels, from_pixels, bti_flat_conv_avx512,
+};

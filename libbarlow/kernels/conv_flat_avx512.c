@@ -14,57 +14,8 @@
 #include "kernels/conv_direct.h"
 #include "kernels/simd_x86.h"
 
-#define FO 8 /* output channels per tile */
+#define FO BTI_FLAT_OUTPUTS
 #define FV 3 /* registers of 16 pixels per tile */
-
-/* An image's flat positions: h rows of wp, less the last row's two junk ones. */
-static int64_t flat_len(int64_t h, int64_t wp) { return h * wp - 2; }
-
-int64_t bti_flat_runs(int64_t h, int64_t wp) { return (flat_len(h, wp) + 15) / 16; }
-
-void bti_flat_pack(const float *w, int64_t co, int64_t c, int transpose, float *wpk, int part,
-                   int parts)
-{
-    const int64_t nout = transpose ? c : co, nin = transpose ? co : c, ng = (nout + FO - 1) / FO;
-    int64_t gr, ci, o;
-    int t, k;
-    for (gr = ng * part / parts; gr < ng * (part + 1) / parts; gr++)
-        for (ci = 0; ci < nin; ci++)
-            for (t = 0; t < 9; t++)
-                for (k = 0; k < FO; k++) {
-                    o = gr * FO + k;
-                    wpk[((gr * nin + ci) * 9 + t) * FO + k] =
-                        o >= nout   ? 0.0f
-                        : transpose ? w[(ci * c + o) * 9 + 8 - t]
-                                    : w[(o * c + ci) * 9 + t];
-                }
-}
-
-void bti_flat_stores(int64_t h, int64_t w, int64_t *st)
-{
-    const int64_t wp = w + 2, len = flat_len(h, wp), nr = bti_flat_runs(h, wp);
-    int64_t r, g, first, y = 0, x = 0;
-    unsigned m;
-    int l;
-    /* row and column counted along, not divided out: this runs per image group */
-    for (r = 0; r < nr; r++) {
-        m = 0;
-        first = 0;
-        for (l = 0, g = 16 * r; l < 16; l++, g++) {
-            if (g < len && x < w) {
-                if (!m)
-                    first = y * w + x;
-                m |= 1u << l;
-            }
-            if (++x == wp) {
-                x = 0;
-                y++;
-            }
-        }
-        st[r] = first << 16 | m;
-    }
-}
-
 
 #define INLINE __attribute__((always_inline)) inline
 
@@ -153,7 +104,7 @@ static const flat_tile_fn flat_tiles[4][FV] = {{flat_tile1_8, flat_tile2_8, flat
  * the FMAs, and one output at a time read each input run again per output
  * (from L2: a 64-channel image's planes do not fit L1), which made the 3->64
  * stem's input gradient take 1.6x as long as with a tile of 4. */
-void bti_flat_conv(const float *x, int64_t lcap, int64_t plane, int64_t wp, int64_t h,
+void bti_flat_conv_avx512(const float *x, int64_t lcap, int64_t plane, int64_t wp, int64_t h,
                    int64_t nb, int64_t cin, const float *wpk, int64_t cout, const int64_t *st,
                    const float *bias, float *dst)
 {

@@ -104,37 +104,7 @@ static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, 
 }
 
 /* pack_a for slivers of 8 rows with AVX: the row-major form transposes 8 x 8
- * blocks in registers, the transposed form copies 8 contiguous floats per k. */
-T256 static __m256i mask8(int64_t n)
-{
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const int v = n >= 8 ? 8 : n <= 0 ? 0 : (int)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(v), iota);
-}
-
-/* o[j][i] = r_i[j]: an 8 x 8 transpose. */
-T256 static inline __attribute__((always_inline)) void
-tr8x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6, __m256 r7,
-      __m256 *o)
-{
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
-                 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
-                 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
+ * blocks in registers (tr8x8), the transposed form copies 8 contiguous floats per k. */
 /* dst[kk * ld + r] = row[r][kk] for kk < kc, r < 8: 8 x 8 blocks transposed in
  * registers; rows at and past `rows` become zeros (their pointers must still be
  * readable: callers repeat a valid row). */

@@ -1,7 +1,7 @@
 /* conv2d_direct_x86.c - the direct forms of 3x3, padding-1 convolutions
- * (stride 1 or 2), per image on OpenMP threads, over the AVX-512 tiles of
- * kernels/conv_direct_avx512.c and kernels/conv_flat_avx512.c: no GEMM, no
- * im2col, no junk outputs.
+ * (stride 1 or 2), per image on OpenMP threads, over the level's tiles
+ * (kernels/conv_direct.h: AVX-512 channel and flat tiles, AVX2 channel
+ * tiles): no GEMM, no im2col, no junk outputs.
  *  - direct: the channel tiles. The input's planes are read in place pixel
  *    by pixel through pixel lists split by the taps inside the image; outputs
  *    come back pixel-major and are transposed into NCHW. At stride 1 the
@@ -21,12 +21,21 @@
 #include <omp.h>
 #include <string.h>
 
+/* The level's tiles. */
+static const struct bti_direct_ops *ops(const struct bti_conv_geom *g)
+{
+    return bti_direct_ops_of(g->level);
+}
+
 static int direct_fits(const struct bti_conv_geom *g)
 {
     return g->k == 3 && (g->s == 1 || g->s == 2) && g->pad == 1;
 }
 
-static int flat_fits(const struct bti_conv_geom *g) { return direct_fits(g) && g->s == 1; }
+static int flat_fits(const struct bti_conv_geom *g)
+{
+    return direct_fits(g) && g->s == 1 && ops(g)->flat_conv;
+}
 
 /* A tile's registers hold `lanes` channels (outputs; inputs for the input
  * gradient): chosen when neither count leaves more than a third idle. */
@@ -35,10 +44,13 @@ static int lanes_ok(int64_t ch, const struct bti_conv_rules *r)
     return 2 * ((ch + r->direct_lanes - 1) / r->direct_lanes * r->direct_lanes) <= 3 * ch;
 }
 
-/* A stem (1-4 input channels) at stride 1: its forward and input gradient go
- * to the flat form, whose registers hold pixels, and its weight gradient to
- * the channel tiles over its outputs. */
-static int stem(const struct bti_conv_geom *g) { return g->s == 1 && g->c <= 4; }
+/* A stem (1-4 input channels) at stride 1, where the level has flat tiles:
+ * its forward and input gradient go to the flat form, whose registers hold
+ * pixels, and its weight gradient to the channel tiles over its outputs. */
+static int stem(const struct bti_conv_geom *g)
+{
+    return g->s == 1 && g->c <= 4 && ops(g)->flat_conv;
+}
 
 static int direct_wins(const struct bti_conv_geom *g, const struct bti_conv_rules *r)
 {
@@ -161,12 +173,12 @@ static void pack_weights(const struct bti_conv_geom *g, const float *w, int dx, 
     }
     if (!dx || g->s == 1) {
         taps_all(dx, &tp);
-        bti_direct_pack(w, g->co, g->c, dx, &tp, wpk, t, tn);
+        ops(g)->pack(w, g->co, g->c, dx, &tp, wpk, t, tn);
         return;
     }
     for (cls = 0; cls < 4; cls++) {
         taps_class(cls / 2, cls % 2, g->wo, &tp);
-        bti_direct_pack(w, g->co, g->c, 1, &tp, wpk, t, tn);
+        ops(g)->pack(w, g->co, g->c, 1, &tp, wpk, t, tn);
         wpk += bti_direct_round(g->c) * g->co * tp.n;
     }
 }
@@ -203,14 +215,14 @@ static void conv_image(const struct bti_conv_geom *g, const float *src, int64_t 
     struct bti_pixel_classes pc;
     if (g->flat) {
         bti_conv_grid_pack(g, src, cin, nb, d->pad);
-        bti_flat_conv(d->pad, g->lcap, g->hp * g->wp, g->wp, g->h, nb, cin, wpk, cout, d->st,
+        ops(g)->flat_conv(d->pad, g->lcap, g->hp * g->wp, g->wp, g->h, nb, cin, wpk, cout, d->st,
                       bias, dst);
         return;
     }
     bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, cin * g->h * g->w, g->w, g->s, d->off,
                        d->rows, &pc);
-    bti_direct_conv(src, g->h * g->w, cin, d->off, d->rows, &pc, wpk, cout, d->pix);
-    bti_direct_from_pixels(d->pix, cout, nb, g->p, bias, dst);
+    ops(g)->conv(src, g->h * g->w, cin, d->off, d->rows, &pc, wpk, cout, d->pix);
+    ops(g)->from_pixels(d->pix, cout, nb, g->p, bias, dst);
 }
 
 static void forward_direct(const struct bti_conv_geom *g, const float *wpk, const float *bias,
@@ -281,7 +293,7 @@ static void dx_stride2(const struct bti_conv_geom *g, const float *wpk, const fl
         struct bti_pixel_classes pc;
         const int taps = dx_class(g, cls / 2, cls % 2, nb, d->off, d->rows, &pc);
         if (pc.n > 0)
-            bti_direct_conv(dy, g->ho * g->wo, g->co, d->off, d->rows, &pc, wpk, g->c, d->pix);
+            ops(g)->conv(dy, g->ho * g->wo, g->co, d->off, d->rows, &pc, wpk, g->c, d->pix);
         wpk += bti_direct_round(g->c) * g->co * taps;
     }
 }
@@ -301,8 +313,8 @@ static void backward_direct(const struct bti_conv_geom *g, const float *wpk, con
         /* the weight gradient reads x as it is: its classes skip the outside taps */
         bti_direct_classes(nb, g->h, g->w, g->ho, g->wo, g->c * g->h * g->w, g->w, g->s, d.off,
                            d.rows, &pc);
-        bti_direct_to_pixels(dyc, g->co, nb, g->p, d.pix);
-        bti_direct_weight_grad(x + n * g->c * g->h * g->w, g->h * g->w, g->w, g->c, d.off, d.rows,
+        ops(g)->to_pixels(dyc, g->co, nb, g->p, d.pix);
+        ops(g)->weight_grad(x + n * g->c * g->h * g->w, g->h * g->w, g->w, g->c, d.off, d.rows,
                                &pc, d.pix, g->co, part);
         if (!wpk)
             continue;
@@ -311,7 +323,7 @@ static void backward_direct(const struct bti_conv_geom *g, const float *wpk, con
             continue;
         }
         dx_stride2(g, wpk, dyc, nb, &d);
-        bti_direct_from_pixels(d.pix, g->c, nb, g->h * g->w, NULL, dx + n * g->c * g->h * g->w);
+        ops(g)->from_pixels(d.pix, g->c, nb, g->h * g->w, NULL, dx + n * g->c * g->h * g->w);
     }
 }
 
@@ -339,7 +351,7 @@ static void add_direct_parts(const struct bti_conv_geom *g, const float *base, s
 #pragma omp parallel num_threads(nt) if (g->co * g->k2 * nt > BTI_PAR_MIN)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-        bti_direct_add_parts(base + poff, stride, nt, g->co, g->k2, 16 * (blocks * t / tn),
+        ops(g)->add_parts(base + poff, stride, nt, g->co, g->k2, 16 * (blocks * t / tn),
                              16 * (blocks * (t + 1) / tn), dw);
     }
 }

@@ -10,7 +10,12 @@
 
 static const struct bti_conv_rules rules[BTI_CPU_LEVELS] = {
     [BTI_CPU_GENERIC] = {.images_max_co = 0},
-    [BTI_CPU_AVX2] = {.images_max_co = 128, .grid_max_overhead = 1.35},
+    [BTI_CPU_AVX2] = {.images_max_co = 128,
+                      .grid_max_overhead = 1.35,
+                      .direct_lanes = 16,
+                      .wino_min_ch = 128,
+                      .wino_min_ch_large = 64,
+                      .wino_large_plane = 32 * 32},
     [BTI_CPU_AVX512] = {.images_max_co = ALWAYS,
                         .grid_max_overhead = 1.35,
                         .direct_lanes = 16,
@@ -26,8 +31,8 @@ static const struct bti_conv_rules rules[BTI_CPU_LEVELS] = {
 static const struct bti_conv_form *const generic_forms[] = {&bti_conv_images, &bti_conv_gemm,
                                                             NULL};
 #if defined(__x86_64__) || defined(__i386__)
-static const struct bti_conv_form *const avx2_forms[] = {&bti_conv_grid, &bti_conv_images,
-                                                         &bti_conv_gemm, NULL};
+static const struct bti_conv_form *const avx2_forms[] = {
+    &bti_conv_winograd, &bti_conv_direct, &bti_conv_grid, &bti_conv_images, &bti_conv_gemm, NULL};
 static const struct bti_conv_form *const avx512_forms[] = {
     &bti_conv_winograd, &bti_conv_flat,   &bti_conv_direct, &bti_conv_grid,
     &bti_conv_images,   &bti_conv_gemm, NULL};

@@ -1,6 +1,6 @@
 /* conv2d_winograd_x86.c - the Winograd F(2x2, 3x3) form of 3x3 stride-1
- * padding-1 convolutions, per image on OpenMP threads, over the AVX-512
- * transforms of kernels/conv_winograd_avx512.c and the private GEMMs: 16
+ * padding-1 convolutions, per image on OpenMP threads, over the level's
+ * transforms (kernels/conv_winograd.h) and the private GEMMs: 16
  * multiplies per 2x2 outputs and channel pair instead of 36. It computes
  * whole 2x2 tiles, padding taps included (odd sizes: a junk row and column).
  *
@@ -79,6 +79,8 @@ struct wino_bufs {
     float *pa, *pb, *v, *m;   /* pixel rows (two), V, M (part_at: the dW part) */
     int64_t cp, cop, hw;      /* channels rounded to registers, pixels per image */
     int64_t ev, em;           /* floats between transform elements in v and m */
+    const struct bti_wino_ops *tf;     /* the level's transforms */
+    const struct bti_direct_ops *px;   /* and its moves to and from pixel-major rows */
 };
 
 static void wino_bufs_of(const struct bti_conv_geom *g, float *buf, struct wino_bufs *d)
@@ -92,14 +94,16 @@ static void wino_bufs_of(const struct bti_conv_geom *g, float *buf, struct wino_
     d->hw = g->h * g->w;
     d->ev = group_images(g) * bti_wino_tiles(g->h, g->w) * d->cp;
     d->em = group_images(g) * bti_wino_tiles(g->h, g->w) * d->cop;
+    d->tf = bti_wino_ops_of(g->level);
+    d->px = bti_direct_ops_of(g->level);
 }
 
 /* Images [n, n + nb) of x into V, through pixel-major rows in pa. */
 static void wino_input_of(const struct bti_conv_geom *g, const float *x, int64_t n, int64_t nb,
                           const struct wino_bufs *d)
 {
-    bti_direct_to_pixels(x + n * g->c * d->hw, g->c, nb, d->hw, d->pa);
-    bti_wino_input(d->pa, d->cp, nb, g->h, g->w, g->c, d->v, d->cp, d->ev);
+    d->px->to_pixels(x + n * g->c * d->hw, g->c, nb, d->hw, d->pa);
+    d->tf->input(d->pa, d->cp, nb, g->h, g->w, g->c, d->v, d->cp, d->ev);
 }
 
 static void forward_wino(const struct bti_conv_geom *g, const float *u, const float *bias,
@@ -116,8 +120,8 @@ static void forward_wino(const struct bti_conv_geom *g, const float *u, const fl
         for (e = 0; e < 16; e++)
             bti_sgemm(g->level, BTI_NO_TRANS, BTI_NO_TRANS, nt, g->co, g->c, 1.0f, d.v + e * d.ev,
                       d.cp, u + e * g->co * g->c, g->co, 0.0f, d.m + e * d.em, d.cop);
-        bti_wino_output(d.m, d.cop, d.em, nb, g->h, g->w, g->co, d.pb, d.cop);
-        bti_direct_from_pixels(d.pb, g->co, nb, d.hw, bias, y + n * g->co * d.hw);
+        d.tf->output(d.m, d.cop, d.em, nb, g->h, g->w, g->co, d.pb, d.cop);
+        d.px->from_pixels(d.pb, g->co, nb, d.hw, bias, y + n * g->co * d.hw);
     }
 }
 
@@ -133,8 +137,8 @@ static void backward_wino(const struct bti_conv_geom *g, const float *u, const f
     wino_bufs_of(g, buf, &d);
     for (n = n0; n < n1; n += wb) {
         const int64_t nb = n1 - n < wb ? n1 - n : wb, nt = nb * bti_wino_tiles(g->h, g->w);
-        bti_direct_to_pixels(dy + n * g->co * d.hw, g->co, nb, d.hw, d.pb);
-        bti_wino_output_adjoint(d.pb, d.cop, nb, g->h, g->w, g->co, d.m, d.cop, d.em);
+        d.px->to_pixels(dy + n * g->co * d.hw, g->co, nb, d.hw, d.pb);
+        d.tf->output_adjoint(d.pb, d.cop, nb, g->h, g->w, g->co, d.m, d.cop, d.em);
         wino_input_of(g, x, n, nb, &d);
         for (e = 0; e < 16; e++)
             bti_sgemm(g->level, BTI_TRANS, BTI_NO_TRANS, g->co, g->c, nt, 1.0f, d.m + e * d.em,
@@ -145,8 +149,8 @@ static void backward_wino(const struct bti_conv_geom *g, const float *u, const f
             bti_sgemm(g->level, BTI_NO_TRANS, BTI_NO_TRANS, nt, g->c, g->co, 1.0f, d.m + e * d.em,
                       d.cop, u + e * g->co * g->c, g->c, 0.0f, d.v + e * d.ev, d.cp);
         memset(d.pa, 0, (size_t)(nb * d.hw * d.cp) * sizeof *d.pa);
-        bti_wino_input_adjoint(d.v, d.cp, d.ev, nb, g->h, g->w, g->c, d.pa, d.cp);
-        bti_direct_from_pixels(d.pa, g->c, nb, d.hw, NULL, dx + n * g->c * d.hw);
+        d.tf->input_adjoint(d.v, d.cp, d.ev, nb, g->h, g->w, g->c, d.pa, d.cp);
+        d.px->from_pixels(d.pa, g->c, nb, d.hw, NULL, dx + n * g->c * d.hw);
     }
 }
 
@@ -154,11 +158,12 @@ static void wino_forward(bt_layer *l, const struct bti_conv_geom *g, const float
 {
     const float *w = l->value[0]->data, *bias = bti_conv2d_bias(l);
     const size_t stride = wn_stride(g);
+    const struct bti_wino_ops *tf = bti_wino_ops_of(g->level);
     float *base = (float *)l->scratch->p, *u = base + (size_t)g->threads * stride;
 #pragma omp parallel num_threads(g->threads)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-        bti_wino_weights(w, g->co, g->c, 1, g->c * t / tn, g->c * (t + 1) / tn, u);
+        tf->weights(w, g->co, g->c, 1, g->c * t / tn, g->c * (t + 1) / tn, u);
 #pragma omp barrier
         forward_wino(g, u, bias, x, y, g->n * t / tn, g->n * (t + 1) / tn,
                      base + (size_t)t * stride);
@@ -171,6 +176,7 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
     const float *w = l->value[0]->data;
     const size_t stride = wn_stride(g), poff = part_at(g);
     const int nt = g->threads;
+    const struct bti_wino_ops *tf = bti_wino_ops_of(g->level);
     float *base = (float *)l->scratch->p, *u = base + (size_t)nt * stride, *dw = l->grad[0]->data;
     int ran = 1;
     /* parts of the team that ran (bti_conv_sum_parts) */
@@ -182,7 +188,7 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
             ran = tn;
         memset(part, 0, wn_u(g) * sizeof *part);
         if (dx) {
-            bti_wino_weights(w, g->co, g->c, 0, g->co * t / tn, g->co * (t + 1) / tn, u);
+            tf->weights(w, g->co, g->c, 0, g->co * t / tn, g->co * (t + 1) / tn, u);
 #pragma omp barrier
         }
         backward_wino(g, dx ? u : NULL, x, dy, dx, g->n * t / tn, g->n * (t + 1) / tn, buf, part);
@@ -191,8 +197,8 @@ static void wino_backward(bt_layer *l, const struct bti_conv_geom *g, const floa
 #pragma omp parallel num_threads(nt) if ((int64_t)wn_u(g) * nt > BTI_PAR_MIN)
     {
         const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-        bti_wino_weight_grad(base + poff, stride, ran, g->co, g->c, g->co * t / tn,
-                             g->co * (t + 1) / tn, dw);
+        tf->weight_grad(base + poff, stride, ran, g->co, g->c, g->co * t / tn, g->co * (t + 1) / tn,
+                        dw);
     }
 }
 

@@ -1,0 +1,292 @@
+/* conv_direct_avx2.c - direct 3x3 convolution tiles, stride 1 or 2, 8 channels per
+ * AVX2 register (see conv_direct.h), for 16 ymm registers.
+ *
+ * Forward and input gradient: a tile is NP output pixels x V registers of 8
+ * output channels, 12 accumulators (3 x 4 or 6 x 2), so with the broadcast
+ * and the weights the tile fits the 16 registers and still has the 8 chains
+ * the FMA latency needs (4 cycles on 2 ports). Channels are rounded to 16 as
+ * at AVX-512, so V is 4 or 2; weights are packed in blocks of VMAX registers.
+ * Input channels go CB at a time as in the AVX-512 tiles (the block's
+ * weights, CB*9*V*32 bytes, stay in L1 across the group's pixels).
+ * Weight gradient: the 9 taps of one input channel x one register of output
+ * channels (9 accumulators; a dy load and 9 broadcasts per pixel).
+ * The transposes between NCHW and pixel-major rows go 8 x 8 through
+ * registers; masked moves (slow on AMD Zen) only at the ends of rows. */
+#include "kernels/conv_direct.h"
+#include "kernels/simd_x86.h"
+
+#define TAPS 9
+#define CB 16   /* input channels per pass of the forward tiles (with 9 taps) */
+#define VMAX 4  /* registers of output channels per forward tile */
+#define INLINE __attribute__((always_inline)) inline
+
+/* Registers of output channels in the forward tile that starts at register
+ * v0 of nv (nv even: channels are rounded to 16). */
+static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= VMAX ? VMAX : (int)(nv - v0); }
+
+/* Per call, so plain loops: register r of 8 outputs in the block of fwd_v
+ * registers it belongs to, taps in order. This call's share of the registers. */
+static void pack(const float *w, int64_t co, int64_t c, int transpose, const struct bti_taps *tp,
+                 float *wpk, int part, int parts)
+{
+    const int64_t nout = transpose ? c : co, nin = transpose ? co : c;
+    const int64_t nv = bti_direct_round(nout) / 8, nt = tp->n;
+    int64_t r, ci, t, l;
+    for (r = nv * part / parts; r < nv * (part + 1) / parts; r++) {
+        const int64_t v0 = r / VMAX * VMAX, lanes = 8 * fwd_v(nv, v0);
+        float *dst = wpk + v0 * 8 * nin * nt + (r - v0) * 8;
+        for (ci = 0; ci < nin; ci++)
+            for (t = 0; t < nt; t++)
+                for (l = 0; l < 8; l++) {
+                    const int64_t o = r * 8 + l;
+                    dst[(ci * nt + t) * lanes + l] =
+                        o >= nout   ? 0.0f
+                        : transpose ? w[(ci * c + o) * TAPS + tp->w[t]]
+                                    : w[(o * c + ci) * TAPS + tp->w[t]];
+                }
+    }
+}
+
+/* An 8 x 8 block: rows i < nr of src (8 floats at src + i*ss, the first nl
+ * lanes; the rest read as 0), transposed, into rows j < nw of dst (at dst +
+ * j*ds, the first nd lanes), plus bias[j] when bias is given. */
+T256 static INLINE void move8(const float *src, int64_t ss, int64_t nr, int64_t nl, float *dst,
+                              int64_t ds, int64_t nw, int64_t nd, const float *bias)
+{
+    __m256 r[8], o[8];
+    int k;
+    for (k = 0; k < 8; k++)
+        r[k] = k >= nr  ? _mm256_setzero_ps()
+               : nl >= 8 ? _mm256_loadu_ps(src + k * ss)
+                         : _mm256_maskload_ps(src + k * ss, mask8(nl));
+    tr8x8(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], o);
+    for (k = 0; k < 8 && k < nw; k++) {
+        const __m256 v = bias ? _mm256_add_ps(o[k], _mm256_set1_ps(bias[k])) : o[k];
+        if (nd >= 8)
+            _mm256_storeu_ps(dst + k * ds, v);
+        else
+            _mm256_maskstore_ps(dst + k * ds, mask8(nd), v);
+    }
+}
+
+T256 static void to_pixels(const float *src, int64_t ch, int64_t nb, int64_t p, float *dst)
+{
+    const int64_t chp = bti_direct_round(ch);
+    int64_t b, q0, c0;
+    for (b = 0; b < nb; b++)
+        for (c0 = 0; c0 < chp; c0 += 8)
+            for (q0 = 0; q0 < p; q0 += 8)
+                move8(src + (b * ch + c0) * p + q0, p, ch - c0, p - q0,
+                      dst + (b * p + q0) * chp + c0, chp, p - q0, 8, NULL);
+}
+
+T256 static void from_pixels(const float *src, int64_t ch, int64_t nb, int64_t p,
+                             const float *bias, float *dst)
+{
+    const int64_t chp = bti_direct_round(ch);
+    int64_t b, q0, c0;
+    for (b = 0; b < nb; b++)
+        for (c0 = 0; c0 < ch; c0 += 8)
+            for (q0 = 0; q0 < p; q0 += 8)
+                move8(src + (b * p + q0) * chp + c0, chp, p - q0, 8,
+                      dst + (b * ch + c0) * p + q0, p, ch - c0, p - q0, bias ? bias + c0 : NULL);
+}
+
+/* 8 channels x 8 kernel entries at a time: the threads' rows summed in
+ * order, transposed, added to 8 runs of dw. */
+T256 static void add_parts(const float *parts, size_t stride, int nt, int64_t co, int64_t k2,
+                           int64_t o0, int64_t o1, float *dw)
+{
+    const int64_t chp = bti_direct_round(co);
+    int64_t o, kk;
+    int k, t;
+    for (o = o0; o < o1; o += 8)
+        for (kk = 0; kk < k2; kk += 8) {
+            const int64_t nd = k2 - kk;
+            const __m256i mk = mask8(nd);
+            __m256 r[8], s[8];
+            for (k = 0; k < 8; k++) {
+                r[k] = _mm256_setzero_ps();
+                if (kk + k < k2)
+                    for (t = 0; t < nt; t++)
+                        r[k] = _mm256_add_ps(r[k], _mm256_loadu_ps(parts + (size_t)t * stride +
+                                                                   (kk + k) * chp + o));
+            }
+            tr8x8(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], s);
+            for (k = 0; k < 8 && o + k < co; k++) {
+                float *d = dw + (o + k) * k2 + kk;
+                if (nd >= 8)
+                    _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), s[k]));
+                else
+                    _mm256_maskstore_ps(d, mk, _mm256_add_ps(_mm256_maskload_ps(d, mk), s[k]));
+            }
+        }
+}
+
+/* NP pixels x V registers over cin channels and the taps, into pixel-major
+ * rows; first: start from zero instead of the output rows. ALL: the taps are
+ * the packed ones in order (weights read in sequence, not through tp->slot). */
+T256 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
+                                  int64_t lcap, int64_t cin, const int64_t *off,
+                                  const int64_t *rows, const struct bti_taps *tp,
+                                  const float *restrict w, float *out, int64_t ldo, int first)
+{
+    __m256 acc[6][4];
+    int64_t o[6], c;
+    int r, v, t;
+#pragma GCC unroll 6
+    for (r = 0; r < NP; r++) {
+        o[r] = off[r];
+#pragma GCC unroll 4
+        for (v = 0; v < V; v++)
+            acc[r][v] =
+                first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + rows[r] * ldo + 8 * v);
+    }
+    for (c = 0; c < cin; c++) {
+        const float *xc = x + c * lcap, *wc = w + c * tp->slots * 8 * V;
+        for (t = 0; t < tp->n; t++) {
+            const float *xk = xc + tp->off[t], *wt = wc + (ALL ? t : tp->slot[t]) * 8 * V;
+            __m256 wv[4];
+            /* as in the AVX-512 tiles: broadcast from xk + o[r] as it stands */
+            __asm__("" : "+r"(xk));
+#pragma GCC unroll 4
+            for (v = 0; v < V; v++)
+                wv[v] = _mm256_loadu_ps(wt + 8 * v);
+#pragma GCC unroll 6
+            for (r = 0; r < NP; r++) {
+                const __m256 b = _mm256_broadcast_ss(xk + o[r]);
+#pragma GCC unroll 4
+                for (v = 0; v < V; v++)
+                    acc[r][v] = _mm256_fmadd_ps(b, wv[v], acc[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < NP; r++)
+#pragma GCC unroll 4
+        for (v = 0; v < V; v++)
+            _mm256_storeu_ps(out + rows[r] * ldo + 8 * v, acc[r][v]);
+}
+
+typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, const int64_t *,
+                             const struct bti_taps *, const float *, float *, int64_t, int);
+#define CONV_TILE(V, NP, ALL, NAME)                                                            \
+    T256 static void NAME(const float *x, int64_t lcap, int64_t cin, const int64_t *off,        \
+                          const int64_t *rows, const struct bti_taps *tp, const float *w,       \
+                          float *out, int64_t ldo, int first)                                   \
+    {                                                                                          \
+        conv_tile(V, NP, ALL, x, lcap, cin, off, rows, tp, w, out, ldo, first);                \
+    }
+CONV_TILE(2, 6, 0, conv_tile2)
+CONV_TILE(4, 3, 0, conv_tile4)
+CONV_TILE(2, 6, 1, conv_tile2_all)
+CONV_TILE(4, 3, 1, conv_tile4_all)
+/* [ALL][V / 2 - 1] */
+static const conv_tile_fn conv_tiles[2][2] = {{conv_tile2, conv_tile4},
+                                              {conv_tile2_all, conv_tile4_all}};
+
+static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
+                 const int64_t *rows, const struct bti_pixel_classes *pc, const float *wpk,
+                 int64_t cout, float *out)
+{
+    /* fewer taps, more channels per pass; classes innermost (as at AVX-512) */
+    const int64_t chp = bti_direct_round(cout), nv = chp / 8, slots = pc->tp[0].slots;
+    int64_t c0, v0, q, cbmax;
+    int v, k, most = 1;
+    for (k = 0; k < pc->n; k++)
+        most = pc->tp[k].n > most ? pc->tp[k].n : most;
+    cbmax = CB * TAPS / most;
+    for (c0 = 0; c0 < cin; c0 += cbmax) {
+        const int64_t cb = cin - c0 < cbmax ? cin - c0 : cbmax;
+        for (v0 = 0; v0 < nv; v0 += v) {
+            const float *w;
+            int np;
+            v = fwd_v(nv, v0);
+            w = wpk + v0 * 8 * cin * slots + c0 * slots * 8 * v; /* block v0, channel c0 */
+            np = v == 4 ? 3 : 6;
+            for (k = 0; k < pc->n; k++) {
+                const int64_t *ok = off + pc->start[k], *rk = rows + pc->start[k];
+                const conv_tile_fn tile = conv_tiles[pc->tp[k].n == slots][v / 2 - 1];
+                for (q = 0; q < pc->count[k]; q += np)
+                    tile(x + c0 * lcap, lcap, cb, ok + q, rk + q, &pc->tp[k], w, out + v0 * 8,
+                         chp, c0 == 0);
+            }
+        }
+    }
+}
+
+/* Taps (bit i*3 + j) of kernel rows rm and columns cm (bit i, bit j). */
+#define TAP_MASK(rm, cm)                                                                       \
+    (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
+
+/* Pixels [q, end) of one class into acc, the taps of MASK only; x is read
+ * around each pixel's window centre xc + off[q]; dy's row of pixel q is rws[q]. */
+T256 static INLINE void grad_pixels(const int MASK, __m256 acc[TAPS], const float *restrict xc,
+                                    int64_t wp, const int64_t *off, const int64_t *rws, int64_t q,
+                                    int64_t end, const float *restrict dy, int64_t ld)
+{
+    int t;
+    for (; q < end; q++) {
+        const float *x0 = xc + off[q];
+        const __m256 g = _mm256_loadu_ps(dy + rws[q] * ld);
+#pragma GCC unroll 9
+        for (t = 0; t < TAPS; t++)
+            if (MASK >> t & 1)
+                acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(x0 + (t / 3 - 1) * wp + t % 3 - 1),
+                                         g, acc[t]);
+    }
+}
+
+/* The 9 taps of one input channel x one register of output channels over
+ * the classes' pixels, each class with its own taps (compiled for the
+ * interior, edges and corners; images of one row or column through a
+ * general loop). */
+T256 static void grad_tile(const float *restrict xc, int64_t wp, const int64_t *off,
+                           const int64_t *rws, const struct bti_pixel_classes *pc,
+                           const int *masks, const float *restrict dy, int64_t ld,
+                           float *restrict part)
+{
+    __m256 acc[TAPS];
+    int t, k;
+#pragma GCC unroll 9
+    for (t = 0; t < TAPS; t++)
+        acc[t] = _mm256_loadu_ps(part + t * ld);
+    for (k = 0; k < pc->n; k++) {
+        const int64_t q = pc->start[k], end = q + pc->count[k];
+#define GRAD_CASE(rm, cm)                                                                      \
+    case TAP_MASK(rm, cm):                                                                     \
+        grad_pixels(TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);                  \
+        break;
+        switch (masks[k]) {
+            GRAD_CASE(7, 7)
+            GRAD_CASE(6, 6) GRAD_CASE(6, 3) GRAD_CASE(3, 6) GRAD_CASE(3, 3)
+            GRAD_CASE(6, 7) GRAD_CASE(3, 7) GRAD_CASE(7, 6) GRAD_CASE(7, 3)
+        default:
+            grad_pixels(masks[k], acc, xc, wp, off, rws, q, end, dy, ld);
+        }
+#undef GRAD_CASE
+    }
+#pragma GCC unroll 9
+    for (t = 0; t < TAPS; t++)
+        _mm256_storeu_ps(part + t * ld, acc[t]);
+}
+
+static void weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin, const int64_t *off,
+                        const int64_t *rows, const struct bti_pixel_classes *pc, const float *dy,
+                        int64_t cout, float *part)
+{
+    const int64_t chp = bti_direct_round(cout);
+    int64_t c, o;
+    int k, t, masks[BTI_DIRECT_CLASSES];
+    for (k = 0; k < pc->n; k++)
+        for (masks[k] = 0, t = 0; t < pc->tp[k].n; t++)
+            masks[k] |= 1 << pc->tp[k].slot[t];
+    for (c = 0; c < cin; c++)
+        for (o = 0; o < chp; o += 8)
+            grad_tile(x + c * lcap, wp, off, rows, pc, masks, dy + o, chp,
+                      part + c * TAPS * chp + o);
+}
+
+const struct bti_direct_ops bti_direct_avx2 = {
+    pack, conv, weight_grad, add_parts, to_pixels, from_pixels, NULL,
+};
