@@ -1,7 +1,11 @@
 /* bench_model.c - one full training step of the model (two views, forward, loss-free
  * backward with a fixed upstream gradient) at the shapes the design names, against
  * PyTorch doing the same step with the same thread count, in one run.
- * Each case runs in its own process so its peak memory is its own. */
+ * Each case runs in its own process so its peak memory is its own; the peak is
+ * reported as the process's high-water RSS minus its RSS just before the model
+ * was created, on both sides (the twin does the same around nn.Module creation).
+ * BENCH_MODEL_CASES="cifar18:256,small" runs only those cases (name, or
+ * name:batch); BENCH_MODEL_REPS sets the timed steps per case (default 5). */
 #include "bench_util.h"
 
 #include <math.h>
@@ -51,6 +55,42 @@ static double macs_per_image(bt_model *m, int64_t hw)
     return macs;
 }
 
+/* A field of /proc/self/status ("VmRSS", "VmHWM") in MB, or -1. */
+static double status_mb(const char *field)
+{
+    char line[256];
+    double kb = -1;
+    size_t n = strlen(field);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kb = atof(line + n + 1);
+            break;
+        }
+    fclose(f);
+    return kb < 0 ? -1 : kb / 1024.0;
+}
+
+/* Whether BENCH_MODEL_CASES (unset: everything) selects this case. */
+static int selected(const char *name, int64_t batch)
+{
+    const char *sel = getenv("BENCH_MODEL_CASES");
+    char list[256], *tok, *save = NULL;
+    if (!sel || !*sel)
+        return 1;
+    snprintf(list, sizeof list, "%s", sel);
+    for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (colon)
+            *colon = 0;
+        if (strcmp(tok, name) == 0 && (!colon || atoll(colon + 1) == batch))
+            return 1;
+    }
+    return 0;
+}
+
 /* Runs in a child: writes "images/s peakMB GFLOP/s" to fd. */
 static void run_case(const struct model_case *c, int64_t batch, int threads, int reps, int fd)
 {
@@ -61,6 +101,7 @@ static void run_case(const struct model_case *c, int64_t batch, int threads, int
     double t[16], flops;
     char buf[16];
     int i, v;
+    double base_mb = status_mb("VmRSS");
     bt_config_create(&cfg);
     for (i = 0; c->opts[i]; i += 2)
         bt_config_set(cfg, c->opts[i], c->opts[i + 1]);
@@ -94,9 +135,11 @@ static void run_case(const struct model_case *c, int64_t batch, int threads, int
     {
         double med = bench_median(t, reps);
         struct rusage ru;
+        double peak_mb = status_mb("VmHWM");
         getrusage(RUSAGE_SELF, &ru);
-        dprintf(fd, "%f %f %f\n", (double)batch / med, (double)ru.ru_maxrss / 1024.0,
-                flops / med * 1e-9);
+        if (peak_mb < 0 || base_mb < 0) /* no /proc: the whole process */
+            peak_mb = (double)ru.ru_maxrss / 1024.0, base_mb = 0;
+        dprintf(fd, "%f %f %f\n", (double)batch / med, peak_mb - base_mb, flops / med * 1e-9);
     }
     for (v = 0; v < 2; v++) {
         bt_tensor_free(x[v]);
@@ -117,7 +160,12 @@ int main(void)
     int threads = getenv("BT_NUM_THREADS") ? atoi(getenv("BT_NUM_THREADS")) : 2;
     int torch = have_torch(), reps = 5;
     size_t c, b;
-    double sgemm = bench_sgemm_seconds(1024, 1024, 1024, 5);
+    double sgemm;
+    if (getenv("BENCH_MODEL_REPS")) /* timed steps per case (1 to 16; default 5) */
+        reps = atoi(getenv("BENCH_MODEL_REPS"));
+    if (reps < 1 || reps > 16)
+        reps = 5;
+    sgemm = bench_sgemm_seconds(1024, 1024, 1024, 5);
     bench_header("model training step: two views, forward + backward");
     printf("same-run sgemm 1024^3: %.1f GFLOP/s\n", 2.0 * 1024 * 1024 * 1024 / sgemm * 1e-9);
     printf("%-8s %6s %4s %10s %9s %9s | %12s %9s %7s\n", "model", "batch", "thr", "images/s",
@@ -129,6 +177,8 @@ int main(void)
             char line[256];
             double ips = 0, mb = 0, gf = 0, tips = 0, tmb = 0;
             FILE *in;
+            if (!selected(cases[c].name, batches[b]))
+                continue;
             if (pipe(fds) != 0)
                 return 1;
             fflush(stdout);
@@ -161,6 +211,7 @@ int main(void)
                    (long long)batches[b], threads, ips, mb, gf, tips, tmb, tips > 0 ? ips / tips : 0.0);
         }
     printf("ratio = libbarlow images/s / PyTorch images/s (same threads); GFLOP/s counts conv and\n"
-           "linear multiply-adds x2, backward as twice the forward\n");
+           "linear multiply-adds x2, backward as twice the forward; peak MB = high-water RSS\n"
+           "minus the RSS before the model was created, both sides\n");
     return 0;
 }

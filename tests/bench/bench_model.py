@@ -1,6 +1,7 @@
 """PyTorch twin of bench_model.c: one training step (two views through the network
 separately as the official code does, backward of sum(z * dz)) for the same models.
-Prints one line per case: name batch threads images_per_s peak_mb."""
+Prints one line per case: name batch threads images_per_s peak_mb, where peak_mb is
+the high-water RSS minus the RSS just before the model was created (as bench_model.c)."""
 import os
 import resource
 import sys
@@ -18,9 +19,22 @@ CASES = {
 }
 
 
+def status_mb(field):
+    """A field of /proc/self/status ("VmRSS", "VmHWM") in MB, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def run(name, batch, threads, reps):
     torch.set_num_threads(threads)
     block, blocks, widths, ch, proj, hw = CASES[name]
+    base = status_mb("VmRSS")
     net = Net(block, blocks, widths, ch, True, proj)
     net.train()
     xs = [torch.randn(batch, ch, hw, hw) for _ in range(2)]
@@ -38,7 +52,10 @@ def run(name, batch, threads, reps):
             times.append(time.perf_counter() - t0)
     times.sort()
     t = times[len(times) // 2]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = status_mb("VmHWM")
+    if peak is None or base is None:  # no /proc: the whole process
+        peak, base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 0.0
+    peak -= base
     print("%s %d %d %.2f %.0f" % (name, batch, threads, batch / t, peak), flush=True)
 
 
