@@ -434,6 +434,12 @@ START_TEST(gradients_accumulate_until_zeroed)
     ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)z), BT_OK);
     first = bt_tensor_data(g)[5];
     ck_assert(first != 0.0f);
+    /* one backward per forward: the backward reuses what it has read */
+    ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)z), BT_E_STATE);
+    ck_assert(bt_tensor_data(g)[5] == first);
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, z), BT_OK);
+    fill_pattern(z[0], 9, 0.1);
+    fill_pattern(z[1], 10, 0.1);
     ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)z), BT_OK);
     ck_assert_float_eq_tol(bt_tensor_data(g)[5], 2 * first, 1e-5 * fabsf(first));
     ck_assert_int_eq(bt_model_zero_grad(m), BT_OK);

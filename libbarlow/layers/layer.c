@@ -121,6 +121,21 @@ void bti_layer_zero_grad(bt_layer *l)
             memset(l->grad[i]->data, 0, (size_t)l->grad[i]->numel * sizeof(float));
 }
 
+bt_status bti_layer_scratch_bytes(bt_layer *l, const bt_tensor *x, int training, int groups,
+                                  size_t *bytes, const char *fn)
+{
+    /* the type's prepare reserves into a probe: the layer's scratch is untouched,
+     * and the probe's pages are never written, so they cost address space only */
+    struct bti_buffer probe = {NULL, 0}, *was = l->scratch;
+    bt_status st;
+    l->scratch = &probe;
+    st = l->ops->prepare(l, x, training, groups, fn);
+    l->scratch = was;
+    *bytes = probe.bytes;
+    bti_buffer_release(&probe);
+    return st;
+}
+
 bt_status bti_layer_output_shape(const bt_layer *l, int32_t ndim, const int64_t *in,
                                  int32_t *out_ndim, int64_t *out)
 {

@@ -148,6 +148,18 @@ BTI_HIDDEN bt_status bti_layer_forward_fused(bt_layer *l, const bt_tensor *x, bt
  * mask NULL: plain backward. dx may be NULL; it may not alias dy, mask or x. */
 BTI_HIDDEN bt_status bti_layer_backward_masked(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
                                                const bt_tensor *mask);
+/* BatchNorm: write relu?(bn(x)) of the last forward again into y (the output's
+ * shape), from the borrowed x and the saved statistics, with the same bits as a
+ * training forward wrote: the model recomputes a fused ReLU's output for the
+ * backward instead of keeping it. l must be a BatchNorm whose last forward ran
+ * in training with x still alive and its parameters unchanged since. */
+BTI_HIDDEN void bti_layer_batchnorm_output(bt_layer *l, bt_tensor *y, int relu);
+/* The bytes of scratch a forward and backward of x's shape would reserve (only
+ * x's shape is read), without reserving them; the layer's own per-shape state
+ * (BatchNorm statistics, max-pool indices) is sized as the forward would size it.
+ * Fails as that forward's preparation would. */
+BTI_HIDDEN bt_status bti_layer_scratch_bytes(bt_layer *l, const bt_tensor *x, int training,
+                                             int groups, size_t *bytes, const char *fn);
 /* Zero the parameter gradients. */
 BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
 

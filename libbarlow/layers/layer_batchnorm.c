@@ -797,6 +797,20 @@ static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)
     bn_backward_masked(l, dyt, dxt, NULL);
 }
 
+void bti_layer_batchnorm_output(bt_layer *l, bt_tensor *yt, int relu)
+{
+    struct bn_dims d;
+    const double *mean;
+    bn_dims_of(l, l->in_shape, l->in_ndim, l->groups, &d);
+    mean = (const double *)bn_of(l)->saved.p;
+    /* the forward's own coefficients from the same doubles and the same norm_run:
+     * the same bits as the training forward wrote */
+    if (d.s == 1)
+        fwd_rows_apply(l, &d, l->x->data, yt->data, NULL, relu ? 1 : 0, mean, mean + d.g * d.c);
+    else
+        fwd_planes_apply(l, &d, l->x->data, yt->data, NULL, relu ? 1 : 0, mean, mean + d.g * d.c);
+}
+
 static void bn_reset(bt_layer *l, uint64_t seed)
 {
     int i;

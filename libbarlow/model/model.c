@@ -6,9 +6,10 @@
  * batch and every BatchNorm runs with one statistics group per view, which is
  * exactly the per-view semantics of the official code with bigger GEMMs.
  *
- * Every activation keeps its own buffer (the layers borrow their inputs until
- * backward); gradients flow through a small pool of reusable buffers planned
- * once per shape, so a training step allocates nothing after the first. */
+ * Activations, the fused ReLU outputs the backward recomputes and the
+ * gradients share one arena laid out once per shape by their lifetimes (see
+ * the plans below; the layers borrow their inputs until backward), so a
+ * training step allocates nothing after the first. */
 #include "model/model.h"
 
 #include "layers/layer.h"
@@ -42,7 +43,10 @@ struct step {
     int partner;     /* the step fused with this one (either side), or -1 */
 };
 
-/* One planned execution: activation shapes and buffers for a batch shape. */
+struct bstep;
+
+/* One planned execution for a batch shape: activation shapes and where every
+ * buffer lives in the arena (see plan_lifetimes). */
 struct plan {
     int ready;
     int nsteps;     /* steps executed (all, or the backbone for eval) */
@@ -50,16 +54,13 @@ struct plan {
     int64_t in_shape[4];
     int nacts;
     struct bt_tensor *act; /* views over the buffers, unregistered */
-    float **buf;
-    int npool; /* gradient buffers */
-    float **pool;
-    int64_t max_numel;
-    /* the backward's bookkeeping (plans with gradients), sized from the
-     * network: per activation, the pool buffer holding its gradient or -1
-     * (nacts entries); per pool buffer, whether it is in use (nacts + 1, the
-     * most the planning dry run can hold at once: one per activation and a
-     * temporary) */
-    int *grad_slot, *grad_busy;
+    float **fwd;           /* per activation: its forward output, or NULL */
+    float **rec;           /* per activation: recomputed for the backward, or NULL */
+    float **vptr;          /* per buffer number */
+    struct bstep *bw;      /* per step: its backward (plans with gradients) */
+    int dz;                /* buffer number of dz */
+    void *arena;
+    size_t arena_bytes;
 };
 
 struct bt_model {
@@ -71,6 +72,7 @@ struct bt_model {
     int nlayers, cap_layers;
     char (*layer_prefix)[NAME_CAP];
     int64_t in_channels, feature_dim, embed_dim;
+    int nacts; /* activations, the input included */
 
     /* tensor table for bt_model_tensor */
     int ntensors;
@@ -79,7 +81,8 @@ struct bt_model {
 
     struct plan train, eval;
     int nviews;         /* of the last training forward */
-    int can_backward;   /* a training forward is cached */
+    int can_backward;   /* a training forward is cached and not yet differentiated */
+    int have_features;  /* the last training forward's features are valid */
     int64_t batch;      /* per view */
     bt_tensor *features[MAX_VIEWS]; /* registered borrowed views of the feature rows */
     int act_features;   /* index of the backbone output activation */
@@ -382,8 +385,7 @@ static bt_status build(bt_model *m, const struct arch *a, uint64_t seed)
         }
         m->embed_dim = in_f;
     }
-    m->train.nacts = b.next_act;
-    m->eval.nacts = b.next_act;
+    m->nacts = b.next_act;
     return BT_OK;
 #undef TRY
 }
@@ -426,17 +428,6 @@ static int fused(const bt_model *m, int s, int nsteps)
     return !m->no_fusion && st->partner >= 0 && st->partner < nsteps && s < nsteps;
 }
 
-/* Whether activation `act` is the output of a BatchNorm fused into its
- * consumer in a plan of nsteps steps (so never written). */
-static int written_by_fusion(const bt_model *m, int act, int nsteps)
-{
-    int s;
-    for (s = 0; s < nsteps; s++)
-        if (m->steps[s].out == act && m->steps[s].fuse != FUSE_NONE && fused(m, s, nsteps))
-            return 1;
-    return 0;
-}
-
 /* The activation whose gradient step s reads in the backward pass, or -1 when
  * the step has none of its own (a ReLU done by its BatchNorm). A BatchNorm
  * fused with a ReLU reads the ReLU's output gradient, through its mask. */
@@ -456,6 +447,7 @@ void bti_model_set_fusion(bt_model *m, int on)
     plan_release(&m->train); /* fused-away activations have no buffer: plan again */
     plan_release(&m->eval);
     m->can_backward = 0;
+    m->have_features = 0;
 }
 
 static bt_status build_tensor_table(bt_model *m)
@@ -484,194 +476,357 @@ static bt_status build_tensor_table(bt_model *m)
     return BT_OK;
 }
 
-/* ---- plans: activation buffers and the gradient pool ---------------------- */
+/* ---- plans: one arena for activations, recomputed outputs and gradients -------
+ *
+ * A plan walks the steps once as the forward and the backward will run them and
+ * gives every buffer they touch a lifetime on one clock: forward step s at time
+ * s, the copy of dz at nsteps, the backward of step s at 2 nsteps - s. A buffer
+ * is an activation's forward output (alive from its step to its last reader:
+ * a later step, or the backward of a layer that reads its input, or a mask), a
+ * fused ReLU's output recomputed for the backward (from its BatchNorm's input
+ * and statistics, the same bits: the forward's copy dies with its last forward
+ * reader), or a gradient. Buffers whose lifetimes do not meet share bytes: the
+ * arena is laid out once per shape (largest first, lowest offset that fits), so
+ * a step allocates nothing and one backward per forward reads only what it
+ * needs (the buffers it frees become the next ones' gradients). */
+
+#define NO_VAL (-1)
+
+struct val {
+    size_t bytes, off;
+    int t0, t1;
+};
+
+struct vtab {
+    struct val *v;
+    int n, cap;
+};
+
+/* A new buffer of numel floats alive from time t, or NO_VAL when out of memory. */
+static int vnew(struct vtab *t, int64_t numel, int time)
+{
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 256;
+        struct val *nv = realloc(t->v, (size_t)cap * sizeof *nv);
+        if (!nv)
+            return NO_VAL;
+        t->v = nv;
+        t->cap = cap;
+    }
+    /* a multiple of the cache line: every buffer starts on one */
+    t->v[t->n].bytes = ((size_t)numel * sizeof(float) + 63) / 64 * 64;
+    t->v[t->n].off = 0;
+    t->v[t->n].t0 = time;
+    t->v[t->n].t1 = time;
+    return t->n++;
+}
+
+static void vuse(struct vtab *t, int id, int time)
+{
+    if (id != NO_VAL && time > t->v[id].t1)
+        t->v[id].t1 = time;
+}
+
+static int by_bytes_desc(const void *a, const void *b)
+{
+    const struct val *x = *(const struct val *const *)a, *y = *(const struct val *const *)b;
+    if (x->bytes != y->bytes)
+        return x->bytes < y->bytes ? 1 : -1;
+    return (x->t0 > y->t0) - (x->t0 < y->t0);
+}
+
+static int by_off(const void *a, const void *b)
+{
+    const struct val *x = *(const struct val *const *)a, *y = *(const struct val *const *)b;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+/* Offsets for every buffer: largest first, each at the lowest offset clear of
+ * the placed buffers alive at the same time. Returns the arena's bytes, or
+ * (size_t)-1 when out of memory. */
+static size_t pack(struct vtab *t)
+{
+    const size_t cnt = t->n > 0 ? (size_t)t->n : 1;
+    struct val **order = malloc(cnt * sizeof *order), **live = malloc(cnt * sizeof *live);
+    size_t total = 0;
+    int i, j;
+    if (!order || !live) {
+        free(order);
+        free(live);
+        return (size_t)-1;
+    }
+    for (i = 0; i < t->n; i++)
+        order[i] = &t->v[i];
+    qsort(order, (size_t)t->n, sizeof *order, by_bytes_desc);
+    for (i = 0; i < t->n; i++) {
+        struct val *v = order[i];
+        size_t at = 0;
+        int nl = 0;
+        for (j = 0; j < i; j++)
+            if (order[j]->t0 <= v->t1 && v->t0 <= order[j]->t1)
+                live[nl++] = order[j];
+        qsort(live, (size_t)nl, sizeof *live, by_off);
+        for (j = 0; j < nl; j++) {
+            if (at + v->bytes <= live[j]->off)
+                break;
+            if (live[j]->off + live[j]->bytes > at)
+                at = live[j]->off + live[j]->bytes;
+        }
+        v->off = at;
+        if (at + v->bytes > total)
+            total = at + v->bytes;
+    }
+    free(order);
+    free(live);
+    return total;
+}
+
+/* The backward of one step, as buffer numbers (NO_VAL: none). A layer step
+ * reads dy, writes dx, then adds dx into acc when the input already had a
+ * gradient; an add-ReLU masks dy in place and gives it to its skip input (a
+ * fresh copy, or added into acc2) and to its first input (handed over, or added
+ * into acc). rec/rec_bn: an activation recomputed by that BatchNorm step
+ * before the step runs (up to two: the layer's input and its mask). */
+struct bstep {
+    int dy, dx, acc, skip, acc2;
+    int rec[2], rec_bn[2];
+};
 
 static void plan_release(struct plan *p)
 {
-    int i;
-    if (p->buf)
-        for (i = 0; i < p->nacts; i++)
-            bti_free(p->buf[i]);
-    if (p->pool)
-        for (i = 0; i < p->npool; i++)
-            bti_free(p->pool[i]);
-    free(p->buf);
-    free(p->pool);
+    bti_free(p->arena);
     free(p->act);
-    free(p->grad_slot);
-    free(p->grad_busy);
-    p->buf = p->pool = NULL;
-    p->act = NULL;
-    p->grad_slot = p->grad_busy = NULL;
-    p->npool = 0;
-    p->ready = 0;
+    free(p->fwd);
+    free(p->rec);
+    free(p->vptr);
+    free(p->bw);
+    memset(p, 0, sizeof *p);
 }
 
-/* Gradient bookkeeping shared by the real backward and the planning dry run. */
-struct gstate {
-    int *slot; /* per activation: pool index or -1 */
-    int *busy; /* per pool buffer, cap of them */
-    int used_max, cap;
-};
-
-static int take(struct gstate *g)
+/* The step that executes step s's forward (a BatchNorm fused into an add-ReLU
+ * runs at the add-ReLU's turn), or -1 when s never runs (a fused-away ReLU). */
+static int exec_step(const bt_model *m, int s, int nsteps)
 {
-    int i;
-    for (i = 0; i < g->cap; i++)
-        if (!g->busy[i]) {
-            g->busy[i] = 1;
-            if (i + 1 > g->used_max)
-                g->used_max = i + 1;
-            return i;
-        }
-    return -1;
+    const struct step *st = &m->steps[s];
+    if (st->kind != STEP_LAYER || !fused(m, s, nsteps))
+        return s;
+    if (st->fuse == FUSE_ADD)
+        return st->partner;
+    return st->fuse == FUSE_RELU ? s : -1;
 }
 
-static void give(struct gstate *g, int i) { g->busy[i] = 0; }
-
-/* The pool buffers the backward of p needs (a dry run of run_backward's
- * bookkeeping), or -1 if the bookkeeping ran out of room, which its sizes
- * rule out (a bug). */
-static int count_pool(const bt_model *m, const struct plan *p)
+/* Lifetimes of plan q's buffers into t: the forward, then (need_grads) the
+ * backward's bookkeeping into q->bw. recby[a]: the BatchNorm step that
+ * recomputes activation a for the backward, or -1. slot: nacts ints. */
+static bt_status plan_lifetimes(const bt_model *m, struct plan *q, struct vtab *t, int need_grads,
+                                int *fwd, int *rec, int *recby, int *slot, const char *fn)
 {
-    int *slot = p->grad_slot, s, n = p->nacts, out;
-    struct gstate g = {p->grad_slot, p->grad_busy, 0, n + 1};
-    for (s = 0; s < n; s++)
-        slot[s] = -1;
-    for (s = 0; s < n + 1; s++)
-        g.busy[s] = 0;
-    out = m->steps[p->nsteps - 1].out;
-    slot[out] = take(&g);
-    for (s = p->nsteps - 1; s >= 0; s--) {
+    const int n = q->nsteps, end = 2 * n + 1;
+    const int last = m->steps[n - 1].out;
+    int s, i;
+#define NEW(dst, a_, t_)                                                                           \
+    do {                                                                                           \
+        if (((dst) = vnew(t, q->act[a_].numel, (t_))) == NO_VAL)                                   \
+            return bti_fail(BT_E_NOMEM, "%s: out of memory for the workspace plan", fn);           \
+    } while (0)
+    for (i = 0; i < q->nacts; i++)
+        fwd[i] = rec[i] = recby[i] = slot[i] = NO_VAL;
+    NEW(fwd[0], 0, 0);
+    for (s = 0; s < n; s++) {
         const struct step *st = &m->steps[s];
-        const int gout = grad_out(m, s, p->nsteps);
-        int go;
+        const int e = exec_step(m, s, n);
+        if (e < 0 || (st->kind == STEP_LAYER && st->fuse == FUSE_ADD && e != s))
+            continue; /* a fused-away ReLU; a BatchNorm run by its add-ReLU (below) */
+        if (st->kind == STEP_ADD_RELU && fused(m, s, n)) {
+            const struct step *b = &m->steps[st->partner];
+            vuse(t, fwd[b->in], s);
+            vuse(t, fwd[st->in2], s);
+        } else {
+            vuse(t, fwd[st->in], s);
+            if (st->kind == STEP_ADD_RELU)
+                vuse(t, fwd[st->in2], s);
+        }
+        if (st->kind == STEP_LAYER && st->fuse == FUSE_RELU && fused(m, s, n)) {
+            const int r = m->steps[st->partner].out;
+            NEW(fwd[r], r, s);
+            if (need_grads && r != m->act_features && r != last)
+                recby[r] = s;
+        } else {
+            NEW(fwd[st->out], st->out, s);
+        }
+    }
+    vuse(t, fwd[m->act_features], end); /* bt_model_features until the next forward */
+    if (!need_grads)
+        return BT_OK;
+
+    NEW(slot[last], last, n); /* dz */
+    q->dz = slot[last];
+    for (s = n - 1; s >= 0; s--) {
+        const struct step *st = &m->steps[s];
+        struct bstep *b = &q->bw[s];
+        const int time = 2 * n - s, gout = grad_out(m, s, n);
+        int k, reads[2], nr = 0;
+        b->dy = b->dx = b->acc = b->skip = b->acc2 = NO_VAL;
+        b->rec[0] = b->rec[1] = b->rec_bn[0] = b->rec_bn[1] = -1;
         if (gout < 0)
             continue;
-        go = slot[gout];
-        if (go < 0)
-            return -1;
+        b->dy = slot[gout];
+        if (b->dy == NO_VAL)
+            return bti_fail(BT_E_INTERNAL, "%s: the gradient plan lost a gradient", fn);
+        vuse(t, b->dy, time);
         if (st->kind == STEP_LAYER) {
-            if (st->in != 0) {
-                int t = take(&g);
-                if (t < 0)
-                    return -1;
-                if (slot[st->in] < 0)
-                    slot[st->in] = t;
-                else
-                    give(&g, t);
+            reads[nr++] = st->in; /* every layer's backward reads its input */
+            if (gout != st->out)
+                reads[nr++] = gout; /* the fused ReLU's output, as the mask */
+            for (k = 0; k < nr; k++) {
+                const int a = reads[k];
+                if (recby[a] < 0) {
+                    vuse(t, fwd[a], time);
+                    continue;
+                }
+                if (rec[a] == NO_VAL) {
+                    NEW(rec[a], a, time);
+                    b->rec[k] = a;
+                    b->rec_bn[k] = recby[a];
+                }
+                vuse(t, rec[a], time);
             }
-            give(&g, go);
+            if (st->in != 0) {
+                if (slot[st->in] == NO_VAL) {
+                    NEW(slot[st->in], st->in, time);
+                    b->dx = slot[st->in];
+                } else {
+                    NEW(b->dx, st->in, time);
+                    b->acc = slot[st->in];
+                    vuse(t, b->acc, time);
+                }
+            }
         } else {
-            if (slot[st->in2] < 0 && (slot[st->in2] = take(&g)) < 0)
-                return -1;
-            if (slot[st->in] < 0)
-                slot[st->in] = go;
-            else
-                give(&g, go);
+            vuse(t, fwd[st->out], time); /* the mask */
+            if (slot[st->in2] == NO_VAL) {
+                NEW(slot[st->in2], st->in2, time);
+                b->skip = slot[st->in2];
+            } else {
+                b->acc2 = slot[st->in2];
+            }
+            vuse(t, slot[st->in2], time);
+            if (slot[st->in] == NO_VAL) {
+                slot[st->in] = b->dy; /* hand the buffer over: no copy */
+            } else {
+                b->acc = slot[st->in];
+                vuse(t, b->acc, time);
+            }
         }
-        slot[gout] = -1;
+        slot[gout] = NO_VAL;
     }
-    return g.used_max;
+    return BT_OK;
+#undef NEW
 }
 
-/* Size a plan for input [batch, C, H, W] over the first nsteps steps. Builds into
- * a fresh struct so a failure leaves the current plan untouched. */
+/* Shapes of every activation of the first nsteps steps for input in_shape into
+ * q->act (data NULL); BT_E_SHAPE naming the step that does not fit. */
+static bt_status plan_shapes(const bt_model *m, struct plan *q, const int64_t *in_shape,
+                             const char *fn)
+{
+    int s;
+    q->act[0].ndim = 4;
+    memcpy(q->act[0].shape, in_shape, 4 * sizeof(int64_t));
+    for (s = 0; s < q->nsteps; s++) {
+        const struct step *stp = &m->steps[s];
+        struct bt_tensor *o = &q->act[stp->out];
+        const struct bt_tensor *x = &q->act[stp->in];
+        if (stp->kind == STEP_ADD_RELU) {
+            o->ndim = x->ndim;
+            memcpy(o->shape, x->shape, sizeof o->shape);
+        } else if (bti_layer_output_shape(stp->layer, x->ndim, x->shape, &o->ndim, o->shape) !=
+                   BT_OK) {
+            char sb[96];
+            return bti_fail(BT_E_SHAPE, "%s: input %s does not fit the network (step %d: %s)", fn,
+                            bti_dims_str(4, in_shape, sb, sizeof sb), s, bt_last_error());
+        }
+    }
+    for (s = 0; s < q->nacts; s++) {
+        int64_t n = q->act[s].ndim ? 1 : 0;
+        int k;
+        for (k = 0; k < q->act[s].ndim; k++)
+            n *= q->act[s].shape[k];
+        q->act[s].numel = n;
+    }
+    return BT_OK;
+}
+
+/* Plan q for input [batch, C, H, W] over the first nsteps steps: shapes,
+ * lifetimes, the arena's layout and (alloc) the arena itself. q is fresh (zeroed);
+ * on failure the caller releases it. */
+static bt_status plan_make(bt_model *m, struct plan *q, int nsteps, int groups,
+                           const int64_t *in_shape, int need_grads, int alloc, const char *fn)
+{
+    struct vtab t = {NULL, 0, 0};
+    int *fwd = NULL, *rec = NULL, *recby = NULL, *slot = NULL, i;
+    size_t bytes;
+    bt_status st = BT_OK;
+
+    q->nacts = m->nacts;
+    q->nsteps = nsteps;
+    q->groups = groups;
+    memcpy(q->in_shape, in_shape, sizeof q->in_shape);
+    q->act = calloc((size_t)q->nacts, sizeof *q->act);
+    q->fwd = calloc((size_t)q->nacts, sizeof *q->fwd);
+    q->rec = calloc((size_t)q->nacts, sizeof *q->rec);
+    q->bw = calloc((size_t)nsteps, sizeof *q->bw);
+    fwd = malloc((size_t)q->nacts * 4 * sizeof *fwd);
+    if (!q->act || !q->fwd || !q->rec || !q->bw || !fwd) {
+        st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    rec = fwd + q->nacts;
+    recby = rec + q->nacts;
+    slot = recby + q->nacts;
+    if ((st = plan_shapes(m, q, in_shape, fn)) != BT_OK ||
+        (st = plan_lifetimes(m, q, &t, need_grads, fwd, rec, recby, slot, fn)) != BT_OK)
+        goto done;
+    if ((bytes = pack(&t)) == (size_t)-1) {
+        st = bti_fail(BT_E_NOMEM, "%s: out of memory for the workspace plan", fn);
+        goto done;
+    }
+    q->arena_bytes = bytes;
+    if (!alloc)
+        goto done;
+    q->vptr = calloc(t.n > 0 ? (size_t)t.n : 1, sizeof *q->vptr);
+    q->arena = bti_alloc(bytes ? bytes : 64);
+    if (!q->vptr || !q->arena) {
+        st = bti_fail(BT_E_NOMEM, "%s: out of memory for a %zu-byte workspace", fn, bytes);
+        goto done;
+    }
+    for (i = 0; i < t.n; i++)
+        q->vptr[i] = (float *)((char *)q->arena + t.v[i].off);
+    for (i = 0; i < q->nacts; i++) {
+        q->fwd[i] = fwd[i] == NO_VAL ? NULL : q->vptr[fwd[i]];
+        q->rec[i] = rec[i] == NO_VAL ? NULL : q->vptr[rec[i]];
+        q->act[i].data = q->fwd[i];
+    }
+    q->ready = 1;
+done:
+    free(t.v);
+    free(fwd);
+    return st;
+}
+
+/* Build a plan into p, or leave p untouched on failure. */
 static bt_status plan_build(bt_model *m, struct plan *p, int nsteps, int groups,
                             const int64_t *in_shape, int need_grads, const char *fn)
 {
     struct plan q;
-    int64_t (*shape)[4] = NULL;
-    int *nd = NULL, s, i;
-    bt_status st = BT_OK;
-
+    bt_status st;
     memset(&q, 0, sizeof q);
-    q.nacts = m->train.nacts;
-    q.nsteps = nsteps;
-    q.groups = groups;
-    memcpy(q.in_shape, in_shape, sizeof q.in_shape);
-    shape = calloc((size_t)q.nacts, sizeof *shape);
-    nd = calloc((size_t)q.nacts, sizeof *nd);
-    q.act = calloc((size_t)q.nacts, sizeof *q.act);
-    q.buf = calloc((size_t)q.nacts, sizeof *q.buf);
-    if (!shape || !nd || !q.act || !q.buf) {
-        st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
-        goto done;
-    }
-    nd[0] = 4;
-    memcpy(shape[0], in_shape, 4 * sizeof(int64_t));
-    for (s = 0; s < nsteps; s++) {
-        const struct step *stp = &m->steps[s];
-        if (stp->kind == STEP_ADD_RELU) {
-            nd[stp->out] = nd[stp->in];
-            memcpy(shape[stp->out], shape[stp->in], sizeof shape[0]);
-            continue;
-        }
-        st = bti_layer_output_shape(stp->layer, nd[stp->in], shape[stp->in], &nd[stp->out],
-                                   shape[stp->out]);
-        if (st != BT_OK) {
-            char sb[96];
-            st = bti_fail(BT_E_SHAPE, "%s: input %s does not fit the network (step %d: %s)", fn,
-                          bti_dims_str(4, in_shape, sb, sizeof sb), s, bt_last_error());
-            goto done;
-        }
-    }
-    for (i = 0; i < q.nacts; i++) {
-        int64_t n = 1;
-        int k;
-        if (nd[i] == 0)
-            continue; /* not reached by these steps */
-        for (k = 0; k < nd[i]; k++)
-            n *= shape[i][k];
-        q.act[i].ndim = nd[i];
-        memcpy(q.act[i].shape, shape[i], sizeof shape[i]);
-        q.act[i].numel = n;
-        if (n > q.max_numel)
-            q.max_numel = n;
-        if (written_by_fusion(m, i, nsteps))
-            continue; /* a fused-away output is never written: no buffer */
-        q.act[i].data = q.buf[i] = bti_alloc((size_t)n * sizeof(float));
-        if (!q.buf[i]) {
-            st = bti_fail(BT_E_NOMEM, "%s: out of memory for the workspace", fn);
-            goto done;
-        }
-    }
-    if (need_grads) {
-        q.grad_slot = calloc((size_t)q.nacts, sizeof *q.grad_slot);
-        q.grad_busy = calloc((size_t)q.nacts + 1, sizeof *q.grad_busy);
-        if (!q.grad_slot || !q.grad_busy) {
-            st = bti_fail(BT_E_NOMEM, "%s: out of memory for the gradient plan", fn);
-            goto done;
-        }
-        q.npool = count_pool(m, &q);
-        if (q.npool < 0) {
-            st = bti_fail(BT_E_INTERNAL, "%s: the gradient plan ran out of buffers", fn);
-            q.npool = 0;
-            goto done;
-        }
-        q.pool = calloc((size_t)(q.npool > 0 ? q.npool : 1), sizeof *q.pool);
-        if (!q.pool) {
-            st = bti_fail(BT_E_NOMEM, "%s: out of memory for the gradient pool", fn);
-            goto done;
-        }
-        for (i = 0; i < q.npool; i++)
-            if (!(q.pool[i] = bti_alloc((size_t)q.max_numel * sizeof(float)))) {
-                q.npool = i;
-                st = bti_fail(BT_E_NOMEM, "%s: out of memory for the gradient pool", fn);
-                goto done;
-            }
-    }
-    q.ready = 1;
-done:
-    free(shape);
-    free(nd);
-    if (st == BT_OK) {
-        plan_release(p);
-        *p = q;
-    } else {
+    st = plan_make(m, &q, nsteps, groups, in_shape, need_grads, 1, fn);
+    if (st != BT_OK) {
         plan_release(&q);
+        return st;
     }
-    return st;
+    plan_release(p);
+    *p = q;
+    return BT_OK;
 }
 
 /* ---- element-wise helpers ------------------------------------------------- */
@@ -732,6 +887,8 @@ static bt_status run_forward(bt_model *m, struct plan *p, int training)
 {
     int s;
     bt_status st;
+    for (s = 0; s < p->nacts; s++)
+        p->act[s].data = p->fwd[s]; /* a backward may have pointed some at recomputed copies */
     for (s = 0; s < p->nsteps; s++) {
         const struct step *stp = &m->steps[s];
         const int fz = fused(m, s, p->nsteps);
@@ -755,7 +912,7 @@ static bt_status run_forward(bt_model *m, struct plan *p, int training)
             if (st != BT_OK)
                 return st;
         } else {
-            add_relu(p->buf[stp->out], p->buf[stp->in], p->buf[stp->in2], p->act[stp->out].numel,
+            add_relu(p->fwd[stp->out], p->fwd[stp->in], p->fwd[stp->in2], p->act[stp->out].numel,
                      m->threads);
         }
     }
@@ -771,60 +928,44 @@ static bt_status layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
 
 static bt_status run_backward(bt_model *m, struct plan *p)
 {
-    int *slot = p->grad_slot, s, n = p->nacts;
-    struct gstate g = {p->grad_slot, p->grad_busy, 0, p->npool};
+    int s, k;
     bt_status st = BT_OK;
-    for (s = 0; s < n; s++)
-        slot[s] = -1;
-    for (s = 0; s < p->npool; s++)
-        g.busy[s] = 0;
-    slot[m->steps[p->nsteps - 1].out] = 0;
-    g.busy[0] = 1;
     for (s = p->nsteps - 1; s >= 0 && st == BT_OK; s--) {
         const struct step *stp = &m->steps[s];
+        const struct bstep *b = &p->bw[s];
         const int gout = grad_out(m, s, p->nsteps);
-        const struct bt_tensor *mask;
         struct bt_tensor dy;
-        int go;
         if (gout < 0)
             continue;
-        mask = gout != stp->out ? &p->act[gout] : NULL; /* the fused ReLU's output */
-        go = slot[gout];
-        dy = gview(p, gout, p->pool[go]);
+        for (k = 0; k < 2; k++)
+            if (b->rec[k] >= 0) { /* a fused ReLU's output, again: its forward copy is gone */
+                struct bt_tensor *a = &p->act[b->rec[k]];
+                a->data = p->rec[b->rec[k]];
+                bti_layer_batchnorm_output(m->steps[b->rec_bn[k]].layer, a, 1);
+            }
+        dy = gview(p, gout, p->vptr[b->dy]);
         if (stp->kind == STEP_LAYER) {
-            if (stp->in == 0) {
+            /* the fused ReLU's output, the mask of its BatchNorm's backward */
+            const struct bt_tensor *mask = gout != stp->out ? &p->act[gout] : NULL;
+            if (b->dx == NO_VAL) {
                 st = layer_backward(stp->layer, &dy, NULL, mask);
-            } else if (slot[stp->in] < 0) {
-                struct bt_tensor dx;
-                slot[stp->in] = take(&g);
-                dx = gview(p, stp->in, p->pool[slot[stp->in]]);
-                st = layer_backward(stp->layer, &dy, &dx, mask);
             } else {
-                int t = take(&g);
-                struct bt_tensor dx = gview(p, stp->in, p->pool[t]);
+                struct bt_tensor dx = gview(p, stp->in, p->vptr[b->dx]);
                 st = layer_backward(stp->layer, &dy, &dx, mask);
-                add_into(p->pool[slot[stp->in]], p->pool[t], dx.numel, m->threads);
-                give(&g, t);
+                if (b->acc != NO_VAL)
+                    add_into(p->vptr[b->acc], dx.data, dx.numel, m->threads);
             }
-            give(&g, go);
         } else {
-            int64_t cnt = p->act[stp->out].numel;
-            if (slot[stp->in2] < 0) {
-                slot[stp->in2] = take(&g);
-                mask_relu_copy(p->pool[go], p->pool[slot[stp->in2]], p->buf[stp->out], cnt,
-                               m->threads);
+            const int64_t cnt = p->act[stp->out].numel;
+            if (b->skip != NO_VAL) {
+                mask_relu_copy(dy.data, p->vptr[b->skip], p->fwd[stp->out], cnt, m->threads);
             } else {
-                mask_relu(p->pool[go], p->buf[stp->out], cnt, m->threads);
-                add_into(p->pool[slot[stp->in2]], p->pool[go], cnt, m->threads);
+                mask_relu(dy.data, p->fwd[stp->out], cnt, m->threads);
+                add_into(p->vptr[b->acc2], dy.data, cnt, m->threads);
             }
-            if (slot[stp->in] < 0) {
-                slot[stp->in] = go; /* hand the buffer over: no copy */
-            } else {
-                add_into(p->pool[slot[stp->in]], p->pool[go], cnt, m->threads);
-                give(&g, go);
-            }
+            if (b->acc != NO_VAL)
+                add_into(p->vptr[b->acc], dy.data, cnt, m->threads);
         }
-        slot[gout] = -1;
     }
     return st;
 }
@@ -971,7 +1112,7 @@ static bt_status make_feature_views(bt_model *m, int nviews, int64_t batch)
     bt_tensor *fresh[MAX_VIEWS] = {0};
     int64_t shape[2] = {batch, m->feature_dim};
     for (v = 0; v < nviews; v++) {
-        float *rows = m->train.buf[m->act_features] + (size_t)v * (size_t)batch * (size_t)m->feature_dim;
+        float *rows = m->train.fwd[m->act_features] + (size_t)v * (size_t)batch * (size_t)m->feature_dim;
         bt_status st = bti_tensor_wrap_owned(&fresh[v], rows, 2, shape);
         if (st != BT_OK) {
             while (v-- > 0)
@@ -1007,6 +1148,7 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
     if (!m->train.ready || memcmp(in_shape, m->train.in_shape, sizeof in_shape) != 0 ||
         m->train.groups != nviews) {
         m->can_backward = 0; /* a new plan drops the cached forward, even if it fails */
+        m->have_features = 0;
         if ((st = plan_build(m, &m->train, m->nsteps, nviews, in_shape, 1, fn)) != BT_OK)
             return st;
         if ((st = make_feature_views(m, nviews, x[0]->shape[0])) != BT_OK) {
@@ -1016,17 +1158,19 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
     }
     per = x[0]->numel;
     for (v = 0; v < nviews; v++)
-        memcpy(m->train.buf[0] + (size_t)v * (size_t)per, x[v]->data, (size_t)per * sizeof(float));
+        memcpy(m->train.fwd[0] + (size_t)v * (size_t)per, x[v]->data, (size_t)per * sizeof(float));
     m->can_backward = 0;
+    m->have_features = 0;
     if ((st = run_forward(m, &m->train, 1)) != BT_OK)
         return st;
     last = m->steps[m->nsteps - 1].out;
     per = z[0]->numel;
     for (v = 0; v < nviews; v++)
-        memcpy(z[v]->data, m->train.buf[last] + (size_t)v * (size_t)per, (size_t)per * sizeof(float));
+        memcpy(z[v]->data, m->train.fwd[last] + (size_t)v * (size_t)per, (size_t)per * sizeof(float));
     m->nviews = nviews;
     m->batch = x[0]->shape[0];
     m->can_backward = 1;
+    m->have_features = 1;
     return BT_OK;
 }
 
@@ -1041,7 +1185,8 @@ BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor 
         return st;
     if (!m->can_backward)
         return bti_fail(BT_E_STATE, "%s: no training forward to differentiate (call "
-                                    "bt_model_forward first; bt_model_encode discards it)", fn);
+                                    "bt_model_forward first, once per backward; "
+                                    "bt_model_encode discards it)", fn);
     if (nviews != m->nviews)
         return bti_fail(BT_E_SHAPE, "%s: nviews is %d but the forward had %d", fn, (int)nviews,
                         m->nviews);
@@ -1060,7 +1205,9 @@ BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor 
     }
     per = m->batch * m->embed_dim;
     for (v = 0; v < nviews; v++)
-        memcpy(m->train.pool[0] + (size_t)v * (size_t)per, dz[v]->data, (size_t)per * sizeof(float));
+        memcpy(m->train.vptr[m->train.dz] + (size_t)v * (size_t)per, dz[v]->data, (size_t)per * sizeof(float));
+    /* the backward reuses what it has read for the gradients that follow: one per forward */
+    m->can_backward = 0;
     return run_backward(m, &m->train);
 }
 
@@ -1071,7 +1218,7 @@ BT_API bt_status bt_model_features(bt_model *m, int32_t view, const bt_tensor **
         return st;
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_model_features: out is NULL");
-    if (!m->can_backward)
+    if (!m->have_features)
         return bti_fail(BT_E_STATE, "bt_model_features: no training forward is cached");
     if (view < 0 || view >= m->nviews)
         return bti_fail(BT_E_INVALID_ARG, "bt_model_features: view %d is not in [0, %d)", (int)view,
@@ -1092,11 +1239,12 @@ BT_API bt_status bt_model_encode(bt_model *m, const bt_tensor *x, bt_tensor *fea
     if (!m->eval.ready || memcmp(x->shape, m->eval.in_shape, sizeof m->eval.in_shape) != 0)
         if ((st = plan_build(m, &m->eval, m->backbone_steps, 1, x->shape, 0, fn)) != BT_OK)
             return st;
-    memcpy(m->eval.buf[0], x->data, (size_t)x->numel * sizeof(float));
+    memcpy(m->eval.fwd[0], x->data, (size_t)x->numel * sizeof(float));
     m->can_backward = 0;
+    m->have_features = 0;
     if ((st = run_forward(m, &m->eval, 0)) != BT_OK)
         return st;
-    memcpy(features->data, m->eval.buf[m->act_features],
+    memcpy(features->data, m->eval.fwd[m->act_features],
            (size_t)features->numel * sizeof(float));
     return BT_OK;
 }
