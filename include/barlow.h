@@ -480,8 +480,28 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
  * Returns BT_OK; BT_E_MISUSE (m bad; dz or a dz[v] NULL or not live);
  * BT_E_STATE (no training forward cached: none yet, or bt_model_encode or a
  * failed bt_model_forward since); BT_E_SHAPE (nviews differs from the
- * forward's, a dz[v] not [N, embed_dim]). Allocates nothing. */
+ * forward's, a dz[v] not [N, embed_dim]). Allocates nothing. One backward
+ * per forward: the backward reuses the memory of what it has read, so a
+ * second call without a new forward returns BT_E_STATE (bt_model_features
+ * stays valid). */
 BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz);
+
+/* The bytes of workspace a training step (bt_model_forward of nviews views,
+ * each of shape[0..ndim-1] = [N, C, H, W], then bt_model_backward) reserves:
+ * one arena holding the activations the backward reads, the outputs it
+ * recomputes and the gradients, plus the scratch the layers share. Callable
+ * before the first forward, so a host can size batches to its memory; a step
+ * at that shape then reserves this much (threads as set now; the scratch only
+ * grows, so more after a bigger shape). Not
+ * counted: parameters and their gradients, optimizer state, the caller's
+ * tensors, and each layer's few statistics (a max-pool stem's indices, 4 bytes
+ * per pooled output). shape is borrowed, *bytes written on success only.
+ * Returns BT_OK; BT_E_MISUSE (m bad, shape or bytes NULL); BT_E_INVALID_ARG
+ * (nviews not 1 to 8, ndim not 4, shape not [N >= 2, model.in_channels, H, W]
+ * or H, W too small for the network; the message gives the shape); BT_E_NOMEM.
+ * Changes nothing in m. */
+BT_API bt_status bt_model_workspace_bytes(bt_model *m, int32_t nviews, int32_t ndim,
+                                          const int64_t *shape, size_t *bytes);
 
 /* The backbone output [N, feature_dim] of view `view` of the last training
  * forward, borrowed (valid until the next forward or bt_model_encode), for

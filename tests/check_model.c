@@ -518,6 +518,62 @@ static float *run_steps(const char *const *opts, int fusion, int64_t ch, int64_t
 
 /* The fused BatchNorm+ReLU and BatchNorm+add+ReLU steps compute exactly what the
  * separate steps do: the same bits in outputs, gradients, running statistics. */
+/* The workspace a step will reserve, asked before the first forward: what a
+ * step then reserves, at two shapes; bad arguments change nothing. */
+static void workspace_matches(const char *const *opts, int64_t n, int64_t ch, int64_t hw)
+{
+    bt_model *m = make(opts);
+    bt_tensor *x[2], *z[2];
+    int64_t shape[4] = {n, ch, hw, hw};
+    size_t want = 0, got;
+    int v;
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 4, shape, &want), BT_OK);
+    ck_assert_uint_eq(bti_model_workspace_reserved(m), 0); /* asking reserves nothing */
+    for (v = 0; v < 2; v++) {
+        x[v] = tensor4(n, ch, hw, hw);
+        fill_pattern(x[v], 70 + (uint64_t)v, 1.0);
+        z[v] = tensor2(n, bt_model_embed_dim(m));
+    }
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, z), BT_OK);
+    ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)z), BT_OK);
+    got = bti_model_workspace_reserved(m);
+    ck_assert_msg(want >= got && want - got <= got / 100, "asked %zu, a step reserved %zu", want,
+                  got);
+    for (v = 0; v < 2; v++) {
+        bt_tensor_free(x[v]);
+        bt_tensor_free(z[v]);
+    }
+    bt_model_free(m);
+}
+
+START_TEST(workspace_bytes_match_a_step)
+{
+    static const char *const cifar_opts[] = {"model.arch", "resnet18", "model.stem", "cifar",
+                                             "model.projector", "64-64", NULL};
+    bt_model *m = make(small_opts);
+    int64_t shape[4] = {4, 1, 28, 28}, bad[4] = {4, 3, 28, 28}, tiny[4] = {4, 1, 0, 28};
+    size_t bytes = 12345;
+    workspace_matches(small_opts, 3, 1, 28);
+    workspace_matches(cifar_opts, 2, 3, 16);
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 0, 4, shape, &bytes), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "nviews"));
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 3, shape, &bytes), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "ndim"));
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 4, bad, &bytes), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "[4, 3, 28, 28]"));
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 4, tiny, &bytes), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "[4, 1, 0, 28]"));
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 4, NULL, &bytes), BT_E_MISUSE);
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 4, shape, NULL), BT_E_MISUSE);
+    ck_assert_int_eq(bt_model_workspace_bytes(NULL, 2, 4, shape, &bytes), BT_E_MISUSE);
+    ck_assert_uint_eq(bytes, 12345);
+    ck_assert_uint_eq(bti_model_workspace_reserved(m), 0);
+    ck_assert_int_eq(bt_model_workspace_bytes(m, 2, 4, shape, &bytes), BT_OK);
+    ck_assert_uint_gt(bytes, (size_t)8 * 28 * 28 * 4);
+    bt_model_free(m);
+}
+END_TEST
+
 START_TEST(fused_steps_give_the_same_bits)
 {
     static const char *const bottleneck[] = {"model.arch", "resnet", "model.block", "bottleneck",
@@ -558,6 +614,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, misuse_is_reported_and_changes_nothing);
     tcase_add_test(tc, gradients_accumulate_until_zeroed);
     tcase_add_test(tc, fused_steps_give_the_same_bits);
+    tcase_add_test(tc, workspace_bytes_match_a_step);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1294,3 +1294,64 @@ const char *bti_model_tensor_name(const bt_model *m, int i) { return m->tensor_n
 bt_tensor *bti_model_tensor_value(bt_model *m, int i) { return m->tensor_value[i]; }
 
 bt_tensor *bti_model_tensor_grad(bt_model *m, int i) { return m->tensor_grad[i]; }
+
+/* ---- workspace size ------------------------------------------------------------ */
+
+BT_API bt_status bt_model_workspace_bytes(bt_model *m, int32_t nviews, int32_t ndim,
+                                          const int64_t *shape, size_t *bytes)
+{
+    static const char *fn = "bt_model_workspace_bytes";
+    char sb[96];
+    struct plan q;
+    int64_t in_shape[4];
+    size_t scratch = 0;
+    int s, k;
+    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
+    if (st != BT_OK)
+        return st;
+    if (!shape)
+        return bti_fail(BT_E_MISUSE, "%s: shape is NULL", fn);
+    if (!bytes)
+        return bti_fail(BT_E_MISUSE, "%s: bytes is NULL", fn);
+    if (nviews < 1 || nviews > MAX_VIEWS)
+        return bti_fail(BT_E_INVALID_ARG, "%s: nviews is %d; it must be 1 to %d", fn, (int)nviews,
+                        MAX_VIEWS);
+    if (ndim != 4)
+        return bti_fail(BT_E_INVALID_ARG, "%s: ndim is %d; a view is [N, %lld, H, W]", fn,
+                        (int)ndim, (long long)m->in_channels);
+    for (k = 0; k < 4; k++)
+        if (shape[k] < 1 || shape[k] > ((int64_t)1 << 31))
+            return bti_fail(BT_E_INVALID_ARG, "%s: shape %s has a dimension outside 1 to 2^31", fn,
+                            bti_dims_str(4, shape, sb, sizeof sb));
+    if (shape[1] != m->in_channels || shape[0] < 2)
+        return bti_fail(BT_E_INVALID_ARG,
+                        "%s: shape %s; a view is [N, %lld, H, W] with N >= 2 for training", fn,
+                        bti_dims_str(4, shape, sb, sizeof sb), (long long)m->in_channels);
+    memcpy(in_shape, shape, sizeof in_shape);
+    in_shape[0] *= nviews;
+    memset(&q, 0, sizeof q);
+    st = plan_make(m, &q, m->nsteps, nviews, in_shape, 1, 0, fn);
+    /* the shared scratch: the most any layer's preparation asks for */
+    for (s = 0; s < m->nsteps && st == BT_OK; s++) {
+        const struct step *stp = &m->steps[s];
+        const int e = exec_step(m, s, m->nsteps);
+        size_t need;
+        if (stp->kind != STEP_LAYER || e < 0)
+            continue;
+        st = bti_layer_scratch_bytes(stp->layer, &q.act[stp->in], 1, stp->is_bn ? nviews : 1,
+                                     &need, fn);
+        if (need > scratch)
+            scratch = need;
+    }
+    if (st == BT_OK)
+        *bytes = q.arena_bytes + scratch;
+    else if (st == BT_E_SHAPE) /* the shape is an argument here, not a tensor */
+        st = bti_fail(BT_E_INVALID_ARG, "%s", bt_last_error());
+    plan_release(&q);
+    return st;
+}
+
+size_t bti_model_workspace_reserved(const bt_model *m)
+{
+    return (m->train.ready ? m->train.arena_bytes : 0) + m->scratch.bytes;
+}

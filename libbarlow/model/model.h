@@ -13,4 +13,8 @@ BTI_HIDDEN bt_tensor *bti_model_tensor_grad(bt_model *m, int i);
  * fusion), 1 (the default) fuses. Drops the planned buffers and the cached forward. */
 BTI_HIDDEN void bti_model_set_fusion(bt_model *m, int on);
 
+/* Tests: the bytes a training step has reserved (the training plan's arena and
+ * the layers' shared scratch), the counterpart of bt_model_workspace_bytes. */
+BTI_HIDDEN size_t bti_model_workspace_reserved(const bt_model *m);
+
 #endif
