@@ -81,7 +81,8 @@ static double run_shape(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
 
 static void sweep(int level)
 {
-    static const int64_t ms[] = {1, 3, 4, 5, 8, 9, 16, 17, 63, 64, 65, 144};
+    /* rows: each tile height and one past it (AVX2 6, AVX-512 8), more than one MC block */
+    static const int64_t ms[] = {1, 3, 4, 5, 6, 7, 8, 9, 16, 17, 63, 64, 65, 250};
     static const int64_t ns[] = {1, 4, 7, 15, 16, 17, 24, 25, 47, 48, 49, 97, 196};
     static const int64_t ks[] = {1, 2, 9, 15, 16, 17, 33, 191, 192, 193, 400};
     static const float betas[] = {0.0f, 1.0f, 0.5f};

@@ -1,13 +1,14 @@
 /* conv_direct_avx2.c - direct 3x3 convolution tiles, stride 1 or 2, 8 channels per
  * AVX2 register (see conv_direct.h), for 16 ymm registers.
  *
- * Forward and input gradient: a tile is NP output pixels x V registers of 8
- * output channels, 12 accumulators (3 x 4 or 6 x 2), so with the broadcast
- * and the weights the tile fits the 16 registers and still has the 8 chains
- * the FMA latency needs (4 cycles on 2 ports). Channels are rounded to 16 as
- * at AVX-512, so V is 4 or 2; weights are packed in blocks of VMAX registers.
+ * Forward and input gradient: a tile is 6 output pixels x 2 registers of 8
+ * output channels (16 channels, the layout's rounding): 12 accumulators, 2
+ * weight registers and the broadcast fit the 16 registers, and 12 chains
+ * cover the FMA latency (4 cycles on 2 ports). 3 pixels x 4 registers would
+ * read fewer broadcasts but needs 17 registers: GCC then keeps one
+ * accumulator on the stack, and its store-to-load chain halved the speed.
  * Input channels go CB at a time as in the AVX-512 tiles (the block's
- * weights, CB*9*V*32 bytes, stay in L1 across the group's pixels).
+ * weights, CB*9*64 bytes, stay in L1 across the group's pixels).
  * Weight gradient: the 9 taps of one input channel x one register of output
  * channels (9 accumulators; a dy load and 9 broadcasts per pixel).
  * The transposes between NCHW and pixel-major rows go 8 x 8 through
@@ -17,15 +18,13 @@
 
 #define TAPS 9
 #define CB 16   /* input channels per pass of the forward tiles (with 9 taps) */
-#define VMAX 4  /* registers of output channels per forward tile */
+#define V 2     /* registers of output channels per forward tile */
+#define NP 6    /* and its pixels */
 #define INLINE __attribute__((always_inline)) inline
 
-/* Registers of output channels in the forward tile that starts at register
- * v0 of nv (nv even: channels are rounded to 16). */
-static int fwd_v(int64_t nv, int64_t v0) { return nv - v0 >= VMAX ? VMAX : (int)(nv - v0); }
-
-/* Per call, so plain loops: register r of 8 outputs in the block of fwd_v
- * registers it belongs to, taps in order. This call's share of the registers. */
+/* Per call, so plain loops: register r of 8 outputs in its block of V
+ * registers (channels are rounded to 16), taps in order. This call's share
+ * of the registers. */
 static void pack(const float *w, int64_t co, int64_t c, int transpose, const struct bti_taps *tp,
                  float *wpk, int part, int parts)
 {
@@ -33,13 +32,13 @@ static void pack(const float *w, int64_t co, int64_t c, int transpose, const str
     const int64_t nv = bti_direct_round(nout) / 8, nt = tp->n;
     int64_t r, ci, t, l;
     for (r = nv * part / parts; r < nv * (part + 1) / parts; r++) {
-        const int64_t v0 = r / VMAX * VMAX, lanes = 8 * fwd_v(nv, v0);
+        const int64_t v0 = r / V * V;
         float *dst = wpk + v0 * 8 * nin * nt + (r - v0) * 8;
         for (ci = 0; ci < nin; ci++)
             for (t = 0; t < nt; t++)
                 for (l = 0; l < 8; l++) {
                     const int64_t o = r * 8 + l;
-                    dst[(ci * nt + t) * lanes + l] =
+                    dst[(ci * nt + t) * 8 * V + l] =
                         o >= nout   ? 0.0f
                         : transpose ? w[(ci * c + o) * TAPS + tp->w[t]]
                                     : w[(o * c + ci) * TAPS + tp->w[t]];
@@ -126,18 +125,18 @@ T256 static void add_parts(const float *parts, size_t stride, int nt, int64_t co
 /* NP pixels x V registers over cin channels and the taps, into pixel-major
  * rows; first: start from zero instead of the output rows. ALL: the taps are
  * the packed ones in order (weights read in sequence, not through tp->slot). */
-T256 static INLINE void conv_tile(const int V, const int NP, const int ALL, const float *restrict x,
-                                  int64_t lcap, int64_t cin, const int64_t *off,
-                                  const int64_t *rows, const struct bti_taps *tp,
-                                  const float *restrict w, float *out, int64_t ldo, int first)
+T256 static INLINE void conv_tile(const int ALL, const float *restrict x, int64_t lcap,
+                                  int64_t cin, const int64_t *off, const int64_t *rows,
+                                  const struct bti_taps *tp, const float *restrict w, float *out,
+                                  int64_t ldo, int first)
 {
-    __m256 acc[6][4];
-    int64_t o[6], c;
+    __m256 acc[NP][V];
+    int64_t o[NP], c;
     int r, v, t;
 #pragma GCC unroll 6
     for (r = 0; r < NP; r++) {
         o[r] = off[r];
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (v = 0; v < V; v++)
             acc[r][v] =
                 first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + rows[r] * ldo + 8 * v);
@@ -146,16 +145,16 @@ T256 static INLINE void conv_tile(const int V, const int NP, const int ALL, cons
         const float *xc = x + c * lcap, *wc = w + c * tp->slots * 8 * V;
         for (t = 0; t < tp->n; t++) {
             const float *xk = xc + tp->off[t], *wt = wc + (ALL ? t : tp->slot[t]) * 8 * V;
-            __m256 wv[4];
+            __m256 wv[V];
             /* as in the AVX-512 tiles: broadcast from xk + o[r] as it stands */
             __asm__("" : "+r"(xk));
-#pragma GCC unroll 4
+#pragma GCC unroll 2
             for (v = 0; v < V; v++)
                 wv[v] = _mm256_loadu_ps(wt + 8 * v);
 #pragma GCC unroll 6
             for (r = 0; r < NP; r++) {
                 const __m256 b = _mm256_broadcast_ss(xk + o[r]);
-#pragma GCC unroll 4
+#pragma GCC unroll 2
                 for (v = 0; v < V; v++)
                     acc[r][v] = _mm256_fmadd_ps(b, wv[v], acc[r][v]);
             }
@@ -163,27 +162,22 @@ T256 static INLINE void conv_tile(const int V, const int NP, const int ALL, cons
     }
 #pragma GCC unroll 6
     for (r = 0; r < NP; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (v = 0; v < V; v++)
             _mm256_storeu_ps(out + rows[r] * ldo + 8 * v, acc[r][v]);
 }
 
 typedef void (*conv_tile_fn)(const float *, int64_t, int64_t, const int64_t *, const int64_t *,
                              const struct bti_taps *, const float *, float *, int64_t, int);
-#define CONV_TILE(V, NP, ALL, NAME)                                                            \
+#define CONV_TILE(ALL, NAME)                                                                   \
     T256 static void NAME(const float *x, int64_t lcap, int64_t cin, const int64_t *off,        \
                           const int64_t *rows, const struct bti_taps *tp, const float *w,       \
                           float *out, int64_t ldo, int first)                                   \
     {                                                                                          \
-        conv_tile(V, NP, ALL, x, lcap, cin, off, rows, tp, w, out, ldo, first);                \
+        conv_tile(ALL, x, lcap, cin, off, rows, tp, w, out, ldo, first);                       \
     }
-CONV_TILE(2, 6, 0, conv_tile2)
-CONV_TILE(4, 3, 0, conv_tile4)
-CONV_TILE(2, 6, 1, conv_tile2_all)
-CONV_TILE(4, 3, 1, conv_tile4_all)
-/* [ALL][V / 2 - 1] */
-static const conv_tile_fn conv_tiles[2][2] = {{conv_tile2, conv_tile4},
-                                              {conv_tile2_all, conv_tile4_all}};
+CONV_TILE(0, conv_tile_some)
+CONV_TILE(1, conv_tile_all)
 
 static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
                  const int64_t *rows, const struct bti_pixel_classes *pc, const float *wpk,
@@ -192,22 +186,18 @@ static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
     /* fewer taps, more channels per pass; classes innermost (as at AVX-512) */
     const int64_t chp = bti_direct_round(cout), nv = chp / 8, slots = pc->tp[0].slots;
     int64_t c0, v0, q, cbmax;
-    int v, k, most = 1;
+    int k, most = 1;
     for (k = 0; k < pc->n; k++)
         most = pc->tp[k].n > most ? pc->tp[k].n : most;
     cbmax = CB * TAPS / most;
     for (c0 = 0; c0 < cin; c0 += cbmax) {
         const int64_t cb = cin - c0 < cbmax ? cin - c0 : cbmax;
-        for (v0 = 0; v0 < nv; v0 += v) {
-            const float *w;
-            int np;
-            v = fwd_v(nv, v0);
-            w = wpk + v0 * 8 * cin * slots + c0 * slots * 8 * v; /* block v0, channel c0 */
-            np = v == 4 ? 3 : 6;
+        for (v0 = 0; v0 < nv; v0 += V) {
+            const float *w = wpk + v0 * 8 * cin * slots + c0 * slots * 8 * V; /* block v0, c0 */
             for (k = 0; k < pc->n; k++) {
                 const int64_t *ok = off + pc->start[k], *rk = rows + pc->start[k];
-                const conv_tile_fn tile = conv_tiles[pc->tp[k].n == slots][v / 2 - 1];
-                for (q = 0; q < pc->count[k]; q += np)
+                const conv_tile_fn tile = pc->tp[k].n == slots ? conv_tile_all : conv_tile_some;
+                for (q = 0; q < pc->count[k]; q += NP)
                     tile(x + c0 * lcap, lcap, cb, ok + q, rk + q, &pc->tp[k], w, out + v0 * 8,
                          chp, c0 == 0);
             }

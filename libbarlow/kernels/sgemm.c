@@ -3,7 +3,7 @@
  * One blocked driver (Goto's loop order: blocks of NC columns of C, then KC of
  * depth, then MC rows of A packed into slivers of MR rows, then panels of NR
  * columns of B) around one outer-product micro-kernel, C tile [MR][NR] +=
- * Apack[k][MR] x Bpanel[k][NR] (AVX-512 8 x 48, AVX2 4 x 24):
+ * Apack[k][MR] x Bpanel[k][NR] (AVX-512 8 x 48, AVX2 6 x 16):
  *  - NN (op(B) = B): the forward (W x col) and the input gradient (W^T x dy).
  *    Over AVX-512 with A of NN_PACKED_MIN_ROWS (32) rows or more, each kc x 48
  *    panel of B is copied into a contiguous buffer first (it then sits in L1
@@ -68,7 +68,7 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
 
 #if BTI_X86
 
-#define MC 256     /* rows of A packed at a time (a multiple of every MR): 192 KiB, in L2 */
+#define MC 240     /* rows of A packed at a time (a multiple of every MR): 180 KiB, in L2 */
 #define KC_MAX 192 /* depth of a packed block: a KC x NR panel of B (36 KiB) stays in L1 */
 #define NT_KC 4096 /* depth of an NT pass */
 /* NN with packed B panels from this many rows of A (AVX-512; docs/perf.md). */
@@ -373,48 +373,62 @@ T512 static void nt512(int64_t k, const float *a, int64_t lda, const float *cons
                                           : alpha * out[i][j];
 }
 
-/* ---- AVX2 + FMA: NN 4 x 24, NT 2 x 4 ------------------------------------- */
+/* ---- AVX2 + FMA: NN 6 x 16, NT 2 x 4 ------------------------------------- */
+
+/* 6 x 16: 12 accumulators, 2 B registers and the broadcast of A fit the 16
+ * ymm registers (4 x 24 needs all 16 and more for the masks: GCC kept an
+ * accumulator on the stack, and its store-to-load chain halved the speed).
+ * FULL: nr is 16, so B and C move with plain loads and stores; masked ones
+ * (vmaskmovps: slow on AMD Zen, the stores most) only at the right edge. */
+T256 static inline __attribute__((always_inline)) void
+nn256_tile(const int FULL, int64_t kc, const float *restrict ap, const float *restrict b,
+           int64_t ldb, const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr,
+           float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    int64_t k;
+#define LD256(p, n) (FULL ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask8(n)))
+    for (k = 0; k < kc; k++) {
+        const float *br = boff ? b + boff[k] : b + k * ldb, *aa = ap + k * 6;
+        const __m256 b0 = LD256(br, nr), b1 = LD256(br + 8, nr - 8);
+        __m256 av;
+#define ROW256(i)                                                                                  \
+    av = _mm256_broadcast_ss(aa + i);                                                              \
+    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                                    \
+    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);
+        ROW256(0) ROW256(1) ROW256(2) ROW256(3) ROW256(4) ROW256(5)
+#undef ROW256
+    }
+    {
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#define ST256(p, n, v) (FULL ? _mm256_storeu_ps(p, v) : _mm256_maskstore_ps(p, mask8(n), v))
+#define ROWST256(i)                                                                                \
+    if (i < mr) {                                                                                  \
+        float *cr = c + (int64_t)i * ldc;                                                          \
+        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1);                   \
+        if (beta != 0.0f) {                                                                        \
+            r0 = _mm256_fmadd_ps(vb, LD256(cr, nr), r0);                                           \
+            r1 = _mm256_fmadd_ps(vb, LD256(cr + 8, nr - 8), r1);                                   \
+        }                                                                                          \
+        ST256(cr, nr, r0);                                                                         \
+        ST256(cr + 8, nr - 8, r1);                                                                 \
+    }
+        ROWST256(0) ROWST256(1) ROWST256(2) ROWST256(3) ROWST256(4) ROWST256(5)
+#undef ROWST256
+#undef ST256
+    }
+#undef LD256
+}
 
 T256 static void nn256(int64_t kc, const float *restrict ap, const float *restrict b, int64_t ldb,
                        const int64_t *boff, float *restrict c, int64_t ldc, int mr, int64_t nr,
                        float alpha, float beta)
 {
-    const __m256i m0 = mask8(nr), m1 = mask8(nr - 8), m2 = mask8(nr - 16);
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
-    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-    int64_t k;
-    for (k = 0; k < kc; k++) {
-        const float *br = boff ? b + boff[k] : b + k * ldb, *aa = ap + k * 4;
-        const __m256 b0 = _mm256_maskload_ps(br, m0), b1 = _mm256_maskload_ps(br + 8, m1),
-                     b2 = _mm256_maskload_ps(br + 16, m2);
-        __m256 av;
-#define ROW256(i)                                                                                  \
-    av = _mm256_broadcast_ss(aa + i);                                                              \
-    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                                    \
-    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                                                    \
-    c##i##2 = _mm256_fmadd_ps(av, b2, c##i##2);
-        ROW256(0) ROW256(1) ROW256(2) ROW256(3)
-#undef ROW256
-    }
-    {
-        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-#define ST256(i)                                                                                   \
-    if (i < mr) {                                                                                  \
-        float *cr = c + (int64_t)i * ldc;                                                          \
-        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1),                   \
-               r2 = _mm256_mul_ps(va, c##i##2);                                                    \
-        if (beta != 0.0f) {                                                                        \
-            r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), r0);                              \
-            r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), r1);                          \
-            r2 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 16, m2), r2);                         \
-        }                                                                                          \
-        _mm256_maskstore_ps(cr, m0, r0);                                                           \
-        _mm256_maskstore_ps(cr + 8, m1, r1);                                                       \
-        _mm256_maskstore_ps(cr + 16, m2, r2);                                                      \
-    }
-        ST256(0) ST256(1) ST256(2) ST256(3)
-#undef ST256
-    }
+    if (nr == 16)
+        nn256_tile(1, kc, ap, b, ldb, boff, c, ldc, mr, nr, alpha, beta);
+    else
+        nn256_tile(0, kc, ap, b, ldb, boff, c, ldc, mr, nr, alpha, beta);
 }
 
 T256 static float hsum256(__m256 v)
@@ -517,8 +531,8 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
 {
     float ap[MC * KC_MAX] __attribute__((aligned(64)));
     float bp[KC_MAX * 48] __attribute__((aligned(64)));
-    const int mr = level == BTI_CPU_AVX512 ? 8 : 4;
-    const int64_t nrmax = level == BTI_CPU_AVX512 ? 48 : 24;
+    const int mr = level == BTI_CPU_AVX512 ? 8 : 6;
+    const int64_t nrmax = level == BTI_CPU_AVX512 ? 48 : 16;
     /* packed B panels: always for NT; for NN over AVX-512 once A is tall enough */
     const int packb = level == BTI_CPU_AVX512 && (tb || m >= NN_PACKED_MIN_ROWS);
     const int64_t nkb = (k + KC_MAX - 1) / KC_MAX, kcs = (k + nkb - 1) / nkb;
