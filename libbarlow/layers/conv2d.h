@@ -54,8 +54,9 @@ struct bti_conv_rules {
      * BLAS is fast (0 never); always when the private kernels beat the BLAS */
     int64_t images_max_co;
     double grid_max_overhead; /* padded-grid outputs per real output, at most */
-    /* direct tiles: registers of `lanes` channels, at most a third idle */
-    int64_t direct_lanes;
+    /* direct tiles: registers of `lanes` channels, at most a third idle, and
+     * at most direct_max_co output channels */
+    int64_t direct_lanes, direct_max_co;
     /* flat tiles: the larger channel count at most flat_max_ch, or
      * flat_max_ch_large on planes of flat_large_plane pixels or more */
     int64_t flat_max_ch, flat_max_ch_large, flat_large_plane;

@@ -54,7 +54,8 @@ static int stem(const struct bti_conv_geom *g)
 
 static int direct_wins(const struct bti_conv_geom *g, const struct bti_conv_rules *r)
 {
-    return bti_conv_images_each(g) && (lanes_ok(g->c, r) || stem(g)) && lanes_ok(g->co, r);
+    return bti_conv_images_each(g) && (lanes_ok(g->c, r) || stem(g)) && lanes_ok(g->co, r) &&
+           g->co <= r->direct_max_co;
 }
 
 /* The channel tiles have one or two registers of outputs for few channels
