@@ -45,6 +45,7 @@ struct bcase {
     char spec[96];    /* "kind:args" shared with the python twin */
     double flops, bytes;  /* work of one forward + backward: FLOPs, or minimal traffic */
     double ms, torch_ms, ref; /* medians; ref: sgemm GFLOP/s or memcpy GB/s for that work */
+    double im2col;            /* 3x3 convolutions: GFLOP/s of the sgemm of their im2col shape */
     double best, torch_best;  /* fastest calls: the speed with the least interference */
     double paired;            /* median over rounds of PyTorch's call / ours in that round */
 };
@@ -145,6 +146,57 @@ static double sgemm_rate(double flops)
         cache_r[nc++] = 2.0 * s * s * (double)s / t * 1e-9;
     }
     return 2.0 * s * s * (double)s / t * 1e-9;
+}
+
+/* A 3x3 convolution's forward as the GEMM of its im2col shape, Co x N*Ho*Wo x
+ * 9*Ci, timed with the same threads: GFLOP/s, or 0 for other cases. */
+static double im2col_rate(const struct bcase *c)
+{
+    int64_t a[8];
+    char kind[16];
+    parse(c->spec, kind, a);
+    if (strcmp(kind, "conv") || a[5] != 3)
+        return 0;
+    {
+        const int64_t ho = (a[2] + 2 * a[7] - 3) / a[6] + 1, wo = (a[3] + 2 * a[7] - 3) / a[6] + 1;
+        const int m = (int)a[4], n = (int)(a[0] * ho * wo), k = (int)(9 * a[1]);
+        return 2.0 * m * (double)n * k / bench_sgemm_seconds(m, n, k, 3) * 1e-9;
+    }
+}
+
+static int selected(const struct bcase *c, const char *filter);
+
+/* The 3x3 layers of one network (stems of 1-3 channels left out), FLOP-weighted:
+ * their time against that of their im2col GEMMs, and PyTorch's against ours. */
+static void im2col_summary(const char *net, const char *filter)
+{
+    double t = 0, gemm = 0, torch = 0, ours_t = 0;
+    int i, n = 0, torch_all = 1;
+    for (i = 0; i < ncases; i++) {
+        const struct bcase *c = &cases[i];
+        int64_t a[8];
+        char kind[16];
+        if (strcmp(c->net, net) || !selected(c, filter) || c->im2col <= 0)
+            continue;
+        parse(c->spec, kind, a);
+        if (a[1] <= 3)
+            continue;
+        n++;
+        t += c->ms;
+        gemm += c->flops / (c->im2col * 1e9) * 1e3;
+        if (c->torch_ms > 0) {
+            torch += c->torch_ms;
+            ours_t += c->ms;
+        } else {
+            torch_all = 0;
+        }
+    }
+    if (n == 0)
+        return;
+    printf("   %d 3x3 layers, FLOP-weighted: %.0f%% of their im2col sgemm", n, 100.0 * gemm / t);
+    if (torch_all && ours_t > 0)
+        printf("; PyTorch's time over ours %.2f", torch / ours_t);
+    printf("\n");
 }
 
 /* GB/s (read + write) of copying `bytes` / 2 bytes with `threads`, median of
@@ -383,19 +435,23 @@ int main(void)
      * layers left the BLAS at one thread; the reference gets them all. */
     bti_blas_begin(threads);
     for (i = 0; i < ncases; i++)
-        if (selected(&cases[i], filter))
+        if (selected(&cases[i], filter)) {
             cases[i].ref = cases[i].flops > 0 ? sgemm_rate(cases[i].flops)
                                               : memcpy_same_gbs(cases[i].bytes, threads);
+            cases[i].im2col = im2col_rate(&cases[i]);
+        }
     bti_blas_end(threads);
     mem = memcpy_same_gbs(8.0 * (16 << 20), threads); /* 64 MiB each way */
     printf("memcpy: %.1f GB/s (read + write) with %d threads\n\n", mem, threads);
-    printf("%-30s %10s %9s %8s %10s %8s %9s %9s %6s %6s\n", "layer", "ms", "GFLOP/s", "/sgemm",
-           "GB/s", "/memcpy", "torch ms", "torch/us", "best", "paired");
+    printf("%-30s %10s %9s %8s %8s %10s %8s %9s %9s %6s %6s\n", "layer", "ms", "GFLOP/s",
+           "/sgemm", "/im2col", "GB/s", "/memcpy", "torch ms", "torch/us", "best", "paired");
     for (i = 0; i < ncases; i++) {
         struct bcase *c = &cases[i];
         if (!selected(c, filter))
             continue;
         if (strcmp(net, c->net)) {
+            if (*net)
+                im2col_summary(net, filter);
             net = c->net;
             printf("-- %s\n", !strcmp(net, "cifar18")  ? "CIFAR ResNet-18, batch 64"
                                : !strcmp(net, "small28") ? "28x28x1 small ResNet 16-32-64, batch 256"
@@ -404,20 +460,27 @@ int main(void)
         }
         rate = (c->flops > 0 ? c->flops : c->bytes) / (c->ms * 1e-3) * 1e-9;
         printf("%-30s %10.3f ", c->name, c->ms);
-        if (c->flops > 0)
-            printf("%9.1f %7.0f%% %10s %8s ", rate, 100.0 * rate / c->ref, "", "");
+        if (c->flops > 0 && c->im2col > 0)
+            printf("%9.1f %7.0f%% %7.0f%% %10s %8s ", rate, 100.0 * rate / c->ref,
+                   100.0 * rate / c->im2col, "", "");
+        else if (c->flops > 0)
+            printf("%9.1f %7.0f%% %8s %10s %8s ", rate, 100.0 * rate / c->ref, "", "", "");
         else
-            printf("%9s %8s %10.1f %7.0f%% ", "", "", rate, 100.0 * rate / c->ref);
+            printf("%9s %8s %8s %10.1f %7.0f%% ", "", "", "", rate, 100.0 * rate / c->ref);
         if (c->torch_ms > 0)
             printf("%9.3f %9.2f %6.2f %6.2f\n", c->torch_ms, c->torch_ms / c->ms,
                    c->torch_best / c->best, c->paired);
         else
             printf("%9s %9s %6s %6s\n", "-", "-", "-", "-");
     }
+    if (*net)
+        im2col_summary(net, filter);
     printf("(GFLOP/s: a direct convolution's multiply-adds x2 per second, whatever the form; the\n"
            " Winograd form does 16 multiplies where the direct one does 36, so it can pass the FMA "
            "peak;\n /sgemm: rate relative to a square sgemm of the same FLOPs, capped at 2048^3, in "
-           "this run;\n /memcpy: GB/s of the layer's minimal traffic relative to a memcpy of the same "
+           "this run;\n /im2col: the same against the sgemm of a 3x3 layer's im2col shape (Co x "
+           "N*Ho*Wo x 9*Ci),\n same threads, in this run (the summary lines weigh each layer by its "
+           "FLOPs);\n /memcpy: GB/s of the layer's minimal traffic relative to a memcpy of the same "
            "bytes,\n same threads, in this run; torch/us: PyTorch's median over libbarlow's, > 1 "
            "means\n libbarlow is faster; best: the same for the fastest call of each; paired: the median\n"
            " over rounds of the ratio of the two calls made one after the other in that round)\n");

@@ -56,12 +56,50 @@ static double bench_sgemm_seconds(int m, int n, int k, int reps)
     return bench_median(t, reps);
 }
 
-/* Print what runs: the build line (BLAS, kernel core) and the thread count. */
+/* The CPU's model name and family (/proc/cpuinfo), or "unknown CPU". */
+static const char *bench_cpu_model(void)
+{
+    static char name[192] = "unknown CPU";
+    char line[256], model[128] = "", family[16] = "?", number[16] = "?";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f) && line[0] != '\n') { /* the first CPU */
+        const char *v = strchr(line, ':');
+        if (!v)
+            continue;
+        v += v[1] == ' ' ? 2 : 1;
+        if (strncmp(line, "model name", 10) == 0)
+            snprintf(model, sizeof model, "%s", v);
+        else if (strncmp(line, "cpu family", 10) == 0)
+            snprintf(family, sizeof family, "%s", v);
+        else if (strncmp(line, "model\t", 6) == 0)
+            snprintf(number, sizeof number, "%s", v);
+    }
+    if (f)
+        fclose(f);
+    model[strcspn(model, "\n")] = family[strcspn(family, "\n")] = number[strcspn(number, "\n")] = 0;
+    if (model[0])
+        snprintf(name, sizeof name, "%s (family %s, model %s)", model, family, number);
+    return name;
+}
+
+/* The CPU level this run's handles take: BT_CPU, else the best this CPU runs. */
+static const char *bench_cpu_level(void)
+{
+    static char level[32];
+    const char *p = strstr(bt_build_info(), "cpu=");
+    snprintf(level, sizeof level, "%s", getenv("BT_CPU") ? getenv("BT_CPU") : p ? p + 4 : "?");
+    level[strcspn(level, "; ")] = '\0';
+    return level;
+}
+
+/* Print what runs: the CPU and the level, the build line (BLAS, kernel core)
+ * and the thread count. */
 static void bench_header(const char *what)
 {
     const char *ct = getenv("OPENBLAS_CORETYPE");
-    printf("== %s ==\n%s\nOPENBLAS_CORETYPE=%s BT_NUM_THREADS=%s\n", what, bt_build_info(),
-           ct ? ct : "(unset)", getenv("BT_NUM_THREADS") ? getenv("BT_NUM_THREADS") : "(unset)");
+    printf("== %s ==\ncpu: %s, level %s\n%s\nOPENBLAS_CORETYPE=%s BT_NUM_THREADS=%s\n", what,
+           bench_cpu_model(), bench_cpu_level(), bt_build_info(), ct ? ct : "(unset)",
+           getenv("BT_NUM_THREADS") ? getenv("BT_NUM_THREADS") : "(unset)");
 }
 
 #endif
