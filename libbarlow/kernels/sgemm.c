@@ -70,6 +70,7 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
 
 #define MC 240     /* rows of A packed at a time (a multiple of every MR): 180 KiB, in L2 */
 #define KC_MAX 192 /* depth of a packed block: a KC x NR panel of B (36 KiB) stays in L1 */
+#define APACK_SLACK 8 /* floats past packed A that pack_a6's last store may write */
 #define NT_KC 4096 /* depth of an NT pass */
 /* NN with packed B panels from this many rows of A (AVX-512; docs/perf.md). */
 #define NN_PACKED_MIN_ROWS 32
@@ -77,34 +78,6 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
  * KC passes (the weight gradient at 512 channels has a 9 MiB C). */
 #define NC 480
 
-/* ap[t][kk][r] = op(A)[m0 + t*mr + r][k0 + kk], zero past row m0 + mc. */
-static void pack_a(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
-                   int64_t kc, int mr, float *restrict ap)
-{
-    int64_t t, kk;
-    int r;
-    for (t = 0; t * mr < mc; t++) {
-        float *restrict dst = ap + t * kc * mr;
-        for (r = 0; r < mr; r++) {
-            const int64_t i = m0 + t * mr + r;
-            if (t * mr + r >= mc) {
-                for (kk = 0; kk < kc; kk++)
-                    dst[kk * mr + r] = 0.0f;
-            } else if (ta == BTI_NO_TRANS) {
-                const float *restrict src = a + i * lda + k0;
-                for (kk = 0; kk < kc; kk++)
-                    dst[kk * mr + r] = src[kk];
-            } else {
-                const float *restrict src = a + k0 * lda + i;
-                for (kk = 0; kk < kc; kk++)
-                    dst[kk * mr + r] = src[kk * lda];
-            }
-        }
-    }
-}
-
-/* pack_a for slivers of 8 rows with AVX: the row-major form transposes 8 x 8
- * blocks in registers (tr8x8), the transposed form copies 8 contiguous floats per k. */
 /* dst[kk * ld + r] = row[r][kk] for kk < kc, r < 8: 8 x 8 blocks transposed in
  * registers; rows at and past `rows` become zeros (their pointers must still be
  * readable: callers repeat a valid row). */
@@ -132,10 +105,13 @@ T256 static void transpose_rows8(const float *const *row, int rows, int64_t kc, 
         }
         tr8x8(r0, r1, r2, r3, r4, r5, r6, r7, o);
         for (q = 0; q < 8 && kk + q < kc; q++)
-            _mm256_store_ps(dst + (kk + q) * ld, o[q]);
+            _mm256_storeu_ps(dst + (kk + q) * ld, o[q]);
     }
 }
 
+/* ap[t][kk][r] = op(A)[m0 + t*8 + r][k0 + kk], zero past row m0 + mc: slivers
+ * of 8 rows. The row-major form transposes 8 x 8 blocks in registers
+ * (transpose_rows8), the transposed form copies 8 contiguous floats per k. */
 T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
                          int64_t kc, float *restrict ap)
 {
@@ -156,6 +132,35 @@ T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_
             for (r = 0; r < 8; r++) /* missing rows read row 0 and are zeroed below */
                 row[r] = a + (m0 + t * 8 + (r < rows ? r : 0)) * lda + k0;
             transpose_rows8(row, rows, kc, dst, 8);
+        }
+    }
+}
+
+/* The same for slivers of 6 rows (the AVX2 tile), through the same 8 x 8 transposes,
+ * rows 6 and 7 zero, each column stored as 8 floats 6 apart, so its 2 spare
+ * lanes land where the next column's store comes after; a sliver's last
+ * column spills 2 floats into the next sliver, packed after it, or into the
+ * slack at the end of ap (APACK_SLACK). */
+T256 static void pack_a6(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
+                         int64_t kc, float *restrict ap)
+{
+    int64_t t, kk;
+    int r;
+    for (t = 0; t * 6 < mc; t++) {
+        float *restrict dst = ap + t * kc * 6;
+        const int rows = mc - t * 6 < 6 ? (int)(mc - t * 6) : 6;
+        if (ta != BTI_NO_TRANS) {
+            const float *src = a + k0 * lda + m0 + t * 6;
+            const __m256i rm = mask8(rows);
+            for (kk = 0; kk < kc; kk++)
+                _mm256_storeu_ps(dst + kk * 6, _mm256_maskload_ps(src + kk * lda, rm));
+            continue;
+        }
+        {
+            const float *row[8];
+            for (r = 0; r < 8; r++) /* rows 6, 7 and missing ones read row 0, zeroed */
+                row[r] = a + (m0 + t * 6 + (r < rows ? r : 0)) * lda + k0;
+            transpose_rows8(row, rows, kc, dst, 6);
         }
     }
 }
@@ -529,7 +534,7 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
                            float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                            const int64_t *boff, float beta, float *c, int64_t ldc)
 {
-    float ap[MC * KC_MAX] __attribute__((aligned(64)));
+    float ap[MC * KC_MAX + APACK_SLACK] __attribute__((aligned(64)));
     float bp[KC_MAX * 48] __attribute__((aligned(64)));
     const int mr = level == BTI_CPU_AVX512 ? 8 : 6;
     const int64_t nrmax = level == BTI_CPU_AVX512 ? 48 : 16;
@@ -547,7 +552,7 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
                 if (mr == 8)
                     pack_a8(ta, a, lda, m0, mc, k0, kc, ap);
                 else
-                    pack_a(ta, a, lda, m0, mc, k0, kc, mr, ap);
+                    pack_a6(ta, a, lda, m0, mc, k0, kc, ap);
                 for (n0 = n1; n0 < n1e; n0 += nrmax) {
                     const int64_t nr = n1e - n0 < nrmax ? n1e - n0 : nrmax;
                     /* the kernel's view of B: the packed copy, row offsets, or rows of ldb */
