@@ -67,6 +67,20 @@ BTI_HIDDEN void bti_direct_classes(int64_t nb, int64_t h, int64_t w, int64_t ho,
 /* The slack copies after a pixel list of npix entries built by the caller. */
 BTI_HIDDEN void bti_direct_slack(int64_t npix, int64_t *off, int64_t *rows);
 
+/* The tiles' shared bookkeeping (both widths):
+ * input channels per pass of the forward tiles, cb for classes of 9 taps and
+ * proportionally more when no class has 9 (the same bytes of weights in L1); */
+BTI_HIDDEN int64_t bti_direct_pass_channels(const struct bti_pixel_classes *pc, int64_t cb);
+/* masks[k]: bit s set when class k uses packed slot s; */
+BTI_HIDDEN void bti_direct_slot_masks(const struct bti_pixel_classes *pc, int *masks);
+/* the mask of the taps (bit i*3 + j) of kernel rows rm and columns cm (bit i,
+ * bit j), and X(rm, cm) for the nine that bti_direct_classes makes on images
+ * of 2 or more rows and columns (the weight-gradient tiles compile one each). */
+#define BTI_TAP_MASK(rm, cm)                                                                   \
+    (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
+#define BTI_DIRECT_CLASS_MASKS(X)                                                              \
+    X(7, 7) X(6, 6) X(6, 3) X(3, 6) X(3, 3) X(6, 7) X(3, 7) X(7, 6) X(7, 3)
+
 /* The flat form (conv_flat_avx512.c), stride 1 only, for few channels: registers of
  * 16 neighbouring output pixels of one channel, read from each image's padded
  * plane (rows of wp = w + 2) as one flat run, so the row ends give junk lanes

@@ -185,11 +185,9 @@ static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
 {
     /* fewer taps, more channels per pass; classes innermost (as at AVX-512) */
     const int64_t chp = bti_direct_round(cout), nv = chp / 8, slots = pc->tp[0].slots;
-    int64_t c0, v0, q, cbmax;
-    int k, most = 1;
-    for (k = 0; k < pc->n; k++)
-        most = pc->tp[k].n > most ? pc->tp[k].n : most;
-    cbmax = CB * TAPS / most;
+    const int64_t cbmax = bti_direct_pass_channels(pc, CB);
+    int64_t c0, v0, q;
+    int k;
     for (c0 = 0; c0 < cin; c0 += cbmax) {
         const int64_t cb = cin - c0 < cbmax ? cin - c0 : cbmax;
         for (v0 = 0; v0 < nv; v0 += V) {
@@ -204,10 +202,6 @@ static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
         }
     }
 }
-
-/* Taps (bit i*3 + j) of kernel rows rm and columns cm (bit i, bit j). */
-#define TAP_MASK(rm, cm)                                                                       \
-    (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
 
 /* Pixels [q, end) of one class into acc, the taps of MASK only; x is read
  * around each pixel's window centre xc + off[q]; dy's row of pixel q is rws[q]. */
@@ -244,13 +238,11 @@ T256 static void grad_tile(const float *restrict xc, int64_t wp, const int64_t *
     for (k = 0; k < pc->n; k++) {
         const int64_t q = pc->start[k], end = q + pc->count[k];
 #define GRAD_CASE(rm, cm)                                                                      \
-    case TAP_MASK(rm, cm):                                                                     \
-        grad_pixels(TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);                  \
+    case BTI_TAP_MASK(rm, cm):                                                                 \
+        grad_pixels(BTI_TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);              \
         break;
         switch (masks[k]) {
-            GRAD_CASE(7, 7)
-            GRAD_CASE(6, 6) GRAD_CASE(6, 3) GRAD_CASE(3, 6) GRAD_CASE(3, 3)
-            GRAD_CASE(6, 7) GRAD_CASE(3, 7) GRAD_CASE(7, 6) GRAD_CASE(7, 3)
+            BTI_DIRECT_CLASS_MASKS(GRAD_CASE)
         default:
             grad_pixels(masks[k], acc, xc, wp, off, rws, q, end, dy, ld);
         }
@@ -267,10 +259,8 @@ static void weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin, c
 {
     const int64_t chp = bti_direct_round(cout);
     int64_t c, o;
-    int k, t, masks[BTI_DIRECT_CLASSES];
-    for (k = 0; k < pc->n; k++)
-        for (masks[k] = 0, t = 0; t < pc->tp[k].n; t++)
-            masks[k] |= 1 << pc->tp[k].slot[t];
+    int masks[BTI_DIRECT_CLASSES];
+    bti_direct_slot_masks(pc, masks);
     for (c = 0; c < cin; c++)
         for (o = 0; o < chp; o += 8)
             grad_tile(x + c * lcap, wp, off, rows, pc, masks, dy + o, chp,

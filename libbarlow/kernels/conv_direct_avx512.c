@@ -241,11 +241,9 @@ static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
     /* Fewer taps, more channels per pass: the same weights in L1. Classes go
      * innermost, so a pass's weights are read from memory once for all. */
     const int64_t chp = bti_direct_round(cout), nv = chp / 16, slots = pc->tp[0].slots;
-    int64_t c0, v0, q, cbmax;
-    int v, k, most = 1;
-    for (k = 0; k < pc->n; k++)
-        most = pc->tp[k].n > most ? pc->tp[k].n : most;
-    cbmax = CB * TAPS / most;
+    const int64_t cbmax = bti_direct_pass_channels(pc, CB);
+    int64_t c0, v0, q;
+    int v, k;
     for (c0 = 0; c0 < cin; c0 += cbmax) {
         const int64_t cb = cin - c0 < cbmax ? cin - c0 : cbmax;
         for (v0 = 0; v0 < nv; v0 += v) {
@@ -264,10 +262,6 @@ static void conv(const float *x, int64_t lcap, int64_t cin, const int64_t *off,
         }
     }
 }
-
-/* Taps (bit i*3 + j) of kernel rows rm and columns cm (bit i, bit j). */
-#define TAP_MASK(rm, cm)                                                                       \
-    (((rm) & 1 ? (cm) : 0) | ((rm) & 2 ? (cm) << 3 : 0) | ((rm) & 4 ? (cm) << 6 : 0))
 
 /* Pixels [q, end) of one class into acc, the taps of MASK only (the others
  * fall outside the image); x is read around each pixel's window centre
@@ -315,13 +309,11 @@ T512 static INLINE void grad_tile(const int V, const float *restrict xc, int64_t
     for (k = 0; k < pc->n; k++) {
         const int64_t q = pc->start[k], end = q + pc->count[k];
 #define GRAD_CASE(rm, cm)                                                                      \
-    case TAP_MASK(rm, cm):                                                                     \
-        grad_pixels(V, TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);               \
+    case BTI_TAP_MASK(rm, cm):                                                                 \
+        grad_pixels(V, BTI_TAP_MASK(rm, cm), acc, xc, wp, off, rws, q, end, dy, ld);           \
         break;
         switch (masks[k]) {
-            GRAD_CASE(7, 7)
-            GRAD_CASE(6, 6) GRAD_CASE(6, 3) GRAD_CASE(3, 6) GRAD_CASE(3, 3)
-            GRAD_CASE(6, 7) GRAD_CASE(3, 7) GRAD_CASE(7, 6) GRAD_CASE(7, 3)
+            BTI_DIRECT_CLASS_MASKS(GRAD_CASE)
         default:
             grad_pixels(V, masks[k], acc, xc, wp, off, rws, q, end, dy, ld);
         }
@@ -356,10 +348,8 @@ static void weight_grad(const float *x, int64_t lcap, int64_t wp, int64_t cin,
 {
     const int64_t chp = bti_direct_round(cout), nv = chp / 16;
     int64_t c, v0;
-    int v, k, t, masks[BTI_DIRECT_CLASSES];
-    for (k = 0; k < pc->n; k++)
-        for (masks[k] = 0, t = 0; t < pc->tp[k].n; t++)
-            masks[k] |= 1 << pc->tp[k].slot[t];
+    int v, masks[BTI_DIRECT_CLASSES];
+    bti_direct_slot_masks(pc, masks);
     for (c = 0; c < cin; c++)
         for (v0 = 0; v0 < nv; v0 += v) {
             v = nv - v0 == 4 ? 2 : nv - v0 >= 3 ? 3 : (int)(nv - v0); /* 4 as 2 + 2, not 3 + 1 */

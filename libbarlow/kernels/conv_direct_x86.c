@@ -131,6 +131,22 @@ void bti_flat_stores(int64_t h, int64_t w, int64_t *st)
     }
 }
 
+int64_t bti_direct_pass_channels(const struct bti_pixel_classes *pc, int64_t cb)
+{
+    int k, most = 1;
+    for (k = 0; k < pc->n; k++)
+        most = pc->tp[k].n > most ? pc->tp[k].n : most;
+    return cb * TAPS / most;
+}
+
+void bti_direct_slot_masks(const struct bti_pixel_classes *pc, int *masks)
+{
+    int k, t;
+    for (k = 0; k < pc->n; k++)
+        for (masks[k] = 0, t = 0; t < pc->tp[k].n; t++)
+            masks[k] |= 1 << pc->tp[k].slot[t];
+}
+
 const struct bti_direct_ops *bti_direct_ops_of(int level)
 {
     return level == BTI_CPU_AVX512 ? &bti_direct_avx512 : &bti_direct_avx2;

@@ -7,12 +7,11 @@
  * transform is applied to the rows of a tile, then to its columns. Channel
  * loops run to the channels rounded up to 16, the layout's rounding at both
  * widths, so spare channels come out 0 alike. */
+#include "kernels/conv_direct.h"
 #include "kernels/conv_winograd.h"
 #include "kernels/vec_x86.h"
 
 #define INLINE __attribute__((always_inline)) inline
-
-static int64_t round16(int64_t ch) { return (ch + 15) / 16 * 16; }
 
 /* The 16 floats of a tile's transform at p + e*es, masked to the n channels left. */
 VT static INLINE void load16(const float *p, int64_t es, int64_t n, vf r[16])
@@ -72,7 +71,7 @@ VT static INLINE void input_adj(const vf v[16], vf d[16])
 VT static void wino_input(const float *xp, int64_t ldx, int64_t nb, int64_t h, int64_t w,
                           int64_t ch, float *v, int64_t ld, int64_t es)
 {
-    const int64_t cr = round16(ch);
+    const int64_t cr = bti_direct_round(ch);
     int64_t t, c0, off[16];
     int k;
     for (t = 0; t < nb * bti_wino_tiles(h, w); t++) {
@@ -90,7 +89,7 @@ VT static void wino_input(const float *xp, int64_t ldx, int64_t nb, int64_t h, i
 VT static void wino_input_adjoint(const float *dv, int64_t ld, int64_t es, int64_t nb, int64_t h,
                                   int64_t w, int64_t ch, float *dxp, int64_t ldx)
 {
-    const int64_t cr = round16(ch);
+    const int64_t cr = bti_direct_round(ch);
     int64_t t, c0, off[16];
     int k;
     for (t = 0; t < nb * bti_wino_tiles(h, w); t++) {
@@ -111,7 +110,7 @@ VT static void wino_input_adjoint(const float *dv, int64_t ld, int64_t es, int64
 VT static void wino_output(const float *m, int64_t ld, int64_t es, int64_t nb, int64_t h,
                            int64_t w, int64_t ch, float *out, int64_t ldo)
 {
-    const int64_t cr = round16(ch);
+    const int64_t cr = bti_direct_round(ch);
     int64_t t, c0, off[4];
     int i, k;
     for (t = 0; t < nb * bti_wino_tiles(h, w); t++) {
@@ -138,7 +137,7 @@ VT static void wino_output(const float *m, int64_t ld, int64_t es, int64_t nb, i
 VT static void wino_output_adjoint(const float *dyp, int64_t ldy, int64_t nb, int64_t h,
                                    int64_t w, int64_t ch, float *dm, int64_t ld, int64_t es)
 {
-    const int64_t cr = round16(ch);
+    const int64_t cr = bti_direct_round(ch);
     int64_t t, c0, off[4];
     int i, k;
     for (t = 0; t < nb * bti_wino_tiles(h, w); t++) {

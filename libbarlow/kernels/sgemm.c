@@ -70,7 +70,7 @@ static void blas(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, c
 
 #define MC 240     /* rows of A packed at a time (a multiple of every MR): 180 KiB, in L2 */
 #define KC_MAX 192 /* depth of a packed block: a KC x NR panel of B (36 KiB) stays in L1 */
-#define APACK_SLACK 8 /* floats past packed A that pack_a6's last store may write */
+#define APACK_SLACK 8 /* floats past packed A that pack_a's last store may write */
 #define NT_KC 4096 /* depth of an NT pass */
 /* NN with packed B panels from this many rows of A (AVX-512; docs/perf.md). */
 #define NN_PACKED_MIN_ROWS 32
@@ -109,58 +109,33 @@ T256 static void transpose_rows8(const float *const *row, int rows, int64_t kc, 
     }
 }
 
-/* ap[t][kk][r] = op(A)[m0 + t*8 + r][k0 + kk], zero past row m0 + mc: slivers
- * of 8 rows. The row-major form transposes 8 x 8 blocks in registers
- * (transpose_rows8), the transposed form copies 8 contiguous floats per k. */
-T256 static void pack_a8(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
-                         int64_t kc, float *restrict ap)
+/* ap[t][kk][r] = op(A)[m0 + t*mr + r][k0 + kk], zero past row m0 + mc:
+ * slivers of mr rows, 8 (AVX-512) or 6 (AVX2). The row-major form transposes
+ * 8 x 8 blocks in registers (transpose_rows8), the transposed form copies 8
+ * contiguous floats per k. Each column is stored as 8 floats mr apart: at mr
+ * 6 its 2 spare lanes (zeros) land where the next column's store comes after,
+ * and a sliver's last column spills 2 floats into the next sliver, packed
+ * after it, or into the slack at the end of ap (APACK_SLACK). */
+T256 static void pack_a(int mr, int ta, const float *a, int64_t lda, int64_t m0, int64_t mc,
+                        int64_t k0, int64_t kc, float *restrict ap)
 {
     int64_t t, kk;
     int r;
-    for (t = 0; t * 8 < mc; t++) {
-        float *restrict dst = ap + t * kc * 8;
-        const int rows = mc - t * 8 < 8 ? (int)(mc - t * 8) : 8;
+    for (t = 0; t * mr < mc; t++) {
+        float *restrict dst = ap + t * kc * mr;
+        const int rows = mc - t * mr < mr ? (int)(mc - t * mr) : mr;
         if (ta != BTI_NO_TRANS) {
-            const float *src = a + k0 * lda + m0 + t * 8;
+            const float *src = a + k0 * lda + m0 + t * mr;
             const __m256i rm = mask8(rows);
             for (kk = 0; kk < kc; kk++)
-                _mm256_store_ps(dst + kk * 8, _mm256_maskload_ps(src + kk * lda, rm));
+                _mm256_storeu_ps(dst + kk * mr, _mm256_maskload_ps(src + kk * lda, rm));
             continue;
         }
         {
             const float *row[8];
-            for (r = 0; r < 8; r++) /* missing rows read row 0 and are zeroed below */
-                row[r] = a + (m0 + t * 8 + (r < rows ? r : 0)) * lda + k0;
-            transpose_rows8(row, rows, kc, dst, 8);
-        }
-    }
-}
-
-/* The same for slivers of 6 rows (the AVX2 tile), through the same 8 x 8 transposes,
- * rows 6 and 7 zero, each column stored as 8 floats 6 apart, so its 2 spare
- * lanes land where the next column's store comes after; a sliver's last
- * column spills 2 floats into the next sliver, packed after it, or into the
- * slack at the end of ap (APACK_SLACK). */
-T256 static void pack_a6(int ta, const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0,
-                         int64_t kc, float *restrict ap)
-{
-    int64_t t, kk;
-    int r;
-    for (t = 0; t * 6 < mc; t++) {
-        float *restrict dst = ap + t * kc * 6;
-        const int rows = mc - t * 6 < 6 ? (int)(mc - t * 6) : 6;
-        if (ta != BTI_NO_TRANS) {
-            const float *src = a + k0 * lda + m0 + t * 6;
-            const __m256i rm = mask8(rows);
-            for (kk = 0; kk < kc; kk++)
-                _mm256_storeu_ps(dst + kk * 6, _mm256_maskload_ps(src + kk * lda, rm));
-            continue;
-        }
-        {
-            const float *row[8];
-            for (r = 0; r < 8; r++) /* rows 6, 7 and missing ones read row 0, zeroed */
-                row[r] = a + (m0 + t * 6 + (r < rows ? r : 0)) * lda + k0;
-            transpose_rows8(row, rows, kc, dst, 6);
+            for (r = 0; r < 8; r++) /* rows past `rows` read row 0 and are zeroed */
+                row[r] = a + (m0 + t * mr + (r < rows ? r : 0)) * lda + k0;
+            transpose_rows8(row, rows, kc, dst, mr);
         }
     }
 }
@@ -549,10 +524,7 @@ static void blocked_driver(int level, int ta, int tb, int64_t m, int64_t n, int6
             const float bet = k0 == 0 ? beta : 1.0f;
             for (m0 = 0; m0 < m; m0 += MC) {
                 const int64_t mc = m - m0 < MC ? m - m0 : MC;
-                if (mr == 8)
-                    pack_a8(ta, a, lda, m0, mc, k0, kc, ap);
-                else
-                    pack_a6(ta, a, lda, m0, mc, k0, kc, ap);
+                pack_a(mr, ta, a, lda, m0, mc, k0, kc, ap);
                 for (n0 = n1; n0 < n1e; n0 += nrmax) {
                     const int64_t nr = n1e - n0 < nrmax ? n1e - n0 : nrmax;
                     /* the kernel's view of B: the packed copy, row offsets, or rows of ldb */

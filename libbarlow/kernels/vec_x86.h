@@ -27,7 +27,10 @@ VT static inline vf v_load_n(const float *p, int64_t n)
 {
     return _mm512_maskz_loadu_ps(mask16(n), p);
 }
-VT static inline void v_store_n(float *p, vf a, int64_t n) { _mm512_mask_storeu_ps(p, mask16(n), a); }
+VT static inline void v_store_n(float *p, vf a, int64_t n)
+{
+    _mm512_mask_storeu_ps(p, mask16(n), a);
+}
 /* Lane i < n: p[i*stride] (the others 0). */
 VT static inline vf v_gather_n(const float *p, int stride, int64_t n)
 {
