@@ -15,7 +15,8 @@
  * The machine is shared and its speed drifts by up to 2x within seconds, so
  * each case is timed call by call in turn: one forward + backward by
  * libbarlow, then one by PyTorch (the twin runs as a server beside this
- * process), BENCH_REPS times (default 11) after a warm-up call each; every
+ * process), BENCH_REPS times (default 11), each side's timed call right after
+ * an untimed one of its own (which wakes its threads); every
  * number printed is the median of those calls, and the two sides of a ratio
  * see the same drift. The drift comes in spells of seconds that slow every call
  * by up to 1.5x, so the medians of the two sides can fall on different sides
@@ -26,7 +27,7 @@
  * BENCH_FILTER (substring of the case or network names to run), BT_CPU (the
  * library's CPU level), BENCH_CONV_FORM (force a convolution form by name),
  * BENCH_CHUNK (conv2d GEMM columns per chunk, for tuning), BENCH_NO_TORCH (skip the PyTorch twin), BENCH_PAUSE_MS
- * (the pause before each call, default 200). */
+ * (the pause before each side's pair of calls, default 200). */
 #include "bench_util.h"
 #include "layers/layer.h"
 #include "kernels/sgemm.h"
@@ -411,8 +412,11 @@ int main(void)
         if (torch && twin_time(c->spec, 0) < 0)
             torch = 0;
         for (r = 0; r < reps; r++) {
-            /* each side starts after the other's idle threads stopped spinning */
+            /* each side starts after the other's idle threads stopped spinning,
+             * and times its second call: the first wakes its threads (docs/perf.md:
+             * on this project's VMs an idle worker starts up to 4 ms late) */
             nanosleep(&pause, NULL);
+            run_call(c, &u);
             ours[r] = 1e3 * run_call(c, &u);
             nanosleep(&pause, NULL);
             if (torch && (theirs[r] = twin_time(c->spec, 1)) < 0) {
