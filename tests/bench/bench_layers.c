@@ -398,7 +398,7 @@ int main(void)
         reps = reps < 1 ? 1 : MAX_REPS;
     bench_header("layers: forward + backward (input and parameter gradients)");
     printf("threads %d (BLAS threads for GEMMs, OpenMP for the rest); medians of %d calls,\n"
-           "libbarlow's and PyTorch's in turn, after a warm-up call each; the machine is\n"
+           "libbarlow's and PyTorch's in turn, each right after an untimed one; the machine is\n"
            "shared, so expect noise of 10-30%%\n", threads, reps);
     define_cases();
     torch = twin_start(threads);
