@@ -125,7 +125,21 @@ START_TEST(unknown_names_are_unsupported)
     char buf[16];
     ck_assert_int_eq(bt_config_set(cfg, "loss.lamda", "1"), BT_E_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "loss.lamda"));
+    ck_assert_str_eq(bt_last_error(),
+                     "bt_config_set: unknown option 'loss.lamda' (did you mean 'loss.lambda'?)");
     ck_assert_int_eq(bt_config_get(cfg, "nope", buf, sizeof buf), BT_E_UNSUPPORTED);
+    ck_assert_ptr_null(strstr(bt_last_error(), "did you mean"));
+    /* the section left out, a per-view name, and each call's own name in the text */
+    ck_assert_int_eq(bt_config_set(cfg, "lambda", "1"), BT_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "did you mean 'loss.lambda'?"));
+    ck_assert_int_eq(bt_config_set(cfg, "aug.view2.blurp", "1"), BT_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "did you mean 'aug.view2.blur_p'?"));
+    ck_assert_int_eq(bt_config_get(cfg, "optim.lr_bais", buf, sizeof buf), BT_E_UNSUPPORTED);
+    ck_assert_str_eq(bt_last_error(), "bt_config_get: unknown option 'optim.lr_bais' (did you "
+                                      "mean 'optim.lr_bias'?)");
+    ck_assert_int_eq(bt_config_is_set(cfg, "optim.lrr"), -1);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bt_config_is_set: unknown option 'optim.lrr' "
+                                                  "(did you mean 'optim.lr'?)"));
     ck_assert_int_eq(bt_config_set(cfg, "aug.view3.blur_p", "1"), BT_E_UNSUPPORTED);
     ck_assert_int_eq(bt_config_set(cfg, "aug.view1.preset", "cifar"), BT_E_UNSUPPORTED);
     ck_assert_int_eq(bt_config_set(cfg, "aug.view1.", "1"), BT_E_UNSUPPORTED);

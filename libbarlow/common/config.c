@@ -95,6 +95,84 @@ static int lookup(const char *name, int *view)
     return bti_option_find(name);
 }
 
+/* ---- "did you mean" for unknown names ------------------------------------ */
+
+/* Edit distance (insertions, deletions, substitutions) of a and b, or more
+ * than `cap` when it passes cap (names longer than 127 are never close). */
+static int edit_distance(const char *a, const char *b, int cap)
+{
+    int row[128], i, j, la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 127 || lb > 127 || abs(la - lb) > cap)
+        return cap + 1;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        int diag = row[0], best;
+        row[0] = best = i;
+        for (j = 1; j <= lb; j++) {
+            const int up = row[j],
+                      sub = diag + (a[i - 1] != b[j - 1]),
+                      del = up + 1, ins = row[j - 1] + 1;
+            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            diag = up;
+            if (row[j] < best)
+                best = row[j];
+        }
+        if (best > cap)
+            return cap + 1;
+    }
+    return row[lb];
+}
+
+/* The registered name closest to an unknown one: within 1 edit for names of
+ * up to 6 characters, 2 beyond; or an option whose part after the section
+ * is the whole name ("lambda" -> "loss.lambda"). Per-view names are matched
+ * as aug.X and suggested with their prefix. NULL when nothing is close. */
+static const char *closest_option(const char *name, char *buf, size_t cap)
+{
+    const char *base = name, *best = NULL;
+    int i, view = 0, best_d;
+    if (strncmp(name, "aug.view", 8) == 0 && (name[8] == '1' || name[8] == '2') && name[9] == '.') {
+        view = name[8] - '0';
+        base = name + 10;
+    }
+    best_d = strlen(base) + (view ? 4 : 0) <= 6 ? 1 : 2;
+    for (i = 0; i < bti_option_count; i++) {
+        const struct bti_option *o = &bti_options[i];
+        const char *cand = o->name, *dot = strchr(cand, '.');
+        int d;
+        if (view) {
+            if (!(o->flags & BTI_OPT_PER_VIEW))
+                continue;
+            cand += 4; /* "aug." */
+        }
+        d = edit_distance(base, cand, best_d);
+        if (d > best_d && !view && dot && strcmp(dot + 1, name) == 0)
+            d = best_d; /* the section left out */
+        if (d <= best_d && (!best || d < best_d)) {
+            best = o->name;
+            best_d = d;
+        }
+    }
+    if (!best)
+        return NULL;
+    if (view)
+        snprintf(buf, cap, "aug.view%d.%s", view, best + 4);
+    else
+        snprintf(buf, cap, "%s", best);
+    return buf;
+}
+
+/* BT_E_UNSUPPORTED for an unknown name, with the closest registered one. */
+static bt_status unknown_option(const char *fn, const char *name)
+{
+    char near[160];
+    if (closest_option(name, near, sizeof near))
+        return bti_fail(BT_E_UNSUPPORTED, "%s: unknown option '%s' (did you mean '%s'?)", fn, name,
+                        near);
+    return bti_fail(BT_E_UNSUPPORTED, "%s: unknown option '%s'", fn, name);
+}
+
 static const char *type_name(int type)
 {
     switch (type) {
@@ -303,7 +381,7 @@ BT_API bt_status bt_config_set(bt_config *c, const char *name, const char *value
         return bti_fail(BT_E_INVALID_ARG, "bt_config_set: option %s is read-only", name);
     i = lookup(name, &view);
     if (i < 0)
-        return bti_fail(BT_E_UNSUPPORTED, "bt_config_set: unknown option '%s'", name);
+        return unknown_option("bt_config_set", name);
     if (value) {
         st = validate(i, name, value);
         if (st != BT_OK)
@@ -339,7 +417,7 @@ BT_API bt_status bt_config_get(const bt_config *c, const char *name, char *buf, 
     if (!v) {
         i = lookup(name, &view);
         if (i < 0)
-            return bti_fail(BT_E_UNSUPPORTED, "bt_config_get: unknown option '%s'", name);
+            return unknown_option("bt_config_get", name);
         v = resolve(c, i, view);
     }
     len = strlen(v);
@@ -361,7 +439,7 @@ BT_API int32_t bt_config_is_set(const bt_config *c, const char *name)
     }
     i = lookup(name, &view);
     if (i < 0) {
-        bti_fail(BT_E_UNSUPPORTED, "bt_config_is_set: unknown option '%s'", name);
+        unknown_option("bt_config_is_set", name);
         return -1;
     }
     return c->val[i][view] != NULL || c->val[i][0] != NULL;
