@@ -69,7 +69,7 @@ tiny=(--set model.widths=4-8 --set model.blocks=1-1 --set model.projector=16-16 
 fm=(--data "$tmp/fm")
 
 # ---- pretrain, then the files a run leaves
-"$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 2 --out "$tmp/run" >"$tmp/run.out" 2>&1
+"$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 2 --eval --out "$tmp/run" >"$tmp/run.out" 2>&1
 rc=$?
 [[ $rc -eq 0 ]] && ok || { bad "pretrain exit $rc"; cat "$tmp/run.out"; }
 for f in checkpoint.safetensors config.txt run.txt log.jsonl loss.png correlation.png; do
@@ -84,6 +84,12 @@ n_steps=$(grep -c '"event":"step"' "$tmp/run/log.jsonl")
 grep -q '"event":"eval".*"trained".*"random".*"pixels"' "$tmp/run/log.jsonl" && ok || bad "log lacks the eval record"
 grep -q '^Barlow Twins encoder .*%' "$tmp/run.out" && grep -q '^random-init encoder .*%' "$tmp/run.out" \
   && grep -q '^raw pixels .*%' "$tmp/run.out" && ok || bad "pretrain did not print the three probe rows"
+
+# ---- a run under EVAL_MIN_STEPS (100) is not evaluated unless --eval asks
+"$bin" pretrain "${fm[@]}" "${tiny[@]}" --steps 5 --out "$tmp/short" >"$tmp/short.out" 2>&1 \
+  && grep -q '^no evaluation after 5 steps (under 100; --eval asks for it); later: barlow eval --checkpoint' \
+     "$tmp/short.out" && ! grep -q '"event":"eval"' "$tmp/short/log.jsonl" && ok \
+  || { bad "a 5-step run evaluated, or failed"; cat "$tmp/short.out"; }
 
 # ---- --steps fixes the schedule length exactly (not a multiple of the epoch)
 "$bin" pretrain "${fm[@]}" "${tiny[@]}" --steps 7 --no-eval --out "$tmp/steps" >"$tmp/steps.out" 2>&1 \
@@ -153,8 +159,17 @@ EOF
   >"$tmp/c10.out" 2>&1 && grep -q 'pretraining cifar10: 120 train / 30 test' "$tmp/c10.out" && ok \
   || { bad "cifar10 pretrain"; cat "$tmp/c10.out"; }
 "$bin" pretrain --data "$tmp/folder" "${tiny[@]}" --epochs 1 --set aug.size=16 --set model.arch=resnet \
-  --set model.stem=cifar --probe-epochs 2 --out "$tmp/fold" >"$tmp/fold.out" 2>&1 \
+  --set model.stem=cifar --probe-epochs 2 --eval --out "$tmp/fold" >"$tmp/fold.out" 2>&1 \
   && grep -q 'pretraining folder: 54 train / 6 test' "$tmp/fold.out" && ok || { bad "folder pretrain"; cat "$tmp/fold.out"; }
+
+# a folder without class sub-folders: pretraining succeeds, no kNN and no evaluation
+mkdir -p "$tmp/flat" && for c in 0 1 2; do for i in 00 01 02 03; do
+  cp "$tmp/folder/class$c/img$i.png" "$tmp/flat/c$c-$i.png"; done; done
+"$bin" pretrain --data "$tmp/flat" "${tiny[@]}" --batch 4 --epochs 1 --eval --set aug.size=16 --set model.arch=resnet \
+  --set model.stem=cifar --out "$tmp/flat_run" >"$tmp/flat.out" 2>&1 \
+  && grep -q '^epoch 1 done: mean loss [0-9.e-]*, [0-9]* s, checkpoint' "$tmp/flat.out" \
+  && grep -q '^no evaluation: .*flat has no labels' "$tmp/flat.out" && ! grep -q 'kNN' "$tmp/flat.out" \
+  && ! grep -q 'knn_top1' "$tmp/flat_run/log.jsonl" && ok || { bad "unlabelled folder run"; cat "$tmp/flat.out"; }
 
 # ---- bad input: exit 2, one line naming the culprit, checkpoint untouched
 sum_before=$(sha256sum "$tmp/run/checkpoint.safetensors")
@@ -179,6 +194,7 @@ head -c 3000 "$tmp/cifar/data_batch_1.bin" >"$tmp/short.bin"
 expect2 "corrupt cifar batch" "short.bin" "$bin" pretrain --data "$tmp/short.bin" --dataset cifar10 --out "$tmp/x5"
 expect2 "unknown flag" "--bogus" "$bin" pretrain --bogus
 expect2 "unknown option" "model.nope" "$bin" pretrain "${fm[@]}" --set model.nope=1 --out "$tmp/x6"
+expect2 "misspelt option" "did you mean 'loss.lambda'" "$bin" pretrain "${fm[@]}" --set loss.lamda=1 --out "$tmp/x6"
 expect2 "bad option value" "loss.lambda" "$bin" pretrain "${fm[@]}" --set loss.lambda=-1 --out "$tmp/x7"
 expect2 "two schedule lengths" "--steps" "$bin" pretrain "${fm[@]}" --steps 5 --epochs 1 --out "$tmp/x10"
 expect2 "bad flag value" "--epochs" "$bin" pretrain "${fm[@]}" --epochs ten --out "$tmp/x8"

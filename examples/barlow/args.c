@@ -32,7 +32,9 @@ static void usage(FILE *f)
         "  --resume              continue the run in --out exactly where its checkpoint stopped\n"
         "  --max-steps N         stop (saving the checkpoint, as Ctrl-C does) after global step N\n"
         "  --knn-bank N --knn-test N   images of the per-epoch kNN (default 10000 / 2000)\n"
-        "  --no-eval             skip the final evaluation\n"
+        "  --no-eval             skip the final evaluation (it runs after runs of at least\n"
+        "                        " EVAL_MIN_STEPS_TEXT " steps on a labelled dataset)\n"
+        "  --eval                evaluate after a shorter run too\n"
         "  --progress bar|lines  progress display (default: bar on a terminal)\n"
         "eval / embed:\n"
         "  --checkpoint FILE     a checkpoint; its model options come from config.txt beside it,\n"
@@ -104,11 +106,13 @@ void parse_args(int argc, char **argv, struct args *a)
         }
 #define FLAG(name) (!strcmp(flag, name))
 #define VALUE() (val ? val : (i + 1 < argc ? argv[++i] : (die("%s needs a value", flag), "")))
-        if (FLAG("--resume") || FLAG("--no-eval") || FLAG("--no-baselines")) {
+        if (FLAG("--resume") || FLAG("--eval") || FLAG("--no-eval") || FLAG("--no-baselines")) {
             if (val)
                 die("%s takes no value", flag);
             if (FLAG("--resume"))
                 a->resume = 1;
+            else if (FLAG("--eval"))
+                a->eval = 1;
             else if (FLAG("--no-eval"))
                 a->no_eval = 1;
             else

@@ -19,6 +19,10 @@
 #endif
 
 #define DEFAULT_FMNIST "/usr/share/datasets/fashion-mnist"
+/* Shorter pretraining runs are smoke tests: the final evaluation (minutes of
+ * probes) follows them only with --eval. As text for the help. */
+#define EVAL_MIN_STEPS 100
+#define EVAL_MIN_STEPS_TEXT "100"
 #define MAX_SETS 256
 #define PATH_CAP 4096
 
@@ -63,7 +67,7 @@ struct args {
     int nsets;
     int64_t epochs, steps, batch, limit, threads, seed, max_steps;
     double minutes;
-    int resume, no_eval, no_baselines, has_seed, has_threads;
+    int resume, eval, no_eval, no_baselines, has_seed, has_threads;
     int64_t knn_bank, knn_test, knn_k, eval_train, eval_test, probe_epochs, eval_size;
     double probe_lr;
     int progress; /* -1 auto (TTY), 0 plain lines, 1 bar */

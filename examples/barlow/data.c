@@ -482,7 +482,7 @@ int data_load(struct dataset *d, const char *kind, const char *path, int test, i
         if (!path_is_dir(path)) {
             data_fail(err, "%s: not a folder holding Fashion-MNIST's idx files%s", path,
                       strcmp(path, "/usr/share/datasets/fashion-mnist") == 0
-                          ? " (install Debian's dataset-fashion-mnist package)" : "");
+                          ? " (install Debian's dataset-fashion-mnist package, or name another with --data)" : "");
             return -1;
         }
         if (channels != 1) {

@@ -121,6 +121,25 @@ static void epoch_knn(struct trainer *t, bt_augment *eval_aug, const struct data
     feats_free(&fq);
 }
 
+/* The evaluation after pretraining, where it makes sense: with labels and a
+ * test split, and after a run of EVAL_MIN_STEPS or more (or --eval); else a
+ * line saying why not. Neither case is an error. */
+static void final_evaluation(struct trainer *t, const bt_config *cfg, bt_augment *eval_aug,
+                             const struct dataset *train, const struct dataset *test,
+                             const struct args *a, const struct run *r, FILE *log, int64_t step,
+                             const char *ckpt)
+{
+    if (!train->label || test->n == 0) {
+        printf("no evaluation: %s has no labels (class sub-folders) or no test split\n", r->data);
+    } else if (step < EVAL_MIN_STEPS && !a->eval) {
+        printf("no evaluation after %lld steps (under %d; --eval asks for it); later: "
+               "barlow eval --checkpoint %s\n", (long long)step, EVAL_MIN_STEPS, ckpt);
+    } else {
+        printf("final evaluation (--no-eval skips it)\n");
+        evaluate(t->m, cfg, eval_aug, train, test, a, log, step);
+    }
+}
+
 int cmd_pretrain(const struct args *a)
 {
     char out[PATH_CAP], ckpt[PATH_CAP + 32], cfgp[PATH_CAP + 32], runp[PATH_CAP + 32], logp[PATH_CAP + 32];
@@ -327,12 +346,16 @@ int cmd_pretrain(const struct args *a)
             draw_loss(lossp, hist, step, r.steps_per_epoch);
             draw_correlation(corrp, t.loss, bt_model_embed_dim(t.m));
             progress_clear(&pg);
-            printf("epoch %lld done: mean loss %.6g, kNN top-1 %.2f%% (top-5 %.2f%%), %.0f s, checkpoint %s\n",
-                   (long long)e + 1, epoch_loss, 100 * k1, 100 * k5, secs, ckpt);
+            printf("epoch %lld done: mean loss %.6g, ", (long long)e + 1, epoch_loss);
+            if (k1 >= 0) /* no labels, no kNN */
+                printf("kNN top-1 %.2f%% (top-5 %.2f%%), ", 100 * k1, 100 * k5);
+            printf("%.0f s, checkpoint %s\n", secs, ckpt);
             fflush(stdout);
-            fprintf(log, "{\"event\":\"epoch\",\"step\":%lld,\"epoch\":%lld,\"loss_mean\":%.9g,\"knn_top1\":%.6f,"
-                         "\"knn_top5\":%.6f,\"seconds\":%.3f}\n",
-                    (long long)step, (long long)e + 1, epoch_loss, k1, k5, secs);
+            fprintf(log, "{\"event\":\"epoch\",\"step\":%lld,\"epoch\":%lld,\"loss_mean\":%.9g,",
+                    (long long)step, (long long)e + 1, epoch_loss);
+            if (k1 >= 0)
+                fprintf(log, "\"knn_top1\":%.6f,\"knn_top5\":%.6f,", k1, k5);
+            fprintf(log, "\"seconds\":%.3f}\n", secs);
             fflush(log);
             t_epoch = now_s();
         }
@@ -364,7 +387,7 @@ int cmd_pretrain(const struct args *a)
     printf("pretraining done: %lld steps; pictures %s, %s\n", (long long)step, lossp, corrp);
     fflush(stdout);
     if (!a->no_eval)
-        evaluate(t.m, cfg, eval_aug, &train, &test, a, log, step);
+        final_evaluation(&t, cfg, eval_aug, &train, &test, a, &r, log, step, ckpt);
     fclose(log);
     trainer_free(&t);
     bt_augment_free(eval_aug);
