@@ -986,6 +986,18 @@ BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, 
  * big-endian host); BT_E_NOMEM. */
 BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
+/* Set c's model.* options to those of the model saved in path (the file's
+ * metadata libbarlow.model, written by bt_checkpoint_save beside
+ * libbarlow.version, libbarlow.cpu_level and libbarlow.blas_core), so that
+ * bt_model_create(&m, c) builds a model the file loads into. Other options
+ * are left alone, and options set on c afterwards override the file's.
+ * All or nothing: on any error c is unchanged.
+ * Returns BT_OK; BT_E_MISUSE (c not live, path NULL); BT_E_IO (the file
+ * cannot be opened or read); BT_E_FORMAT (malformed file, no model options
+ * in it - files from older libbarlow versions - or an option this version
+ * does not know or accept, named in the message); BT_E_NOMEM. */
+BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
  * written by PyTorch, and malformed files that must leave the model unchanged. */
 #include "barlow.h"
 #include "golden.h"
+#include "io/safetensors.h"
 
 #include <check.h>
 #include <math.h>
@@ -326,6 +327,75 @@ START_TEST(optimizer_state_of_another_kind_is_refused)
 }
 END_TEST
 
+/* The model's options travel in the file: a config read from it builds a
+ * model the file loads into; a file without them, or with an option this
+ * version refuses, fails and leaves the config as it was. */
+START_TEST(checkpoint_describes_its_model)
+{
+    bt_model *a = make("32-16", "0"), *b;
+    bt_config *c;
+    char buf[64], head[4096];
+    const char *keys[1] = {"libbarlow.model"}, *bad[1];
+    struct bti_st_tensor t = {"x", BTI_ST_F32, 1, {1}, head, 0, 0};
+    FILE *f;
+    size_t n;
+    int k;
+    step(a);
+    ck_assert_int_eq(bt_checkpoint_save(path("a.safetensors"), a, NULL, NULL), BT_OK);
+    f = fopen(path("a.safetensors"), "rb");
+    ck_assert_ptr_nonnull(f);
+    n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = '\0';
+    for (k = 0; k < (int)n; k++) /* the header is followed by binary data */
+        head[k] = head[k] ? head[k] : ' ';
+    ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.model\":\"model.arch=resnet\\n"));
+    ck_assert_ptr_nonnull(strstr(head, "model.widths=8-16\\n"));
+    ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.cpu_level\":\""));
+    ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.blas_core\":\""));
+
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "seed", "1"), BT_OK);
+    ck_assert_msg(bt_config_read_checkpoint(c, path("a.safetensors")) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert_int_eq(bt_config_get(c, "model.projector", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "32-16");
+    ck_assert_int_eq(bt_config_get(c, "model.stem", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "cifar");
+    ck_assert_int_eq(bt_config_get(c, "seed", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "1"); /* not a model option: left alone */
+    ck_assert_msg(bt_model_create(&b, c) == BT_OK, "%s", bt_last_error());
+    ck_assert_msg(bt_checkpoint_load(path("a.safetensors"), b, NULL, NULL) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert(same_tensors(a, b));
+    bt_model_free(b);
+
+    /* a file PyTorch wrote says nothing of its model */
+    ck_assert_int_eq(bt_config_read_checkpoint(c, "golden/model_bottleneck_torch.safetensors"),
+                     BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "libbarlow.model"));
+    /* an unknown option, an invalid value, a line without '=': nothing is set */
+    bad[0] = "model.widths=4-4\nmodel.nope=1\n";
+    ck_assert_int_eq(bti_st_write(path("b1.safetensors"), &t, 1, keys, bad, 1), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, path("b1.safetensors")), BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "model.nope"));
+    bad[0] = "model.widths=4-4\nmodel.in_channels=-3";
+    ck_assert_int_eq(bti_st_write(path("b2.safetensors"), &t, 1, keys, bad, 1), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, path("b2.safetensors")), BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "model.in_channels"));
+    bad[0] = "model.widths=4-4\nmodel.stem";
+    ck_assert_int_eq(bti_st_write(path("b3.safetensors"), &t, 1, keys, bad, 1), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, path("b3.safetensors")), BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "not name=value"));
+    ck_assert_int_eq(bt_config_get(c, "model.widths", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "8-16");
+    ck_assert_int_eq(bt_config_read_checkpoint(c, path("missing.safetensors")), BT_E_IO);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, NULL), BT_E_MISUSE);
+    bt_config_free(c);
+    bt_model_free(a);
+}
+END_TEST
+
 Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -337,6 +407,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(tc, malformed_files_leave_the_model_unchanged);
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, optimizer_state_of_another_kind_is_refused);
+    tcase_add_test(tc, checkpoint_describes_its_model);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -129,7 +129,11 @@ bt_model *load_for_eval(const struct args *a, bt_config **cfg_out, char *kind, s
     if (bt_config_create(&cfg) != BT_OK)
         fail("%s", bt_last_error());
     cfg_apply_preset(cfg, kind);
+    /* the model the file describes, then the run's config.txt where it is kept:
+     * a file of an older libbarlow needs the latter */
     snprintf(p, sizeof p, "%s/config.txt", dir);
+    if (bt_config_read_checkpoint(cfg, a->checkpoint) != BT_OK && !path_exists(p) && !a->config)
+        die("%s (and no config.txt beside it; name one with --config)", bt_last_error());
     if (path_exists(p))
         cfg_load_file(cfg, p);
     if (a->config)

@@ -523,3 +523,65 @@ bt_status bti_config_int_list(const bt_config *c, const char *name, int64_t *out
         out[k] = (int64_t)tmp[k];
     return BT_OK;
 }
+
+#define LINES_MAX 64 /* options in one text: more than the registry's model.* ones */
+
+/* One "name=value" line of len bytes into fresh strings and its option's
+ * index and view; BT_OK only for a registered, settable name and a valid value. */
+static bt_status parse_line(const char *p, size_t len, char **name, char **value, int *idx,
+                            int *view, const char *fn, const char *what)
+{
+    const char *eq = memchr(p, '=', len);
+    size_t nl = eq ? (size_t)(eq - p) : 0;
+    *name = *value = NULL;
+    if (!eq)
+        return bti_fail(BT_E_FORMAT, "%s: %s: line '%.*s' is not name=value", fn, what,
+                        (int)(len > 60 ? 60 : len), p);
+    *name = malloc(nl + 1);
+    *value = malloc(len - nl);
+    if (!*name || !*value)
+        return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
+    memcpy(*name, p, nl);
+    (*name)[nl] = '\0';
+    memcpy(*value, eq + 1, len - nl - 1);
+    (*value)[len - nl - 1] = '\0';
+    *idx = lookup(*name, view);
+    if (*idx < 0 || build_key(*name))
+        return bti_fail(BT_E_FORMAT, "%s: %s: unknown option '%s'", fn, what, *name);
+    if (validate(*idx, *name, *value) != BT_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", bt_last_error());
+        return bti_fail(BT_E_FORMAT, "%s: %s: %s", fn, what, why);
+    }
+    return BT_OK;
+}
+
+bt_status bti_config_set_lines(bt_config *c, const char *text, const char *fn, const char *what)
+{
+    char *name[LINES_MAX], *value[LINES_MAX];
+    int idx[LINES_MAX], view[LINES_MAX], n = 0, k;
+    bt_status st = BT_OK;
+    const char *p = text;
+    while (*p && st == BT_OK) {
+        const char *end = strchr(p, '\n');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0 && n == LINES_MAX)
+            st = bti_fail(BT_E_FORMAT, "%s: %s: more than %d options", fn, what, LINES_MAX);
+        else if (len > 0) {
+            st = parse_line(p, len, &name[n], &value[n], &idx[n], &view[n], fn, what);
+            n++; /* freed below, whether it parsed or not */
+        }
+        p = end ? end + 1 : p + len;
+    }
+    /* every value validated and copied: now nothing can fail */
+    for (k = 0; k < n; k++) {
+        if (st == BT_OK) {
+            free(c->val[idx[k]][view[k]]);
+            c->val[idx[k]][view[k]] = value[k];
+        } else {
+            free(value[k]);
+        }
+        free(name[k]);
+    }
+    return st;
+}

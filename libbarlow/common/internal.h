@@ -148,6 +148,10 @@ BTI_HIDDEN int bti_option_find(const char *name);
 /* Typed reads for modules. `name` must be a registered option (per-view names
  * allowed); an unknown name is a bug and returns BT_E_INTERNAL. */
 BTI_HIDDEN bt_status bti_config_text(const bt_config *c, const char *name, const char **out);
+/* Sets the options of "name=value" lines (empty lines skipped), all or none:
+ * any unknown name or invalid value fails with BT_E_FORMAT naming `what`. */
+BTI_HIDDEN bt_status bti_config_set_lines(bt_config *c, const char *text, const char *fn,
+                                          const char *what);
 BTI_HIDDEN bt_status bti_config_int(const bt_config *c, const char *name, int64_t *out);
 BTI_HIDDEN bt_status bti_config_real(const bt_config *c, const char *name, double *out);
 /* Parsed list into out[0..cap-1]; *n gets the count. */

@@ -5,6 +5,7 @@
  * them, so a bad file leaves model, optimizer and augmentation as they were. */
 #include "common/internal.h"
 
+#include "common/cpu.h"
 #include "model/model.h"
 #include "optim/optim.h"
 #include "io/safetensors.h"
@@ -14,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_META 8
+#define MAX_META 12
 
 static int ends_with(const char *s, const char *tail)
 {
@@ -108,6 +109,14 @@ BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, 
     vals[nmeta++] = "pt";
     keys[nmeta] = "libbarlow.version";
     vals[nmeta++] = bt_version_string();
+    /* what the file holds, so it can be loaded without its run's config, and
+     * where it was trained (docs/checkpoint.md) */
+    keys[nmeta] = "libbarlow.model";
+    vals[nmeta++] = bti_model_options(m);
+    keys[nmeta] = "libbarlow.cpu_level";
+    vals[nmeta++] = bti_cpu_name(bti_model_level(m));
+    keys[nmeta] = "libbarlow.blas_core";
+    vals[nmeta++] = bti_build_blas_core();
     if (o) {
         snprintf(step, sizeof step, "%" PRId64, bt_optim_step_count(o));
         keys[nmeta] = "libbarlow.step";
@@ -236,5 +245,32 @@ BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, 
 done:
     bti_st_close(f);
     release(&e);
+    return st;
+}
+
+BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
+{
+    static const char *fn = "bt_config_read_checkpoint";
+    bti_st_file *f = NULL;
+    const char *options;
+    char what[300];
+    bt_status st = bti_check(c, BTI_KIND_CONFIG, fn, "c");
+    if (st != BT_OK)
+        return st;
+    if (!path)
+        return bti_fail(BT_E_MISUSE, "%s: path is NULL", fn);
+    if ((st = bti_st_read(path, &f)) != BT_OK)
+        return st;
+    options = bti_st_meta(f, "libbarlow.model");
+    if (!options) {
+        st = bti_fail(BT_E_FORMAT,
+                      "%s: %s holds no model options (metadata libbarlow.model; a file saved "
+                      "by an older libbarlow needs the config it was trained with)",
+                      fn, path);
+    } else {
+        snprintf(what, sizeof what, "%s, metadata libbarlow.model", path);
+        st = bti_config_set_lines(c, options, fn, what);
+    }
+    bti_st_close(f);
     return st;
 }

@@ -66,6 +66,7 @@ struct plan {
 struct bt_model {
     int threads;
     int level; /* CPU level of every layer (common/cpu.h) */
+    char *options; /* its model.* options as "name=value" lines, for checkpoints */
     int nsteps, backbone_steps, cap_steps;
     struct step *steps;
     bt_layer **layers; /* in state_dict order, owned */
@@ -984,12 +985,48 @@ static void model_destroy(bt_model *m)
     plan_release(&m->eval);
     free(m->layers);
     free(m->layer_prefix);
+    free(m->options);
     free(m->steps);
     free(m->tensor_name);
     free(m->tensor_value);
     free(m->tensor_grad);
     free(m);
 }
+
+/* The model.* options of cfg as "name=value\n" lines, in registry order. */
+static bt_status options_text(const bt_config *cfg, char **out)
+{
+    size_t len = 0, cap = 0;
+    char *text = NULL;
+    int i;
+    for (i = 0; i < bti_option_count; i++) {
+        const char *name = bti_options[i].name, *value;
+        size_t need;
+        bt_status st;
+        if (strncmp(name, "model.", 6) != 0)
+            continue;
+        if ((st = bti_config_text(cfg, name, &value)) != BT_OK) {
+            free(text);
+            return st;
+        }
+        need = len + strlen(name) + strlen(value) + 3;
+        if (need > cap) {
+            char *grown = realloc(text, cap = 2 * need);
+            if (!grown) {
+                free(text);
+                return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
+            }
+            text = grown;
+        }
+        len += (size_t)sprintf(text + len, "%s=%s\n", name, value);
+    }
+    *out = text;
+    return BT_OK;
+}
+
+const char *bti_model_options(const bt_model *m) { return m->options ? m->options : ""; }
+
+int bti_model_level(const bt_model *m) { return m->level; }
 
 BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
 {
@@ -1012,7 +1049,7 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
     m->threads = bti_threads_resolve(cfg);
     m->level = level;
     m->in_channels = a.in_channels;
-    if ((st = build(m, &a, (uint64_t)seed)) == BT_OK)
+    if ((st = options_text(cfg, &m->options)) == BT_OK && (st = build(m, &a, (uint64_t)seed)) == BT_OK)
         plan_fusion(m);
     if (st != BT_OK || (st = build_tensor_table(m)) != BT_OK ||
         (st = bti_handle_add(m, BTI_KIND_MODEL)) != BT_OK) {

@@ -5,6 +5,10 @@
 #include "common/internal.h"
 
 BTI_HIDDEN int bti_model_tensor_count(const bt_model *m);
+/* The model.* options it was created with, as "name=value" lines. */
+BTI_HIDDEN const char *bti_model_options(const bt_model *m);
+/* Its CPU level (common/cpu.h). */
+BTI_HIDDEN int bti_model_level(const bt_model *m);
 BTI_HIDDEN const char *bti_model_tensor_name(const bt_model *m, int i);
 BTI_HIDDEN bt_tensor *bti_model_tensor_value(bt_model *m, int i);
 BTI_HIDDEN bt_tensor *bti_model_tensor_grad(bt_model *m, int i);
