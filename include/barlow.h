@@ -986,6 +986,33 @@ BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, 
  * big-endian host); BT_E_NOMEM. */
 BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
+/* Flags of bt_checkpoint_load_ex. */
+#define BT_LOAD_PARTIAL 1u      /* tensors of m the file lacks keep their values (o must be NULL) */
+#define BT_LOAD_IGNORE_EXTRA 2u /* tensors of the file m lacks are skipped */
+
+/* bt_checkpoint_load with a subset and renamed tensors, for weights from
+ * elsewhere (torchvision, the official code, a DDP file) or one part of a
+ * model (backbone only, projector only). Validation is as complete as
+ * bt_checkpoint_load's and a failed call changes nothing.
+ * prefix_map (NULL for none): up to 8 pairs "from=to" separated by ';'
+ * (each side under 64 bytes); a file tensor whose name starts with the first
+ * matching `from` is loaded as `to` + the rest of its name ("" matches every
+ * name): "=backbone." loads a bare torchvision state dict into the backbone,
+ * "module.=" strips DDP's prefix. Optimizer tensors (optim.*) keep their
+ * names. A pair that matches no tensor of the file is an error. With a map,
+ * missing num_batches_tracked counters are allowed (older files lack them).
+ * flags: BT_LOAD_PARTIAL, BT_LOAD_IGNORE_EXTRA or 0. At least one tensor must
+ * load.
+ * report (may be NULL; report_cap bytes): on success, a line "loaded L of N
+ * tensors, kept K, skipped S of the file's", then "kept NAME" and "skipped
+ * NAME" lines (file names), cut with "..." when full; "" on failure.
+ * Returns as bt_checkpoint_load, plus BT_E_INVALID_ARG (unknown flags,
+ * BT_LOAD_PARTIAL with o, a malformed map or a pair matching nothing) and
+ * BT_E_FORMAT when no tensor matches. */
+BT_API bt_status bt_checkpoint_load_ex(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
+                                       const char *prefix_map, uint32_t flags, char *report,
+                                       size_t report_cap);
+
 /* Set c's model.* options to those of the model saved in path (the file's
  * metadata libbarlow.model, written by bt_checkpoint_save beside
  * libbarlow.version, libbarlow.cpu_level and libbarlow.blas_core), so that

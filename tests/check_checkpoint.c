@@ -396,6 +396,132 @@ START_TEST(checkpoint_describes_its_model)
 }
 END_TEST
 
+/* Writes m's tensors to file as `prefix` + name, or, with bare, the
+ * backbone's without "backbone." and without their counters, plus an extra
+ * fc.weight (a torchvision state dict's shape). */
+static void write_renamed(bt_model *m, const char *file, const char *prefix, int bare)
+{
+    struct bti_st_tensor t[512];
+    char names[512][96];
+    int64_t counts[512];
+    static float fc[4] = {1, 2, 3, 4};
+    int32_t i, n = 0;
+    for (i = 0; i < bt_model_tensor_count(m); i++) {
+        const char *name;
+        bt_tensor *v;
+        bt_model_tensor(m, i, &name, &v, NULL);
+        if (bare && (strncmp(name, "backbone.", 9) != 0 || strstr(name, "num_batches_tracked")))
+            continue;
+        snprintf(names[n], sizeof names[n], "%s%s", prefix, bare ? name + 9 : name);
+        memset(&t[n], 0, sizeof t[n]);
+        t[n].name = names[n];
+        if (strstr(name, "num_batches_tracked")) {
+            counts[n] = (int64_t)bt_tensor_data(v)[0];
+            t[n].dtype = BTI_ST_I64;
+            t[n].data = &counts[n];
+        } else {
+            t[n].dtype = BTI_ST_F32;
+            ck_assert_int_eq(bt_tensor_shape(v, &t[n].ndim, t[n].shape, BTI_ST_MAX_DIMS), BT_OK);
+            t[n].data = bt_tensor_data(v);
+        }
+        n++;
+    }
+    if (bare) {
+        memset(&t[n], 0, sizeof t[n]);
+        t[n].name = "fc.weight";
+        t[n].dtype = BTI_ST_F32;
+        t[n].ndim = 2;
+        t[n].shape[0] = t[n].shape[1] = 2;
+        t[n].data = fc;
+        n++;
+    }
+    ck_assert_int_eq(bti_st_write(file, t, n, NULL, NULL, 0), BT_OK);
+}
+
+/* 1 when tensor i of a and b are bit-identical. */
+static int same_tensor(bt_model *a, bt_model *b, int32_t i)
+{
+    bt_tensor *va, *vb;
+    bt_model_tensor(a, i, NULL, &va, NULL);
+    bt_model_tensor(b, i, NULL, &vb, NULL);
+    return memcmp(bt_tensor_data(va), bt_tensor_data(vb), (size_t)bt_tensor_numel(va) * 4) == 0;
+}
+
+START_TEST(partial_and_renamed_loads)
+{
+    bt_model *a = make("32-16", "0"), *b = make("32-16", "1"), *b0 = make("32-16", "1");
+    bt_optim *o;
+    char report[4096];
+    const char *name;
+    int32_t i;
+    step(a);
+    write_renamed(a, path("bare.safetensors"), "", 1);
+    write_renamed(a, path("ddp.safetensors"), "module.", 0);
+
+    /* a bare backbone with an extra head: refused unless both flags say so */
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+                                           BT_LOAD_PARTIAL, report, sizeof report), BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "'fc.weight'"));
+    ck_assert_str_eq(report, "");
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+                                           BT_LOAD_IGNORE_EXTRA, report, sizeof report),
+                     BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "has no tensor 'projector."));
+    ck_assert(same_tensors(b, b0));
+    ck_assert_msg(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+                                        BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA, report,
+                                        sizeof report) == BT_OK,
+                  "%s", bt_last_error());
+    for (i = 0; i < bt_model_tensor_count(b); i++) {
+        bt_model_tensor(b, i, &name, NULL, NULL);
+        if (strncmp(name, "backbone.", 9) == 0 && !strstr(name, "num_batches_tracked"))
+            ck_assert_msg(same_tensor(a, b, i), "%s not loaded", name);
+        else
+            ck_assert_msg(same_tensor(b0, b, i), "%s changed", name);
+    }
+    ck_assert_ptr_nonnull(strstr(report, "loaded "));
+    ck_assert_ptr_nonnull(strstr(report, "\nkept projector.0.weight\n"));
+    ck_assert_ptr_nonnull(strstr(report, "\nkept backbone.bn1.num_batches_tracked\n"));
+    ck_assert_ptr_nonnull(strstr(report, "\nskipped fc.weight\n"));
+    /* a report too small is cut, and says so */
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+                                           BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA, report, 64),
+                     BT_OK);
+    ck_assert_uint_eq(strlen(report), 63);
+    ck_assert_str_eq(report + 60, "...");
+
+    /* DDP's prefix stripped: the whole model, exactly */
+    ck_assert_msg(bt_checkpoint_load_ex(path("ddp.safetensors"), b0, NULL, NULL, "module.=", 0, NULL,
+                                        0) == BT_OK,
+                  "%s", bt_last_error());
+    ck_assert(same_tensors(a, b0));
+
+    /* misuse: a pair matching nothing, a malformed map, unknown flags,
+     * a partial load with an optimizer, nothing matching at all */
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL,
+                                           "module.=;other.=", 0, NULL, 0),
+                     BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "'other.='"));
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL, "module.", 0,
+                                           NULL, 0),
+                     BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL, NULL, 4, NULL, 0),
+                     BT_E_INVALID_ARG);
+    o = make_optim(b, "lars");
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, o, NULL, "=backbone.",
+                                           BT_LOAD_PARTIAL, NULL, 0),
+                     BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, NULL,
+                                           BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA, NULL, 0),
+                     BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "no tensor of"));
+    bt_optim_free(o);
+    bt_model_free(a);
+    bt_model_free(b);
+    bt_model_free(b0);
+}
+END_TEST
+
 Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -408,6 +534,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, optimizer_state_of_another_kind_is_refused);
     tcase_add_test(tc, checkpoint_describes_its_model);
+    tcase_add_test(tc, partial_and_renamed_loads);
     suite_add_tcase(s, tc);
     return s;
 }

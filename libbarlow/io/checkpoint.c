@@ -150,34 +150,146 @@ static bt_status parse_u64_pair(const char *s, uint64_t *a, uint64_t *b)
     return (end == s || *end) ? BT_E_FORMAT : BT_OK;
 }
 
-BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a)
+/* ---- loading --------------------------------------------------------------- */
+
+#define MAP_PAIRS 8
+
+/* A prefix map "from=to;from=to": a file tensor's name that starts with the
+ * first matching `from` has it replaced by `to` ("" matches every name). */
+struct prefix_map {
+    int n;
+    char from[MAP_PAIRS][64], to[MAP_PAIRS][64];
+    int used[MAP_PAIRS];
+};
+
+static bt_status parse_map(const char *text, struct prefix_map *pm, const char *fn)
 {
-    static const char *fn = "bt_checkpoint_load";
+    const char *p = text;
+    memset(pm, 0, sizeof *pm);
+    while (text && *p) {
+        const char *end = strchr(p, ';'), *eq;
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        eq = memchr(p, '=', len);
+        if (!eq || pm->n == MAP_PAIRS || (size_t)(eq - p) >= sizeof pm->from[0] ||
+            len - (size_t)(eq - p) - 1 >= sizeof pm->to[0])
+            return bti_fail(BT_E_INVALID_ARG,
+                            "%s: prefix_map '%s': want up to %d pairs 'from=to' separated by ';', "
+                            "each side under 64 bytes",
+                            fn, text, MAP_PAIRS);
+        memcpy(pm->from[pm->n], p, (size_t)(eq - p));
+        memcpy(pm->to[pm->n], eq + 1, len - (size_t)(eq - p) - 1);
+        pm->n++;
+        p = end ? end + 1 : p + len;
+    }
+    return BT_OK;
+}
+
+/* The model name of file tensor `name` under pm into buf, or NULL when it
+ * does not fit. Optimizer state keeps its names. */
+static const char *map_name(struct prefix_map *pm, const char *name, char *buf, size_t cap)
+{
+    int k;
+    if (strncmp(name, "optim.", 6) == 0)
+        return name;
+    for (k = 0; k < pm->n; k++) {
+        size_t fl = strlen(pm->from[k]);
+        if (strncmp(name, pm->from[k], fl) == 0) {
+            pm->used[k] = 1;
+            return snprintf(buf, cap, "%s%s", pm->to[k], name + fl) < (int)cap ? buf : NULL;
+        }
+    }
+    return name;
+}
+
+/* Appends a line to the report; a report that is full ends in "...". */
+static void report_line(char *report, size_t cap, const char *what, const char *name)
+{
+    size_t len = strlen(report);
+    if (len + 4 >= cap)
+        return;
+    if ((size_t)snprintf(report + len, cap - len, "%s %s\n", what, name) >= cap - len)
+        memcpy(report + cap - 4, "...", 4);
+}
+
+static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a, const char *map,
+                      uint32_t flags, char *report, size_t rcap, const char *fn)
+{
     struct entries e;
+    struct prefix_map pm;
     bti_st_file *f = NULL;
+    const struct bti_st_tensor **src = NULL; /* per model entry: its file tensor, or NULL */
+    char *extra = NULL;                      /* per file tensor: skipped (BT_LOAD_IGNORE_EXTRA) */
     const char *meta_step = NULL, *meta_rng = NULL;
     int64_t step = 0;
     uint64_t seed = 0, calls = 0;
-    int i, known;
-    char sa[96], sb[96];
+    int i, k, known, nfile, loaded = 0, kept = 0, skipped = 0;
+    char sa[96], sb[96], mapped[192];
     bt_status st = check_handles(fn, m, o, a);
     if (st != BT_OK)
         return st;
     if (!path)
         return bti_fail(BT_E_MISUSE, "%s: path is NULL", fn);
+    if (flags & ~(uint32_t)(BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA))
+        return bti_fail(BT_E_INVALID_ARG, "%s: flags 0x%x has bits other than BT_LOAD_PARTIAL and "
+                        "BT_LOAD_IGNORE_EXTRA", fn, (unsigned)flags);
+    if ((flags & BT_LOAD_PARTIAL) && o)
+        return bti_fail(BT_E_INVALID_ARG, "%s: BT_LOAD_PARTIAL loads weights only; o must be NULL",
+                        fn);
+    if ((st = parse_map(map, &pm, fn)) != BT_OK)
+        return st;
     if ((st = collect(m, o, &e, fn)) != BT_OK)
         return st;
+    if (report && rcap)
+        report[0] = '\0';
     if ((st = bti_st_read(path, &f)) != BT_OK)
         goto done;
+    nfile = bti_st_count(f);
+    src = calloc((size_t)e.n + 1, sizeof *src);
+    extra = calloc((size_t)nfile + 1, 1);
+    if (!src || !extra) {
+        st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
 
-    /* 1. Validate everything. */
-    for (i = 0; i < e.n; i++) {
-        const struct bti_st_tensor *t = bti_st_find(f, e.name[i]);
-        bt_tensor *v = e.value[i];
-        int k, same = 1;
-        if (!t) {
-            st = bti_fail(BT_E_FORMAT, "%s: %s has no tensor '%s'", fn, path, e.name[i]);
+    /* 1. Match and validate everything. */
+    known = e.n;
+    for (i = 0; i < nfile; i++) {
+        const struct bti_st_tensor *t = bti_st_get(f, i);
+        const char *name = map_name(&pm, t->name, mapped, sizeof mapped);
+        int found = -1;
+        if (!o && strncmp(t->name, "optim.", 6) == 0)
+            continue; /* weights only were asked for */
+        for (k = 0; name && k < known && found < 0; k++)
+            if (strcmp(e.name[k], name) == 0)
+                found = k;
+        if (found >= 0) {
+            src[found] = t;
+        } else if (flags & BT_LOAD_IGNORE_EXTRA) {
+            extra[i] = 1;
+            skipped++;
+        } else {
+            st = bti_fail(BT_E_FORMAT, "%s: %s has a tensor '%s' (as '%s') this model does not have",
+                          fn, path, t->name, name ? name : "too long a name");
             goto done;
+        }
+    }
+    for (k = 0; k < pm.n; k++)
+        if (!pm.used[k]) {
+            st = bti_fail(BT_E_INVALID_ARG, "%s: prefix_map pair '%s=%s' matches no tensor of %s",
+                          fn, pm.from[k], pm.to[k], path);
+            goto done;
+        }
+    for (i = 0; i < e.n; i++) {
+        const struct bti_st_tensor *t = src[i];
+        bt_tensor *v = e.value[i];
+        int same = 1;
+        if (!t) {
+            if (!(flags & BT_LOAD_PARTIAL) && !(map && is_count(e.name[i]))) {
+                st = bti_fail(BT_E_FORMAT, "%s: %s has no tensor '%s'", fn, path, e.name[i]);
+                goto done;
+            }
+            kept++;
+            continue;
         }
         if (is_count(e.name[i])) {
             same = t->numel == 1;
@@ -188,26 +300,18 @@ BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, 
         }
         if (!same) {
             st = bti_fail(BT_E_FORMAT, "%s: %s: tensor '%s' is %s in the file but %s here", fn,
-                          path, e.name[i], bti_dims_str(t->ndim, t->shape, sa, sizeof sa),
+                          path, t->name, bti_dims_str(t->ndim, t->shape, sa, sizeof sa),
                           bti_shape_str(v, sb, sizeof sb));
             goto done;
         }
         if ((st = bti_st_to_f32(t, NULL, path)) != BT_OK)
             goto done;
+        loaded++;
     }
-    known = e.n;
-    for (i = 0; i < bti_st_count(f); i++) {
-        const struct bti_st_tensor *t = bti_st_get(f, i);
-        int k, found = 0;
-        if (!o && strncmp(t->name, "optim.", 6) == 0)
-            continue; /* weights only were asked for */
-        for (k = 0; k < known && !found; k++)
-            found = strcmp(e.name[k], t->name) == 0;
-        if (!found) {
-            st = bti_fail(BT_E_FORMAT, "%s: %s has a tensor '%s' this model does not have", fn,
-                          path, t->name);
-            goto done;
-        }
+    if (loaded == 0) {
+        st = bti_fail(BT_E_FORMAT, "%s: no tensor of %s matches the model%s", fn, path,
+                      map ? " under the prefix map" : " (a prefix_map may be needed)");
+        goto done;
     }
     if (o) {
         char *end;
@@ -237,15 +341,40 @@ BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, 
 
     /* 2. Apply: nothing below can fail. */
     for (i = 0; i < e.n; i++)
-        bti_st_to_f32(bti_st_find(f, e.name[i]), e.value[i]->data, path);
+        if (src[i])
+            bti_st_to_f32(src[i], e.value[i]->data, path);
     if (o)
         bti_optim_set_step(o, step);
     if (a)
         bt_augment_set_state(a, seed, calls);
+    if (report && rcap) {
+        snprintf(report, rcap, "loaded %d of %d tensors, kept %d, skipped %d of the file's\n",
+                 loaded, e.n, kept, skipped);
+        for (i = 0; i < e.n; i++)
+            if (!src[i])
+                report_line(report, rcap, "kept", e.name[i]);
+        for (i = 0; i < nfile; i++)
+            if (extra[i])
+                report_line(report, rcap, "skipped", bti_st_get(f, i)->name);
+    }
 done:
+    free(src);
+    free(extra);
     bti_st_close(f);
     release(&e);
     return st;
+}
+
+BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a)
+{
+    return load(path, m, o, a, NULL, 0, NULL, 0, "bt_checkpoint_load");
+}
+
+BT_API bt_status bt_checkpoint_load_ex(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
+                                       const char *prefix_map, uint32_t flags, char *report,
+                                       size_t report_cap)
+{
+    return load(path, m, o, a, prefix_map, flags, report, report_cap, "bt_checkpoint_load_ex");
 }
 
 BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
