@@ -986,6 +986,20 @@ BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, 
  * big-endian host); BT_E_NOMEM. */
 BT_API bt_status bt_checkpoint_load(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
+/* Flag of bt_checkpoint_save_ex. */
+#define BT_SAVE_MAPPED_ONLY 1u /* only the tensors a prefix_map pair matches are written */
+
+/* bt_checkpoint_save under other names, for other programs: prefix_map as
+ * in bt_checkpoint_load_ex, applied to the model's names ("backbone.=" with
+ * BT_SAVE_MAPPED_ONLY writes the backbone in torchvision's names, a state
+ * dict that torchvision.models.resnet18/50(), fc = Identity(), loads with
+ * strict=True). Weights only (o must be NULL with a map); the file then has
+ * no libbarlow.model (it no longer names this model's tensors).
+ * Returns as bt_checkpoint_save, plus BT_E_INVALID_ARG (unknown flags, o with
+ * a map, a malformed map, a pair matching no tensor, a name mapped to ""). */
+BT_API bt_status bt_checkpoint_save_ex(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
+                                       const char *prefix_map, uint32_t flags);
+
 /* Flags of bt_checkpoint_load_ex. */
 #define BT_LOAD_PARTIAL 1u      /* tensors of m the file lacks keep their values (o must be NULL) */
 #define BT_LOAD_IGNORE_EXTRA 2u /* tensors of the file m lacks are skipped */

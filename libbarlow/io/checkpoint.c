@@ -68,89 +68,7 @@ static bt_status check_handles(const char *fn, bt_model *m, bt_optim *o, bt_augm
     return st;
 }
 
-BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, bt_augment *a)
-{
-    static const char *fn = "bt_checkpoint_save";
-    struct entries e;
-    struct bti_st_tensor *t = NULL;
-    int64_t *counts = NULL;
-    const char *keys[MAX_META], *vals[MAX_META];
-    char step[32], rng[64];
-    int i, nmeta = 0, ncount = 0;
-    bt_status st = check_handles(fn, m, o, a);
-    if (st != BT_OK)
-        return st;
-    if (!path)
-        return bti_fail(BT_E_MISUSE, "%s: path is NULL", fn);
-    if ((st = collect(m, o, &e, fn)) != BT_OK)
-        return st;
-    t = calloc((size_t)e.n + 1, sizeof *t);
-    counts = calloc((size_t)e.n + 1, sizeof *counts);
-    if (!t || !counts) {
-        st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
-        goto done;
-    }
-    for (i = 0; i < e.n; i++) {
-        bt_tensor *v = e.value[i];
-        t[i].name = e.name[i];
-        if (is_count(e.name[i])) { /* PyTorch keeps this as an int64 scalar */
-            counts[ncount] = (int64_t)v->data[0];
-            t[i].dtype = BTI_ST_I64;
-            t[i].ndim = 0;
-            t[i].data = &counts[ncount++];
-        } else {
-            t[i].dtype = BTI_ST_F32;
-            t[i].ndim = v->ndim;
-            memcpy(t[i].shape, v->shape, (size_t)v->ndim * sizeof v->shape[0]);
-            t[i].data = v->data;
-        }
-    }
-    keys[nmeta] = "format";
-    vals[nmeta++] = "pt";
-    keys[nmeta] = "libbarlow.version";
-    vals[nmeta++] = bt_version_string();
-    /* what the file holds, so it can be loaded without its run's config, and
-     * where it was trained (docs/checkpoint.md) */
-    keys[nmeta] = "libbarlow.model";
-    vals[nmeta++] = bti_model_options(m);
-    keys[nmeta] = "libbarlow.cpu_level";
-    vals[nmeta++] = bti_cpu_name(bti_model_level(m));
-    keys[nmeta] = "libbarlow.blas_core";
-    vals[nmeta++] = bti_build_blas_core();
-    if (o) {
-        snprintf(step, sizeof step, "%" PRId64, bt_optim_step_count(o));
-        keys[nmeta] = "libbarlow.step";
-        vals[nmeta++] = step;
-        keys[nmeta] = "libbarlow.optim";
-        vals[nmeta++] = bti_optim_kind_name(o);
-    }
-    if (a) {
-        uint64_t seed = 0, calls = 0;
-        bt_augment_get_state(a, &seed, &calls);
-        snprintf(rng, sizeof rng, "%" PRIu64 " %" PRIu64, seed, calls);
-        keys[nmeta] = "libbarlow.rng";
-        vals[nmeta++] = rng;
-    }
-    st = bti_st_write(path, t, e.n, keys, vals, nmeta);
-done:
-    free(t);
-    free(counts);
-    release(&e);
-    return st;
-}
-
-static bt_status parse_u64_pair(const char *s, uint64_t *a, uint64_t *b)
-{
-    char *end;
-    *a = strtoull(s, &end, 10);
-    if (end == s || *end != ' ')
-        return BT_E_FORMAT;
-    s = end + 1;
-    *b = strtoull(s, &end, 10);
-    return (end == s || *end) ? BT_E_FORMAT : BT_OK;
-}
-
-/* ---- loading --------------------------------------------------------------- */
+/* ---- prefix maps ------------------------------------------------------------ */
 
 #define MAP_PAIRS 8
 
@@ -184,22 +102,158 @@ static bt_status parse_map(const char *text, struct prefix_map *pm, const char *
     return BT_OK;
 }
 
-/* The model name of file tensor `name` under pm into buf, or NULL when it
- * does not fit. Optimizer state keeps its names. */
-static const char *map_name(struct prefix_map *pm, const char *name, char *buf, size_t cap)
+/* `name` under pm (into buf), or NULL when it does not fit; *hit tells
+ * whether a pair matched. Optimizer state keeps its names. */
+static const char *map_name(struct prefix_map *pm, const char *name, char *buf, size_t cap,
+                            int *hit)
 {
     int k;
+    *hit = 0;
     if (strncmp(name, "optim.", 6) == 0)
         return name;
     for (k = 0; k < pm->n; k++) {
         size_t fl = strlen(pm->from[k]);
         if (strncmp(name, pm->from[k], fl) == 0) {
-            pm->used[k] = 1;
+            pm->used[k] = *hit = 1;
             return snprintf(buf, cap, "%s%s", pm->to[k], name + fl) < (int)cap ? buf : NULL;
         }
     }
     return name;
 }
+
+/* BT_E_INVALID_ARG naming the first pair of pm that matched nothing. */
+static bt_status unused_pair(const struct prefix_map *pm, const char *path, const char *fn)
+{
+    int k;
+    for (k = 0; k < pm->n; k++)
+        if (!pm->used[k])
+            return bti_fail(BT_E_INVALID_ARG, "%s: prefix_map pair '%s=%s' matches no tensor of %s",
+                            fn, pm->from[k], pm->to[k], path);
+    return BT_OK;
+}
+
+#define NAME_MAX_LEN 192
+
+static bt_status save(const char *path, bt_model *m, bt_optim *o, bt_augment *a, const char *map,
+                      uint32_t flags, const char *fn)
+{
+    struct entries e;
+    struct prefix_map pm;
+    struct bti_st_tensor *t = NULL;
+    int64_t *counts = NULL;
+    char(*names)[NAME_MAX_LEN] = NULL;
+    const char *keys[MAX_META], *vals[MAX_META];
+    char step[32], rng[64];
+    int i, n = 0, nmeta = 0, ncount = 0;
+    bt_status st = check_handles(fn, m, o, a);
+    if (st != BT_OK)
+        return st;
+    if (!path)
+        return bti_fail(BT_E_MISUSE, "%s: path is NULL", fn);
+    if (flags & ~(uint32_t)BT_SAVE_MAPPED_ONLY)
+        return bti_fail(BT_E_INVALID_ARG, "%s: flags 0x%x has bits other than BT_SAVE_MAPPED_ONLY",
+                        fn, (unsigned)flags);
+    if (map && o)
+        return bti_fail(BT_E_INVALID_ARG, "%s: a renamed file holds weights only; o must be NULL",
+                        fn);
+    if ((st = parse_map(map, &pm, fn)) != BT_OK)
+        return st;
+    if ((st = collect(m, o, &e, fn)) != BT_OK)
+        return st;
+    t = calloc((size_t)e.n + 1, sizeof *t);
+    counts = calloc((size_t)e.n + 1, sizeof *counts);
+    names = calloc((size_t)e.n + 1, sizeof *names);
+    if (!t || !counts || !names) {
+        st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    for (i = 0; i < e.n; i++) {
+        bt_tensor *v = e.value[i];
+        int hit;
+        const char *name = map_name(&pm, e.name[i], names[i], sizeof names[i], &hit);
+        if ((flags & BT_SAVE_MAPPED_ONLY) && !hit)
+            continue;
+        if (!name || !*name) {
+            st = bti_fail(BT_E_INVALID_ARG, "%s: prefix_map makes tensor '%s' %s", fn, e.name[i],
+                          name ? "an empty name" : "a name too long");
+            goto done;
+        }
+        t[n].name = name;
+        if (is_count(e.name[i])) { /* PyTorch keeps this as an int64 scalar */
+            counts[ncount] = (int64_t)v->data[0];
+            t[n].dtype = BTI_ST_I64;
+            t[n].ndim = 0;
+            t[n].data = &counts[ncount++];
+        } else {
+            t[n].dtype = BTI_ST_F32;
+            t[n].ndim = v->ndim;
+            memcpy(t[n].shape, v->shape, (size_t)v->ndim * sizeof v->shape[0]);
+            t[n].data = v->data;
+        }
+        n++;
+    }
+    if ((st = unused_pair(&pm, "the model", fn)) != BT_OK)
+        goto done;
+    keys[nmeta] = "format";
+    vals[nmeta++] = "pt";
+    keys[nmeta] = "libbarlow.version";
+    vals[nmeta++] = bt_version_string();
+    /* what the file holds, so it can be loaded without its run's config (not
+     * under other names), and where it was trained (docs/checkpoint.md) */
+    if (!map) {
+        keys[nmeta] = "libbarlow.model";
+        vals[nmeta++] = bti_model_options(m);
+    }
+    keys[nmeta] = "libbarlow.cpu_level";
+    vals[nmeta++] = bti_cpu_name(bti_model_level(m));
+    keys[nmeta] = "libbarlow.blas_core";
+    vals[nmeta++] = bti_build_blas_core();
+    if (o) {
+        snprintf(step, sizeof step, "%" PRId64, bt_optim_step_count(o));
+        keys[nmeta] = "libbarlow.step";
+        vals[nmeta++] = step;
+        keys[nmeta] = "libbarlow.optim";
+        vals[nmeta++] = bti_optim_kind_name(o);
+    }
+    if (a) {
+        uint64_t seed = 0, calls = 0;
+        bt_augment_get_state(a, &seed, &calls);
+        snprintf(rng, sizeof rng, "%" PRIu64 " %" PRIu64, seed, calls);
+        keys[nmeta] = "libbarlow.rng";
+        vals[nmeta++] = rng;
+    }
+    st = bti_st_write(path, t, n, keys, vals, nmeta);
+done:
+    free(t);
+    free(counts);
+    free(names);
+    release(&e);
+    return st;
+}
+
+BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, bt_augment *a)
+{
+    return save(path, m, o, a, NULL, 0, "bt_checkpoint_save");
+}
+
+BT_API bt_status bt_checkpoint_save_ex(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
+                                       const char *prefix_map, uint32_t flags)
+{
+    return save(path, m, o, a, prefix_map, flags, "bt_checkpoint_save_ex");
+}
+
+static bt_status parse_u64_pair(const char *s, uint64_t *a, uint64_t *b)
+{
+    char *end;
+    *a = strtoull(s, &end, 10);
+    if (end == s || *end != ' ')
+        return BT_E_FORMAT;
+    s = end + 1;
+    *b = strtoull(s, &end, 10);
+    return (end == s || *end) ? BT_E_FORMAT : BT_OK;
+}
+
+/* ---- loading --------------------------------------------------------------- */
 
 /* Appends a line to the report; a report that is full ends in "...". */
 static void report_line(char *report, size_t cap, const char *what, const char *name)
@@ -255,8 +309,8 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
     known = e.n;
     for (i = 0; i < nfile; i++) {
         const struct bti_st_tensor *t = bti_st_get(f, i);
-        const char *name = map_name(&pm, t->name, mapped, sizeof mapped);
-        int found = -1;
+        int hit, found = -1;
+        const char *name = map_name(&pm, t->name, mapped, sizeof mapped, &hit);
         if (!o && strncmp(t->name, "optim.", 6) == 0)
             continue; /* weights only were asked for */
         for (k = 0; name && k < known && found < 0; k++)
@@ -273,12 +327,8 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
             goto done;
         }
     }
-    for (k = 0; k < pm.n; k++)
-        if (!pm.used[k]) {
-            st = bti_fail(BT_E_INVALID_ARG, "%s: prefix_map pair '%s=%s' matches no tensor of %s",
-                          fn, pm.from[k], pm.to[k], path);
-            goto done;
-        }
+    if ((st = unused_pair(&pm, path, fn)) != BT_OK)
+        goto done;
     for (i = 0; i < e.n; i++) {
         const struct bti_st_tensor *t = src[i];
         bt_tensor *v = e.value[i];
