@@ -970,12 +970,15 @@ BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
  * so); BT_E_UNSUPPORTED (a big-endian host); BT_E_NOMEM. */
 BT_API bt_status bt_checkpoint_save(const char *path, bt_model *m, bt_optim *o, bt_augment *a);
 
-/* Load path into m (required), o and a (each may be NULL). The whole file is
- * validated first - every offset, size, dtype and shape, every tensor of m
- * present, no tensor m lacks (optimizer tensors are ignored when o is NULL),
+/* Load path into m (required), o and a (each may be NULL), read with pread in
+ * two passes (no mmap; at most 16 MiB of buffers beyond the handles' memory:
+ * docs/checkpoint.md). The whole file is validated first - every offset,
+ * size, dtype and shape, every tensor of m present, no tensor m lacks (optimizer tensors are ignored when o is NULL),
  * optimizer state of the same kind when o is given, RNG state when a is given
  * - and BT_E_FORMAT, with a message naming the file and the tensor, leaves
- * all three handles unchanged (so does every other error). F32 is read as
+ * all three handles unchanged (so does every other error, except a read
+ * that fails after validation, whose message says the model may be partly
+ * loaded). F32 is read as
  * is, F16 and BF16 are widened; F64 and the integer dtypes are accepted
  * where every value converts to float32 exactly.
  * Returns BT_OK; BT_E_MISUSE (path NULL, m NULL or not live, o or a given

@@ -590,6 +590,64 @@ START_TEST(backbone_export_round_trips)
 }
 END_TEST
 
+/* Loads read the data by pread, other dtypes in chunks of BTI_ST_STREAM_CHUNK
+ * bytes: a tensor of F64 over several chunks loads exactly, and a value not
+ * exact in float32 in its third chunk is named by its index in the tensor,
+ * the model unchanged. */
+START_TEST(streamed_loads_convert_across_chunks)
+{
+    bt_model *a = make("2200-2200", "0"), *b = make("2200-2200", "1"), *b0 = make("2200-2200", "1");
+    struct bti_st_tensor t[512];
+    static int64_t counts[512];
+    double *wide[512];
+    int32_t i, n = bt_model_tensor_count(a), big = -1;
+    int64_t k, elems = 0;
+    char want[64];
+    ck_assert_int_le(n, 512);
+    for (i = 0; i < n; i++) {
+        const char *name;
+        bt_tensor *v;
+        bt_model_tensor(a, i, &name, &v, NULL);
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].name = name;
+        wide[i] = NULL;
+        if (strstr(name, "num_batches_tracked")) {
+            t[i].dtype = BTI_ST_I64;
+            t[i].data = &counts[i];
+            continue;
+        }
+        t[i].dtype = BTI_ST_F64;
+        ck_assert_int_eq(bt_tensor_shape(v, &t[i].ndim, t[i].shape, BTI_ST_MAX_DIMS), BT_OK);
+        wide[i] = malloc((size_t)bt_tensor_numel(v) * sizeof(double));
+        for (k = 0; k < bt_tensor_numel(v); k++)
+            wide[i][k] = bt_tensor_data(v)[k];
+        t[i].data = wide[i];
+        if (bt_tensor_numel(v) > elems) {
+            elems = bt_tensor_numel(v);
+            big = i;
+        }
+    }
+    /* 2200 x 2200 doubles: 37 MiB, two chunks and a part */
+    ck_assert_int_gt(elems * 8, (int64_t)(2 * BTI_ST_STREAM_CHUNK));
+    ck_assert_int_eq(bti_st_write(path("f64.safetensors"), t, n, NULL, NULL, 0), BT_OK);
+    ck_assert_msg(bt_checkpoint_load(path("f64.safetensors"), b, NULL, NULL) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert(same_tensors(a, b));
+    k = (int64_t)(2 * BTI_ST_STREAM_CHUNK / 8) + 5;
+    wide[big][k] = 0.1; /* not a float32 */
+    ck_assert_int_eq(bti_st_write(path("f64.safetensors"), t, n, NULL, NULL, 0), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(path("f64.safetensors"), b0, NULL, NULL), BT_E_FORMAT);
+    snprintf(want, sizeof want, "element %lld = 0.1", (long long)k);
+    ck_assert_msg(strstr(bt_last_error(), want) != NULL, "%s", bt_last_error());
+    ck_assert(!same_tensors(a, b0)); /* b0 kept its own initialisation */
+    for (i = 0; i < n; i++)
+        free(wide[i]);
+    bt_model_free(a);
+    bt_model_free(b);
+    bt_model_free(b0);
+}
+END_TEST
+
 Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -604,6 +662,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(tc, checkpoint_describes_its_model);
     tcase_add_test(tc, partial_and_renamed_loads);
     tcase_add_test(tc, backbone_export_round_trips);
+    tcase_add_test(tc, streamed_loads_convert_across_chunks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -295,7 +295,7 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
         return st;
     if (report && rcap)
         report[0] = '\0';
-    if ((st = bti_st_read(path, &f)) != BT_OK)
+    if ((st = bti_st_open(path, &f)) != BT_OK) /* the header; the data stays in the file */
         goto done;
     nfile = bti_st_count(f);
     src = calloc((size_t)e.n + 1, sizeof *src);
@@ -354,7 +354,7 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
                           bti_shape_str(v, sb, sizeof sb));
             goto done;
         }
-        if ((st = bti_st_to_f32(t, NULL, path)) != BT_OK)
+        if ((st = bti_st_load_f32(f, t, NULL)) != BT_OK)
             goto done;
         loaded++;
     }
@@ -389,10 +389,16 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
         }
     }
 
-    /* 2. Apply: nothing below can fail. */
+    /* 2. Apply. Only a read can fail now: the file changed or the disk failed
+     * between the passes (the message says the model may be partly loaded). */
     for (i = 0; i < e.n; i++)
-        if (src[i])
-            bti_st_to_f32(src[i], e.value[i]->data, path);
+        if (src[i] && (st = bti_st_load_f32(f, src[i], e.value[i]->data)) != BT_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", bt_last_error());
+            st = bti_fail(st, "%s: %s (after validation: the model may be partly loaded)", fn,
+                          why);
+            goto done;
+        }
     if (o)
         bti_optim_set_step(o, step);
     if (a)
@@ -438,7 +444,7 @@ BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
         return st;
     if (!path)
         return bti_fail(BT_E_MISUSE, "%s: path is NULL", fn);
-    if ((st = bti_st_read(path, &f)) != BT_OK)
+    if ((st = bti_st_open(path, &f)) != BT_OK)
         return st;
     options = bti_st_meta(f, "libbarlow.model");
     if (!options) {

@@ -159,8 +159,10 @@ struct bti_st_file {
     const char **mkey, **mval;
     int nmeta, mcap;
     int have_meta;
-    unsigned char *data; /* the data area, 64-byte aligned */
+    unsigned char *data; /* the data area, 64-byte aligned (NULL when streamed) */
     uint64_t data_size;
+    int fd;           /* bti_st_open: the open file, read at data_at + offset; else -1 */
+    uint64_t data_at; /* where the data area starts in the file */
     void **copies; /* aligned copies of misaligned tensors */
     int ncopies;
 };
@@ -678,6 +680,7 @@ static bt_status open_header(const char *name, const unsigned char *hdr, size_t 
     }
     memcpy(f->path, name, strlen(name) + 1);
     f->data_size = data_size;
+    f->fd = -1;
     memset(&ps, 0, sizeof ps);
     ps.start = ps.p = hdr;
     ps.end = hdr + n;
@@ -827,7 +830,9 @@ static bt_status read_fail(const char *path, int r, const char *what)
                     " shrank while being read)", path, what);
 }
 
-bt_status bti_st_read(const char *path, bti_st_file **out)
+/* bti_st_read (stream 0) and bti_st_open (stream 1: the data is left in the
+ * file, which stays open). */
+static bt_status read_file(const char *path, bti_st_file **out, int stream)
 {
     unsigned char len8[8], *hdr = NULL;
     uint64_t size, n, data_size;
@@ -880,6 +885,12 @@ bt_status bti_st_read(const char *path, bti_st_file **out)
     }
     if ((st = open_header(path, hdr, (size_t)n, data_size, &f)) != BT_OK)
         goto done;
+    if (stream) {
+        f->fd = fd;
+        f->data_at = 8 + n;
+        fd = -1;
+        goto done;
+    }
     if (data_size > 0) {
         f->data = bti_alloc((size_t)data_size);
         if (!f->data) {
@@ -895,7 +906,8 @@ bt_status bti_st_read(const char *path, bti_st_file **out)
     st = attach_data(f);
 done:
     free(hdr);
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     if (st != BT_OK) {
         bti_st_close(f);
         return st;
@@ -903,6 +915,10 @@ done:
     *out = f;
     return BT_OK;
 }
+
+bt_status bti_st_read(const char *path, bti_st_file **out) { return read_file(path, out, 0); }
+
+bt_status bti_st_open(const char *path, bti_st_file **out) { return read_file(path, out, 1); }
 
 int bti_st_count(const bti_st_file *f) { return f ? f->n : 0; }
 
@@ -963,6 +979,8 @@ void bti_st_close(bti_st_file *f)
         bti_free(f->copies[i]);
     free(f->copies);
     bti_free(f->data);
+    if (f->fd >= 0)
+        close(f->fd);
     free(f->by_name);
     free(f->mkey);
     free(f->mval);
@@ -1036,38 +1054,23 @@ static int int64_fits_float(int64_t v)
     return (int64_t)f == v;
 }
 
-bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *path)
+/* Elements [first, first + count) of t, stored at p, into out[0 .. count)
+ * (out NULL: check only); messages name the element by its index in t. */
+static bt_status convert(const struct bti_st_tensor *t, const unsigned char *p, int64_t first,
+                         int64_t count, float *out, const char *path)
 {
-    const unsigned char *p;
-    int64_t numel, i;
+    int64_t i;
     char sh[160];
-    if (!path)
-        path = "(unnamed)";
-    if (!t)
-        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor is NULL");
-    if (t->dtype < 0 || t->dtype >= BTI_ST_DTYPE_COUNT || t->ndim < 0 ||
-        t->ndim > BTI_ST_MAX_DIMS)
-        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has dtype %d and"
-                        " %d dimensions", t->name ? t->name : "?", t->dtype, (int)t->ndim);
-    numel = shape_numel(t->ndim, t->shape);
     shape_text(t->ndim, t->shape, sh, sizeof sh);
-    if (numel < 0 || (uint64_t)numel > SIZE_MAX / sizeof(double))
-        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has shape %s",
-                        t->name ? t->name : "?", sh);
-    if (numel > 0 && !t->data)
-        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has no data",
-                        t->name ? t->name : "?");
-    p = t->data;
-
     switch (t->dtype) {
     case BTI_ST_F32:
-        if (out && numel > 0)
-            memcpy(out, p, (size_t)numel * 4);
+        if (out && count > 0)
+            memcpy(out, p, (size_t)count * 4);
         return BT_OK;
     case BTI_ST_F16:
     case BTI_ST_BF16:
         if (out)
-            for (i = 0; i < numel; i++) {
+            for (i = 0; i < count; i++) {
                 uint16_t h;
                 memcpy(&h, p + 2 * i, 2);
                 out[i] = t->dtype == BTI_ST_F16 ? half_to_float(h) : bf16_to_float(h);
@@ -1079,23 +1082,23 @@ bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *p
                         " cannot be loaded (only F32, F64, F16, BF16 and integers)", path,
                         t->name, dtype_names[t->dtype]);
     case BTI_ST_F64:
-        for (i = 0; i < numel; i++) {
+        for (i = 0; i < count; i++) {
             double v;
             memcpy(&v, p + 8 * i, 8);
             if (isfinite(v) && (fabs(v) > FLT_MAX || (double)(float)v != v))
                 return bti_fail(BT_E_FORMAT, "safetensors file '%s': tensor '" NAME_FMT "' (F64,"
                                 " shape %s): element %" PRId64 " = %.17g is not exactly"
-                                " representable as float32", path, t->name, sh, i, v);
+                                " representable as float32", path, t->name, sh, first + i, v);
         }
         if (out)
-            for (i = 0; i < numel; i++) {
+            for (i = 0; i < count; i++) {
                 double v;
                 memcpy(&v, p + 8 * i, 8);
                 out[i] = (float)v;
             }
         return BT_OK;
     default:
-        for (i = 0; i < numel; i++) {
+        for (i = 0; i < count; i++) {
             uint64_t big;
             int64_t v = int_at(p, t->dtype, i, &big);
             if (big || !int64_fits_float(v) || (t->dtype == BTI_ST_BOOL && v > 1)) {
@@ -1107,16 +1110,117 @@ bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *p
                 return bti_fail(BT_E_FORMAT, "safetensors file '%s': tensor '" NAME_FMT "' (%s,"
                                 " shape %s): element %" PRId64 " = %s is not exactly"
                                 " representable as float32", path, t->name,
-                                dtype_names[t->dtype], sh, i, val);
+                                dtype_names[t->dtype], sh, first + i, val);
             }
         }
         if (out)
-            for (i = 0; i < numel; i++) {
+            for (i = 0; i < count; i++) {
                 uint64_t big;
                 out[i] = (float)int_at(p, t->dtype, i, &big);
             }
         return BT_OK;
     }
+}
+
+/* numel of a tensor whose fields are checked, or a status (BT_OK in *st). */
+static int64_t checked_numel(const struct bti_st_tensor *t, const char *fn, bt_status *st)
+{
+    int64_t numel;
+    char sh[160];
+    *st = BT_OK;
+    if (!t) {
+        *st = bti_fail(BT_E_INVALID_ARG, "%s: tensor is NULL", fn);
+        return -1;
+    }
+    if (t->dtype < 0 || t->dtype >= BTI_ST_DTYPE_COUNT || t->ndim < 0 ||
+        t->ndim > BTI_ST_MAX_DIMS) {
+        *st = bti_fail(BT_E_INVALID_ARG, "%s: tensor '" NAME_FMT "' has dtype %d and"
+                       " %d dimensions", fn, t->name ? t->name : "?", t->dtype, (int)t->ndim);
+        return -1;
+    }
+    numel = shape_numel(t->ndim, t->shape);
+    if (numel < 0 || (uint64_t)numel > SIZE_MAX / sizeof(double)) {
+        shape_text(t->ndim, t->shape, sh, sizeof sh);
+        *st = bti_fail(BT_E_INVALID_ARG, "%s: tensor '" NAME_FMT "' has shape %s", fn,
+                       t->name ? t->name : "?", sh);
+    }
+    return numel;
+}
+
+bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *path)
+{
+    bt_status st;
+    const int64_t numel = checked_numel(t, "bti_st_to_f32", &st);
+    if (st != BT_OK)
+        return st;
+    if (!path)
+        path = "(unnamed)";
+    if (numel > 0 && !t->data)
+        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has no data",
+                        t->name ? t->name : "?");
+    return convert(t, t->data, 0, numel, out, path);
+}
+
+/* pread all len bytes at off: 0, 1 at an early end of file, -1 on error (errno). */
+static int read_at(int fd, void *buf, size_t len, uint64_t off)
+{
+    unsigned char *p = buf;
+    while (len > 0) {
+        size_t chunk = len > ((size_t)1 << 30) ? (size_t)1 << 30 : len;
+        ssize_t r = pread(fd, p, chunk, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0)
+            return 1;
+        p += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, float *out)
+{
+    const struct entry *e = (const struct entry *)t; /* t is an entry's first member */
+    unsigned char *buf;
+    int64_t numel, done, per;
+    char what[200];
+    size_t es;
+    bt_status st;
+    int r;
+    if (!f || f->fd < 0)
+        return bti_st_to_f32(t, out, f ? f->path : NULL);
+    numel = checked_numel(t, "bti_st_load_f32", &st);
+    if (st != BT_OK)
+        return st;
+    es = dtype_sizes[t->dtype];
+    snprintf(what, sizeof what, "reading tensor '" NAME_FMT "'", t->name);
+    if (t->dtype == BTI_ST_F32 && out) { /* straight into place */
+        if ((r = read_at(f->fd, out, (size_t)t->nbytes, f->data_at + e->begin)) != 0)
+            return read_fail(f->path, r, what);
+        return BT_OK;
+    }
+    if (!out && (t->dtype == BTI_ST_F32 || t->dtype == BTI_ST_F16 || t->dtype == BTI_ST_BF16))
+        return BT_OK; /* every value converts */
+    if (t->dtype == BTI_ST_F8_E5M2 || t->dtype == BTI_ST_F8_E4M3)
+        return convert(t, NULL, 0, 0, out, f->path);
+    per = (int64_t)(BTI_ST_STREAM_CHUNK / es);
+    buf = malloc((size_t)(numel < per ? numel : per) * es + 1);
+    if (!buf)
+        return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", f->path);
+    for (done = 0, st = BT_OK; done < numel && st == BT_OK; done += per) {
+        const int64_t count = numel - done < per ? numel - done : per;
+        r = read_at(f->fd, buf, (size_t)count * es, f->data_at + e->begin + (uint64_t)done * es);
+        if (r != 0)
+            st = read_fail(f->path, r, what);
+        else
+            st = convert(t, buf, done, count, out ? out + done : NULL, f->path);
+    }
+    free(buf);
+    return st;
 }
 
 /* ======================================================================== */

@@ -110,6 +110,20 @@ BTI_HIDDEN bt_status bti_st_write(const char *path, const struct bti_st_tensor *
  */
 BTI_HIDDEN bt_status bti_st_read(const char *path, bti_st_file **out);
 
+/* The same, validating the header against the file's size but leaving the
+ * data in the file (kept open until bti_st_close): the tensors' data
+ * pointers are NULL, and bti_st_load_f32 reads them. */
+BTI_HIDDEN bt_status bti_st_open(const char *path, bti_st_file **out);
+
+/* bti_st_to_f32 for a tensor of f, from memory or, for bti_st_open's files,
+ * by pread: F32 straight into out, other dtypes through a buffer of at most
+ * BTI_ST_STREAM_CHUNK bytes (out NULL: check only, reading only the dtypes
+ * whose values need checking). A read failure is BT_E_IO (BT_E_FORMAT if the
+ * file became shorter); out may then be partly written. */
+#define BTI_ST_STREAM_CHUNK ((size_t)16 << 20)
+BTI_HIDDEN bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t,
+                                     float *out);
+
 /* The same from memory (size bytes at buf, copied); name is used in messages. */
 BTI_HIDDEN bt_status bti_st_read_mem(const void *buf, size_t size, const char *name,
                                      bti_st_file **out);
