@@ -1042,6 +1042,14 @@ BT_API bt_status bt_checkpoint_load_ex(const char *path, bt_model *m, bt_optim *
  * does not know or accept, named in the message); BT_E_NOMEM. */
 BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path);
 
+/* Copy the value of path's metadata key (e.g. "libbarlow.cpu_level",
+ * "libbarlow.version"; docs/checkpoint.md lists them) into buf of cap bytes,
+ * NUL-terminated; only the header is read.
+ * Returns BT_OK; BT_E_MISUSE (a NULL argument); BT_E_IO; BT_E_FORMAT (a
+ * malformed file, or no such key); BT_E_INVALID_ARG (cap too small, with the
+ * size needed); BT_E_NOMEM. */
+BT_API bt_status bt_checkpoint_metadata(const char *path, const char *key, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

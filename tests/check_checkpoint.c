@@ -353,6 +353,14 @@ START_TEST(checkpoint_describes_its_model)
     ck_assert_ptr_nonnull(strstr(head, "model.widths=8-16\\n"));
     ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.cpu_level\":\""));
     ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.blas_core\":\""));
+    ck_assert_int_eq(bt_checkpoint_metadata(path("a.safetensors"), "libbarlow.version", buf,
+                                            sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, bt_version_string());
+    ck_assert_int_eq(bt_checkpoint_metadata(path("a.safetensors"), "libbarlow.version", buf, 2),
+                     BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_checkpoint_metadata(path("a.safetensors"), "nope", buf, sizeof buf),
+                     BT_E_FORMAT);
+    ck_assert_int_eq(bt_checkpoint_metadata(NULL, "nope", buf, sizeof buf), BT_E_MISUSE);
 
     ck_assert_int_eq(bt_config_create(&c), BT_OK);
     ck_assert_int_eq(bt_config_set(c, "seed", "1"), BT_OK);

@@ -109,6 +109,14 @@ cmp -s "$tmp/ref/checkpoint.safetensors" "$tmp/stop/checkpoint.safetensors" && o
 diff <(grep -o '"step":[0-9]*,"epoch":[0-9]*,"loss":[^,]*' "$tmp/ref/log.jsonl") \
      <(grep -o '"step":[0-9]*,"epoch":[0-9]*,"loss":[^,]*' "$tmp/stop/log.jsonl") >/dev/null && ok \
   || bad "resumed log's losses differ from the uninterrupted run"
+# resuming at another CPU level says so, once
+grep -q '^note: the checkpoint was trained' "$tmp/stop.out" && bad "a same-level resume printed the level note" || ok
+"$bin" "${ref[@]}" --out "$tmp/lvl" --max-steps 3 >"$tmp/lvl0.out" 2>&1
+level=$(sed -n 's/^barlow: cpu \([a-z0-9]*\) .*/\1/p' "$tmp/lvl0.out" | head -1)
+BT_CPU=generic "$bin" pretrain --out "$tmp/lvl" --resume --no-eval --max-steps 4 >"$tmp/lvl.out" 2>&1 || bad "generic resume failed"
+want=$([[ $level == generic ]] && echo 0 || echo 1) # an aarch64 build has only the generic level
+[[ -n $level && $(grep -c "^note: the checkpoint was trained at CPU level $level and continues at generic" \
+   "$tmp/lvl.out") -eq $want ]] && ok || { bad "resume at another level: want $want note(s) (level '$level')"; cat "$tmp/lvl.out"; }
 
 "$bin" "${ref[@]}" --out "$tmp/int" >"$tmp/int.out" 2>&1 &
 pid=$!

@@ -289,8 +289,15 @@ int cmd_pretrain(const struct args *a)
            a->resume ? "resuming" : "pretraining", r.dataset, (long long)train.n, (long long)test.n,
            (long long)r.batch, (long long)r.total_steps, (long long)r.steps_per_epoch,
            (long long)bt_model_feature_dim(t.m), (long long)bt_model_embed_dim(t.m), out);
-    if (a->resume)
+    if (a->resume) {
+        char was[32], now[32];
         printf("continuing at step %lld\n", (long long)step0);
+        if (bt_checkpoint_metadata(ckpt, "libbarlow.cpu_level", was, sizeof was) == BT_OK &&
+            bt_config_get(cfg, "build.cpu_level", now, sizeof now) == BT_OK && strcmp(was, now))
+            printf("note: the checkpoint was trained at CPU level %s and continues at %s: the run "
+                   "stays valid, but is no longer bit-identical to one that never stopped\n",
+                   was, now);
+    }
     fflush(stdout);
 
     memset(&sa, 0, sizeof sa);

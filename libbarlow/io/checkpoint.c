@@ -459,3 +459,25 @@ BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
     bti_st_close(f);
     return st;
 }
+
+BT_API bt_status bt_checkpoint_metadata(const char *path, const char *key, char *buf, size_t cap)
+{
+    static const char *fn = "bt_checkpoint_metadata";
+    bti_st_file *f = NULL;
+    const char *v;
+    bt_status st;
+    if (!path || !key || !buf)
+        return bti_fail(BT_E_MISUSE, "%s: %s is NULL", fn, !path ? "path" : !key ? "key" : "buf");
+    if ((st = bti_st_open(path, &f)) != BT_OK)
+        return st;
+    v = bti_st_meta(f, key);
+    if (!v)
+        st = bti_fail(BT_E_FORMAT, "%s: %s has no metadata '%s'", fn, path, key);
+    else if (strlen(v) + 1 > cap)
+        st = bti_fail(BT_E_INVALID_ARG, "%s: metadata '%s' of %s needs a buffer of %zu bytes, got %zu",
+                      fn, key, path, strlen(v) + 1, cap);
+    else
+        memcpy(buf, v, strlen(v) + 1);
+    bti_st_close(f);
+    return st;
+}
