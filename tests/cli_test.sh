@@ -139,6 +139,16 @@ else
   bad "Ctrl-C: exit $rc, want 130"; cat "$tmp/int.out"
 fi
 
+# ---- --resume with a new length extends a finished run (the schedule of the new length)
+cp -r "$tmp/run" "$tmp/ext"
+"$bin" pretrain --out "$tmp/ext" --resume --epochs 3 --no-eval >"$tmp/ext.out" 2>&1 \
+  && grep -q '^extending the run from 20 to 30 steps' "$tmp/ext.out" \
+  && [[ $(grep -c '"event":"step"' "$tmp/ext/log.jsonl") -eq 30 ]] && grep -q '^total_steps=30$' "$tmp/ext/run.txt" \
+  && grep -q '^optim.total_steps=30$' "$tmp/ext/config.txt" && ok || { bad "--resume --epochs 3"; cat "$tmp/ext.out"; }
+"$bin" pretrain --out "$tmp/ext" --resume --epochs 2 >/dev/null 2>"$tmp/ext.err"
+[[ $? -eq 2 ]] && grep -q 'a new length of 20 steps does not extend it' "$tmp/ext.err" && ok \
+  || { bad "--resume to a shorter length"; cat "$tmp/ext.err"; }
+
 # ---- eval and embed
 # a checkpoint copied alone says what model it holds
 mkdir -p "$tmp/alone" && cp "$tmp/run/checkpoint.safetensors" "$tmp/alone/"

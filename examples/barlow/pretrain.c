@@ -152,7 +152,7 @@ int cmd_pretrain(const struct args *a)
     bt_augment *eval_aug;
     FILE *log;
     double *hist, t_epoch, t_start = now_s();
-    int64_t *perm, step, step0, perm_epoch = -1, threads;
+    int64_t *perm, step, step0, perm_epoch = -1, threads, extend = 0;
     struct sigaction sa;
     int stopped = 0;
 
@@ -176,12 +176,14 @@ int cmd_pretrain(const struct args *a)
             die("--resume: %s does not exist", ckpt);
         if (!run_read(&r, runp))
             die("--resume: %s does not exist (was %s written by barlow pretrain?)", runp, ckpt);
-        if (a->nsets || a->config || a->epochs || a->steps || a->minutes > 0 || a->batch || a->limit || a->has_seed
-            || a->dataset)
+        if (a->nsets || a->config || a->minutes > 0 || a->batch || a->limit || a->has_seed || a->dataset)
             die("--resume continues the run in %s with its recorded options (%s, %s); "
-                "--set, --config, --epochs, --steps, --minutes, --batch, --limit, --seed and --dataset cannot change them",
+                "--set, --config, --minutes, --batch, --limit, --seed and --dataset cannot change them "
+                "(--epochs or --steps extend it)",
                 out, cfgp, runp);
         cfg_load_file(cfg, cfgp);
+        if (a->epochs || a->steps) /* a new length: the schedule of a run planned for it */
+            extend = a->steps ? a->steps : a->epochs * r.steps_per_epoch;
         if (a->data)
             snprintf(r.data, sizeof r.data, "%s", a->data);
         if (a->eval_size)
@@ -257,12 +259,27 @@ int cmd_pretrain(const struct args *a)
         die("%s: the run had %lld steps per epoch, the data at %s now gives %lld", runp,
             (long long)r.steps_per_epoch, r.data, (long long)(train.n / r.batch));
     }
+    if (extend) {
+        snprintf(buf, sizeof buf, "%lld", (long long)extend);
+        cfg_set(cfg, "optim.total_steps", buf, "--epochs/--steps");
+    }
 
     trainer_init(&t, cfg, r.batch, 1);
     eval_aug = make_eval_augment(cfg, r.eval_size);
     if (a->resume && bt_checkpoint_load(ckpt, t.m, t.opt, t.aug) != BT_OK)
         die_checkpoint(ckpt);
     step0 = bt_optim_step_count(t.opt);
+    if (extend) {
+        if (extend <= step0)
+            die("--resume: the run is at step %lld; a new length of %lld steps does not extend it",
+                (long long)step0, (long long)extend);
+        printf("extending the run from %lld to %lld steps: the learning rate now follows the "
+               "schedule of a %lld-step run from step %lld on\n", (long long)r.total_steps,
+               (long long)extend, (long long)extend, (long long)step0);
+        r.total_steps = extend;
+        cfg_write_file(cfg, cfgp);
+        run_write(&r, runp);
+    }
 
     hist = xmalloc((size_t)r.total_steps * sizeof *hist);
     memset(hist, 0, (size_t)r.total_steps * sizeof *hist);
