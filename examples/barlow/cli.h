@@ -90,6 +90,7 @@ void cfg_get(const bt_config *c, const char *name, char *buf, size_t cap);
 
 /* An integer option's current value. */
 int64_t cfg_int(const bt_config *c, const char *name);
+double cfg_real(const bt_config *c, const char *name);
 
 /* The options of dataset kind "fmnist", "cifar10" or "folder" (any other: folder). */
 void cfg_apply_preset(bt_config *c, const char *kind);
@@ -119,15 +120,28 @@ void run_write(const struct run *r, const char *path);
  * malformed one (exit 2). */
 int run_read(struct run *r, const char *path);
 
-/* ---- pictures.c: loss.png and correlation.png */
+/* ---- pictures.c: loss.png, knn.png and correlation.png */
 
-/* The loss per step on a log scale: raw (light), running mean over a tenth of
- * an epoch (dark), epoch boundaries (grey), decades labelled. */
-void draw_loss(const char *path, const double *loss, int64_t n, int64_t spe);
+/* Per-step losses (the total and its on- and off-diagonal terms, the latter
+ * before its weight lambda) and per-epoch kNN top-1 (-1 where none was
+ * measured) of a run. */
+struct history {
+    double *loss, *on, *off, *knn;
+    double lambda; /* loss.lambda: total = on + lambda * off */
+};
+
+/* The three losses per step on a log scale: the total raw (light) and each as a
+ * running mean over a tenth of an epoch (dark), epoch boundaries (grey), axis
+ * names, decades and steps labelled, a legend; title names the run. */
+void draw_loss(const char *path, const char *title, const struct history *h, int64_t n, int64_t spe);
+
+/* kNN top-1 (%) of the first nepochs epochs; nothing when none was measured. */
+void draw_knn(const char *path, const char *title, const struct history *h, int64_t nepochs);
 
 /* The leading k x k block of the cross-correlation matrix C of the last step:
- * red positive, blue negative, white 0 (the paper's Figure 1 wants a red diagonal). */
-void draw_correlation(const char *path, bt_loss *loss, int64_t D);
+ * red positive, blue negative, white 0 (the paper's Figure 1 wants a red
+ * diagonal), with its colour scale and the block's size. */
+void draw_correlation(const char *path, const char *title, bt_loss *loss, int64_t D);
 
 /* ---- trainer.c: one training step */
 

@@ -52,6 +52,13 @@ int64_t cfg_int(const bt_config *c, const char *name)
     return strtoll(buf, NULL, 10);
 }
 
+double cfg_real(const bt_config *c, const char *name)
+{
+    char buf[64];
+    cfg_get(c, name, buf, sizeof buf);
+    return strtod(buf, NULL);
+}
+
 void cfg_apply_preset(bt_config *c, const char *kind)
 {
     const char *const(*p)[2] = !strcmp(kind, "fmnist") ? preset_fmnist

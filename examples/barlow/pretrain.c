@@ -61,9 +61,17 @@ static int64_t log_step_of(const char *line)
     return s ? strtoll(s + 7, NULL, 10) : -1;
 }
 
+/* The number after "key": in a log record, or `none`. */
+static double log_number(const char *line, const char *key, double none)
+{
+    const char *v = strstr(line, key);
+    return v ? strtod(v + strlen(key), NULL) : none;
+}
+
 /* Keep the records up to step `upto` (a crash may have logged steps after the
- * checkpoint), and recover the per-step losses from them. */
-static void log_rewind(const char *path, int64_t upto, double *hist, int64_t cap)
+ * checkpoint), and recover the losses per step (cap of them) and the kNN per
+ * epoch (ecap) from them. */
+static void log_rewind(const char *path, int64_t upto, struct history *h, int64_t cap, int64_t ecap)
 {
     FILE *in = fopen(path, "r"), *out;
     char tmp[PATH_CAP + 32], *line = NULL;
@@ -77,9 +85,13 @@ static void log_rewind(const char *path, int64_t upto, double *hist, int64_t cap
             continue;
         fputs(line, out);
         if (strstr(line, "\"event\":\"step\"") && s >= 1 && s <= cap) {
-            const char *l = strstr(line, "\"loss\":");
-            if (l)
-                hist[s - 1] = strtod(l + 7, NULL);
+            h->loss[s - 1] = log_number(line, "\"loss\":", 0);
+            h->on[s - 1] = log_number(line, "\"on_diag\":", 0);
+            h->off[s - 1] = log_number(line, "\"off_diag\":", 0);
+        } else if (strstr(line, "\"event\":\"epoch\"")) {
+            const int64_t e = (int64_t)log_number(line, "\"epoch\":", 0);
+            if (e >= 1 && e <= ecap)
+                h->knn[e - 1] = log_number(line, "\"knn_top1\":", -1);
         }
     }
     free(line);
@@ -94,6 +106,19 @@ static void on_sigint(int sig)
     (void)sig;
     g_interrupted = 1;
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once (the last checkpoint stays intact) */
+}
+
+/* loss.png, correlation.png and (with kNN numbers) knn.png in the run folder. */
+static void draw_pictures(struct trainer *t, const struct history *h, const struct run *r,
+                          const char *out, int64_t steps, int64_t epochs)
+{
+    char p[PATH_CAP + 32];
+    snprintf(p, sizeof p, "%s/loss.png", out);
+    draw_loss(p, out, h, steps, r->steps_per_epoch);
+    snprintf(p, sizeof p, "%s/correlation.png", out);
+    draw_correlation(p, out, t->loss, bt_model_embed_dim(t->m));
+    snprintf(p, sizeof p, "%s/knn.png", out);
+    draw_knn(p, out, h, epochs);
 }
 
 static void save_checkpoint(const char *path, struct trainer *t)
@@ -143,7 +168,7 @@ static void final_evaluation(struct trainer *t, const bt_config *cfg, bt_augment
 int cmd_pretrain(const struct args *a)
 {
     char out[PATH_CAP], ckpt[PATH_CAP + 32], cfgp[PATH_CAP + 32], runp[PATH_CAP + 32], logp[PATH_CAP + 32];
-    char lossp[PATH_CAP + 32], corrp[PATH_CAP + 32], buf[256];
+    char lossp[PATH_CAP + 32], corrp[PATH_CAP + 32], knnp[PATH_CAP + 32], buf[256];
     struct run r;
     struct dataset train, test;
     struct trainer t;
@@ -151,7 +176,9 @@ int cmd_pretrain(const struct args *a)
     bt_config *cfg = NULL;
     bt_augment *eval_aug;
     FILE *log;
-    double *hist, t_epoch, t_start = now_s();
+    struct history h;
+    int64_t nepochs;
+    double t_epoch, t_start = now_s();
     int64_t *perm, step, step0, perm_epoch = -1, threads, extend = 0;
     struct sigaction sa;
     int stopped = 0;
@@ -168,6 +195,7 @@ int cmd_pretrain(const struct args *a)
     snprintf(logp, sizeof logp, "%s/log.jsonl", out);
     snprintf(lossp, sizeof lossp, "%s/loss.png", out);
     snprintf(corrp, sizeof corrp, "%s/correlation.png", out);
+    snprintf(knnp, sizeof knnp, "%s/knn.png", out);
     if (bt_config_create(&cfg) != BT_OK)
         fail("%s", bt_last_error());
 
@@ -281,10 +309,17 @@ int cmd_pretrain(const struct args *a)
         run_write(&r, runp);
     }
 
-    hist = xmalloc((size_t)r.total_steps * sizeof *hist);
-    memset(hist, 0, (size_t)r.total_steps * sizeof *hist);
+    nepochs = (r.total_steps + r.steps_per_epoch - 1) / r.steps_per_epoch;
+    h.loss = xmalloc((size_t)(3 * r.total_steps + nepochs) * sizeof *h.loss);
+    memset(h.loss, 0, (size_t)(3 * r.total_steps) * sizeof *h.loss);
+    h.on = h.loss + r.total_steps;
+    h.off = h.on + r.total_steps;
+    h.knn = h.off + r.total_steps;
+    h.lambda = cfg_real(cfg, "loss.lambda");
+    for (int64_t k = 0; k < nepochs; k++) /* no kNN measured yet */
+        h.knn[k] = -1;
     if (a->resume) {
-        log_rewind(logp, step0, hist, r.total_steps);
+        log_rewind(logp, step0, &h, r.total_steps, nepochs);
     } else {
         mkdirs(out);
         cfg_write_file(cfg, cfgp);
@@ -353,7 +388,9 @@ int cmd_pretrain(const struct args *a)
             fail("step %lld: %s", (long long)step + 1, bt_last_error());
         }
         step++;
-        hist[step - 1] = loss;
+        h.loss[step - 1] = loss;
+        h.on[step - 1] = on;
+        h.off[step - 1] = off;
         fprintf(log, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.17g,\"on_diag\":%.17g,"
                      "\"off_diag\":%.17g,\"lr\":%.9g,\"images_per_s\":%.1f}\n",
                 (long long)step, (long long)e + 1, loss, on, off, lr,
@@ -363,12 +400,12 @@ int cmd_pretrain(const struct args *a)
             double k1, k5, secs = now_s() - t_epoch, epoch_loss = 0;
             int64_t i, first = e * r.steps_per_epoch;
             for (i = first; i < step; i++) /* the whole epoch's, also after a resume */
-                epoch_loss += hist[i];
+                epoch_loss += h.loss[i];
             epoch_loss /= (double)(step - first);
             epoch_knn(&t, eval_aug, &train, &test, &r, (int32_t)threads, &k1, &k5);
             save_checkpoint(ckpt, &t);
-            draw_loss(lossp, hist, step, r.steps_per_epoch);
-            draw_correlation(corrp, t.loss, bt_model_embed_dim(t.m));
+            h.knn[e] = k1;
+            draw_pictures(&t, &h, &r, out, step, e + 1);
             progress_clear(&pg);
             printf("epoch %lld done: mean loss %.6g, ", (long long)e + 1, epoch_loss);
             if (k1 >= 0) /* no labels, no kNN */
@@ -388,8 +425,7 @@ int cmd_pretrain(const struct args *a)
         progress_clear(&pg);
         if (step > step0) {
             save_checkpoint(ckpt, &t);
-            draw_loss(lossp, hist, step, r.steps_per_epoch);
-            draw_correlation(corrp, t.loss, bt_model_embed_dim(t.m));
+            draw_pictures(&t, &h, &r, out, step, step / r.steps_per_epoch);
         }
         fprintf(log, "{\"event\":\"%s\",\"step\":%lld}\n", g_interrupted ? "interrupted" : "stopped",
                 (long long)step);
@@ -403,12 +439,13 @@ int cmd_pretrain(const struct args *a)
         data_free(&train);
         data_free(&test);
         free(perm);
-        free(hist);
+        free(h.loss);
         return g_interrupted ? 130 : 0;
     }
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    printf("pretraining done: %lld steps; pictures %s, %s\n", (long long)step, lossp, corrp);
+    printf("pretraining done: %lld steps; pictures %s, %s%s%s\n", (long long)step, lossp, corrp,
+           train.label ? ", " : "", train.label ? knnp : "");
     fflush(stdout);
     if (!a->no_eval)
         final_evaluation(&t, cfg, eval_aug, &train, &test, a, &r, log, step, ckpt);
@@ -419,6 +456,6 @@ int cmd_pretrain(const struct args *a)
     data_free(&train);
     data_free(&test);
     free(perm);
-    free(hist);
+    free(h.loss);
     return 0;
 }
