@@ -82,6 +82,8 @@ n_steps=$(grep -c '"event":"step"' "$tmp/run/log.jsonl")
 [[ $n_steps -eq 20 ]] && ok || bad "log has $n_steps step records, want 20 (2 epochs of 160/16)"
 [[ $(grep -c '"event":"epoch".*"knn_top1"' "$tmp/run/log.jsonl") -eq 2 ]] && ok || bad "log lacks 2 epoch kNN records"
 grep -q '"event":"eval".*"trained".*"random".*"pixels"' "$tmp/run/log.jsonl" && ok || bad "log lacks the eval record"
+grep -q '^final evaluation (--no-eval skips it): about [0-9]* s of encoding 160 + 60 images twice' "$tmp/run.out" \
+  && ok || { bad "pretrain did not say what the evaluation would do"; grep -i evaluat "$tmp/run.out"; }
 grep -q '^Barlow Twins encoder .*%' "$tmp/run.out" && grep -q '^random-init encoder .*%' "$tmp/run.out" \
   && grep -q '^raw pixels .*%' "$tmp/run.out" && ok || bad "pretrain did not print the three probe rows"
 

@@ -160,7 +160,21 @@ static void final_evaluation(struct trainer *t, const bt_config *cfg, bt_augment
         printf("no evaluation after %lld steps (under %d; --eval asks for it); later: "
                "barlow eval --checkpoint %s\n", (long long)step, EVAL_MIN_STEPS, ckpt);
     } else {
-        printf("final evaluation (--no-eval skips it)\n");
+        /* its cost, from encoding a few images: the trained and the random
+         * encoder each encode both splits (the probes' own training comes on top) */
+        const int64_t ntr = a->eval_train && a->eval_train < train->n ? a->eval_train : train->n,
+                      nte = a->eval_test && a->eval_test < test->n ? a->eval_test : test->n,
+                      k = train->n < 256 ? train->n : 256;
+        struct feats f;
+        char err[PROBE_ERR_CAP];
+        double t0 = now_s(), per;
+        if (probe_encode(t->m, eval_aug, train, k, bt_augment_output_size(eval_aug, 0), &f, err) != 0)
+            fail("%s", err);
+        feats_free(&f);
+        per = (now_s() - t0) / (double)k;
+        printf("final evaluation (--no-eval skips it): about %.0f s of encoding %lld + %lld images%s, "
+               "then the probes\n", per * (double)(ntr + nte) * (a->no_baselines ? 1 : 2),
+               (long long)ntr, (long long)nte, a->no_baselines ? "" : " twice (trained, random)");
         evaluate(t->m, cfg, eval_aug, train, test, a, log, step);
     }
 }
