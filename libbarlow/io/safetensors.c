@@ -794,13 +794,13 @@ bt_status bti_st_read_mem(const void *buf, size_t size, const char *name, bti_st
     return BT_OK;
 }
 
-/* 0 when all len bytes were read, 1 at an early end of file, -1 on error (errno). */
-static int read_full(int fd, void *buf, size_t len)
+/* pread all len bytes at off: 0, 1 at an early end of file, -1 on error (errno). */
+static int read_at(int fd, void *buf, size_t len, uint64_t off)
 {
     unsigned char *p = buf;
     while (len > 0) {
         size_t chunk = len > ((size_t)1 << 30) ? (size_t)1 << 30 : len;
-        ssize_t r = read(fd, p, chunk);
+        ssize_t r = pread(fd, p, chunk, (off_t)off);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -810,6 +810,7 @@ static int read_full(int fd, void *buf, size_t len)
             return 1;
         p += r;
         len -= (size_t)r;
+        off += (uint64_t)r;
     }
     return 0;
 }
@@ -865,7 +866,7 @@ static bt_status read_file(const char *path, bti_st_file **out, int stream)
                       " 8-byte header length (truncated file?)", path, size);
         goto done;
     }
-    if ((r = read_full(fd, len8, 8)) != 0) {
+    if ((r = read_at(fd, len8, 8, 0)) != 0) {
         st = read_fail(path, r, "reading the header length");
         goto done;
     }
@@ -879,7 +880,7 @@ static bt_status read_file(const char *path, bti_st_file **out, int stream)
                       " bytes", path, n);
         goto done;
     }
-    if ((r = read_full(fd, hdr, (size_t)n)) != 0) {
+    if ((r = read_at(fd, hdr, (size_t)n, 8)) != 0) {
         st = read_fail(path, r, "reading the header");
         goto done;
     }
@@ -898,7 +899,7 @@ static bt_status read_file(const char *path, bti_st_file **out, int stream)
                           " bytes of data", path, data_size);
             goto done;
         }
-        if ((r = read_full(fd, f->data, (size_t)data_size)) != 0) {
+        if ((r = read_at(fd, f->data, (size_t)data_size, 8 + n)) != 0) {
             st = read_fail(path, r, "reading the tensor data");
             goto done;
         }
@@ -1159,27 +1160,6 @@ bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *p
         return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has no data",
                         t->name ? t->name : "?");
     return convert(t, t->data, 0, numel, out, path);
-}
-
-/* pread all len bytes at off: 0, 1 at an early end of file, -1 on error (errno). */
-static int read_at(int fd, void *buf, size_t len, uint64_t off)
-{
-    unsigned char *p = buf;
-    while (len > 0) {
-        size_t chunk = len > ((size_t)1 << 30) ? (size_t)1 << 30 : len;
-        ssize_t r = pread(fd, p, chunk, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            return 1;
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
 }
 
 bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, float *out)
