@@ -1016,7 +1016,8 @@ BT_API bt_status bt_checkpoint_save_ex(const char *path, bt_model *m, bt_optim *
  * matching `from` is loaded as `to` + the rest of its name ("" matches every
  * name): "=backbone." loads a bare torchvision state dict into the backbone,
  * "module.=" strips DDP's prefix. Optimizer tensors (optim.*) keep their
- * names. A pair that matches no tensor of the file is an error. With a map,
+ * names. A pair that matches no tensor of the file is an error, and so are
+ * two file tensors that load as one (BT_E_FORMAT). With a map,
  * missing num_batches_tracked counters are allowed (older files lack them).
  * flags: BT_LOAD_PARTIAL, BT_LOAD_IGNORE_EXTRA or 0. At least one tensor must
  * load.

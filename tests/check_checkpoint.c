@@ -510,6 +510,12 @@ START_TEST(partial_and_renamed_loads)
                                            "module.=;other.=", 0, NULL, 0),
                      BT_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "'other.='"));
+    /* two file tensors onto one model tensor */
+    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL,
+                                           "module.backbone.conv1.=backbone.bn1.;module.=", 0, NULL,
+                                           0),
+                     BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "both load as"));
     ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL, "module.", 0,
                                            NULL, 0),
                      BT_E_INVALID_ARG);

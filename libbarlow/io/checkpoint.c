@@ -316,14 +316,19 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
         for (k = 0; name && k < known && found < 0; k++)
             if (strcmp(e.name[k], name) == 0)
                 found = k;
-        if (found >= 0) {
+        if (found >= 0 && src[found]) {
+            st = bti_fail(BT_E_FORMAT, "%s: %s: tensors '%s' and '%s' both load as '%s'", fn, path,
+                          src[found]->name, t->name, e.name[found]);
+            goto done;
+        } else if (found >= 0) {
             src[found] = t;
         } else if (flags & BT_LOAD_IGNORE_EXTRA) {
             extra[i] = 1;
             skipped++;
         } else {
-            st = bti_fail(BT_E_FORMAT, "%s: %s has a tensor '%s' (as '%s') this model does not have",
-                          fn, path, t->name, name ? name : "too long a name");
+            st = bti_fail(BT_E_FORMAT, "%s: %s has a tensor '%s'%s%s%s this model does not have",
+                          fn, path, t->name, hit ? " (as '" : "",
+                          hit ? (name ? name : "a name too long") : "", hit ? "')" : "");
             goto done;
         }
     }
