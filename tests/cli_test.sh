@@ -157,6 +157,9 @@ mkdir -p "$tmp/alone" && cp "$tmp/run/checkpoint.safetensors" "$tmp/alone/"
 "$bin" eval --checkpoint "$tmp/alone/checkpoint.safetensors" --data "$tmp/fm" --probe-epochs 1 --no-baselines \
   >"$tmp/alone.out" 2>&1 && grep -q '^Barlow Twins encoder .*%' "$tmp/alone.out" && ok \
   || { bad "eval of a checkpoint without its config.txt"; cat "$tmp/alone.out"; }
+"$bin" embed --checkpoint "$tmp/alone/checkpoint.safetensors" --data "$tmp/fm" --split test --out "$tmp/alone/f.npy" \
+  >"$tmp/alone_embed.out" 2>&1 && [[ -s "$tmp/alone/f.npy" ]] && ok \
+  || { bad "embed of a checkpoint without its config.txt"; cat "$tmp/alone_embed.out"; }
 "$bin" eval --checkpoint "$tmp/run/checkpoint.safetensors" --probe-epochs 3 --no-baselines >"$tmp/eval.out" 2>&1 \
   && grep -q '^Barlow Twins encoder .*%' "$tmp/eval.out" && ok || { bad "eval"; cat "$tmp/eval.out"; }
 "$bin" embed --checkpoint "$tmp/run/checkpoint.safetensors" --split test --out "$tmp/f.npy" --labels "$tmp/l.npy" \
