@@ -71,6 +71,7 @@ static bt_status check_handles(const char *fn, bt_model *m, bt_optim *o, bt_augm
 /* ---- prefix maps ------------------------------------------------------------ */
 
 #define MAP_PAIRS 8
+#define NAME_MAX_LEN 192 /* a tensor name under a map */
 
 /* A prefix map "from=to;from=to": a file tensor's name that starts with the
  * first matching `from` has it replaced by `to` ("" matches every name). */
@@ -131,8 +132,6 @@ static bt_status unused_pair(const struct prefix_map *pm, const char *path, cons
                             fn, pm->from[k], pm->to[k], path);
     return BT_OK;
 }
-
-#define NAME_MAX_LEN 192
 
 static bt_status save(const char *path, bt_model *m, bt_optim *o, bt_augment *a, const char *map,
                       uint32_t flags, const char *fn)
@@ -277,7 +276,7 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
     int64_t step = 0;
     uint64_t seed = 0, calls = 0;
     int i, k, known, nfile, loaded = 0, kept = 0, skipped = 0;
-    char sa[96], sb[96], mapped[192];
+    char sa[96], sb[96], mapped[NAME_MAX_LEN];
     bt_status st = check_handles(fn, m, o, a);
     if (st != BT_OK)
         return st;
@@ -310,9 +309,10 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
     for (i = 0; i < nfile; i++) {
         const struct bti_st_tensor *t = bti_st_get(f, i);
         int hit, found = -1;
-        const char *name = map_name(&pm, t->name, mapped, sizeof mapped, &hit);
+        const char *name;
         if (!o && strncmp(t->name, "optim.", 6) == 0)
             continue; /* weights only were asked for */
+        name = map_name(&pm, t->name, mapped, sizeof mapped, &hit);
         for (k = 0; name && k < known && found < 0; k++)
             if (strcmp(e.name[k], name) == 0)
                 found = k;

@@ -1123,79 +1123,63 @@ static bt_status convert(const struct bti_st_tensor *t, const unsigned char *p, 
     }
 }
 
-/* numel of a tensor whose fields are checked, or a status (BT_OK in *st). */
-static int64_t checked_numel(const struct bti_st_tensor *t, const char *fn, bt_status *st)
+bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *path)
 {
     int64_t numel;
     char sh[160];
-    *st = BT_OK;
-    if (!t) {
-        *st = bti_fail(BT_E_INVALID_ARG, "%s: tensor is NULL", fn);
-        return -1;
-    }
+    if (!path)
+        path = "(unnamed)";
+    if (!t)
+        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor is NULL");
     if (t->dtype < 0 || t->dtype >= BTI_ST_DTYPE_COUNT || t->ndim < 0 ||
-        t->ndim > BTI_ST_MAX_DIMS) {
-        *st = bti_fail(BT_E_INVALID_ARG, "%s: tensor '" NAME_FMT "' has dtype %d and"
-                       " %d dimensions", fn, t->name ? t->name : "?", t->dtype, (int)t->ndim);
-        return -1;
-    }
+        t->ndim > BTI_ST_MAX_DIMS)
+        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has dtype %d and"
+                        " %d dimensions", t->name ? t->name : "?", t->dtype, (int)t->ndim);
     numel = shape_numel(t->ndim, t->shape);
     if (numel < 0 || (uint64_t)numel > SIZE_MAX / sizeof(double)) {
         shape_text(t->ndim, t->shape, sh, sizeof sh);
-        *st = bti_fail(BT_E_INVALID_ARG, "%s: tensor '" NAME_FMT "' has shape %s", fn,
-                       t->name ? t->name : "?", sh);
+        return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has shape %s",
+                        t->name ? t->name : "?", sh);
     }
-    return numel;
-}
-
-bt_status bti_st_to_f32(const struct bti_st_tensor *t, float *out, const char *path)
-{
-    bt_status st;
-    const int64_t numel = checked_numel(t, "bti_st_to_f32", &st);
-    if (st != BT_OK)
-        return st;
-    if (!path)
-        path = "(unnamed)";
     if (numel > 0 && !t->data)
         return bti_fail(BT_E_INVALID_ARG, "bti_st_to_f32: tensor '" NAME_FMT "' has no data",
                         t->name ? t->name : "?");
     return convert(t, t->data, 0, numel, out, path);
 }
 
+/* A failed read of tensor t's data. */
+static bt_status tensor_read_fail(const bti_st_file *f, const struct bti_st_tensor *t, int r)
+{
+    char what[200];
+    snprintf(what, sizeof what, "reading tensor '" NAME_FMT "'", t->name);
+    return read_fail(f->path, r, what);
+}
+
 bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, float *out)
 {
     const struct entry *e = (const struct entry *)t; /* t is an entry's first member */
+    const size_t es = dtype_sizes[t->dtype]; /* the header's tensors are validated */
+    const uint64_t at = f->data_at + e->begin;
+    const int64_t per = (int64_t)(BTI_ST_STREAM_CHUNK / es);
     unsigned char *buf;
-    int64_t numel, done, per;
-    char what[200];
-    size_t es;
-    bt_status st;
+    int64_t done;
+    bt_status st = BT_OK;
     int r;
-    if (!f || f->fd < 0)
-        return bti_st_to_f32(t, out, f ? f->path : NULL);
-    numel = checked_numel(t, "bti_st_load_f32", &st);
-    if (st != BT_OK)
-        return st;
-    es = dtype_sizes[t->dtype];
-    snprintf(what, sizeof what, "reading tensor '" NAME_FMT "'", t->name);
     if (t->dtype == BTI_ST_F32 && out) { /* straight into place */
-        if ((r = read_at(f->fd, out, (size_t)t->nbytes, f->data_at + e->begin)) != 0)
-            return read_fail(f->path, r, what);
-        return BT_OK;
+        r = read_at(f->fd, out, (size_t)t->nbytes, at);
+        return r ? tensor_read_fail(f, t, r) : BT_OK;
     }
-    if (!out && (t->dtype == BTI_ST_F32 || t->dtype == BTI_ST_F16 || t->dtype == BTI_ST_BF16))
-        return BT_OK; /* every value converts */
-    if (t->dtype == BTI_ST_F8_E5M2 || t->dtype == BTI_ST_F8_E4M3)
+    /* F8 fails without its data, and the float dtypes need none to be checked */
+    if (t->dtype == BTI_ST_F8_E5M2 || t->dtype == BTI_ST_F8_E4M3 ||
+        (!out && (t->dtype == BTI_ST_F32 || t->dtype == BTI_ST_F16 || t->dtype == BTI_ST_BF16)))
         return convert(t, NULL, 0, 0, out, f->path);
-    per = (int64_t)(BTI_ST_STREAM_CHUNK / es);
-    buf = malloc((size_t)(numel < per ? numel : per) * es + 1);
+    buf = malloc((size_t)(t->numel < per ? t->numel : per) * es + 1);
     if (!buf)
         return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", f->path);
-    for (done = 0, st = BT_OK; done < numel && st == BT_OK; done += per) {
-        const int64_t count = numel - done < per ? numel - done : per;
-        r = read_at(f->fd, buf, (size_t)count * es, f->data_at + e->begin + (uint64_t)done * es);
-        if (r != 0)
-            st = read_fail(f->path, r, what);
+    for (done = 0; done < t->numel && st == BT_OK; done += per) {
+        const int64_t count = t->numel - done < per ? t->numel - done : per;
+        if ((r = read_at(f->fd, buf, (size_t)count * es, at + (uint64_t)done * es)) != 0)
+            st = tensor_read_fail(f, t, r);
         else
             st = convert(t, buf, done, count, out ? out + done : NULL, f->path);
     }

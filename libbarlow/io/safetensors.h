@@ -115,8 +115,8 @@ BTI_HIDDEN bt_status bti_st_read(const char *path, bti_st_file **out);
  * pointers are NULL, and bti_st_load_f32 reads them. */
 BTI_HIDDEN bt_status bti_st_open(const char *path, bti_st_file **out);
 
-/* bti_st_to_f32 for a tensor of f, from memory or, for bti_st_open's files,
- * by pread: F32 straight into out, other dtypes through a buffer of at most
+/* bti_st_to_f32 for tensor t of a file from bti_st_open, by pread: F32
+ * straight into out, other dtypes through a buffer of at most
  * BTI_ST_STREAM_CHUNK bytes (out NULL: check only, reading only the dtypes
  * whose values need checking). A read failure is BT_E_IO (BT_E_FORMAT if the
  * file became shorter); out may then be partly written. */
