@@ -78,18 +78,27 @@ int bti_parse_list(const char *s, char sep, int is_int, double *out, int cap, in
 /* ---- names --------------------------------------------------------------- */
 
 /* Split "aug.view2.blur_p" into option index and view; -1 when unknown. */
+/* For a per-view name "aug.viewV.X": V (1 or 2), with *rest at X; else 0. */
+static int view_prefix(const char *name, const char **rest)
+{
+    if (strncmp(name, "aug.view", 8) != 0 || (name[8] != '1' && name[8] != '2') || name[9] != '.')
+        return 0;
+    *rest = name + 10;
+    return name[8] - '0';
+}
+
 static int lookup(const char *name, int *view)
 {
     char base[128];
-    *view = 0;
-    if (strncmp(name, "aug.view", 8) == 0 && (name[8] == '1' || name[8] == '2') && name[9] == '.') {
+    const char *rest;
+    *view = view_prefix(name, &rest);
+    if (*view) {
         int i;
-        if (snprintf(base, sizeof base, "aug.%s", name + 10) >= (int)sizeof base)
+        if (snprintf(base, sizeof base, "aug.%s", rest) >= (int)sizeof base)
             return -1;
         i = bti_option_find(base);
         if (i < 0 || !(bti_options[i].flags & BTI_OPT_PER_VIEW))
             return -1;
-        *view = name[8] - '0';
         return i;
     }
     return bti_option_find(name);
@@ -131,11 +140,8 @@ static int edit_distance(const char *a, const char *b, int cap)
 static const char *closest_option(const char *name, char *buf, size_t cap)
 {
     const char *base = name, *best = NULL;
-    int i, view = 0, best_d;
-    if (strncmp(name, "aug.view", 8) == 0 && (name[8] == '1' || name[8] == '2') && name[9] == '.') {
-        view = name[8] - '0';
-        base = name + 10;
-    }
+    const int view = view_prefix(name, &base);
+    int i, best_d;
     best_d = strlen(base) + (view ? 4 : 0) <= 6 ? 1 : 2;
     for (i = 0; i < bti_option_count; i++) {
         const struct bti_option *o = &bti_options[i];

@@ -993,38 +993,36 @@ static void model_destroy(bt_model *m)
     free(m);
 }
 
-/* The model.* options of cfg as "name=value\n" lines, in registry order. */
+/* The model.* options of cfg as "name=value\n" lines, in registry order:
+ * measured in pass 0, written in pass 1. */
 static bt_status options_text(const bt_config *cfg, char **out)
 {
-    size_t len = 0, cap = 0;
-    char *text = NULL;
-    int i;
-    for (i = 0; i < bti_option_count; i++) {
-        const char *name = bti_options[i].name, *value;
-        size_t need;
-        bt_status st;
-        if (strncmp(name, "model.", 6) != 0)
-            continue;
-        if ((st = bti_config_text(cfg, name, &value)) != BT_OK) {
-            free(text);
-            return st;
-        }
-        need = len + strlen(name) + strlen(value) + 3;
-        if (need > cap) {
-            char *grown = realloc(text, cap = 2 * need);
-            if (!grown) {
+    size_t len = 0;
+    char *text = NULL, *p = NULL;
+    int pass, i;
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1 && !(text = p = calloc(len + 1, 1)))
+            return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
+        for (i = 0; i < bti_option_count; i++) {
+            const char *name = bti_options[i].name, *value;
+            bt_status st;
+            if (strncmp(name, "model.", 6) != 0)
+                continue;
+            if ((st = bti_config_text(cfg, name, &value)) != BT_OK) {
                 free(text);
-                return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
+                return st;
             }
-            text = grown;
+            if (pass == 0)
+                len += strlen(name) + strlen(value) + 2;
+            else
+                p += sprintf(p, "%s=%s\n", name, value);
         }
-        len += (size_t)sprintf(text + len, "%s=%s\n", name, value);
     }
     *out = text;
     return BT_OK;
 }
 
-const char *bti_model_options(const bt_model *m) { return m->options ? m->options : ""; }
+const char *bti_model_options(const bt_model *m) { return m->options; }
 
 int bti_model_level(const bt_model *m) { return m->level; }
 
