@@ -122,12 +122,11 @@ int run_read(struct run *r, const char *path);
 
 /* ---- pictures.c: loss.png, knn.png and correlation.png */
 
-/* Per-step losses (the total and its on- and off-diagonal terms, the latter
- * before its weight lambda) and per-epoch kNN top-1 (-1 where none was
- * measured) of a run. */
+/* Per-step losses (the total = on + off: the on-diagonal term and the
+ * off-diagonal one times loss.lambda) and per-epoch kNN top-1 (-1 where none
+ * was measured) of a run. */
 struct history {
     double *loss, *on, *off, *knn;
-    double lambda; /* loss.lambda: total = on + lambda * off */
 };
 
 /* The three losses per step on a log scale: the total raw (light) and each as a
@@ -135,7 +134,7 @@ struct history {
  * names, decades and steps labelled, a legend; title names the run. */
 void draw_loss(const char *path, const char *title, const struct history *h, int64_t n, int64_t spe);
 
-/* kNN top-1 (%) of the first nepochs epochs; nothing when none was measured. */
+/* kNN top-1 of the first nepochs epochs, in %; nothing when none was measured. */
 void draw_knn(const char *path, const char *title, const struct history *h, int64_t nepochs);
 
 /* The leading k x k block of the cross-correlation matrix C of the last step:
@@ -192,6 +191,10 @@ int64_t native_eval_size(const char *kind);
 /* The evaluation pipeline: bt_augment_eval at side `size` (0 = aug.view1.size).
  * cfg is changed only for the creation and restored. */
 bt_augment *make_eval_augment(bt_config *cfg, int64_t size);
+
+/* The training and test images the evaluation uses (--eval-train, --eval-test). */
+void eval_sizes(const struct args *a, const struct dataset *train, const struct dataset *test,
+                int64_t *ntr, int64_t *nte);
 
 /* Linear probe and kNN of the trained encoder, a randomly initialised one (the
  * same initialisation pretraining started from) and raw pixels, side by side. */

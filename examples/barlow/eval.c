@@ -58,6 +58,13 @@ static void eval_one(bt_model *m, bt_augment *aug, const struct dataset *train, 
     feats_free(&fte);
 }
 
+void eval_sizes(const struct args *a, const struct dataset *train, const struct dataset *test,
+                int64_t *ntr, int64_t *nte)
+{
+    *ntr = a->eval_train && a->eval_train < train->n ? a->eval_train : train->n;
+    *nte = a->eval_test && a->eval_test < test->n ? a->eval_test : test->n;
+}
+
 void evaluate(bt_model *m, const bt_config *cfg, bt_augment *aug, const struct dataset *train,
               const struct dataset *test, const struct args *a, FILE *log, int64_t step)
 {
@@ -65,14 +72,14 @@ void evaluate(bt_model *m, const bt_config *cfg, bt_augment *aug, const struct d
     struct scores s[3];
     const char *names[3] = {"Barlow Twins encoder", "random-init encoder", "raw pixels"};
     const char *keys[3] = {"trained", "random", "pixels"};
-    int64_t ntr = a->eval_train && a->eval_train < train->n ? a->eval_train : train->n;
-    int64_t nte = a->eval_test && a->eval_test < test->n ? a->eval_test : test->n;
+    int64_t ntr, nte;
     int32_t threads = (int32_t)cfg_int(cfg, "threads"), rows = a->no_baselines ? 1 : 3, r;
     uint64_t seed = (uint64_t)cfg_int(cfg, "seed");
     int top5 = train->nclasses > 5;
     double t0 = now_s();
     if (!train->label || test->n == 0)
         die("evaluation needs a labelled dataset with a test split");
+    eval_sizes(a, train, test, &ntr, &nte);
     printf("evaluating: linear probe (%lld epochs, lr %g) and %lld-NN on %lld train / %lld test images, "
            "%d px views\n", (long long)a->probe_epochs, a->probe_lr, (long long)a->knn_k, (long long)ntr,
            (long long)nte, bt_augment_output_size(aug, 0));

@@ -161,18 +161,29 @@ static void plot_axes(struct plot *p, const char *title, const char *xname, cons
 
 /* A series as a line, points with non-positive values (log scale) or
  * negative ones (no data) skipped; each point the mean of the last `win`. */
+/* A point of a series counts when it is finite and, on a log scale,
+ * positive (elsewhere non-negative: -1 marks "no data"). */
+static int plottable(const struct plot *p, double v)
+{
+    return isfinite(v) && (p->logy ? v > 0 : v >= 0);
+}
+
+/* A series as a line, each point the mean of the plottable values among the
+ * last `win` (a gap where there are none). */
 static void plot_series(struct plot *p, const double *v, int64_t n, int64_t win, uint32_t rgb)
 {
-    int64_t i, k;
+    double acc = 0;
+    int64_t i, m = 0;
     int prev_x = -1, prev_y = -1;
     for (i = 0; i < n; i++) {
-        double acc = 0;
-        int64_t m = 0;
-        for (k = i - win + 1 < 0 ? 0 : i - win + 1; k <= i; k++)
-            if (isfinite(v[k]) && (p->logy ? v[k] > 0 : v[k] >= 0)) {
-                acc += v[k];
-                m++;
-            }
+        if (plottable(p, v[i])) {
+            acc += v[i];
+            m++;
+        }
+        if (i >= win && plottable(p, v[i - win])) {
+            acc -= v[i - win];
+            m--;
+        }
         if (m == 0) {
             prev_x = -1;
             continue;
@@ -189,6 +200,14 @@ static void plot_series(struct plot *p, const double *v, int64_t n, int64_t win,
     }
 }
 
+/* A labelled grid line at data value y. */
+static void y_tick(struct plot *p, double y, const char *lab)
+{
+    const int py = plot_y(p, y);
+    canvas_line(&p->c, p->L, py, p->c.w - p->R, py, 0xE0E0E0);
+    canvas_text(&p->c, p->L - 8 - text_width(lab), py - 5, lab, 0x404040);
+}
+
 static void legend(struct plot *p, int row, uint32_t rgb, const char *what)
 {
     const int x = p->c.w - p->R - 8 - text_width(what) - 22, y = p->T + 6 + 16 * row;
@@ -198,30 +217,23 @@ static void legend(struct plot *p, int row, uint32_t rgb, const char *what)
 
 void draw_loss(const char *path, const char *title, const struct history *h, int64_t n, int64_t spe)
 {
-    const double *series[3] = {h->loss, h->on, NULL};
+    const double *series[3] = {h->loss, h->on, h->off};
     const uint32_t dark[3] = {0x1040A0, 0xD06000, 0x208020};
     struct plot p = {{0}, 90, 20, 44, 44, 0, 0, 0, 0, 1};
     double lo = INFINITY, hi = -INFINITY;
-    int64_t i, w;
+    int64_t i, w = spe / 10 > 1 ? spe / 10 : 1;
     int d, s;
-    char lab[32], full[PATH_CAP + 32];
-    double *weighted;
+    char lab[48], full[PATH_CAP + 32];
     if (n < 1)
         return;
-    weighted = xmalloc((size_t)n * sizeof *weighted); /* the term as it enters the total */
-    for (i = 0; i < n; i++)
-        weighted[i] = h->lambda * h->off[i];
-    series[2] = weighted;
     for (s = 0; s < 3; s++)
         for (i = 0; i < n; i++)
-            if (isfinite(series[s][i]) && series[s][i] > 0) {
+            if (plottable(&p, series[s][i])) {
                 lo = fmin(lo, series[s][i]);
                 hi = fmax(hi, series[s][i]);
             }
-    if (!(lo <= hi)) {
-        free(weighted);
+    if (!(lo <= hi))
         return;
-    }
     p.y0 = floor(log10(lo));
     p.y1 = ceil(log10(hi));
     if (p.y1 <= p.y0)
@@ -230,56 +242,44 @@ void draw_loss(const char *path, const char *title, const struct history *h, int
     p.x1 = (double)(n > 1 ? n : 2);
     canvas_init(&p.c, 900, 500);
     for (d = (int)p.y0; d <= (int)p.y1; d++) {
-        const int py = plot_y(&p, pow(10, d));
-        canvas_line(&p.c, p.L, py, p.c.w - p.R, py, 0xE0E0E0);
         snprintf(lab, sizeof lab, "1e%d", d);
-        canvas_text(&p.c, p.L - 8 - text_width(lab), py - 5, lab, 0x404040);
+        y_tick(&p, pow(10, d), lab);
     }
     for (i = spe; i < n && spe > 0; i += spe) /* epoch boundaries */
         canvas_line(&p.c, plot_x(&p, (double)i), p.T, plot_x(&p, (double)i), p.c.h - p.B, 0xD8D8D8);
     snprintf(full, sizeof full, "loss per step: %s", title);
     plot_axes(&p, full, "step", "loss (log)");
-    w = spe / 10 > 1 ? spe / 10 : 1;
     plot_series(&p, h->loss, n, 1, 0xB8D0F0);
     for (s = 0; s < 3; s++)
         plot_series(&p, series[s], n, w, dark[s]);
-    snprintf(lab, sizeof lab, "%lld", (long long)w);
     legend(&p, 0, dark[0], "total (light: each step)");
     legend(&p, 1, dark[1], "on-diagonal term");
     legend(&p, 2, dark[2], "lambda x off-diagonal term");
-    canvas_text(&p.c, p.L + 8, p.T + 6, "dark: mean of", 0x404040);
-    canvas_text(&p.c, p.L + 8 + text_width("dark: mean of "), p.T + 6, lab, 0x404040);
-    canvas_text(&p.c, p.L + 8 + text_width("dark: mean of ") + text_width(lab) + 8, p.T + 6,
-                "steps", 0x404040);
-    free(weighted);
+    snprintf(lab, sizeof lab, "dark: mean of %lld steps", (long long)w);
+    canvas_text(&p.c, p.L + 8, p.T + 6, lab, 0x404040);
     canvas_save(&p.c, path);
 }
 
 void draw_knn(const char *path, const char *title, const struct history *h, int64_t nepochs)
 {
-    struct plot p = {{0}, 70, 20, 44, 44, 0, 0, 0, 100, 0};
+    struct plot p = {{0}, 70, 20, 44, 44, 0, 0, 0, 1, 0};
     char full[PATH_CAP + 32], lab[16];
-    double pct[4096];
-    int64_t i, m = nepochs < 4096 ? nepochs : 4096, have = 0;
+    int64_t i, have = 0;
     int d;
-    for (i = 0; i < m; i++) {
-        pct[i] = h->knn[i] >= 0 ? 100 * h->knn[i] : -1;
-        have += h->knn[i] >= 0;
-    }
+    for (i = 0; i < nepochs; i++)
+        have += plottable(&p, h->knn[i]);
     if (have == 0)
         return;
     p.x0 = 0;
-    p.x1 = (double)(m > 1 ? m : 2);
+    p.x1 = (double)(nepochs > 1 ? nepochs : 2);
     canvas_init(&p.c, 700, 400);
     for (d = 0; d <= 100; d += 20) {
-        const int py = plot_y(&p, d);
-        canvas_line(&p.c, p.L, py, p.c.w - p.R, py, 0xE0E0E0);
         snprintf(lab, sizeof lab, "%d%%", d);
-        canvas_text(&p.c, p.L - 8 - text_width(lab), py - 5, lab, 0x404040);
+        y_tick(&p, d / 100.0, lab);
     }
     snprintf(full, sizeof full, "kNN top-1 per epoch: %s", title);
     plot_axes(&p, full, "epoch", "kNN top-1");
-    plot_series(&p, pct, m, 1, 0x1040A0);
+    plot_series(&p, h->knn, nepochs, 1, 0x1040A0);
     canvas_save(&p.c, path);
 }
 

@@ -69,9 +69,10 @@ static double log_number(const char *line, const char *key, double none)
 }
 
 /* Keep the records up to step `upto` (a crash may have logged steps after the
- * checkpoint), and recover the losses per step (cap of them) and the kNN per
- * epoch (ecap) from them. */
-static void log_rewind(const char *path, int64_t upto, struct history *h, int64_t cap, int64_t ecap)
+ * checkpoint), and recover the losses per step (cap of them; the logged
+ * off-diagonal term times lambda) and the kNN per epoch (ecap) from them. */
+static void log_rewind(const char *path, int64_t upto, struct history *h, int64_t cap, int64_t ecap,
+                       double lambda)
 {
     FILE *in = fopen(path, "r"), *out;
     char tmp[PATH_CAP + 32], *line = NULL;
@@ -87,7 +88,7 @@ static void log_rewind(const char *path, int64_t upto, struct history *h, int64_
         if (strstr(line, "\"event\":\"step\"") && s >= 1 && s <= cap) {
             h->loss[s - 1] = log_number(line, "\"loss\":", 0);
             h->on[s - 1] = log_number(line, "\"on_diag\":", 0);
-            h->off[s - 1] = log_number(line, "\"off_diag\":", 0);
+            h->off[s - 1] = lambda * log_number(line, "\"off_diag\":", 0);
         } else if (strstr(line, "\"event\":\"epoch\"")) {
             const int64_t e = (int64_t)log_number(line, "\"epoch\":", 0);
             if (e >= 1 && e <= ecap)
@@ -108,17 +109,18 @@ static void on_sigint(int sig)
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once (the last checkpoint stays intact) */
 }
 
-/* loss.png, correlation.png and (with kNN numbers) knn.png in the run folder. */
-static void draw_pictures(struct trainer *t, const struct history *h, const struct run *r,
-                          const char *out, int64_t steps, int64_t epochs)
+/* The run folder's pictures (titled by the folder):
+ * loss.png, correlation.png and, with kNN numbers, knn.png. */
+struct pictures {
+    const char *out, *loss, *corr, *knn;
+};
+
+static void draw_pictures(const struct pictures *pic, struct trainer *t, const struct history *h,
+                          int64_t steps, int64_t spe, int64_t epochs)
 {
-    char p[PATH_CAP + 32];
-    snprintf(p, sizeof p, "%s/loss.png", out);
-    draw_loss(p, out, h, steps, r->steps_per_epoch);
-    snprintf(p, sizeof p, "%s/correlation.png", out);
-    draw_correlation(p, out, t->loss, bt_model_embed_dim(t->m));
-    snprintf(p, sizeof p, "%s/knn.png", out);
-    draw_knn(p, out, h, epochs);
+    draw_loss(pic->loss, pic->out, h, steps, spe);
+    draw_correlation(pic->corr, pic->out, t->loss, bt_model_embed_dim(t->m));
+    draw_knn(pic->knn, pic->out, h, epochs);
 }
 
 static void save_checkpoint(const char *path, struct trainer *t)
@@ -162,9 +164,8 @@ static void final_evaluation(struct trainer *t, const bt_config *cfg, bt_augment
     } else {
         /* its cost, from encoding a few images: the trained and the random
          * encoder each encode both splits (the probes' own training comes on top) */
-        const int64_t ntr = a->eval_train && a->eval_train < train->n ? a->eval_train : train->n,
-                      nte = a->eval_test && a->eval_test < test->n ? a->eval_test : test->n,
-                      k = train->n < 256 ? train->n : 256;
+        const int64_t k = train->n < 256 ? train->n : 256;
+        int64_t ntr, nte;
         struct feats f;
         char err[PROBE_ERR_CAP];
         double t0 = now_s(), per;
@@ -172,6 +173,7 @@ static void final_evaluation(struct trainer *t, const bt_config *cfg, bt_augment
             fail("%s", err);
         feats_free(&f);
         per = (now_s() - t0) / (double)k;
+        eval_sizes(a, train, test, &ntr, &nte);
         printf("final evaluation (--no-eval skips it): about %.0f s of encoding %lld + %lld images%s, "
                "then the probes\n", per * (double)(ntr + nte) * (a->no_baselines ? 1 : 2),
                (long long)ntr, (long long)nte, a->no_baselines ? "" : " twice (trained, random)");
@@ -191,8 +193,9 @@ int cmd_pretrain(const struct args *a)
     bt_augment *eval_aug;
     FILE *log;
     struct history h;
+    const struct pictures pic = {out, lossp, corrp, knnp};
     int64_t nepochs;
-    double t_epoch, t_start = now_s();
+    double lambda, t_epoch, t_start = now_s();
     int64_t *perm, step, step0, perm_epoch = -1, threads, extend = 0;
     struct sigaction sa;
     int stopped = 0;
@@ -329,11 +332,11 @@ int cmd_pretrain(const struct args *a)
     h.on = h.loss + r.total_steps;
     h.off = h.on + r.total_steps;
     h.knn = h.off + r.total_steps;
-    h.lambda = cfg_real(cfg, "loss.lambda");
+    lambda = cfg_real(cfg, "loss.lambda");
     for (int64_t k = 0; k < nepochs; k++) /* no kNN measured yet */
         h.knn[k] = -1;
     if (a->resume) {
-        log_rewind(logp, step0, &h, r.total_steps, nepochs);
+        log_rewind(logp, step0, &h, r.total_steps, nepochs, lambda);
     } else {
         mkdirs(out);
         cfg_write_file(cfg, cfgp);
@@ -404,7 +407,7 @@ int cmd_pretrain(const struct args *a)
         step++;
         h.loss[step - 1] = loss;
         h.on[step - 1] = on;
-        h.off[step - 1] = off;
+        h.off[step - 1] = lambda * off;
         fprintf(log, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.17g,\"on_diag\":%.17g,"
                      "\"off_diag\":%.17g,\"lr\":%.9g,\"images_per_s\":%.1f}\n",
                 (long long)step, (long long)e + 1, loss, on, off, lr,
@@ -419,7 +422,7 @@ int cmd_pretrain(const struct args *a)
             epoch_knn(&t, eval_aug, &train, &test, &r, (int32_t)threads, &k1, &k5);
             save_checkpoint(ckpt, &t);
             h.knn[e] = k1;
-            draw_pictures(&t, &h, &r, out, step, e + 1);
+            draw_pictures(&pic, &t, &h, step, r.steps_per_epoch, e + 1);
             progress_clear(&pg);
             printf("epoch %lld done: mean loss %.6g, ", (long long)e + 1, epoch_loss);
             if (k1 >= 0) /* no labels, no kNN */
@@ -439,7 +442,7 @@ int cmd_pretrain(const struct args *a)
         progress_clear(&pg);
         if (step > step0) {
             save_checkpoint(ckpt, &t);
-            draw_pictures(&t, &h, &r, out, step, step / r.steps_per_epoch);
+            draw_pictures(&pic, &t, &h, step, r.steps_per_epoch, step / r.steps_per_epoch);
         }
         fprintf(log, "{\"event\":\"%s\",\"step\":%lld}\n", g_interrupted ? "interrupted" : "stopped",
                 (long long)step);
