@@ -1034,8 +1034,12 @@ BT_API bt_status bt_checkpoint_load_ex(const char *path, bt_model *m, bt_optim *
 /* Set c's model.* options to those of the model saved in path (the file's
  * metadata libbarlow.model, written by bt_checkpoint_save beside
  * libbarlow.version, libbarlow.cpu_level and libbarlow.blas_core), so that
- * bt_model_create(&m, c) builds a model the file loads into. Other options
- * are left alone, and options set on c afterwards override the file's.
+ * bt_model_create(&m, c) builds a model the file loads into; and when the
+ * file was saved with an augmentation handle, the evaluation view it used
+ * (aug.view1.size, aug.view1.mean, aug.view1.std: metadata
+ * libbarlow.augment), so that bt_augment_eval prepares images as in
+ * training. Other options are left alone, and options set on c afterwards
+ * override the file's.
  * All or nothing: on any error c is unchanged.
  * Returns BT_OK; BT_E_MISUSE (c not live, path NULL); BT_E_IO (the file
  * cannot be opened or read); BT_E_FORMAT (malformed file, no model options

@@ -327,6 +327,52 @@ START_TEST(optimizer_state_of_another_kind_is_refused)
 }
 END_TEST
 
+/* The evaluation view travels with a saved augmentation handle, so a config
+ * read from the file prepares images as in training; the training views do
+ * not, and a file saved without the handle (or renamed) carries none. */
+START_TEST(checkpoint_describes_its_eval_view)
+{
+    bt_model *m = make("32-16", "0");
+    bt_augment *a;
+    bt_config *c;
+    char buf[64];
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "aug.view1.size", "20"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "aug.view1.mean", "0.25"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "aug.view1.std", "0.5"), BT_OK);
+    ck_assert_int_eq(bt_config_set(c, "aug.view2.size", "12"), BT_OK);
+    ck_assert_int_eq(bt_augment_create(&a, c), BT_OK);
+    bt_config_free(c);
+    ck_assert_int_eq(bt_checkpoint_save(path("v.safetensors"), m, NULL, a), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(path("w.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save_ex(path("x.safetensors"), m, NULL, a, "backbone.=",
+                                           BT_SAVE_MAPPED_ONLY), BT_OK);
+
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_msg(bt_config_read_checkpoint(c, path("v.safetensors")) == BT_OK, "%s",
+                  bt_last_error());
+    ck_assert_int_eq(bt_config_get(c, "aug.view1.size", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "20");
+    ck_assert_int_eq(bt_config_get(c, "aug.view1.mean", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "0.25");
+    ck_assert_int_eq(bt_config_get(c, "aug.view1.std", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "0.5");
+    ck_assert_int_eq(bt_config_is_set(c, "aug.view2.size"), 0);
+    ck_assert_int_eq(bt_config_get(c, "model.projector", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "32-16");
+    bt_config_free(c);
+
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, path("w.safetensors")), BT_OK);
+    ck_assert_int_eq(bt_config_is_set(c, "aug.view1.size"), 0);
+    ck_assert_int_eq(bt_checkpoint_metadata(path("x.safetensors"), "libbarlow.augment", buf,
+                                            sizeof buf), BT_E_FORMAT);
+    bt_config_free(c);
+    bt_augment_free(a);
+    bt_model_free(m);
+}
+END_TEST
+
 /* The model's options travel in the file: a config read from it builds a
  * model the file loads into; a file without them, or with an option this
  * version refuses, fails and leaves the config as it was. */
@@ -674,6 +720,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, optimizer_state_of_another_kind_is_refused);
     tcase_add_test(tc, checkpoint_describes_its_model);
+    tcase_add_test(tc, checkpoint_describes_its_eval_view);
     tcase_add_test(tc, partial_and_renamed_loads);
     tcase_add_test(tc, backbone_export_round_trips);
     tcase_add_test(tc, streamed_loads_convert_across_chunks);

@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -31,6 +32,7 @@ struct bt_augment {
     int level; /* CPU level (common/cpu.h) */
     struct bti_buffer params; /* struct bti_aug_params: one per task of the current call */
     struct bti_buffer *ws;    /* one workspace per thread */
+    char *eval_options;       /* the evaluation view's options, for checkpoints */
 };
 
 static double uni(uint64_t key, uint64_t ctr) { return bti_rng_uniform(key, ctr); }
@@ -174,6 +176,9 @@ void bti_aug_lut(const struct bti_aug_view *v, float lut[3][256])
     }
 }
 
+/* What bt_augment_eval reads: view 1's side and normalisation. */
+static const char *const eval_names[] = {"aug.view1.size", "aug.view1.mean", "aug.view1.std", NULL};
+
 bt_status bt_augment_create(bt_augment **out, const bt_config *cfg)
 {
     bt_config *own = NULL;
@@ -199,6 +204,9 @@ bt_status bt_augment_create(bt_augment **out, const bt_config *cfg)
     if (st != BT_OK || (st = bti_config_int(cfg, "seed", &seed)) != BT_OK)
         goto fail;
     a->seed = (uint64_t)seed;
+    if ((st = bti_config_lines(cfg, NULL, eval_names, "bt_augment_create", &a->eval_options)) !=
+        BT_OK)
+        goto fail;
     a->threads = bti_threads_resolve(own ? NULL : cfg);
     if ((st = bti_cpu_resolve(own ? NULL : cfg, &a->level, "bt_augment_create")) != BT_OK)
         goto fail;
@@ -214,6 +222,7 @@ bt_status bt_augment_create(bt_augment **out, const bt_config *cfg)
     return BT_OK;
 fail:
     bt_config_free(own);
+    free(a->eval_options);
     bti_free(a->ws);
     bti_free(a);
     return st;
@@ -229,8 +238,11 @@ void bt_augment_free(bt_augment *a)
         bti_buffer_release(&a->ws[t]);
     bti_free(a->ws);
     bti_buffer_release(&a->params);
+    free(a->eval_options);
     bti_free(a);
 }
+
+const char *bti_augment_eval_options(const bt_augment *a) { return a->eval_options; }
 
 bt_status bt_augment_get_state(const bt_augment *a, uint64_t *seed, uint64_t *calls)
 {

@@ -55,6 +55,9 @@ enum {
     BTI_AUG_CTR_SOLARIZE = 34,
 };
 
+/* The evaluation view's options as "name=value\n" lines, for checkpoints. */
+BTI_HIDDEN const char *bti_augment_eval_options(const bt_augment *a);
+
 /* torchvision's RandomResizedCrop.get_params: 10 attempts drawn from stream
  * `key`, then the centre-crop fallback. */
 BTI_HIDDEN void bti_aug_crop_params(uint64_t key, int height, int width, double scale_lo,

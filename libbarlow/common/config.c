@@ -591,3 +591,34 @@ bt_status bti_config_set_lines(bt_config *c, const char *text, const char *fn, c
     }
     return st;
 }
+
+/* Options of c as "name=value\n" lines: those named in the NULL-terminated
+ * list `names`, or without one every registered option starting with
+ * `prefix`, in registry order. Measured in pass 0, written in pass 1. */
+bt_status bti_config_lines(const bt_config *c, const char *prefix, const char *const *names,
+                           const char *fn, char **out)
+{
+    size_t len = 0;
+    char *text = NULL, *p = NULL;
+    int pass, i;
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1 && !(text = p = calloc(len + 1, 1)))
+            return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
+        for (i = 0; names ? names[i] != NULL : i < bti_option_count; i++) {
+            const char *name = names ? names[i] : bti_options[i].name, *value = NULL;
+            bt_status st;
+            if (!names && strncmp(name, prefix, strlen(prefix)) != 0)
+                continue;
+            if ((st = bti_config_text(c, name, &value)) != BT_OK) {
+                free(text);
+                return st;
+            }
+            if (pass == 0)
+                len += strlen(name) + strlen(value) + 2;
+            else
+                p += sprintf(p, "%s=%s\n", name, value);
+        }
+    }
+    *out = text;
+    return BT_OK;
+}

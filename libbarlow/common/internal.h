@@ -148,6 +148,10 @@ BTI_HIDDEN int bti_option_find(const char *name);
 /* Typed reads for modules. `name` must be a registered option (per-view names
  * allowed); an unknown name is a bug and returns BT_E_INTERNAL. */
 BTI_HIDDEN bt_status bti_config_text(const bt_config *c, const char *name, const char **out);
+/* The options named in the NULL-terminated `names`, or without a list all
+ * those starting with `prefix`, as "name=value\n" lines in *out (malloc'd). */
+BTI_HIDDEN bt_status bti_config_lines(const bt_config *c, const char *prefix,
+                                     const char *const *names, const char *fn, char **out);
 /* Sets the options of "name=value" lines (empty lines skipped), all or none:
  * any unknown name or invalid value fails with BT_E_FORMAT naming `what`. */
 BTI_HIDDEN bt_status bti_config_set_lines(bt_config *c, const char *text, const char *fn,

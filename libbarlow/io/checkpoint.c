@@ -7,6 +7,7 @@
 
 #include "common/cpu.h"
 #include "model/model.h"
+#include "augment/augment.h"
 #include "optim/optim.h"
 #include "io/safetensors.h"
 
@@ -220,6 +221,10 @@ static bt_status save(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
         snprintf(rng, sizeof rng, "%" PRIu64 " %" PRIu64, seed, calls);
         keys[nmeta] = "libbarlow.rng";
         vals[nmeta++] = rng;
+        if (!map) {
+            keys[nmeta] = "libbarlow.augment";
+            vals[nmeta++] = bti_augment_eval_options(a);
+        }
     }
     st = bti_st_write(path, t, n, keys, vals, nmeta);
 done:
@@ -458,8 +463,20 @@ BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
                       "by an older libbarlow needs the config it was trained with)",
                       fn, path);
     } else {
-        snprintf(what, sizeof what, "%s, metadata libbarlow.model", path);
-        st = bti_config_set_lines(c, options, fn, what);
+        /* and the evaluation view when an augmentation handle was saved,
+         * both in one all-or-nothing set */
+        const char *aug = bti_st_meta(f, "libbarlow.augment");
+        size_t n = strlen(options), k = aug ? strlen(aug) : 0;
+        char *text = malloc(n + k + 2);
+        if (!text) {
+            st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
+        } else {
+            snprintf(text, n + k + 2, "%s\n%s", options, aug ? aug : "");
+            snprintf(what, sizeof what, "%s, metadata libbarlow.model%s", path,
+                     aug ? " and libbarlow.augment" : "");
+            st = bti_config_set_lines(c, text, fn, what);
+            free(text);
+        }
     }
     bti_st_close(f);
     return st;

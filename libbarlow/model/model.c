@@ -993,35 +993,6 @@ static void model_destroy(bt_model *m)
     free(m);
 }
 
-/* The model.* options of cfg as "name=value\n" lines, in registry order:
- * measured in pass 0, written in pass 1. */
-static bt_status options_text(const bt_config *cfg, char **out)
-{
-    size_t len = 0;
-    char *text = NULL, *p = NULL;
-    int pass, i;
-    for (pass = 0; pass < 2; pass++) {
-        if (pass == 1 && !(text = p = calloc(len + 1, 1)))
-            return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
-        for (i = 0; i < bti_option_count; i++) {
-            const char *name = bti_options[i].name, *value;
-            bt_status st;
-            if (strncmp(name, "model.", 6) != 0)
-                continue;
-            if ((st = bti_config_text(cfg, name, &value)) != BT_OK) {
-                free(text);
-                return st;
-            }
-            if (pass == 0)
-                len += strlen(name) + strlen(value) + 2;
-            else
-                p += sprintf(p, "%s=%s\n", name, value);
-        }
-    }
-    *out = text;
-    return BT_OK;
-}
-
 const char *bti_model_options(const bt_model *m) { return m->options; }
 
 int bti_model_level(const bt_model *m) { return m->level; }
@@ -1047,7 +1018,8 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
     m->threads = bti_threads_resolve(cfg);
     m->level = level;
     m->in_channels = a.in_channels;
-    if ((st = options_text(cfg, &m->options)) == BT_OK && (st = build(m, &a, (uint64_t)seed)) == BT_OK)
+    st = bti_config_lines(cfg, "model.", NULL, "bt_model_create", &m->options);
+    if (st == BT_OK && (st = build(m, &a, (uint64_t)seed)) == BT_OK)
         plan_fusion(m);
     if (st != BT_OK || (st = build_tensor_table(m)) != BT_OK ||
         (st = bti_handle_add(m, BTI_KIND_MODEL)) != BT_OK) {
