@@ -8,7 +8,10 @@
 #   make check-valgrind  the Check suites under valgrind
 #   make bench           benchmarks (not part of check)
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
-#   make install / uninstall   honour PREFIX LIBDIR INCLUDEDIR DESTDIR
+#   make install / uninstall   library, barlow.h + barlow.hpp, barlow.pc, CMake config and the
+#                        barlow program; honour PREFIX LIBDIR INCLUDEDIR BINDIR DESTDIR
+#   make install-python  the Python package into the virtual environment VENV (made if missing)
+#   make check-python    the Python package's tests (pytest, in a throw-away venv)
 #   make abi-check       abidiff against tests/abi/barlow.abi
 #   make abi-baseline    rewrite that baseline (only with a CHANGELOG entry saying why)
 #
@@ -89,7 +92,7 @@ EXAMPLE_LIBS_barlow := -lz -lstb
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
 .PHONY: all lib examples check check-asan check-clang check-aarch64 check-valgrind run-tests deps abi-check abi-baseline \
-        install uninstall bench demo clean
+        install uninstall install-python check-python bench demo clean FORCE
 
 all: lib examples
 
@@ -156,7 +159,9 @@ check: deps
 	$(MAKE) abi-check
 	$(BUILD)/examples/list_options | diff -u docs/options.md - && echo "docs: options.md is current"
 	bash tests/install_test.sh
+	bash tests/cxx/run.sh $(BUILD)
 	$(PYTHON) tests/python/smoke.py $(BUILD)/$(SHARED)
+	$(MAKE) check-python
 	$(SYSPYTHON) tests/python/torch_interop.py $(BUILD)/$(SHARED)
 	BUILD=$(BUILD) bash tests/examples_test.sh
 	BUILD=$(BUILD) bash tests/cli_test.sh
@@ -211,23 +216,54 @@ abi-baseline: lib
 
 # ---- install ----------------------------------------------------------------
 
-$(BUILD)/barlow.pc: barlow.pc.in include/barlow.h | $(BUILD)/obj
+# The generated files below embed these; the stamp changes only when one of them does,
+# so a second install with another PREFIX regenerates them instead of shipping stale ones.
+INSTALL_VARS := prefix=$(PREFIX) libdir=$(LIBDIR) includedir=$(INCLUDEDIR) bindir=$(BINDIR) \
+                version=$(VERSION) blas=$(BLAS_LIBS)
+CMAKEDIR     ?= $(LIBDIR)/cmake/barlow
+$(BUILD)/install.vars: FORCE | $(BUILD)/obj
+	@echo '$(INSTALL_VARS)' | cmp -s - $@ || echo '$(INSTALL_VARS)' > $@
+FORCE:
+
+$(BUILD)/barlow.pc: barlow.pc.in $(BUILD)/install.vars
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' barlow.pc.in > $@
 
-install: lib $(BUILD)/barlow.pc
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+# CMake: find_package(barlow) gives barlow::barlow (shared) and barlow::barlow_static.
+$(BUILD)/cmake/%.cmake: cmake/%.cmake.in $(BUILD)/install.vars
+	@mkdir -p $(@D)
+	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@SHARED@|$(SHARED)|' -e 's|@SONAME@|$(SONAME)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' $< > $@
+CMAKE_FILES := $(BUILD)/cmake/barlowConfig.cmake $(BUILD)/cmake/barlowConfigVersion.cmake
+
+install: lib $(BUILD)/examples/barlow $(BUILD)/barlow.pc $(CMAKE_FILES)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(CMAKEDIR)
 	install -m 644 $(BUILD)/libbarlow.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/$(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/libbarlow.so
-	install -m 644 include/barlow.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/barlow.h include/barlow.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(BUILD)/barlow.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
+	install -m 755 $(BUILD)/examples/barlow $(DESTDIR)$(BINDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libbarlow.a $(DESTDIR)$(LIBDIR)/$(SHARED) \
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libbarlow.so \
-	      $(DESTDIR)$(INCLUDEDIR)/barlow.h $(DESTDIR)$(LIBDIR)/pkgconfig/barlow.pc
+	      $(DESTDIR)$(INCLUDEDIR)/barlow.h $(DESTDIR)$(INCLUDEDIR)/barlow.hpp \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/barlow.pc $(DESTDIR)$(BINDIR)/barlow \
+	      $(DESTDIR)$(CMAKEDIR)/barlowConfig.cmake $(DESTDIR)$(CMAKEDIR)/barlowConfigVersion.cmake
+	-rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null
+
+# The Python package (libbarlow/python): into the virtual environment VENV, made with
+# --system-site-packages if it does not exist; it looks for the library in $(LIBDIR) first.
+VENV ?= $(HOME)/.venvs/barlow
+install-python:
+	PYTHON=$(SYSPYTHON) bash libbarlow/python/install.sh "$(VENV)" "$(LIBDIR)"
+
+# The package's pytest suite in a fresh venv against this build (tests/python/run.sh).
+check-python: lib $(BUILD)/examples/train_loop
+	PYTHON=$(SYSPYTHON) bash tests/python/run.sh $(BUILD)
 
 # ---- long runs ----------------------------------------------------------------
 
@@ -240,6 +276,7 @@ bench: all
 	@bash .ci/deps.sh bench
 	$(MAKE) $(BENCHES)
 	@for b in $(BENCHES); do echo; $$b || exit 1; done
+	@echo; $(SYSPYTHON) tests/bench/python_overhead.py $(BUILD)
 
 # The main job: Barlow Twins on Fashion-MNIST for a fixed time budget, then the linear probe
 # and kNN beside a random-init encoder and raw pixels (docs/results.md). The command picks

@@ -5,7 +5,8 @@
 # command is printed and the script fails.
 set -euo pipefail
 
-base=(build-essential pkg-config libopenblas-dev libblas-dev check abigail-tools python3 zlib1g-dev libstb-dev)
+base=(build-essential pkg-config libopenblas-dev libblas-dev check abigail-tools python3 zlib1g-dev libstb-dev
+      cmake python3-numpy python3-pytest python3-setuptools python3-pip python3-venv)
 case "${1:-check}" in
   check)  want=("${base[@]}") ;;
   bench)  want=("${base[@]}" python3-torch python3-numpy) ;;

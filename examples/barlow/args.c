@@ -13,6 +13,7 @@ static void usage(FILE *f)
         "usage: barlow pretrain [options]   Barlow Twins pretraining, then evaluation\n"
         "       barlow eval --checkpoint FILE [options]   linear probe + kNN on frozen features\n"
         "       barlow embed --checkpoint FILE --out FEATURES.npy [options]\n"
+        "       barlow version   the library's version and build (CPU levels, BLAS)\n"
         "       barlow help\n"
         "\n"
         "data:\n"
@@ -92,8 +93,12 @@ void parse_args(int argc, char **argv, struct args *a)
         usage(stdout);
         exit(0);
     }
+    if (!strcmp(a->cmd, "version") || !strcmp(a->cmd, "--version")) {
+        printf("barlow %s\n%s\n", bt_version_string(), bt_build_info());
+        exit(0);
+    }
     if (strcmp(a->cmd, "pretrain") && strcmp(a->cmd, "eval") && strcmp(a->cmd, "embed"))
-        die("unknown command '%s' (pretrain, eval, embed or help)", a->cmd);
+        die("unknown command '%s' (pretrain, eval, embed, version or help)", a->cmd);
     for (i = 2; i < argc; i++) {
         const char *arg = argv[i], *eq = strchr(arg, '=');
         char flag[64];
