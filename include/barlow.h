@@ -790,6 +790,44 @@ BT_API bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const 
                                  const int32_t *heights, const int32_t *widths, int32_t channels,
                                  bt_tensor *out);
 
+/* Pixel layouts of bt_augment_views_at and bt_augment_eval_ex: interleaved
+ * uint8 values per pixel. Grey images give 1-channel views, every other layout
+ * RGB ones (channels in R, G, B order whatever the source order; alpha is
+ * ignored). BGR is OpenCV's order. */
+#define BT_PIXELS_GRAY 1    /* 1 byte per pixel */
+#define BT_PIXELS_RGB 3     /* R, G, B */
+#define BT_PIXELS_BGR 19    /* B, G, R */
+#define BT_PIXELS_RGBA 4    /* R, G, B, A */
+#define BT_PIXELS_BGRA 20   /* B, G, R, A */
+
+/* Extension: bt_augment_views for images as pipelines hold them, keyed by their
+ * global index. Image i (0..n-1) is heights[i] x widths[i] pixels in `format`
+ * (BT_PIXELS_*), its rows strides[i] bytes apart (strides NULL: packed rows;
+ * each stride at least width * bytes per pixel), so an OpenCV Mat or a camera
+ * frame goes in without a copy. Its views are drawn from the stream keyed by
+ * (seed, call, first_index + i, view): several callers (data-parallel ranks,
+ * or one host splitting a batch) that each pass their slice [k, k + n) of a
+ * batch in the same call number produce exactly the views one call over the
+ * whole batch would, and bt_augment_views is this call with first_index 0,
+ * packed rows and BT_PIXELS_GRAY or BT_PIXELS_RGB. A BGR or RGBA image gives
+ * the same views as its packed RGB copy. out[v] is [n, C, S_v, S_v] with C = 1
+ * for BT_PIXELS_GRAY, else 3. On success the call counter advances by one.
+ * Returns as bt_augment_views, and BT_E_INVALID_ARG for first_index < 0, an
+ * unknown format or a stride below its row's bytes. On error nothing is
+ * written and the counter stays. */
+BT_API bt_status bt_augment_views_at(bt_augment *a, int64_t first_index, int32_t n,
+                                     const uint8_t *const *images, const int32_t *heights,
+                                     const int32_t *widths, const int64_t *strides,
+                                     int32_t format, int32_t nviews, bt_tensor *const *out);
+
+/* Extension: bt_augment_eval for strided images in any BT_PIXELS_* layout
+ * (arguments as bt_augment_views_at). The same bytes as bt_augment_eval of the
+ * packed grey or RGB copy. Returns as bt_augment_eval, and BT_E_INVALID_ARG for
+ * an unknown format or a short stride; on error nothing is written. */
+BT_API bt_status bt_augment_eval_ex(bt_augment *a, int32_t n, const uint8_t *const *images,
+                                    const int32_t *heights, const int32_t *widths,
+                                    const int64_t *strides, int32_t format, bt_tensor *out);
+
 /* Extension: the output side S of view `view` (0 = first output,
  * aug.view1.size; 1..7 = aug.view2.size), or -1 with bt_last_error set for a
  * bad handle (BT_E_MISUSE) or a view outside 0..7 (BT_E_INVALID_ARG). */

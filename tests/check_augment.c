@@ -230,6 +230,7 @@ START_TEST(pipeline_matches_torchvision)
         float lut[3][256], *out;
         const float *want;
         char name[64];
+        struct bti_aug_src src;
         void *ws;
         view_defaults(&v);
         if (c == 1) {
@@ -255,7 +256,8 @@ START_TEST(pipeline_matches_torchvision)
         n = (int64_t)c * v.size * v.size;
         out = malloc((size_t)n * sizeof *out);
         ws = malloc(bti_aug_task_ws(&v, &q, c));
-        bti_aug_run(&v, (const float(*)[256])lut, &q, img, w, c, ws, out);
+        src.px = img, src.stride = (size_t)w * c, src.bpp = c, src.bgr = 0;
+        bti_aug_run(&v, (const float(*)[256])lut, &q, &src, ws, out);
         snprintf(name, sizeof name, "pipe.%d.out", k);
         ck_assert_int_eq(golden_numel(g, name), n);
         want = golden_get(g, name, NULL, NULL);
@@ -673,6 +675,192 @@ START_TEST(bad_input_writes_nothing)
 }
 END_TEST
 
+/* Copies of the packed images in layout `format` with rows `pad` bytes longer. */
+static uint8_t **relayout(int c, int format, int pad, int64_t *strides)
+{
+    uint8_t **out = malloc(NI * sizeof *out);
+    int bpp = format == BT_PIXELS_GRAY ? 1 : format == BT_PIXELS_RGB || format == BT_PIXELS_BGR ? 3 : 4;
+    int bgr = format == BT_PIXELS_BGR || format == BT_PIXELS_BGRA;
+    int i, y, x, k;
+    for (i = 0; i < NI; i++) {
+        strides[i] = (int64_t)wsz[i] * bpp + pad;
+        out[i] = malloc((size_t)strides[i] * hs[i]);
+        memset(out[i], 0xA5, (size_t)strides[i] * hs[i]); /* padding and alpha: noise */
+        for (y = 0; y < hs[i]; y++)
+            for (x = 0; x < wsz[i]; x++)
+                for (k = 0; k < c; k++) {
+                    int to = bgr && c == 3 ? 2 - k : k;
+                    out[i][(size_t)y * strides[i] + (size_t)x * bpp + to] =
+                        pix[i][((size_t)y * wsz[i] + x) * c + k];
+                }
+    }
+    return out;
+}
+
+START_TEST(strided_layouts_give_the_packed_views)
+{
+    static const int formats[] = {BT_PIXELS_RGB, BT_PIXELS_BGR, BT_PIXELS_RGBA, BT_PIXELS_BGRA,
+                                  BT_PIXELS_GRAY};
+    int f;
+    for (f = 0; f < 5; f++) {
+        const int c = formats[f] == BT_PIXELS_GRAY ? 1 : 3;
+        bt_augment *a = make_aug(c == 1 ? "fmnist" : "imagenet", "2", "5");
+        bt_tensor *want[2], *got[2], *ew, *eg;
+        size_t bytes = (size_t)NI * c * 48 * 48 * sizeof(float);
+        int64_t strides[NI];
+        uint8_t **img;
+        int call, v, i;
+        make_images(c);
+        img = relayout(c, formats[f], 13, strides);
+        for (v = 0; v < 2; v++) {
+            make_out(&want[v], NI, c, 48);
+            make_out(&got[v], NI, c, 48);
+        }
+        make_out(&ew, NI, c, 48);
+        make_out(&eg, NI, c, 48);
+        for (call = 0; call < 3; call++) {
+            ck_assert_int_eq(bt_augment_set_state(a, 5, (uint64_t)call), BT_OK);
+            ck_assert_int_eq(bt_augment_views(a, NI, (const uint8_t *const *)pix, hs, wsz, c, 2, want),
+                             BT_OK);
+            ck_assert_int_eq(bt_augment_set_state(a, 5, (uint64_t)call), BT_OK);
+            ck_assert_int_eq(bt_augment_views_at(a, 0, NI, (const uint8_t *const *)img, hs, wsz,
+                                                 strides, formats[f], 2, got),
+                             BT_OK);
+            for (v = 0; v < 2; v++)
+                ck_assert_msg(memcmp(bt_tensor_data(want[v]), bt_tensor_data(got[v]), bytes) == 0,
+                              "format %d call %d view %d differs from the packed copy's",
+                              formats[f], call, v);
+        }
+        ck_assert_int_eq(bt_augment_eval(a, NI, (const uint8_t *const *)pix, hs, wsz, c, ew), BT_OK);
+        ck_assert_int_eq(bt_augment_eval_ex(a, NI, (const uint8_t *const *)img, hs, wsz, strides,
+                                            formats[f], eg),
+                         BT_OK);
+        ck_assert_msg(memcmp(bt_tensor_data(ew), bt_tensor_data(eg), bytes) == 0,
+                      "format %d: eval differs from the packed copy's", formats[f]);
+        for (v = 0; v < 2; v++) {
+            bt_tensor_free(want[v]);
+            bt_tensor_free(got[v]);
+        }
+        bt_tensor_free(ew);
+        bt_tensor_free(eg);
+        for (i = 0; i < NI; i++)
+            free(img[i]);
+        free(img);
+        bt_augment_free(a);
+        free_images();
+    }
+}
+END_TEST
+
+/* Two pipelines (two ranks) each augmenting their slice of the batch in the same call
+ * make the views one pipeline makes for the whole batch. */
+START_TEST(slices_at_their_global_index_equal_one_call)
+{
+    bt_augment *one = make_aug("imagenet", "2", "9"), *r0 = make_aug("imagenet", "1", "9"),
+               *r1 = make_aug("imagenet", "2", "9");
+    const int k = 2; /* rank 0 holds images [0, 2), rank 1 [2, NI) */
+    bt_tensor *all[2], *s0[2], *s1[2];
+    size_t plane = (size_t)3 * 48 * 48;
+    int call, v;
+    make_images(3);
+    for (v = 0; v < 2; v++) {
+        make_out(&all[v], NI, 3, 48);
+        make_out(&s0[v], k, 3, 48);
+        make_out(&s1[v], NI - k, 3, 48);
+    }
+    for (call = 0; call < 2; call++) {
+        ck_assert_int_eq(bt_augment_views(one, NI, (const uint8_t *const *)pix, hs, wsz, 3, 2, all),
+                         BT_OK);
+        ck_assert_int_eq(bt_augment_views_at(r0, 0, k, (const uint8_t *const *)pix, hs, wsz, NULL,
+                                             BT_PIXELS_RGB, 2, s0),
+                         BT_OK);
+        ck_assert_int_eq(bt_augment_views_at(r1, k, NI - k, (const uint8_t *const *)pix + k, hs + k,
+                                             wsz + k, NULL, BT_PIXELS_RGB, 2, s1),
+                         BT_OK);
+        for (v = 0; v < 2; v++) {
+            ck_assert(memcmp(bt_tensor_data(all[v]), bt_tensor_data(s0[v]),
+                             k * plane * sizeof(float)) == 0);
+            ck_assert(memcmp(bt_tensor_data(all[v]) + k * plane, bt_tensor_data(s1[v]),
+                             (NI - k) * plane * sizeof(float)) == 0);
+        }
+    }
+    /* the index, not the place in the call, keys the draws: image 2 first in a call of
+       its own at index 0 is drawn differently */
+    ck_assert_int_eq(bt_augment_set_state(r1, 9, 0), BT_OK);
+    ck_assert_int_eq(bt_augment_views_at(r1, 0, NI - k, (const uint8_t *const *)pix + k, hs + k,
+                                         wsz + k, NULL, BT_PIXELS_RGB, 2, s1),
+                     BT_OK);
+    ck_assert_int_eq(bt_augment_set_state(one, 9, 0), BT_OK);
+    ck_assert_int_eq(bt_augment_views(one, NI, (const uint8_t *const *)pix, hs, wsz, 3, 2, all),
+                     BT_OK);
+    ck_assert(memcmp(bt_tensor_data(all[0]) + k * plane, bt_tensor_data(s1[0]),
+                     plane * sizeof(float)) != 0);
+    for (v = 0; v < 2; v++) {
+        bt_tensor_free(all[v]);
+        bt_tensor_free(s0[v]);
+        bt_tensor_free(s1[v]);
+    }
+    bt_augment_free(one);
+    bt_augment_free(r0);
+    bt_augment_free(r1);
+    free_images();
+}
+END_TEST
+
+START_TEST(bad_layouts_write_nothing)
+{
+    bt_augment *a = make_aug("imagenet", "2", "1");
+    bt_tensor *o[2];
+    int64_t strides[NI];
+    uint64_t calls;
+    uint8_t **img;
+    int i, v;
+    make_images(3);
+    img = relayout(3, BT_PIXELS_BGRA, 0, strides);
+    make_out(&o[0], NI, 3, 48);
+    make_out(&o[1], NI, 3, 48);
+    for (v = 0; v < 2; v++)
+        for (i = 0; i < bt_tensor_numel(o[v]); i++)
+            bt_tensor_data(o[v])[i] = 1234.5f;
+    ck_assert_int_eq(bt_augment_views_at(a, -1, NI, (const uint8_t *const *)img, hs, wsz, strides,
+                                         BT_PIXELS_BGRA, 2, o),
+                     BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "first_index is -1"));
+    ck_assert_int_eq(bt_augment_views_at(a, 0, NI, (const uint8_t *const *)img, hs, wsz, strides,
+                                         2, 2, o),
+                     BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "pixel format is 2"));
+    strides[3]--;
+    ck_assert_int_eq(bt_augment_views_at(a, 0, NI, (const uint8_t *const *)img, hs, wsz, strides,
+                                         BT_PIXELS_BGRA, 2, o),
+                     BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "strides[3] is 1331 bytes"));
+    ck_assert_int_eq(bt_augment_eval_ex(a, NI, (const uint8_t *const *)img, hs, wsz, strides,
+                                        BT_PIXELS_BGRA, o[0]),
+                     BT_E_INVALID_ARG);
+    strides[3]++;
+    /* a grey layout gives 1-channel views: 3-channel outputs are the wrong shape */
+    ck_assert_int_eq(bt_augment_views_at(a, 0, NI, (const uint8_t *const *)img, hs, wsz, NULL,
+                                         BT_PIXELS_GRAY, 2, o),
+                     BT_E_SHAPE);
+    ck_assert_int_eq(bt_augment_views_at(NULL, 0, NI, (const uint8_t *const *)img, hs, wsz,
+                                         strides, BT_PIXELS_BGRA, 2, o),
+                     BT_E_MISUSE);
+    for (v = 0; v < 2; v++)
+        for (i = 0; i < bt_tensor_numel(o[v]); i++)
+            ck_assert(bt_tensor_data(o[v])[i] == 1234.5f);
+    ck_assert_int_eq(bt_augment_get_state(a, NULL, &calls), BT_OK);
+    ck_assert(calls == 0);
+    bt_tensor_free(o[0]);
+    bt_tensor_free(o[1]);
+    for (i = 0; i < NI; i++)
+        free(img[i]);
+    free(img);
+    bt_augment_free(a);
+    free_images();
+}
+END_TEST
+
 START_TEST(create_validates_options)
 {
     bt_config *cfg;
@@ -751,6 +939,9 @@ Suite *augment_suite(void)
     tcase_add_test(api, state_replays_and_calls_differ);
     tcase_add_test(api, views_are_normalised_and_follow_the_view_settings);
     tcase_add_test(api, bad_input_writes_nothing);
+    tcase_add_test(api, strided_layouts_give_the_packed_views);
+    tcase_add_test(api, slices_at_their_global_index_equal_one_call);
+    tcase_add_test(api, bad_layouts_write_nothing);
     tcase_add_test(api, create_validates_options);
     tcase_add_test(api, one_value_mean_normalises_rgb);
     tcase_set_timeout(stats, 60);

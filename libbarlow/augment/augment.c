@@ -280,8 +280,28 @@ int32_t bt_augment_output_size(const bt_augment *a, int32_t view)
 
 /* ---- validation shared by views and eval ------------------------------------ */
 
+/* The images of one call as the host holds them. */
+struct pixels {
+    const uint8_t *const *images;
+    const int32_t *heights, *widths;
+    const int64_t *strides; /* NULL: rows packed */
+    int bpp, bgr;           /* bytes per pixel of the layout, blue first */
+    int32_t channels;       /* of the output: 1 for grey, else 3 */
+};
+
+BTI_INLINE static struct bti_aug_src src_of(const struct pixels *px, int32_t i)
+{
+    struct bti_aug_src s;
+    s.px = px->images[i];
+    s.stride = px->strides ? (size_t)px->strides[i] : (size_t)px->widths[i] * (size_t)px->bpp;
+    s.bpp = px->bpp;
+    s.bgr = px->bgr;
+    return s;
+}
+
 static bt_status check_images(const char *fn, int32_t n, const uint8_t *const *images,
-                              const int32_t *heights, const int32_t *widths, int32_t channels)
+                              const int32_t *heights, const int32_t *widths,
+                              const int64_t *strides, int32_t format, struct pixels *px)
 {
     int32_t i;
     if (n < 1)
@@ -292,9 +312,17 @@ static bt_status check_images(const char *fn, int32_t n, const uint8_t *const *i
         return bti_fail(BT_E_MISUSE, "%s: heights is NULL", fn);
     if (!widths)
         return bti_fail(BT_E_MISUSE, "%s: widths is NULL", fn);
-    if (channels != 1 && channels != 3)
-        return bti_fail(BT_E_INVALID_ARG, "%s: channels is %d; it must be 1 or 3", fn,
-                        (int)channels);
+    px->bgr = format == BT_PIXELS_BGR || format == BT_PIXELS_BGRA;
+    if (format == BT_PIXELS_GRAY || format == BT_PIXELS_RGB || format == BT_PIXELS_BGR)
+        px->bpp = format == BT_PIXELS_GRAY ? 1 : 3;
+    else if (format == BT_PIXELS_RGBA || format == BT_PIXELS_BGRA)
+        px->bpp = 4;
+    else
+        return bti_fail(BT_E_INVALID_ARG,
+                        "%s: pixel format is %d; it must be BT_PIXELS_GRAY (1), _RGB (3), _BGR "
+                        "(%d), _RGBA (%d) or _BGRA (%d)",
+                        fn, (int)format, BT_PIXELS_BGR, BT_PIXELS_RGBA, BT_PIXELS_BGRA);
+    px->channels = px->bpp == 1 ? 1 : 3;
     for (i = 0; i < n; i++) {
         if (!images[i])
             return bti_fail(BT_E_MISUSE, "%s: images[%d] is NULL", fn, (int)i);
@@ -303,8 +331,24 @@ static bt_status check_images(const char *fn, int32_t n, const uint8_t *const *i
             return bti_fail(BT_E_INVALID_ARG,
                             "%s: image %d is %d x %d (height x width); each side must be 1..%d",
                             fn, (int)i, (int)heights[i], (int)widths[i], BTI_AUG_MAX_SIDE);
+        if (strides && strides[i] < (int64_t)widths[i] * px->bpp)
+            return bti_fail(BT_E_INVALID_ARG,
+                            "%s: strides[%d] is %lld bytes; image %d is %d pixels of %d bytes "
+                            "wide, so it must be >= %lld",
+                            fn, (int)i, (long long)strides[i], (int)i, (int)widths[i], px->bpp,
+                            (long long)widths[i] * px->bpp);
     }
+    px->images = images;
+    px->heights = heights;
+    px->widths = widths;
+    px->strides = strides;
     return BT_OK;
+}
+
+/* Grey images through the plain entry points: `channels` 1 or 3 is the format. */
+static int32_t format_of_channels(int32_t channels)
+{
+    return channels == 1 ? BT_PIXELS_GRAY : channels == 3 ? BT_PIXELS_RGB : -1;
 }
 
 static bt_status check_norm(const char *fn, const struct bti_aug_view *v, int vi, int32_t channels)
@@ -364,26 +408,44 @@ static void to_float(const uint8_t *img, int s, int c, const float (*lut)[256], 
 
 /* ---- views ------------------------------------------------------------------ */
 
-size_t bti_aug_task_ws(const struct bti_aug_view *v, const struct bti_aug_params *p, int c)
+size_t bti_aug_task_ws(const struct bti_aug_view *v, const struct bti_aug_params *p, int bpp)
 {
     size_t s = (size_t)v->size;
-    size_t blur = bti_blur_ws_bytes(v->size, v->size, c, (float)p->sigma);
-    return ((s * s * c + 63) & ~(size_t)63) + ((blur + 63) & ~(size_t)63) +
-           bti_resample_ws_bytes(p->width, p->height, v->size, v->size, v->size, v->size, c,
+    size_t blur = bti_blur_ws_bytes(v->size, v->size, bpp, (float)p->sigma);
+    return ((s * s * bpp + 63) & ~(size_t)63) + ((blur + 63) & ~(size_t)63) +
+           bti_resample_ws_bytes(p->width, p->height, v->size, v->size, v->size, v->size, bpp,
                                  v->bicubic);
 }
 
+/* npix pixels of bpp bytes (blue first if bgr) to packed R, G, B, in place. Resampling
+ * treats channels alike, so resampling first and reordering after gives the same bytes
+ * as resampling the RGB copy. */
+static void to_rgb(uint8_t *px, size_t npix, int bpp, int bgr)
+{
+    size_t k;
+    if (bpp == 1 || (bpp == 3 && !bgr))
+        return;
+    for (k = 0; k < npix; k++) {
+        const uint8_t *i = px + k * (size_t)bpp;
+        uint8_t r = i[bgr ? 2 : 0], g = i[1], b = i[bgr ? 0 : 2];
+        px[3 * k] = r;
+        px[3 * k + 1] = g;
+        px[3 * k + 2] = b;
+    }
+}
+
 void bti_aug_run(const struct bti_aug_view *v, const float (*lut)[256],
-                 const struct bti_aug_params *p, const uint8_t *src, int width, int c, uint8_t *ws,
+                 const struct bti_aug_params *p, const struct bti_aug_src *src, uint8_t *ws,
                  float *dst)
 {
-    int s = v->size, k;
+    int s = v->size, k, c = src->bpp == 1 ? 1 : 3;
     size_t npix = (size_t)s * s;
-    uint8_t *img = ws, *line = ws + ((npix * c + 63) & ~(size_t)63);
-    size_t blur = bti_blur_ws_bytes(s, s, c, (float)p->sigma);
+    uint8_t *img = ws, *line = ws + ((npix * src->bpp + 63) & ~(size_t)63);
+    size_t blur = bti_blur_ws_bytes(s, s, src->bpp, (float)p->sigma);
     uint8_t *rws = line + ((blur + 63) & ~(size_t)63);
-    bti_resample(src, (size_t)width * c, c, p->left, p->top, p->width, p->height, s, s, 0, 0, s, s,
-                 v->bicubic, img, rws);
+    bti_resample(src->px, src->stride, src->bpp, p->left, p->top, p->width, p->height, s, s, 0, 0,
+                 s, s, v->bicubic, img, rws);
+    to_rgb(img, npix, src->bpp, src->bgr);
     if (p->flip)
         bti_aug_hflip(img, s, s, c);
     if (p->jitter)
@@ -409,21 +471,16 @@ void bti_aug_run(const struct bti_aug_view *v, const float (*lut)[256],
     to_float(img, s, c, lut, dst);
 }
 
-bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *images,
-                           const int32_t *heights, const int32_t *widths, int32_t channels,
-                           int32_t nviews, bt_tensor *const *out)
+static bt_status views(bt_augment *a, const char *fn, int64_t first, int32_t n,
+                       const struct pixels *px, int32_t nviews, bt_tensor *const *out)
 {
-    static const char *fn = "bt_augment_views";
+    const int32_t channels = px->channels;
     struct bti_aug_params *params;
     size_t tasks, need = 0, t;
     bt_status st;
     int32_t v, u;
     int nt;
     long long tk;
-    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK)
-        return st;
-    if ((st = check_images(fn, n, images, heights, widths, channels)) != BT_OK)
-        return st;
     if (nviews < 1 || nviews > BTI_AUG_MAX_VIEWS)
         return bti_fail(BT_E_INVALID_ARG, "%s: nviews is %d; it must be 1..%d", fn, (int)nviews,
                         BTI_AUG_MAX_VIEWS);
@@ -451,10 +508,10 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
         int32_t i = (int32_t)(t / (size_t)nviews);
         int32_t vv = (int32_t)(t % (size_t)nviews);
         const struct bti_aug_view *vw = &a->view[vv ? 1 : 0];
-        uint64_t key = bti_rng_key(a->seed, a->calls, (uint64_t)i, (uint64_t)vv);
+        uint64_t key = bti_rng_key(a->seed, a->calls, (uint64_t)(first + i), (uint64_t)vv);
         size_t w;
-        bti_aug_sample(vw, key, heights[i], widths[i], &params[t]);
-        w = bti_aug_task_ws(vw, &params[t], channels);
+        bti_aug_sample(vw, key, px->heights[i], px->widths[i], &params[t]);
+        w = bti_aug_task_ws(vw, &params[t], px->bpp);
         if (w > need)
             need = w;
     }
@@ -468,11 +525,55 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
         int vi = vv ? 1 : 0;
         const struct bti_aug_view *vw = &a->view[vi];
         size_t plane = (size_t)channels * vw->size * vw->size;
-        bti_aug_run(vw, (const float(*)[256])a->lut[vi], &params[tk], images[i], widths[i],
-                    channels, a->ws[thread_id()].p, out[vv]->data + (size_t)i * plane);
+        struct bti_aug_src src = src_of(px, i);
+        bti_aug_run(vw, (const float(*)[256])a->lut[vi], &params[tk], &src, a->ws[thread_id()].p,
+                    out[vv]->data + (size_t)i * plane);
     }
     a->calls++;
     return BT_OK;
+}
+
+static bt_status check_channels(const char *fn, int32_t channels)
+{
+    if (channels != 1 && channels != 3)
+        return bti_fail(BT_E_INVALID_ARG, "%s: channels is %d; it must be 1 or 3", fn,
+                        (int)channels);
+    return BT_OK;
+}
+
+bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *images,
+                           const int32_t *heights, const int32_t *widths, int32_t channels,
+                           int32_t nviews, bt_tensor *const *out)
+{
+    static const char *fn = "bt_augment_views";
+    struct pixels px;
+    bt_status st;
+    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK ||
+        (st = check_channels(fn, channels)) != BT_OK ||
+        (st = check_images(fn, n, images, heights, widths, NULL, format_of_channels(channels),
+                           &px)) != BT_OK)
+        return st;
+    return views(a, fn, 0, n, &px, nviews, out);
+}
+
+bt_status bt_augment_views_at(bt_augment *a, int64_t first_index, int32_t n,
+                              const uint8_t *const *images, const int32_t *heights,
+                              const int32_t *widths, const int64_t *strides, int32_t format,
+                              int32_t nviews, bt_tensor *const *out)
+{
+    static const char *fn = "bt_augment_views_at";
+    struct pixels px;
+    bt_status st;
+    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK)
+        return st;
+    if (first_index < 0 || first_index > INT64_MAX - n)
+        return bti_fail(BT_E_INVALID_ARG,
+                        "%s: first_index is %lld; it must be >= 0 (and first_index + n fit in "
+                        "int64)",
+                        fn, (long long)first_index);
+    if ((st = check_images(fn, n, images, heights, widths, strides, format, &px)) != BT_OK)
+        return st;
+    return views(a, fn, first_index, n, &px, nviews, out);
 }
 
 /* ---- evaluation ------------------------------------------------------------- */
@@ -493,22 +594,16 @@ static void eval_geometry(int s, int h, int w, int *nh, int *nw, int *top, int *
     *left = (int)rint((*nw - s) / 2.0);
 }
 
-bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images,
-                          const int32_t *heights, const int32_t *widths, int32_t channels,
-                          bt_tensor *out)
+static bt_status eval(bt_augment *a, const char *fn, int32_t n, const struct pixels *px,
+                      bt_tensor *out)
 {
-    static const char *fn = "bt_augment_eval";
-    const struct bti_aug_view *vw;
+    const struct bti_aug_view *vw = &a->view[0];
+    const int32_t channels = px->channels;
+    const int s = vw->size;
     size_t need = 0, plane;
     bt_status st;
     int32_t i;
-    int nt, s;
-    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK)
-        return st;
-    if ((st = check_images(fn, n, images, heights, widths, channels)) != BT_OK)
-        return st;
-    vw = &a->view[0];
-    s = vw->size;
+    int nt;
     if ((st = check_out(fn, "out", out, n, channels, s)) != BT_OK)
         return st;
     if ((st = check_norm(fn, vw, 1, channels)) != BT_OK)
@@ -516,9 +611,9 @@ bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images
     for (i = 0; i < n; i++) {
         int nh, nw, top, left;
         size_t w;
-        eval_geometry(s, heights[i], widths[i], &nh, &nw, &top, &left);
-        w = (((size_t)s * s * channels + 63) & ~(size_t)63) +
-            bti_resample_ws_bytes(widths[i], heights[i], nw, nh, s, s, channels, 0);
+        eval_geometry(s, px->heights[i], px->widths[i], &nh, &nw, &top, &left);
+        w = (((size_t)s * s * px->bpp + 63) & ~(size_t)63) +
+            bti_resample_ws_bytes(px->widths[i], px->heights[i], nw, nh, s, s, px->bpp, 0);
         if (w > need)
             need = w;
     }
@@ -530,11 +625,41 @@ bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images
     for (i = 0; i < n; i++) {
         int nh, nw, top, left;
         uint8_t *img = a->ws[thread_id()].p;
-        uint8_t *rws = img + (((size_t)s * s * channels + 63) & ~(size_t)63);
-        eval_geometry(s, heights[i], widths[i], &nh, &nw, &top, &left);
-        bti_resample(images[i], (size_t)widths[i] * channels, channels, 0, 0, widths[i],
-                     heights[i], nw, nh, left, top, s, s, 0, img, rws);
+        uint8_t *rws = img + (((size_t)s * s * px->bpp + 63) & ~(size_t)63);
+        struct bti_aug_src src = src_of(px, i);
+        eval_geometry(s, px->heights[i], px->widths[i], &nh, &nw, &top, &left);
+        bti_resample(src.px, src.stride, src.bpp, 0, 0, px->widths[i], px->heights[i], nw, nh, left,
+                     top, s, s, 0, img, rws);
+        to_rgb(img, (size_t)s * s, src.bpp, src.bgr);
         to_float(img, s, channels, (const float(*)[256])a->lut[0], out->data + (size_t)i * plane);
     }
     return BT_OK;
+}
+
+bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images,
+                          const int32_t *heights, const int32_t *widths, int32_t channels,
+                          bt_tensor *out)
+{
+    static const char *fn = "bt_augment_eval";
+    struct pixels px;
+    bt_status st;
+    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK ||
+        (st = check_channels(fn, channels)) != BT_OK ||
+        (st = check_images(fn, n, images, heights, widths, NULL, format_of_channels(channels),
+                           &px)) != BT_OK)
+        return st;
+    return eval(a, fn, n, &px, out);
+}
+
+bt_status bt_augment_eval_ex(bt_augment *a, int32_t n, const uint8_t *const *images,
+                             const int32_t *heights, const int32_t *widths,
+                             const int64_t *strides, int32_t format, bt_tensor *out)
+{
+    static const char *fn = "bt_augment_eval_ex";
+    struct pixels px;
+    bt_status st;
+    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK ||
+        (st = check_images(fn, n, images, heights, widths, strides, format, &px)) != BT_OK)
+        return st;
+    return eval(a, fn, n, &px, out);
 }

@@ -3,8 +3,8 @@
  * each reproducing Pillow's integer/fixed-point arithmetic (Pillow 9.4, whose
  * math equals the 8.1 of the official runs; see reference/barlowtwins.md §4).
  *
- * Images here are uint8, HWC, rows packed (row stride = width * channels),
- * channels 1 or 3. */
+ * Images are uint8, HWC, rows `stride` bytes apart, in one of the BT_PIXELS_*
+ * layouts; the pipeline itself works on packed grey or RGB (channels 1 or 3). */
 #ifndef BARLOW_AUGMENT_H
 #define BARLOW_AUGMENT_H
 
@@ -69,12 +69,21 @@ BTI_HIDDEN void bti_aug_sample(const struct bti_aug_view *v, uint64_t key, int h
 
 /* uint8 -> normalised float32 table per channel, as ToTensor + Normalize compute it. */
 BTI_HIDDEN void bti_aug_lut(const struct bti_aug_view *v, float lut[3][256]);
-/* Workspace bytes bti_aug_run needs for this task. */
-BTI_HIDDEN size_t bti_aug_task_ws(const struct bti_aug_view *v, const struct bti_aug_params *p, int c);
-/* The whole pipeline for one view of one image (src: width wide, c channels,
- * rows packed) into dst [c, S, S]. */
+/* One source image as the host holds it. */
+struct bti_aug_src {
+    const uint8_t *px;
+    size_t stride; /* bytes from one row to the next */
+    int bpp;       /* bytes per pixel: 1, 3 or 4 */
+    int bgr;       /* blue first (BT_PIXELS_BGR, BT_PIXELS_BGRA) */
+};
+
+/* Workspace bytes bti_aug_run needs for this task (bpp: the source's bytes per pixel). */
+BTI_HIDDEN size_t bti_aug_task_ws(const struct bti_aug_view *v, const struct bti_aug_params *p,
+                                  int bpp);
+/* The whole pipeline for one view of one image into dst [c, S, S] (c = 1 for a grey
+ * source, else 3 in R, G, B order). */
 BTI_HIDDEN void bti_aug_run(const struct bti_aug_view *v, const float (*lut)[256],
-                            const struct bti_aug_params *p, const uint8_t *src, int width, int c,
+                            const struct bti_aug_params *p, const struct bti_aug_src *src,
                             uint8_t *ws, float *dst);
 
 /* ---- resampling (aug_resample.c): PIL Image.resize, BICUBIC or BILINEAR ---- */
