@@ -100,6 +100,7 @@ typedef int32_t bt_status;
 #define BT_E_FORMAT 8      /* a file is malformed */
 #define BT_E_NUMERIC 9     /* a non-finite value where a finite one is needed */
 #define BT_E_INTERNAL 10   /* a bug in libbarlow; please report it */
+#define BT_E_COMM 11       /* a communicator callback failed, or another rank's call did */
 /* Codes are only ever appended. */
 
 /* Static text for a status ("invalid argument", ...). Unknown codes give
@@ -125,6 +126,7 @@ typedef struct bt_loss bt_loss;
 typedef struct bt_augment bt_augment;
 typedef struct bt_optim bt_optim;
 typedef struct bt_xent bt_xent;
+typedef struct bt_comm bt_comm;
 
 /* ------------------------------------------------------------------------ */
 /* Tensors: float32, row-major (C order), 1 to 4 dimensions; images are NCHW */
@@ -986,6 +988,78 @@ BT_API bt_status bt_optim_add_layer(bt_optim *o, bt_layer *l);
  * BT_E_STATE (the optimizer has already stepped); BT_E_INVALID_ARG (a tensor
  * of m is already added, e.g. the model added twice); BT_E_NOMEM. */
 BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
+
+/* ------------------------------------------------------------------------ */
+/* Data-parallel training                                                   */
+/* ------------------------------------------------------------------------ */
+/*
+ * W processes (ranks), each with N_r images of a global batch of N = sum N_r,
+ * compute what one process computes with all N (docs/distributed.md): with a
+ * communicator set, every training-mode BatchNorm (backbone, projector and the
+ * loss's normalisation) uses the statistics of the global batch, forward and
+ * backward; the loss is the global batch's, identical on every rank; and
+ * bt_model_backward adds to every rank's gradients the gradient of that one
+ * loss (a sum over ranks, not an average), so bt_optim_step keeps the ranks'
+ * weights identical. Uneven shards work. Augment with bt_augment_views_at and
+ * the global index of the rank's first image.
+ *
+ * The library does not link MPI: the host passes its collectives as
+ * callbacks (examples/mpi_comm.h wraps MPI_Allreduce / MPI_Allgather).
+ * dtype is 0 for float32, 1 for float64; a callback returns 0 on success. The
+ * library calls them on the calling thread, in the same order and with the
+ * same counts on every rank, and relies on the results being bitwise
+ * identical on every rank (MPI_Allreduce gives that).
+ *
+ * Collective calls: with a communicator, bt_model_forward, bt_model_backward,
+ * bt_loss_forward, bt_loss_backward and the set_comm calls themselves must be
+ * made by every rank, in the same order. Arguments one rank rejects fail the
+ * call on every rank: that rank returns its own status and message, the others
+ * BT_E_COMM naming the rank; nothing changes anywhere. A callback that fails
+ * gives BT_E_COMM: the rank keeps making the rest of the call's collectives
+ * (so no rank waits for it), the call's closing agreement tells every rank,
+ * and nothing changes. If a callback fails in that closing agreement itself,
+ * only the ranks it failed on know: they return BT_E_COMM and their
+ * communicator is broken (every later collective call returns BT_E_COMM at
+ * once); the other ranks may then block in their next collective. With MPI's
+ * default error handler (MPI_ERRORS_ARE_FATAL) MPI ends the job instead.
+ */
+
+/* Sum count elements of buf over the ranks, in place. */
+typedef int32_t (*bt_comm_allreduce_fn)(void *user, void *buf, int64_t count, int32_t dtype);
+/* recv = every rank's `count` elements of send, in rank order (count * W elements). */
+typedef int32_t (*bt_comm_allgather_fn)(void *user, const void *send, void *recv, int64_t count,
+                                        int32_t dtype);
+
+/* Create a communicator for rank `rank` of `size` ranks. allgather may be NULL
+ * (gathers are then made with allreduce, moving W times the bytes). user is
+ * passed to the callbacks, never dereferenced. Not collective: nothing is
+ * called until the communicator is set on a model or loss.
+ * Returns BT_OK; BT_E_MISUSE (out or allreduce NULL); BT_E_INVALID_ARG (size
+ * < 1, rank outside 0..size-1); BT_E_NOMEM. */
+BT_API bt_status bt_comm_create(bt_comm **out, int32_t rank, int32_t size,
+                                bt_comm_allreduce_fn allreduce, bt_comm_allgather_fn allgather,
+                                void *user);
+
+/* Release a communicator. Free the models and losses using it first, or set
+ * their communicator to NULL. NULL does nothing, and so does a pointer that is
+ * not a live communicator. */
+BT_API void bt_comm_free(bt_comm *c);
+
+/* Make m's training passes data-parallel over c (NULL: one process again). A
+ * collective call when c is not NULL: it checks that every rank passes a
+ * communicator of the same size with a distinct rank, and a model with the
+ * same tensors (count and sizes). c is borrowed: it must outlive its use by m.
+ * The cached forward is dropped (call bt_model_forward again).
+ * Returns BT_OK; BT_E_MISUSE (m bad, c not a live communicator); BT_E_COMM
+ * (a callback failed, or the ranks disagree: sizes, ranks or models, named in
+ * the message; nothing changed). */
+BT_API bt_status bt_model_set_comm(bt_model *m, bt_comm *c);
+
+/* Make l's loss the loss of the global batch over c (NULL: one process). A
+ * collective call as bt_model_set_comm (the ranks' losses must have the same
+ * options). The cached forward is dropped.
+ * Returns as bt_model_set_comm. */
+BT_API bt_status bt_loss_set_comm(bt_loss *l, bt_comm *c);
 
 /* ------------------------------------------------------------------------ */
 /* Checkpoints                                                              */

@@ -21,6 +21,7 @@ BT_API const char *bt_status_string(bt_status s)
     case BT_E_FORMAT: return "malformed data";
     case BT_E_NUMERIC: return "non-finite value";
     case BT_E_INTERNAL: return "internal error";
+    case BT_E_COMM: return "communication failed";
     default: return "unknown status";
     }
 }

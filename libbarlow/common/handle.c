@@ -123,6 +123,7 @@ static const char *kind_name(int kind)
     case BTI_KIND_MODEL: return "bt_model";
     case BTI_KIND_LOSS: return "bt_loss";
     case BTI_KIND_AUGMENT: return "bt_augment";
+    case BTI_KIND_COMM: return "bt_comm";
     case BTI_KIND_OPTIM: return "bt_optim";
     case BTI_KIND_XENT: return "bt_xent";
     default: return "handle";

@@ -46,6 +46,7 @@ enum bti_kind {
     BTI_KIND_AUGMENT,
     BTI_KIND_OPTIM,
     BTI_KIND_XENT,
+    BTI_KIND_COMM,
 };
 
 BTI_HIDDEN bt_status bti_handle_add(const void *p, int kind);
