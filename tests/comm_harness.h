@@ -20,6 +20,10 @@ struct harness_rank {
  * callback when `gather`); fail_at[r] as above (NULL: none). Returns 0 when every body
  * returned 0; a callback whose count or dtype differs between ranks makes every rank's
  * callback fail (MPI's truncation error) instead of hanging. */
+/* The callbacks, for a test that makes a communicator of its own (user: the rank). */
+int32_t harness_allreduce(void *user, void *buf, int64_t count, int32_t dtype);
+int32_t harness_allgather(void *user, const void *send, void *recv, int64_t count, int32_t dtype);
+
 int harness_run(int size, int gather, const int *fail_at, int (*body)(struct harness_rank *),
                 void *arg);
 

@@ -30,13 +30,11 @@ static int publish(struct harness_rank *r, const void *send, int64_t count, int3
 
 static int32_t finish(struct harness_rank *r, int same)
 {
-    int fail = r->fail_at && ++r->calls == r->fail_at;
-    if (!r->fail_at)
-        r->calls++;
-    return !same || fail;
+    r->calls++;
+    return !same || (r->fail_at && r->calls == r->fail_at);
 }
 
-static int32_t allreduce(void *user, void *buf, int64_t count, int32_t dtype)
+int32_t harness_allreduce(void *user, void *buf, int64_t count, int32_t dtype)
 {
     struct harness_rank *r = user;
     int same = publish(r, buf, count, dtype), i;
@@ -58,7 +56,7 @@ static int32_t allreduce(void *user, void *buf, int64_t count, int32_t dtype)
     return finish(r, same && (sum || !count));
 }
 
-static int32_t allgather(void *user, const void *send, void *recv, int64_t count, int32_t dtype)
+int32_t harness_allgather(void *user, const void *send, void *recv, int64_t count, int32_t dtype)
 {
     struct harness_rank *r = user;
     int same = publish(r, send, count, dtype), i;
@@ -100,7 +98,7 @@ int harness_run(int size, int gather, const int *fail_at, int (*body)(struct har
         jobs[i].r.fail_at = fail_at ? fail_at[i] : 0;
         jobs[i].r.arg = arg;
         jobs[i].body = body;
-        if (bt_comm_create(&jobs[i].r.comm, i, size, allreduce, gather ? allgather : NULL,
+        if (bt_comm_create(&jobs[i].r.comm, i, size, harness_allreduce, gather ? harness_allgather : NULL,
                            &jobs[i].r) != BT_OK)
             return 1;
     }

@@ -33,10 +33,13 @@ BT_API bt_status bt_comm_create(bt_comm **out, int32_t rank, int32_t size,
     c->allgather = allgather;
     c->user = user;
     st = bti_buffer_reserve(&c->agree, (size_t)size * SLOT, sizeof(double), fn);
+    if (st == BT_OK && !(c->counts = calloc((size_t)size, sizeof *c->counts)))
+        st = bti_fail(BT_E_NOMEM, "%s: out of memory for %d ranks", fn, (int)size);
     if (st == BT_OK && (st = bti_handle_add(c, BTI_KIND_COMM)) != BT_OK)
         st = bti_fail(BT_E_NOMEM, "%s: out of memory for the handle registry", fn);
     if (st != BT_OK) {
         bti_buffer_release(&c->agree);
+        free(c->counts);
         free(c);
         return st;
     }
@@ -51,6 +54,7 @@ BT_API void bt_comm_free(bt_comm *c)
     bti_handle_remove(c);
     bti_buffer_release(&c->agree);
     bti_buffer_release(&c->gather);
+    free(c->counts);
     free(c);
 }
 
@@ -61,6 +65,9 @@ bt_status bti_coll_begin(struct bti_coll *k, bt_comm *c, const char *fn)
     k->failed = 0;
     k->code = 0;
     k->what = NULL;
+    k->agreements = 0;
+    if (!bti_handle_is(c, BTI_KIND_COMM))
+        return bti_fail(BT_E_MISUSE, "%s: its communicator was freed (set it to NULL first)", fn);
     if (c->broken)
         return bti_fail(BT_E_COMM,
                         "%s: the communicator (rank %d of %d) failed in an earlier call; the "
@@ -147,12 +154,21 @@ bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count, const 
     for (j = 0; j < nsame; j++)
         a[(size_t)c->rank * SLOT + 2 + j] = (double)same[j];
     rc = c->allreduce(c->user, a, (int64_t)w * SLOT, 1);
-    if (rc != 0) {
+    if (rc != 0 && (k->agreements > 0 || st != BT_OK)) {
         c->broken = 1;
         return bti_fail(BT_E_COMM,
-                        "%s: the communicator's allreduce returned %d in the closing agreement "
-                        "(rank %d of %d); the communicator is now unusable",
+                        "%s: the communicator's allreduce returned %d in an agreement (rank %d "
+                        "of %d); the communicator is now unusable",
                         k->fn, (int)rc, (int)c->rank, (int)w);
+    }
+    if (k->agreements++ == 0 && rc != 0) {
+        /* the preflight: keep in step with the others, fail at the closing agreement */
+        note(k, rc, "the opening agreement");
+        for (r = 0; r < w; r++)
+            c->counts[r] = r == c->rank ? count : (int64_t)a[(size_t)r * SLOT + 1];
+        if (counts)
+            memcpy(counts, c->counts, (size_t)w * sizeof *counts);
+        return BT_OK;
     }
     if (k->failed)
         return bti_fail(BT_E_COMM, "%s: a communicator callback returned %d (%s) on rank %d of %d",
@@ -172,14 +188,22 @@ bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count, const 
                 return bti_fail(BT_E_COMM, "%s: the ranks disagree: %s is %.0f on rank 0 but %.0f "
                                 "on rank %d",
                                 k->fn, names[j], a[2 + j], a[(size_t)r * SLOT + 2 + j], (int)r);
-    if (counts)
-        for (r = 0; r < w; r++)
-            counts[r] = (int64_t)a[(size_t)r * SLOT + 1];
+    for (r = 0; r < w; r++) {
+        c->counts[r] = (int64_t)a[(size_t)r * SLOT + 1];
+        if (counts)
+            counts[r] = c->counts[r];
+    }
     return BT_OK;
 }
 
 bt_status bti_comm_join(bt_comm *c, const int64_t *same, int nsame, const char *const *names,
                         const char *fn)
+{
+    return bti_comm_join_st(c, BT_OK, same, nsame, names, fn);
+}
+
+bt_status bti_comm_join_st(bt_comm *c, bt_status own, const int64_t *same, int nsame,
+                           const char *const *names, const char *fn)
 {
     struct bti_coll k;
     double f[4];
@@ -194,16 +218,18 @@ bt_status bti_comm_join(bt_comm *c, const int64_t *same, int nsame, const char *
     f[2] = (double)c->rank;
     f[3] = (double)c->rank * (double)c->rank;
     rc = c->allreduce(c->user, f, 4, 1);
-    if (rc != 0)
-        return bti_fail(BT_E_COMM, "%s: the communicator's allreduce returned %d (rank %d of %d)",
-                        fn, (int)rc, (int)c->rank, (int)c->size);
-    if (f[0] != s || f[1] != s * s)
+    if (rc != 0) {
+        /* the others go on to the agreement: meet them there, failed */
+        note(&k, rc, "the size check");
+    } else if (f[0] != s || f[1] != s * s) {
         return bti_fail(BT_E_COMM,
                         "%s: this communicator says %d ranks, but %.0f took part and their sizes "
                         "sum to %.0f",
                         fn, (int)c->size, f[0], f[1]);
-    if (f[2] != s * (s - 1) / 2 || f[3] != (s - 1) * s * (2 * s - 1) / 6)
+    } else if (f[2] != s * (s - 1) / 2 || f[3] != (s - 1) * s * (2 * s - 1) / 6) {
         return bti_fail(BT_E_COMM, "%s: two ranks have the same rank number (this is rank %d of %d)",
                         fn, (int)c->rank, (int)c->size);
-    return bti_coll_agree(&k, BT_OK, c->rank, same, nsame, names, NULL);
+    }
+    k.agreements = 1; /* the size check was the preflight */
+    return bti_coll_agree(&k, own, c->rank, same, nsame, names, NULL);
 }

@@ -20,6 +20,7 @@ struct bt_comm {
     void *user;
     int broken;               /* an agreement's own callback failed here: no more collectives */
     struct bti_buffer agree;  /* the agreements' doubles */
+    int64_t *counts;          /* every rank's count in the last agreement */
     struct bti_buffer gather; /* padded rows of a gather */
 };
 
@@ -30,6 +31,7 @@ struct bti_coll {
     int failed;       /* a callback of this call returned nonzero */
     int32_t code;     /* the first failure's return value */
     const char *what; /* and what it was summing */
+    int agreements;   /* made so far in this call: the first is the preflight */
 };
 
 /* Start a call's collectives; BT_E_COMM at once if c is broken. */
@@ -54,8 +56,12 @@ BTI_HIDDEN void bti_coll_gather_rows(struct bti_coll *k, const float *send, cons
  * Returns BT_OK on every rank when every status is BT_OK and the values agree, with
  * counts[r] (may be NULL) every rank's count. Otherwise this rank's own status (its
  * message kept) if it failed, else BT_E_COMM naming the first rank that failed or the
- * value that differs. Also reserves nothing that can fail: the buffer is c's, reserved
- * by bti_coll_agree_reserve for up to `nsame` values (at set_comm). */
+ * value that differs. counts[r] is also left in k->c->counts. Cannot fail locally: its
+ * buffers are reserved at bt_comm_create.
+ * If the callback itself fails: in the preflight (the call's first agreement) this rank
+ * goes on with what arrived, as if every rank agreed, and the call fails everywhere at
+ * its closing agreement; in any later agreement only this rank knows: it returns
+ * BT_E_COMM and c is broken. */
 BTI_HIDDEN bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count,
                                     const int64_t *same, int nsame, const char *const *names,
                                     int64_t *counts);
@@ -65,5 +71,8 @@ BTI_HIDDEN bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t co
  * values (a model's or loss's shape facts) equal everywhere. BT_E_NOMEM is agreed on too. */
 BTI_HIDDEN bt_status bti_comm_join(bt_comm *c, const int64_t *same, int nsame,
                                    const char *const *names, const char *fn);
+/* The same with this rank's own status st (e.g. a failed reservation), agreed on. */
+BTI_HIDDEN bt_status bti_comm_join_st(bt_comm *c, bt_status st, const int64_t *same, int nsame,
+                                      const char *const *names, const char *fn);
 
 #endif

@@ -160,6 +160,16 @@ BTI_HIDDEN void bti_layer_batchnorm_output(bt_layer *l, bt_tensor *y, int relu);
  * Fails as that forward's preparation would. */
 BTI_HIDDEN bt_status bti_layer_scratch_bytes(bt_layer *l, const bt_tensor *x, int training,
                                              int groups, size_t *bytes, const char *fn);
+/* BatchNorm, data-parallel (common/comm.h): while k is set, training forwards and
+ * backwards use the global batch's statistics through k's collectives (forward: two
+ * all-reduces, of groups*C + 1 and groups*C doubles; backward: one of 2*groups*C), the
+ * weight and bias gradients stay this rank's share, and a training forward leaves its
+ * running statistics pending. The local batch may be 1. NULL: one process. */
+struct bti_coll;
+BTI_HIDDEN void bti_layer_batchnorm_set_coll(bt_layer *l, struct bti_coll *k);
+/* Apply (apply 1) or drop the pending running statistics of the last data-parallel
+ * forward; nothing without one. */
+BTI_HIDDEN void bti_layer_batchnorm_commit(bt_layer *l, int apply);
 /* Zero the parameter gradients. */
 BTI_HIDDEN void bti_layer_zero_grad(bt_layer *l);
 

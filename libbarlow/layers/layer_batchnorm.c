@@ -9,6 +9,7 @@
  * per-(slice, channel) mean and 1/std let backward recompute x-hat from the
  * borrowed x instead of storing it. */
 #include "layers/layer.h"
+#include "common/comm.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,6 +26,9 @@ struct batchnorm {
     int affine; /* weight and bias exist */
     double eps, momentum;
     struct bti_buffer saved; /* doubles: mean, invstd, biased var per (slice, channel) */
+    struct bti_coll *coll;   /* data-parallel: the ranks' collectives (set per model call) */
+    int pending;             /* a data-parallel forward's running statistics, to commit */
+    int64_t global_m;        /* the last data-parallel forward's count per (slice, channel) */
 };
 
 BTI_INLINE static const struct batchnorm *bn_of(const bt_layer *l)
@@ -85,7 +89,8 @@ static bt_status bn_prepare(bt_layer *l, const bt_tensor *x, int training, int g
     char a[96];
     bt_status st;
     bn_dims_of(l, x->shape, x->ndim, groups, &d);
-    if (training && d.m < 2)
+    /* data-parallel: the global count is checked by the model's agreement */
+    if (training && d.m < (bn_of(l)->coll ? 1 : 2))
         return bti_fail(BT_E_SHAPE,
                         "%s: batchnorm training needs more than 1 value per channel; x %s in %d "
                         "group(s) gives %lld",
@@ -697,6 +702,182 @@ static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, 
         dx_rows_task(d->level, d, x, dy, mk, dx, training, muf, sc, mdy, kx, n);
 }
 
+/* ---- data-parallel statistics ----------------------------------------------------------
+ *
+ * The global batch's statistics (SyncBatchNorm): per (slice, channel) the ranks' sums,
+ * then their sums of squares around the global mean (two passes, as one process makes
+ * them), each by one all-reduce; the normalisation and dx are the one-process loops fed
+ * with the global values. Slower than the fused one-process tasks: each pass reads x. */
+
+/* out[k] = sum of x (centre NULL) or of (x - centre[k])^2 over slice k / C's local values,
+ * channel k % C, in a fixed order per channel. */
+static void local_sums(const bt_layer *l, const struct bn_dims *d, const float *x,
+                       const float *centre, double *out)
+{
+    const int64_t gc = d->g * d->c, nb = (d->c + CBLK - 1) / CBLK;
+    int64_t k;
+    if (d->s == 1) { /* rows: a block of channels per task, row after row */
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c > BTI_PAR_MIN)
+        for (k = 0; k < d->g * nb; k++) {
+            const int64_t g = k / nb, c0 = (k % nb) * CBLK;
+            const int64_t cm = d->c - c0 < CBLK ? d->c - c0 : CBLK;
+            double *restrict o = out + g * d->c + c0;
+            const float *restrict a = centre ? centre + g * d->c + c0 : NULL;
+            int64_t n, c;
+            for (c = 0; c < cm; c++)
+                o[c] = 0.0;
+            for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+                const float *restrict r = x + n * d->c + c0;
+                if (a)
+                    for (c = 0; c < cm; c++) {
+                        const double e = (double)(r[c] - a[c]);
+                        o[c] += e * e;
+                    }
+                else
+                    for (c = 0; c < cm; c++)
+                        o[c] += r[c];
+            }
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
+    for (k = 0; k < gc; k++) {
+        const int64_t g = k / d->c, c = k % d->c;
+        lanes p = (lanes){0};
+        double acc = 0.0;
+        int cnt = 0;
+        int64_t n;
+        for (n = g * d->ns; n < (g + 1) * d->ns; n++) {
+            const float *r = x + plane_at(d, n, c);
+            if (centre)
+                acc_sumsq(r, d->s, centre[k], &p, &cnt, &acc);
+            else
+                acc_sum(r, d->s, 0, &p, &cnt, &acc);
+        }
+        out[k] = acc + lanes_sum(&p);
+    }
+}
+
+/* Training forward statistics of the global batch into mean, invstd, var (the layer's
+ * saved doubles); scratch holds gc + 1 doubles. Returns the global count per slice. */
+static int64_t sync_stats(bt_layer *l, const struct bn_dims *d, const float *x, double *mean,
+                          double *invstd, double *var)
+{
+    struct batchnorm *bn = BTI_LAYER_OF(struct batchnorm, l);
+    const int64_t gc = d->g * d->c;
+    double *sum = (double *)l->scratch->p;
+    float *muf = (float *)(sum + gc + 1);
+    int64_t k, m;
+    local_sums(l, d, x, NULL, sum);
+    sum[gc] = (double)d->m;
+    bti_coll_sum_f64(bn->coll, sum, gc + 1, "batchnorm statistics");
+    m = (int64_t)sum[gc];
+    if (m < 1)
+        m = 1; /* only after a failed callback: the call fails at its agreement */
+    for (k = 0; k < gc; k++) {
+        mean[k] = sum[k] / (double)m;
+        muf[k] = (float)mean[k];
+    }
+    local_sums(l, d, x, muf, sum);
+    bti_coll_sum_f64(bn->coll, sum, gc, "batchnorm variances");
+    for (k = 0; k < gc; k++) {
+        const double dm = mean[k] - (double)muf[k];
+        double v = sum[k] / (double)m - dm * dm; /* E[(x - a)^2] = var + (mu - a)^2 */
+        if (v < 0.0)
+            v = 0.0;
+        var[k] = v;
+        invstd[k] = 1.0 / sqrt(v + bn->eps);
+    }
+    return m;
+}
+
+/* dx over planes from the global sums: the one-process backward's last loop. */
+static void dx_planes(const bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
+                      const float *mk, float *dx, const double *mean, const double *invstd,
+                      const double *sdy, const double *sdx, int64_t m)
+{
+    const float *w = bn_weight(l);
+    int64_t k;
+#pragma omp parallel for num_threads(l->threads) schedule(static) if (d->n * d->c * d->s > BTI_PAR_MIN)
+    for (k = 0; k < d->n * d->c; k++) {
+        const int64_t n = k / d->c, c = k % d->c, j = (n / d->ns) * d->c + c, off = k * d->s;
+        const double is = invstd[j];
+        dx_run(x + off, dy + off, mk ? mk + off : NULL, dx + off, d->s, (float)mean[j],
+               (float)(is * (w ? w[c] : 1.0f)), (float)(sdy[j] / (double)m),
+               (float)(sdx[j] / (double)m * is));
+    }
+}
+
+/* The weight and bias gradients from this rank's sums (the model sums them over ranks). */
+static void add_param_grads(bt_layer *l, const struct bn_dims *d, const double *sdy,
+                            const double *sdx)
+{
+    float *dw = l->grad[0]->data, *db = l->grad[1]->data;
+    int64_t c, g;
+    for (c = 0; c < d->c; c++) {
+        double a = 0.0, bsum = 0.0;
+        for (g = 0; g < d->g; g++) {
+            a += sdy[g * d->c + c];
+            bsum += sdx[g * d->c + c];
+        }
+        db[c] += (float)a;
+        dw[c] += (float)bsum;
+    }
+}
+
+static void sync_backward(bt_layer *l, const struct bn_dims *d, const float *x, const float *dy,
+                          const float *mk, float *dx, const double *mean, const double *invstd)
+{
+    struct batchnorm *bn = BTI_LAYER_OF(struct batchnorm, l);
+    const int64_t gc = d->g * d->c;
+    double *sdy = (double *)l->scratch->p, *sdx = sdy + gc;
+    struct bn_dims dg = *d;
+    if (d->s == 1)
+        sums_rows(d, x, dy, mk, mean, invstd, sdy, sdx, l->threads);
+    else
+        bwd_planes(l, d, x, dy, mk, NULL, 1, mean, invstd, sdy, sdx);
+    if (bn->affine)
+        add_param_grads(l, d, sdy, sdx);
+    bti_coll_sum_f64(bn->coll, sdy, 2 * gc, "batchnorm gradient sums");
+    if (!dx)
+        return;
+    dg.m = bn->global_m;
+    if (d->s == 1)
+        dx_rows(l, &dg, x, dy, mk, dx, 1, mean, invstd, sdy, sdx);
+    else
+        dx_planes(l, d, x, dy, mk, dx, mean, invstd, sdy, sdx, dg.m);
+}
+
+void bti_layer_batchnorm_set_coll(bt_layer *l, struct bti_coll *k)
+{
+    BTI_LAYER_OF(struct batchnorm, l)->coll = k;
+}
+
+void bti_layer_batchnorm_commit(bt_layer *l, int apply)
+{
+    struct batchnorm *bn = BTI_LAYER_OF(struct batchnorm, l);
+    const int ri = bn->affine ? 2 : 0; /* index of running_mean */
+    float *rm = l->value[ri]->data, *rv = l->value[ri + 1]->data, *nbt = l->value[ri + 2]->data;
+    const double *mean = (const double *)bn->saved.p, *var;
+    const double mom = bn->momentum, m = (double)bn->global_m;
+    const double unbias = m > 1.0 ? m / (m - 1.0) : 1.0;
+    int64_t g, c;
+    if (!bn->pending)
+        return;
+    bn->pending = 0;
+    if (!apply)
+        return;
+    var = mean + 2 * (int64_t)l->groups * bn->channels;
+    /* once per slice, in slice order, as the one-process forward */
+    for (g = 0; g < l->groups; g++) {
+        for (c = 0; c < bn->channels; c++) {
+            rm[c] = (float)((1.0 - mom) * rm[c] + mom * mean[g * bn->channels + c]);
+            rv[c] = (float)((1.0 - mom) * rv[c] + mom * var[g * bn->channels + c] * unbias);
+        }
+        nbt[0] += 1.0f;
+    }
+}
+
 /* ---- forward / backward ------------------------------------------------------------- */
 
 /* also the fused forward of bti_layer_forward_fused */
@@ -716,6 +897,16 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
     invstd = mean + d.g * d.c;
     var = invstd + d.g * d.c;
 
+    if (training && bn->coll) {
+        struct batchnorm *w = BTI_LAYER_OF(struct batchnorm, l);
+        w->global_m = sync_stats(l, &d, x, mean, invstd, var);
+        w->pending = 1; /* running statistics once the model's call has succeeded */
+        if (d.s == 1)
+            fwd_rows_apply(l, &d, x, y, skip, relu, mean, invstd);
+        else
+            fwd_planes_apply(l, &d, x, y, skip, relu, mean, invstd);
+        return;
+    }
     if (training) {
         const double mom = bn->momentum, unbias = (double)d.m / (double)(d.m - 1);
         if (d.s == 1) {
@@ -763,13 +954,16 @@ static void bn_backward_masked(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt
     double *sdy, *sdx;
     const float *x = l->x->data, *dy = dyt->data, *mk = maskt ? maskt->data : NULL;
     float *dx = dxt ? dxt->data : NULL;
-    int64_t c;
     bn_dims_of(l, l->in_shape, l->in_ndim, l->groups, &d);
     mean = (const double *)bn_of(l)->saved.p;
     invstd = mean + d.g * d.c;
     sdy = (double *)l->scratch->p;
     sdx = sdy + d.g * d.c;
 
+    if (l->training && bn_of(l)->coll) {
+        sync_backward(l, &d, x, dy, mk, dx, mean, invstd);
+        return;
+    }
     if (d.s == 1) {
         sums_rows(&d, x, dy, mk, mean, invstd, sdy, sdx, l->threads);
         if (dx)
@@ -777,19 +971,8 @@ static void bn_backward_masked(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt
     } else {
         bwd_planes(l, &d, x, dy, mk, dx, l->training, mean, invstd, sdy, sdx);
     }
-    if (bn_of(l)->affine) {
-        float *dw = l->grad[0]->data, *db = l->grad[1]->data;
-        for (c = 0; c < d.c; c++) {
-            double a = 0.0, bsum = 0.0;
-            int64_t g;
-            for (g = 0; g < d.g; g++) {
-                a += sdy[g * d.c + c];
-                bsum += sdx[g * d.c + c];
-            }
-            db[c] += (float)a;
-            dw[c] += (float)bsum;
-        }
-    }
+    if (bn_of(l)->affine)
+        add_param_grads(l, &d, sdy, sdx);
 }
 
 static void bn_backward(bt_layer *l, const bt_tensor *dyt, bt_tensor *dxt)

@@ -13,6 +13,7 @@
 #include "model/model.h"
 
 #include "layers/layer.h"
+#include "common/comm.h"
 #include "common/rng.h"
 
 #include <math.h>
@@ -89,6 +90,8 @@ struct bt_model {
     int act_features;   /* index of the backbone output activation */
     struct bti_buffer scratch;  /* shared by all layers: they run one at a time */
     int no_fusion;              /* tests: run every step on its own */
+    bt_comm *comm;              /* data-parallel (bt_model_set_comm), borrowed */
+    struct bti_buffer gsave;    /* floats: the gradients before a data-parallel backward */
 };
 
 /* ---- construction -------------------------------------------------------- */
@@ -981,6 +984,7 @@ static void model_destroy(bt_model *m)
     for (i = 0; i < m->nlayers; i++)
         bti_layer_destroy(m->layers[i]);
     bti_buffer_release(&m->scratch);
+    bti_buffer_release(&m->gsave);
     plan_release(&m->train);
     plan_release(&m->eval);
     free(m->layers);
@@ -1134,21 +1138,17 @@ static bt_status make_feature_views(bt_model *m, int nviews, int64_t batch)
     return BT_OK;
 }
 
-BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
-                                  bt_tensor *const *z)
+/* Everything a training forward checks, and its plan; min_batch: per view. */
+static bt_status prepare_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+                                 bt_tensor *const *z, int64_t min_batch, const char *fn)
 {
-    static const char *fn = "bt_model_forward";
-    int64_t in_shape[4], per;
-    int32_t v;
-    int last;
-    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
-    if (st != BT_OK)
-        return st;
+    int64_t in_shape[4];
+    bt_status st;
     if (nviews < 1 || nviews > MAX_VIEWS)
         return bti_fail(BT_E_INVALID_ARG, "%s: nviews is %d; it must be 1 to %d", fn, (int)nviews,
                         MAX_VIEWS);
-    if ((st = check_views(m, fn, nviews, x, (const bt_tensor *const *)z, "z", m->embed_dim, 2)) !=
-        BT_OK)
+    if ((st = check_views(m, fn, nviews, x, (const bt_tensor *const *)z, "z", m->embed_dim,
+                          min_batch)) != BT_OK)
         return st;
     memcpy(in_shape, x[0]->shape, sizeof in_shape);
     in_shape[0] *= nviews;
@@ -1163,33 +1163,104 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
             return st;
         }
     }
-    per = x[0]->numel;
+    return BT_OK;
+}
+
+static void load_views(bt_model *m, int32_t nviews, const bt_tensor *const *x)
+{
+    const int64_t per = x[0]->numel;
+    int32_t v;
     for (v = 0; v < nviews; v++)
         memcpy(m->train.fwd[0] + (size_t)v * (size_t)per, x[v]->data, (size_t)per * sizeof(float));
     m->can_backward = 0;
     m->have_features = 0;
-    if ((st = run_forward(m, &m->train, 1)) != BT_OK)
-        return st;
-    last = m->steps[m->nsteps - 1].out;
-    per = z[0]->numel;
+}
+
+static void store_embeddings(bt_model *m, int32_t nviews, int64_t batch, bt_tensor *const *z)
+{
+    const int last = m->steps[m->nsteps - 1].out;
+    const int64_t per = z[0]->numel;
+    int32_t v;
     for (v = 0; v < nviews; v++)
         memcpy(z[v]->data, m->train.fwd[last] + (size_t)v * (size_t)per, (size_t)per * sizeof(float));
     m->nviews = nviews;
-    m->batch = x[0]->shape[0];
+    m->batch = batch;
     m->can_backward = 1;
     m->have_features = 1;
+}
+
+/* Point every BatchNorm at a call's collectives (NULL: none). */
+static void set_coll(bt_model *m, struct bti_coll *k)
+{
+    int s;
+    for (s = 0; s < m->nsteps; s++)
+        if (m->steps[s].is_bn)
+            bti_layer_batchnorm_set_coll(m->steps[s].layer, k);
+}
+
+static bt_status forward_comm(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+                              bt_tensor *const *z, const char *fn)
+{
+    static const char *const names[] = {"nviews", "the views' height", "the views' width"};
+    struct bti_coll k;
+    int64_t same[3] = {nviews, 0, 0}, total = 0;
+    int32_t r;
+    int s;
+    bt_status st = bti_coll_begin(&k, m->comm, fn);
+    if (st != BT_OK)
+        return st;
+    st = prepare_forward(m, nviews, x, z, 1, fn);
+    if (st == BT_OK) {
+        same[1] = x[0]->shape[2];
+        same[2] = x[0]->shape[3];
+    }
+    if ((st = bti_coll_agree(&k, st, st == BT_OK ? x[0]->shape[0] : 0, same, 3, names, NULL)) !=
+        BT_OK)
+        return st;
+    for (r = 0; r < m->comm->size; r++)
+        total += m->comm->counts[r];
+    if (total < 2) /* the same on every rank: no rank goes on */
+        return bti_fail(BT_E_SHAPE, "%s: the global batch is %lld per view; training needs at "
+                        "least 2", fn, (long long)total);
+    load_views(m, nviews, x);
+    set_coll(m, &k);
+    st = run_forward(m, &m->train, 1); /* its buffers were reserved with the plan */
+    set_coll(m, NULL);
+    st = bti_coll_agree(&k, st, 0, NULL, 0, NULL, NULL);
+    for (s = 0; s < m->nsteps; s++)
+        if (m->steps[s].is_bn)
+            bti_layer_batchnorm_commit(m->steps[s].layer, st == BT_OK);
+    if (st != BT_OK)
+        return st;
+    store_embeddings(m, nviews, x[0]->shape[0], z);
     return BT_OK;
 }
 
-BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz)
+BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+                                  bt_tensor *const *z)
 {
-    static const char *fn = "bt_model_backward";
-    char a[96], b[96];
-    int64_t want[2], per;
-    int32_t v;
+    static const char *fn = "bt_model_forward";
     bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
     if (st != BT_OK)
         return st;
+    if (m->comm)
+        return forward_comm(m, nviews, x, z, fn);
+    if ((st = prepare_forward(m, nviews, x, z, 2, fn)) != BT_OK)
+        return st;
+    load_views(m, nviews, x);
+    if ((st = run_forward(m, &m->train, 1)) != BT_OK)
+        return st;
+    store_embeddings(m, nviews, x[0]->shape[0], z);
+    return BT_OK;
+}
+
+static bt_status check_backward(const bt_model *m, int32_t nviews, const bt_tensor *const *dz,
+                                const char *fn)
+{
+    char a[96], b[96];
+    int64_t want[2];
+    int32_t v;
+    bt_status st;
     if (!m->can_backward)
         return bti_fail(BT_E_STATE, "%s: no training forward to differentiate (call "
                                     "bt_model_forward first, once per backward; "
@@ -1210,12 +1281,124 @@ BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor 
             return bti_fail(BT_E_SHAPE, "%s: dz[%d] is %s; expected %s", fn, (int)v,
                             bti_shape_str(dz[v], a, sizeof a), bti_dims_str(2, want, b, sizeof b));
     }
-    per = m->batch * m->embed_dim;
+    return BT_OK;
+}
+
+static void load_dz(bt_model *m, int32_t nviews, const bt_tensor *const *dz)
+{
+    const int64_t per = m->batch * m->embed_dim;
+    int32_t v;
     for (v = 0; v < nviews; v++)
-        memcpy(m->train.vptr[m->train.dz] + (size_t)v * (size_t)per, dz[v]->data, (size_t)per * sizeof(float));
+        memcpy(m->train.vptr[m->train.dz] + (size_t)v * (size_t)per, dz[v]->data,
+               (size_t)per * sizeof(float));
     /* the backward reuses what it has read for the gradients that follow: one per forward */
     m->can_backward = 0;
+}
+
+/* Gradient floats of the model: the size of gsave. */
+static int64_t grad_numel(const bt_model *m)
+{
+    int64_t n = 0;
+    int i;
+    for (i = 0; i < m->ntensors; i++)
+        if (m->tensor_grad[i])
+            n += m->tensor_grad[i]->numel;
+    return n;
+}
+
+/* gsave <-> gradients: op 0 saves and zeroes, 1 adds the saved back, 2 restores them. */
+static void grads_saved(bt_model *m, int op)
+{
+    float *g = m->gsave.p;
+    int i;
+    for (i = 0; i < m->ntensors; i++) {
+        bt_tensor *t = m->tensor_grad[i];
+        int64_t j;
+        if (!t)
+            continue;
+        if (op == 0) {
+            memcpy(g, t->data, (size_t)t->numel * sizeof *g);
+            memset(t->data, 0, (size_t)t->numel * sizeof *g);
+        } else if (op == 1) {
+            for (j = 0; j < t->numel; j++)
+                t->data[j] += g[j];
+        } else {
+            memcpy(t->data, g, (size_t)t->numel * sizeof *g);
+        }
+        g += t->numel;
+    }
+}
+
+/* The gradient of the one global loss: this backward's contribution alone is summed over
+ * the ranks (what was accumulated before is set aside, then added back), so neither
+ * earlier gradients nor this one are counted W times. */
+static bt_status backward_comm(bt_model *m, int32_t nviews, const bt_tensor *const *dz,
+                               const char *fn)
+{
+    static const char *const names[] = {"nviews"};
+    struct bti_coll k;
+    const int64_t same[1] = {nviews};
+    int i;
+    bt_status st = bti_coll_begin(&k, m->comm, fn);
+    if (st != BT_OK)
+        return st;
+    st = check_backward(m, nviews, dz, fn);
+    if ((st = bti_coll_agree(&k, st, m->batch, same, 1, names, NULL)) != BT_OK)
+        return st;
+    load_dz(m, nviews, dz);
+    grads_saved(m, 0);
+    set_coll(m, &k);
+    st = run_backward(m, &m->train);
+    set_coll(m, NULL);
+    for (i = 0; i < m->ntensors; i++)
+        if (m->tensor_grad[i])
+            bti_coll_sum_f32(&k, m->tensor_grad[i]->data, m->tensor_grad[i]->numel, "gradients");
+    st = bti_coll_agree(&k, st, 0, NULL, 0, NULL, NULL);
+    grads_saved(m, st == BT_OK ? 1 : 2);
+    return st;
+}
+
+BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz)
+{
+    static const char *fn = "bt_model_backward";
+    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
+    if (st != BT_OK)
+        return st;
+    if (m->comm)
+        return backward_comm(m, nviews, dz, fn);
+    if ((st = check_backward(m, nviews, dz, fn)) != BT_OK)
+        return st;
+    load_dz(m, nviews, dz);
     return run_backward(m, &m->train);
+}
+
+BT_API bt_status bt_model_set_comm(bt_model *m, bt_comm *c)
+{
+    static const char *fn = "bt_model_set_comm";
+    static const char *const names[] = {"the number of model tensors", "the gradient size",
+                                        "model.feature_dim", "model.embed_dim"};
+    int64_t same[4];
+    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
+    if (st != BT_OK)
+        return st;
+    if (!c) {
+        m->comm = NULL;
+        m->can_backward = 0;
+        bti_buffer_release(&m->gsave);
+        return BT_OK;
+    }
+    if ((st = bti_check(c, BTI_KIND_COMM, fn, "c")) != BT_OK)
+        return st;
+    same[0] = m->ntensors;
+    same[1] = grad_numel(m);
+    same[2] = m->feature_dim;
+    same[3] = m->embed_dim;
+    st = bti_buffer_reserve(&m->gsave, (size_t)same[1] ? (size_t)same[1] : 1, sizeof(float), fn);
+    if ((st = bti_comm_join_st(c, st, same, 4, names, fn)) != BT_OK)
+        return st;
+    m->comm = c;
+    m->can_backward = 0;
+    return BT_OK;
 }
 
 BT_API bt_status bt_model_features(bt_model *m, int32_t view, const bt_tensor **out)
