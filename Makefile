@@ -2,6 +2,7 @@
 #
 #   make                 libbarlow.a, libbarlow.so.X.Y.Z and the examples, in build/
 #   make check           install missing Debian packages (as root), build, run every test
+#   make check-mpi       data-parallel training under mpirun (Open MPI)
 #   make check-asan      the Check suites under AddressSanitizer + UBSan
 #   make check-clang     the Check suites built with clang
 #   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
@@ -83,15 +84,21 @@ TEST_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Wno-missing-prototyp
 BENCH_SRC    := $(sort $(wildcard tests/bench/bench_*.c))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(wildcard examples/*.c))) \
+# examples/mpi_*.c link Open MPI: built only by `make MPI=1` (mpicc, Debian's libopenmpi-dev).
+MPI          ?= 0
+MPICC        ?= mpicc
+EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(sort $(filter-out examples/mpi_%,$(wildcard examples/*.c)))) \
                 $(patsubst examples/%.cpp,$(BUILD)/examples/%,$(sort $(wildcard examples/*.cpp))) \
                 $(BUILD)/examples/barlow
+ifeq ($(MPI),1)
+  EXAMPLES += $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/mpi_*.c))
+endif
 EXAMPLE_LIBS_augment_grid := -lz
 # Extra link flags per example: the barlow command reads gzip (zlib) and images (Debian's libstb).
 EXAMPLE_LIBS_barlow := -lz -lstb
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
-.PHONY: all lib examples check check-asan check-clang check-aarch64 check-valgrind run-tests deps abi-check abi-baseline \
+.PHONY: all lib examples check check-mpi check-asan check-clang check-aarch64 check-valgrind run-tests deps abi-check abi-baseline \
         install uninstall install-python check-python bench demo clean FORCE
 
 all: lib examples
@@ -121,6 +128,9 @@ examples: $(EXAMPLES)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
 	$(CC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_$*) $(LDFLAGS)
+
+$(BUILD)/examples/mpi_%: examples/mpi_%.c examples/mpi_comm.h $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
+	$(MPICC) $(EX_CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
 
 $(BUILD)/examples/%: examples/%.cpp $(BUILD)/libbarlow.a include/barlow.h | $(BUILD)/examples
 	$(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Iinclude $(CFLAGS) $< -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
@@ -177,6 +187,12 @@ CPU_LEVELS ?= avx512 avx2 generic
 endif
 run-tests: $(BUILD)/tests/runner
 	cd tests && for l in $(CPU_LEVELS); do BT_CPU=$$l ../$(BUILD)/tests/runner || exit 1; done
+
+# Data-parallel runs under mpirun (tests/mpi/run.sh), Open MPI from Debian.
+check-mpi:
+	@bash .ci/deps.sh mpi
+	$(MAKE) MPI=1 all
+	BUILD=$(BUILD) bash tests/mpi/run.sh
 
 check-asan: deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \

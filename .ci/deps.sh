@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
-#   bash .ci/deps.sh check|bench|demo|golden|clang|aarch64
+#   bash .ci/deps.sh check|bench|demo|golden|clang|mpi|aarch64
 # As root, missing packages are installed with apt-get; otherwise the exact
 # command is printed and the script fails.
 set -euo pipefail
@@ -13,6 +13,7 @@ case "${1:-check}" in
   demo)   want=("${base[@]}" dataset-fashion-mnist) ;;
   golden) want=("${base[@]}" python3-torch python3-torchvision python3-pil python3-numpy) ;;
   clang)  want=("${base[@]}" clang libomp-14-dev) ;;
+  mpi)    want=("${base[@]}" libopenmpi-dev openmpi-bin) ;;
   # Cross build + run under qemu (make check-aarch64): the cross gcc, qemu-aarch64-static,
   # and the arm64 libraries as multiarch :arm64 packages, which co-install with the amd64
   # ones. pkgconf:arm64 gives aarch64-linux-gnu-pkg-config. The runner runs on libc6:arm64's

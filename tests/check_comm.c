@@ -405,7 +405,7 @@ static int bad_shape_body(struct harness_rank *h)
     rank_open(&s, h);
     bad |= bt_model_set_comm(s.m, h->comm) != BT_OK;
     for (v = 0; v < NV; v++)
-        wrong[v] = h->rank == 1 ? tensor(s.n, 1, SIDE + 1, SIDE + 1, 4) : s.x[v];
+        wrong[v] = h->rank == 1 ? tensor(s.n, 2, SIDE, SIDE, 4) : s.x[v]; /* 2 channels */
     st = bt_model_forward(s.m, NV, (const bt_tensor *const *)wrong, s.z);
     if (h->rank == 1)
         bad |= st != BT_E_SHAPE;
