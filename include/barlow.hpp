@@ -1,7 +1,7 @@
 // barlow.hpp - libbarlow for C++: a header-only C++11 wrapper over barlow.h.
 //
 // Every handle of barlow.h has a move-only owner here (barlow::tensor,
-// config, layer, model, loss, xent, augment, optim) that frees it on
+// config, layer, model, loss, xent, augment, optim, comm) that frees it on
 // destruction; each has get(), release(), reset() and an explicit bool that
 // says whether it holds a handle. Moving an owner moves the handle itself, so
 // what borrows it (an optimizer holding a model's tensors, say) stays valid.
@@ -97,6 +97,7 @@ inline const char *status_name(bt_status s) noexcept
     case BT_E_FORMAT: return "BT_E_FORMAT";
     case BT_E_NUMERIC: return "BT_E_NUMERIC";
     case BT_E_INTERNAL: return "BT_E_INTERNAL";
+    case BT_E_COMM: return "BT_E_COMM";
     default: return "BT_E_UNKNOWN";
     }
 }
@@ -805,6 +806,39 @@ private:
 };
 
 // ---------------------------------------------------------------------------
+// Data-parallel communicator
+// ---------------------------------------------------------------------------
+
+/// The host's collectives for data-parallel training (bt_comm; barlow.h,
+/// "Data-parallel training"): examples/mpi_comm.h makes one from MPI. Models
+/// and losses borrow it: it must outlive their use of it.
+class comm : public detail::owner<bt_comm, bt_comm_free> {
+public:
+    comm() noexcept {}
+    explicit comm(bt_comm *c) noexcept : owner(c) {}
+
+    /// Rank `rank` of `size`; allgather may be null (bt_comm_create).
+    static result try_create(comm &out, int32_t rank, int32_t size, bt_comm_allreduce_fn allreduce,
+                             bt_comm_allgather_fn allgather, void *user) noexcept
+    {
+        bt_comm *c = nullptr;
+        result r = result::from(bt_comm_create(&c, rank, size, allreduce, allgather, user));
+        if (r.ok())
+            out.reset(c);
+        return r;
+    }
+#if BARLOW_EXCEPTIONS
+    static comm create(int32_t rank, int32_t size, bt_comm_allreduce_fn allreduce,
+                       bt_comm_allgather_fn allgather, void *user)
+    {
+        comm c;
+        check(try_create(c, rank, size, allreduce, allgather, user));
+        return c;
+    }
+#endif
+};
+
+// ---------------------------------------------------------------------------
 // Model
 // ---------------------------------------------------------------------------
 
@@ -905,8 +939,11 @@ public:
     }
     /// Threads for the model's loops and GEMMs, 1 to 1024 (bt_model_set_threads).
     result try_set_threads(int32_t threads) noexcept { return result::from(bt_model_set_threads(p_, threads)); }
+    /// Data-parallel training passes over c, collective; a null c: one process (bt_model_set_comm).
+    result try_set_comm(comm *c) noexcept { return result::from(bt_model_set_comm(p_, c ? c->get() : nullptr)); }
 
 #if BARLOW_EXCEPTIONS
+    void set_comm(comm *c) { check(try_set_comm(c)); }
     static model create(const config &cfg)
     {
         model m;
@@ -995,8 +1032,11 @@ public:
     int32_t path() const noexcept { return bt_loss_path(p_); }
     /// The leading [k, k] block of C into c (bt_loss_correlation).
     result try_correlation(tensor_ref c) noexcept { return result::from(bt_loss_correlation(p_, c.get())); }
+    /// The loss of the ranks' global batch over c, collective; null: one process (bt_loss_set_comm).
+    result try_set_comm(comm *c) noexcept { return result::from(bt_loss_set_comm(p_, c ? c->get() : nullptr)); }
 
 #if BARLOW_EXCEPTIONS
+    void set_comm(comm *c) { check(try_set_comm(c)); }
     static loss create(const config &cfg)
     {
         loss l;
@@ -1180,6 +1220,23 @@ public:
         std::vector<int32_t> h(images.size(), height), w(images.size(), width);
         return try_eval(images, h, w, channels, out);
     }
+    /// Views of images in any BT_PIXELS_* layout with row strides (null: packed), keyed by the
+    /// global index of the first image (bt_augment_views_at).
+    result try_views_at(int64_t first_index, const uint8_t *const *images, const int32_t *heights,
+                        const int32_t *widths, const int64_t *strides, int32_t n, int32_t format,
+                        const tensor_list &out) noexcept
+    {
+        if (out.too_many())
+            return detail::too_many_views();
+        return result::from(bt_augment_views_at(p_, first_index, n, images, heights, widths, strides,
+                                                format, static_cast<int32_t>(out.size()), out.data()));
+    }
+    /// The evaluation transform for any BT_PIXELS_* layout with row strides (bt_augment_eval_ex).
+    result try_eval_ex(const uint8_t *const *images, const int32_t *heights, const int32_t *widths,
+                       const int64_t *strides, int32_t n, int32_t format, tensor_ref out) noexcept
+    {
+        return result::from(bt_augment_eval_ex(p_, n, images, heights, widths, strides, format, out.get()));
+    }
     /// Output side of view `view` (0: aug.view1.size; -1 on failure).
     int32_t output_size(int32_t view) const noexcept { return bt_augment_output_size(p_, view); }
     result try_get_state(augment_state &out) const noexcept
@@ -1237,6 +1294,17 @@ public:
               tensor_ref out)
     {
         check(try_eval(images, height, width, channels, out));
+    }
+    void views_at(int64_t first_index, const uint8_t *const *images, const int32_t *heights,
+                  const int32_t *widths, const int64_t *strides, int32_t n, int32_t format,
+                  const tensor_list &out)
+    {
+        check(try_views_at(first_index, images, heights, widths, strides, n, format, out));
+    }
+    void eval_ex(const uint8_t *const *images, const int32_t *heights, const int32_t *widths,
+                 const int64_t *strides, int32_t n, int32_t format, tensor_ref out)
+    {
+        check(try_eval_ex(images, heights, widths, strides, n, format, out));
     }
     augment_state get_state() const
     {

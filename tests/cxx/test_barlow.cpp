@@ -4,6 +4,7 @@
 // C++17, with and without exceptions; prints "cxx: N passed, 0 failed".
 #include <barlow.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -80,6 +81,7 @@ static_assert(owner_traits<barlow::loss>::value, "loss is a move-only owner");
 static_assert(owner_traits<barlow::xent>::value, "xent is a move-only owner");
 static_assert(owner_traits<barlow::augment>::value, "augment is a move-only owner");
 static_assert(owner_traits<barlow::optim>::value, "optim is a move-only owner");
+static_assert(owner_traits<barlow::comm>::value, "comm is a move-only owner");
 static_assert(std::is_trivially_copyable<barlow::tensor_ref>::value, "tensor_ref is a plain pointer");
 static_assert(std::is_trivially_copyable<barlow::result>::value, "result copies freely");
 static_assert(std::is_convertible<barlow::tensor &, barlow::const_tensor_ref>::value, "owner -> ref");
@@ -831,6 +833,75 @@ void test_exceptions()
 }
 #endif
 
+// One rank: the sum over the ranks is the rank's own buffer; the gather a copy.
+int32_t one_rank_allreduce(void *, void *, int64_t, int32_t) { return 0; }
+int32_t one_rank_allgather(void *, const void *send, void *recv, int64_t count, int32_t dtype)
+{
+    std::memcpy(recv, send, static_cast<std::size_t>(count) * (dtype ? sizeof(double) : sizeof(float)));
+    return 0;
+}
+
+void test_comm()
+{
+    barlow::comm c;
+    CHECK(barlow::comm::try_create(c, 1, 1, one_rank_allreduce, nullptr, nullptr).status() ==
+          BT_E_INVALID_ARG);
+    CHECK(!c);
+    OK(barlow::comm::try_create(c, 0, 1, one_rank_allreduce, one_rank_allgather, nullptr));
+    CHECK(static_cast<bool>(c));
+    barlow::config cfg = small_config();
+    barlow::model m, solo;
+    barlow::loss l;
+    OK(barlow::model::try_create(m, cfg));
+    OK(barlow::model::try_create(solo, cfg));
+    OK(barlow::loss::try_create(l, cfg));
+    OK(m.try_set_comm(&c));
+    OK(l.try_set_comm(&c));
+    barlow::tensor x1 = make({4, 1, 8, 8}), x2 = make({4, 1, 8, 8});
+    barlow::tensor z1 = make({4, 16}), z2 = make({4, 16}), s1 = make({4, 16}), s2 = make({4, 16});
+    fill(x1, 0.2f);
+    fill(x2, -0.3f);
+    OK(m.try_forward({x1, x2}, {z1, z2}));
+    OK(solo.try_forward({x1, x2}, {s1, s2}));
+    float err = 0.0f;
+    for (int64_t i = 0; i < z1.numel(); i++)
+        err = std::max(err, std::fabs(z1.data()[i] - s1.data()[i]));
+    CHECK(err < 1e-4f); // one rank: the one-process values (sums in another order)
+    double value = 0;
+    OK(l.try_forward(z1, z2, value));
+    CHECK(value > 0);
+    OK(m.try_set_comm(nullptr));
+    OK(l.try_set_comm(nullptr));
+
+    // views keyed by global index, from BGR rows with padding: the packed RGB copy's views
+    barlow::augment a1, a2;
+    barlow::config acfg = small_config();
+    OK(acfg.try_set("aug.size", "8"));
+    OK(barlow::augment::try_create(a1, acfg));
+    OK(barlow::augment::try_create(a2, acfg));
+    std::vector<uint8_t> rgb(12 * 10 * 3), bgr(12 * 40);
+    for (std::size_t i = 0; i < rgb.size(); i++)
+        rgb[i] = static_cast<uint8_t>(i * 37 % 251);
+    for (int y = 0; y < 12; y++)
+        for (int x = 0; x < 10; x++)
+            for (int k = 0; k < 3; k++)
+                bgr[y * 40 + x * 3 + 2 - k] = rgb[(y * 10 + x) * 3 + k];
+    const uint8_t *pr = rgb.data(), *pb = bgr.data();
+    const int32_t h = 12, w = 10;
+    const int64_t stride = 40;
+    barlow::tensor v1 = make({1, 3, 8, 8}), v2 = make({1, 3, 8, 8});
+    barlow::tensor u1 = make({1, 3, 8, 8}), u2 = make({1, 3, 8, 8});
+    OK(a1.try_views(&pr, &h, &w, 1, 3, {v1, v2}));
+    OK(a2.try_views_at(0, &pb, &h, &w, &stride, 1, BT_PIXELS_BGR, {u1, u2}));
+    CHECK(same_data(v1, u1) && same_data(v2, u2));
+    CHECK(a2.try_views_at(-1, &pb, &h, &w, &stride, 1, BT_PIXELS_BGR, {u1, u2}).status() ==
+          BT_E_INVALID_ARG);
+    barlow::tensor e1 = make({1, 3, 8, 8}), e2 = make({1, 3, 8, 8});
+    OK(a1.try_eval(&pr, &h, &w, 1, 3, e1));
+    OK(a2.try_eval_ex(&pb, &h, &w, &stride, 1, BT_PIXELS_BGR, e2));
+    CHECK(same_data(e1, e2));
+}
+
 } // namespace
 
 int main()
@@ -844,6 +915,7 @@ int main()
     test_xent();
     test_augment();
     test_checkpoint();
+    test_comm();
 #if BARLOW_EXCEPTIONS
     test_exceptions();
 #endif

@@ -131,6 +131,14 @@ def test_augment_inputs_and_determinism():
         assert all(np.array_equal(x, y) for x, y in zip(v1, again))
         more = a1.views(rgb, nviews=3)
         assert len(more) == 3
+        # keyed by global index: two halves at their indices equal the whole batch
+        a1.state = a2.state = (11, 5)
+        whole = a1.views(rgb)
+        head, tail = a2.views(rgb[:1], first_index=0), None
+        a2.state = (11, 5)
+        tail = a2.views(rgb[1:], first_index=1)
+        assert all(np.array_equal(w[:1], h) and np.array_equal(w[1:], t)
+                   for w, h, t in zip(whole, head, tail))
         sizes = [rng.integers(0, 256, (h, w), dtype=np.uint8) for h, w in ((9, 12), (30, 10))]
         with barlow.Augment(aug__size=8, aug__mean=0.5, aug__std=0.5) as grey:
             assert grey.views(sizes)[1].shape == (2, 1, 8, 8)

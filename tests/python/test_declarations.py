@@ -56,7 +56,7 @@ def parse_header():
 def expected_ctype(decl):
     """The ctypes type a C parameter or return type text must be declared as;
     'funcptr' for a function pointer."""
-    if "(" in decl:
+    if "(" in decl or decl.split()[0] in _lib.FUNCTION_TYPES:
         return "funcptr"
     words = decl.replace("*", " * ").split()
     stars = words.count("*")

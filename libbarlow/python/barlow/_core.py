@@ -807,20 +807,27 @@ class Augment(_Handle):
         return int(self._getter("bt_augment_output_size", int(view), status=BT_E_INVALID_ARG
                                 if self._own is not None else BT_E_MISUSE))
 
-    def views(self, images: Any, nviews: int = 2, out: Optional[Sequence[ArrayLike]] = None
-              ) -> List[Any]:
+    def views(self, images: Any, nviews: int = 2, out: Optional[Sequence[ArrayLike]] = None,
+              first_index: Optional[int] = None) -> List[Any]:
         """``nviews`` augmented views of the images: view 0 with the
         aug.view1.* settings, the others with aug.view2.*. With ``out`` (a
         list of float32 [N, C, S, S] arrays or Tensors) one view per entry is
-        written there and nviews is ignored. The random stream advances by one
-        call on success; on error nothing is written and it stays."""
+        written there and nviews is ignored. With ``first_index`` the views
+        are keyed by the images' global indices first_index, first_index + 1,
+        ... (bt_augment_views_at: a data-parallel rank passes the index of its
+        first image). The random stream advances by one call on success; on
+        error nothing is written and it stays."""
         n, ptrs, hs, ws, c, keep = _images(images, "Augment.views images")
         if out is None:
             out = [_empty((n, c, s, s)) for s in
                    (self.output_size(min(v, 1)) for v in range(int(nviews)))]
         a = _Args()
         ts, nt = a.tensors(out, "Augment.views out", writable=True)
-        self._call("bt_augment_views", n, ptrs, hs, ws, c, nt, ts)
+        if first_index is None:
+            self._call("bt_augment_views", n, ptrs, hs, ws, c, nt, ts)
+        else:
+            fmt = L.BT_PIXELS_GRAY if c == 1 else L.BT_PIXELS_RGB
+            self._call("bt_augment_views_at", int(first_index), n, ptrs, hs, ws, None, fmt, nt, ts)
         del keep
         return list(out)
 

@@ -30,10 +30,12 @@ STATUS_NAMES: Dict[int, str] = {
     8: "BT_E_FORMAT",
     9: "BT_E_NUMERIC",
     10: "BT_E_INTERNAL",
+    11: "BT_E_COMM",
 }
 STATUS_CODES: Dict[str, int] = {v: k for k, v in STATUS_NAMES.items()}
 BT_OK, BT_E_INVALID_ARG, BT_E_NOMEM, BT_E_SHAPE, BT_E_STATE, BT_E_UNSUPPORTED = 0, 1, 2, 3, 4, 5
-BT_E_MISUSE, BT_E_IO, BT_E_FORMAT, BT_E_NUMERIC, BT_E_INTERNAL = 6, 7, 8, 9, 10
+BT_E_MISUSE, BT_E_IO, BT_E_FORMAT, BT_E_NUMERIC, BT_E_INTERNAL, BT_E_COMM = 6, 7, 8, 9, 10, 11
+BT_PIXELS_GRAY, BT_PIXELS_RGB, BT_PIXELS_BGR, BT_PIXELS_RGBA, BT_PIXELS_BGRA = 1, 3, 19, 4, 20
 
 BT_TENSOR_MAX_DIMS = 4
 BT_LOSS_PATH_AUTO, BT_LOSS_PATH_DXD, BT_LOSS_PATH_GRAM = 0, 1, 2
@@ -122,8 +124,12 @@ class bt_xent(ctypes.Structure):
     """Opaque ``bt_xent``."""
 
 
+class bt_comm(ctypes.Structure):
+    """Opaque ``bt_comm``."""
+
+
 HANDLE_TYPES = {c.__name__: c for c in (bt_tensor, bt_config, bt_layer, bt_model, bt_loss,
-                                         bt_augment, bt_optim, bt_xent)}
+                                         bt_augment, bt_optim, bt_xent, bt_comm)}
 
 P = POINTER
 TensorP = P(bt_tensor)
@@ -133,6 +139,11 @@ ModelP = P(bt_model)
 LossP = P(bt_loss)
 AugmentP = P(bt_augment)
 OptimP = P(bt_optim)
+CommP = P(bt_comm)
+# the communicator's callbacks (include/barlow.h, "Data-parallel training")
+CommAllreduceFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64, c_int32)
+CommAllgatherFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p, c_int64, c_int32)
+FUNCTION_TYPES = {"bt_comm_allreduce_fn": CommAllreduceFn, "bt_comm_allgather_fn": CommAllgatherFn}
 XentP = P(bt_xent)
 status = c_int32  # bt_status
 
@@ -216,9 +227,19 @@ DECLARATIONS: Dict[str, Tuple[object, List[object]]] = {
                                   c_int32, c_int32, P(TensorP)]),
     "bt_augment_eval": (status, [AugmentP, c_int32, P(P(c_uint8)), P(c_int32), P(c_int32),
                                  c_int32, TensorP]),
+    "bt_augment_views_at": (status, [AugmentP, c_int64, c_int32, P(P(c_uint8)), P(c_int32),
+                                     P(c_int32), P(c_int64), c_int32, c_int32, P(TensorP)]),
+    "bt_augment_eval_ex": (status, [AugmentP, c_int32, P(P(c_uint8)), P(c_int32), P(c_int32),
+                                    P(c_int64), c_int32, TensorP]),
     "bt_augment_output_size": (c_int32, [AugmentP, c_int32]),
     "bt_augment_get_state": (status, [AugmentP, P(c_uint64), P(c_uint64)]),
     "bt_augment_set_state": (status, [AugmentP, c_uint64, c_uint64]),
+    # data-parallel training
+    "bt_comm_create": (status, [P(CommP), c_int32, c_int32, CommAllreduceFn, CommAllgatherFn,
+                                c_void_p]),
+    "bt_comm_free": (None, [CommP]),
+    "bt_model_set_comm": (status, [ModelP, CommP]),
+    "bt_loss_set_comm": (status, [LossP, CommP]),
     # optimizers
     "bt_optim_create": (status, [P(OptimP), ConfigP]),
     "bt_optim_free": (None, [OptimP]),
