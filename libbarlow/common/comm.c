@@ -138,8 +138,9 @@ void bti_coll_gather_rows(struct bti_coll *k, const float *send, const int64_t *
     }
 }
 
-bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count, const int64_t *same,
-                         int nsame, const char *const *names, int64_t *counts)
+/* middle: a confirmation (bti_coll_confirm), which neither breaks c nor sets counts */
+static bt_status agree(struct bti_coll *k, bt_status st, int64_t count, const int64_t *same,
+                       int nsame, const char *const *names, int64_t *counts, int middle)
 {
     bt_comm *c = k->c;
     double *a = c->agree.p;
@@ -154,6 +155,10 @@ bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count, const 
     for (j = 0; j < nsame; j++)
         a[(size_t)c->rank * SLOT + 2 + j] = (double)same[j];
     rc = c->allreduce(c->user, a, (int64_t)w * SLOT, 1);
+    if (middle && rc != 0 && st == BT_OK) {
+        note(k, rc, "a confirming agreement"); /* the closing agreement tells every rank */
+        return BT_OK;
+    }
     if (rc != 0 && (k->agreements > 0 || st != BT_OK)) {
         c->broken = 1;
         return bti_fail(BT_E_COMM,
@@ -188,12 +193,23 @@ bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count, const 
                 return bti_fail(BT_E_COMM, "%s: the ranks disagree: %s is %.0f on rank 0 but %.0f "
                                 "on rank %d",
                                 k->fn, names[j], a[2 + j], a[(size_t)r * SLOT + 2 + j], (int)r);
-    for (r = 0; r < w; r++) {
+    for (r = 0; r < w && !middle; r++) {
         c->counts[r] = (int64_t)a[(size_t)r * SLOT + 1];
         if (counts)
             counts[r] = c->counts[r];
     }
     return BT_OK;
+}
+
+bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t count, const int64_t *same,
+                         int nsame, const char *const *names, int64_t *counts)
+{
+    return agree(k, st, count, same, nsame, names, counts, 0);
+}
+
+bt_status bti_coll_confirm(struct bti_coll *k, bt_status st)
+{
+    return agree(k, st, 0, NULL, 0, NULL, NULL, 1);
 }
 
 bt_status bti_comm_join(bt_comm *c, const int64_t *same, int nsame, const char *const *names,

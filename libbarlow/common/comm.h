@@ -67,6 +67,12 @@ BTI_HIDDEN bt_status bti_coll_agree(struct bti_coll *k, bt_status st, int64_t co
                                     int64_t *counts);
 #define BTI_COLL_MAX_SAME 8
 
+/* An agreement between the preflight and the closing one, on statuses only (e.g. a
+ * reservation sized by the preflight's counts): a failed callback here marks the call
+ * failed and returns BT_OK, so the rank goes on to the closing agreement with the others.
+ * Leaves c->counts as they were. */
+BTI_HIDDEN bt_status bti_coll_confirm(struct bti_coll *k, bt_status st);
+
 /* set_comm's join, collective: the ranks' sizes and ranks are consistent, and the nsame
  * values (a model's or loss's shape facts) equal everywhere. BT_E_NOMEM is agreed on too. */
 BTI_HIDDEN bt_status bti_comm_join(bt_comm *c, const int64_t *same, int nsame,

@@ -240,7 +240,7 @@ int64_t bti_loss_gblock_rows(int64_t d)
     return r < d ? r : d;
 }
 
-void bti_loss_back_xent(bt_loss *l, float *xa, float *xb)
+void bti_loss_back_xent(bt_loss *l, float alpha, float *xa, float *xb)
 {
     const float *a = l->a.p, *b = l->b.p, *c = l->c.p;
     float *g = l->gblk.p;
@@ -260,12 +260,12 @@ void bti_loss_back_xent(bt_loss *l, float *xa, float *xb)
                 gr[j] = r[j] > 0 ? (float)(w * (double)expf((float)((double)r[j] * it - m))) : 0.0f;
             gr[i0 + i] = 0.0f;
         }
-        /* dL/dA[:, I] = B G[I,:]^T / N;  dL/dB += A[:, I] G[I,:] / N */
+        /* dL/dA[:, I] = B G[I,:]^T / N;  dL/dB += A[:, I] G[I,:] / N  (alpha = 1 / N) */
         bti_blas_begin(l->threads);
-        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, n, (int)nr, (int)d, 1.0f / (float)n, b,
+        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_TRANS, n, (int)nr, (int)d, alpha, b,
                     (int)d, g, (int)d, 0.0f, xa + i0, (int)d);
-        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, n, (int)d, (int)nr, 1.0f / (float)n,
-                    a + i0, (int)d, g, (int)d, i0 ? 1.0f : 0.0f, xb, (int)d);
+        cblas_sgemm(BTI_ROW_MAJOR, BTI_NO_TRANS, BTI_NO_TRANS, n, (int)d, (int)nr, alpha, a + i0,
+                    (int)d, g, (int)d, i0 ? 1.0f : 0.0f, xb, (int)d);
         bti_blas_end(l->threads);
     }
 }

@@ -1219,7 +1219,8 @@ static bt_status forward_comm(bt_model *m, int32_t nviews, const bt_tensor *cons
         return st;
     for (r = 0; r < m->comm->size; r++)
         total += m->comm->counts[r];
-    if (total < 2) /* the same on every rank: no rank goes on */
+    if (total < 2 && !k.failed) /* the same on every rank (after a failed callback the counts may
+                                   be garbage: go on, the closing agreement fails the call) */
         return bti_fail(BT_E_SHAPE, "%s: the global batch is %lld per view; training needs at "
                         "least 2", fn, (long long)total);
     load_views(m, nviews, x);
