@@ -175,6 +175,7 @@ check: deps
 	$(SYSPYTHON) tests/python/torch_interop.py $(BUILD)/$(SHARED)
 	BUILD=$(BUILD) bash tests/examples_test.sh
 	BUILD=$(BUILD) bash tests/cli_test.sh
+	$(MAKE) check-mpi
 	$(MAKE) run-tests
 
 # The whole suite at every CPU level the build has, best first so that the
@@ -192,7 +193,7 @@ run-tests: $(BUILD)/tests/runner
 check-mpi:
 	@bash .ci/deps.sh mpi
 	$(MAKE) MPI=1 all
-	BUILD=$(BUILD) bash tests/mpi/run.sh
+	BUILD=$(BUILD) MPICC="$(MPICC)" CFLAGS="$(CFLAGS)" LIB_LIBS="$(LIB_LIBS)" bash tests/mpi/run.sh
 
 check-asan: deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
