@@ -8,6 +8,7 @@
 #   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
 #   make check-valgrind  the Check suites under valgrind
 #   make bench           benchmarks (not part of check)
+#   make bench-mpi       data-parallel step throughput: 2 ranks x 1 thread vs 1 x 2 threads
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
 #   make install / uninstall   library, barlow.h + barlow.hpp, barlow.pc, CMake config and the
 #                        barlow program; honour PREFIX LIBDIR INCLUDEDIR BINDIR DESTDIR
@@ -99,7 +100,7 @@ EXAMPLE_LIBS_barlow := -lz -lstb
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
 .PHONY: all lib examples check check-mpi check-asan check-clang check-aarch64 check-valgrind run-tests deps abi-check abi-baseline \
-        install uninstall install-python check-python bench demo clean FORCE
+        install uninstall install-python check-python bench bench-mpi demo clean FORCE
 
 all: lib examples
 
@@ -294,6 +295,21 @@ bench: all
 	$(MAKE) $(BENCHES)
 	@for b in $(BENCHES); do echo; $$b || exit 1; done
 	@echo; $(SYSPYTHON) tests/bench/python_overhead.py $(BUILD)
+
+# Data-parallel throughput on this machine: the Fashion-MNIST preset's step at 2 ranks x 1
+# thread against 1 process x 2 threads (docs/distributed.md).
+bench-mpi: lib
+	@bash .ci/deps.sh mpi
+	@mkdir -p $(BUILD)/bench
+	$(MPICC) $(EX_CFLAGS) -Iexamples tests/mpi/throughput.c -o $(BUILD)/bench/mpi_throughput \
+	    $(BUILD)/libbarlow.a $(LIB_LIBS) $(LDFLAGS)
+	@export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+	    OMPI_MCA_pml=ob1 OMPI_MCA_btl_vader_single_copy_mechanism=none; \
+	for i in 1 2 3; do \
+	  mpirun --oversubscribe --bind-to none -n 1 $(BUILD)/bench/mpi_throughput 2 $(MPI_STEPS); \
+	  mpirun --oversubscribe --bind-to none -n 2 $(BUILD)/bench/mpi_throughput 1 $(MPI_STEPS); \
+	done
+MPI_STEPS ?= 15
 
 # The main job: Barlow Twins on Fashion-MNIST for a fixed time budget, then the linear probe
 # and kNN beside a random-init encoder and raw pixels (docs/results.md). The command picks

@@ -616,7 +616,10 @@ BT_API void bt_loss_free(bt_loss *l);
  * Returns BT_OK; BT_E_MISUSE (l, za or zb NULL or not live, loss NULL);
  * BT_E_SHAPE (ndim != 2, shapes differ, N < 2, N or D >= 2^31);
  * BT_E_NUMERIC (a NaN or infinity in za or zb; the message gives its
- * index); BT_E_NOMEM (the buffers for a new shape or path). */
+ * index); BT_E_NOMEM (the buffers for a new shape or path).
+ * With a communicator (bt_loss_set_comm) za and zb are this rank's N_r >= 1
+ * rows, the global N = sum N_r >= 2 and the value is the global batch's; and
+ * BT_E_COMM as that section says. */
 BT_API bt_status bt_loss_forward(bt_loss *l, const bt_tensor *za, const bt_tensor *zb,
                                  double *loss);
 
@@ -1057,7 +1060,12 @@ BT_API bt_status bt_model_set_comm(bt_model *m, bt_comm *c);
 
 /* Make l's loss the loss of the global batch over c (NULL: one process). A
  * collective call as bt_model_set_comm (the ranks' losses must have the same
- * options). The cached forward is dropped.
+ * options). The cached forward is dropped. Each forward then either gathers
+ * both views' rows on every rank and computes the whole loss there (the bits
+ * one process computes), when that moves fewer bytes than the other way:
+ * 2 N D < D^2, i.e. 2N < D; or all-reduces the column statistics and the D x D
+ * cross-correlation, as the official code does. A Gram path asked for with
+ * bt_loss_set_path always gathers. bt_loss_backward gives this rank's rows.
  * Returns as bt_model_set_comm. */
 BT_API bt_status bt_loss_set_comm(bt_loss *l, bt_comm *c);
 
