@@ -345,12 +345,6 @@ static bt_status check_images(const char *fn, int32_t n, const uint8_t *const *i
     return BT_OK;
 }
 
-/* Grey images through the plain entry points: `channels` 1 or 3 is the format. */
-static int32_t format_of_channels(int32_t channels)
-{
-    return channels == 1 ? BT_PIXELS_GRAY : channels == 3 ? BT_PIXELS_RGB : -1;
-}
-
 static bt_status check_norm(const char *fn, const struct bti_aug_view *v, int vi, int32_t channels)
 {
     if (channels == 1 && (v->nmean != 1 || v->nstd != 1))
@@ -533,12 +527,19 @@ static bt_status views(bt_augment *a, const char *fn, int64_t first, int32_t n,
     return BT_OK;
 }
 
-static bt_status check_channels(const char *fn, int32_t channels)
+/* The plain entry points: packed rows, `channels` 1 (grey) or 3 (RGB). */
+static bt_status check_packed(const bt_augment *a, const char *fn, int32_t n,
+                              const uint8_t *const *images, const int32_t *heights,
+                              const int32_t *widths, int32_t channels, struct pixels *px)
 {
+    bt_status st = bti_check(a, BTI_KIND_AUGMENT, fn, "a");
+    if (st != BT_OK)
+        return st;
     if (channels != 1 && channels != 3)
         return bti_fail(BT_E_INVALID_ARG, "%s: channels is %d; it must be 1 or 3", fn,
                         (int)channels);
-    return BT_OK;
+    return check_images(fn, n, images, heights, widths, NULL,
+                        channels == 1 ? BT_PIXELS_GRAY : BT_PIXELS_RGB, px);
 }
 
 bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *images,
@@ -547,11 +548,8 @@ bt_status bt_augment_views(bt_augment *a, int32_t n, const uint8_t *const *image
 {
     static const char *fn = "bt_augment_views";
     struct pixels px;
-    bt_status st;
-    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK ||
-        (st = check_channels(fn, channels)) != BT_OK ||
-        (st = check_images(fn, n, images, heights, widths, NULL, format_of_channels(channels),
-                           &px)) != BT_OK)
+    bt_status st = check_packed(a, fn, n, images, heights, widths, channels, &px);
+    if (st != BT_OK)
         return st;
     return views(a, fn, 0, n, &px, nviews, out);
 }
@@ -642,11 +640,8 @@ bt_status bt_augment_eval(bt_augment *a, int32_t n, const uint8_t *const *images
 {
     static const char *fn = "bt_augment_eval";
     struct pixels px;
-    bt_status st;
-    if ((st = bti_check(a, BTI_KIND_AUGMENT, fn, "a")) != BT_OK ||
-        (st = check_channels(fn, channels)) != BT_OK ||
-        (st = check_images(fn, n, images, heights, widths, NULL, format_of_channels(channels),
-                           &px)) != BT_OK)
+    bt_status st = check_packed(a, fn, n, images, heights, widths, channels, &px);
+    if (st != BT_OK)
         return st;
     return eval(a, fn, n, &px, out);
 }
