@@ -13,7 +13,7 @@ import ctypes.util
 import os
 import threading
 from ctypes import (POINTER, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_uint8,
-                    c_uint32, c_uint64)
+                    c_uint32, c_uint64, c_void_p)
 from typing import Dict, List, Optional, Tuple
 
 # ---- statuses (include/barlow.h "Errors"; codes are only ever appended) ----
