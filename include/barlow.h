@@ -1011,7 +1011,8 @@ BT_API bt_status bt_optim_add_model(bt_optim *o, bt_model *m);
  * dtype is 0 for float32, 1 for float64; a callback returns 0 on success. The
  * library calls them on the calling thread, in the same order and with the
  * same counts on every rank, and relies on the results being bitwise
- * identical on every rank (MPI_Allreduce gives that).
+ * identical on every rank (MPI_Allreduce gives that). A communicator serves
+ * one thread at a time: calls on the handles that share it must not overlap.
  *
  * Collective calls: with a communicator, bt_model_forward, bt_model_backward,
  * bt_loss_forward, bt_loss_backward and the set_comm calls themselves must be
