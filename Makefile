@@ -138,15 +138,23 @@ $(BUILD)/examples/%: examples/%.cpp $(BUILD)/libbarlow.a include/barlow.h | $(BU
 
 # The barlow command has a folder of its own, examples/barlow/: one object per file, under
 # $(BUILD)/examples/obj/barlow/ (the program itself is $(BUILD)/examples/barlow).
+# With MPI=1 it runs under mpirun (examples/barlow/dist.c): its objects are compiled with
+# -DBARLOW_MPI by $(MPICC) into obj/barlow-mpi/ and linked with $(MPICC); the stamp
+# obj/barlow.mpi relinks the program when MPI changes between builds.
 BARLOW_SRC := $(sort $(wildcard examples/barlow/*.c))
-BARLOW_OBJ := $(patsubst examples/barlow/%.c,$(BUILD)/examples/obj/barlow/%.o,$(BARLOW_SRC))
+BARLOW_DIR := $(BUILD)/examples/obj/barlow$(if $(filter 1,$(MPI)),-mpi)
+BARLOW_OBJ := $(patsubst examples/barlow/%.c,$(BARLOW_DIR)/%.o,$(BARLOW_SRC))
+BARLOW_CC  := $(if $(filter 1,$(MPI)),$(MPICC) -DBARLOW_MPI,$(CC))
 
-$(BUILD)/examples/obj/barlow/%.o: examples/barlow/%.c $(wildcard examples/barlow/*.h) include/barlow.h
+$(BARLOW_DIR)/%.o: examples/barlow/%.c $(wildcard examples/barlow/*.h) examples/mpi_comm.h include/barlow.h
 	@mkdir -p $(@D)
-	$(CC) $(EX_CFLAGS) -c $< -o $@
+	$(BARLOW_CC) $(EX_CFLAGS) -c $< -o $@
 
-$(BUILD)/examples/barlow: $(BARLOW_OBJ) $(BUILD)/libbarlow.a | $(BUILD)/examples
-	$(CC) $(EX_CFLAGS) $(BARLOW_OBJ) -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_barlow) $(LDFLAGS)
+$(BUILD)/examples/obj/barlow.mpi: FORCE
+	@mkdir -p $(@D); [ "$$(cat $@ 2>/dev/null)" = "$(MPI)" ] || echo "$(MPI)" > $@
+
+$(BUILD)/examples/barlow: $(BARLOW_OBJ) $(BUILD)/libbarlow.a $(BUILD)/examples/obj/barlow.mpi | $(BUILD)/examples
+	$(BARLOW_CC) $(EX_CFLAGS) $(BARLOW_OBJ) -o $@ $(BUILD)/libbarlow.a $(LIB_LIBS) $(EXAMPLE_LIBS_barlow) $(LDFLAGS)
 
 # ---- tests ------------------------------------------------------------------
 
@@ -193,8 +201,9 @@ run-tests: $(BUILD)/tests/runner
 # Data-parallel runs under mpirun (tests/mpi/run.sh), Open MPI from Debian.
 check-mpi:
 	@bash .ci/deps.sh mpi
-	$(MAKE) MPI=1 all
+	$(MAKE) lib
 	BUILD=$(BUILD) MPICC="$(MPICC)" CFLAGS="$(CFLAGS)" LIB_LIBS="$(LIB_LIBS)" bash tests/mpi/run.sh
+	BUILD=$(BUILD) bash tests/cli_mpi_test.sh
 
 check-asan: deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \

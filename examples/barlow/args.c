@@ -15,6 +15,7 @@ static void usage(FILE *f)
         "       barlow embed --checkpoint FILE --out FEATURES.npy [options]\n"
         "       barlow version   the library's version and build (CPU levels, BLAS)\n"
         "       barlow help\n"
+        "       mpirun -np W barlow pretrain ...   data-parallel (a `make MPI=1` build)\n"
         "\n"
         "data:\n"
         "  --data DIR|FILE       dataset location (default " DEFAULT_FMNIST ")\n"

@@ -150,7 +150,8 @@ struct trainer {
     bt_augment *aug;
     bt_optim *opt; /* NULL: no update (timing runs) */
     bt_tensor *view[2], *z[2], *dz[2];
-    int64_t batch;
+    int64_t batch; /* this rank's images per step */
+    int64_t first; /* the index of its first image within the global batch (0: one process) */
     const uint8_t **img;
     int32_t *h, *w;
 };
@@ -213,6 +214,25 @@ int cmd_eval(const struct args *a);
 
 /* barlow embed: a split's features (and labels) as .npy; the exit status. */
 int cmd_embed(const struct args *a);
+
+/* ---- dist.c: data-parallel pretraining under mpirun (make MPI=1; else rank 0 of 1) */
+
+/* MPI_Init and the library's communicator; ranks other than 0 print nothing
+ * on stdout. Call once, before anything prints. */
+void dist_init(int *argc, char ***argv);
+
+/* This process's rank and the number of ranks (0 and 1 without mpirun). */
+int dist_rank(void);
+int dist_size(void);
+
+/* The communicator for bt_model_set_comm / bt_loss_set_comm; NULL for one process. */
+bt_comm *dist_comm(void);
+
+/* The logical OR of flag over the ranks (a collective call: every rank, same order). */
+int dist_any(int flag);
+
+/* Release the communicator (after the models and losses using it) and MPI_Finalize. */
+void dist_finalize(void);
 
 /* ---- pretrain.c: the pretrain command */
 

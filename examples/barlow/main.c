@@ -88,16 +88,20 @@ static void print_cpu(void)
 int main(int argc, char **argv)
 {
     struct args a;
+    int rc;
     parse_args(argc, argv, &a);
     fast_blas_reexec(argv); /* after parsing: usage errors need no second start */
+    dist_init(&argc, &argv); /* after the re-exec: MPI starts once, in the final program */
     flush_subnormals();
     if (bt_version_number() != BT_VERSION_NUMBER)
         fprintf(stderr, "%s: warning: built against libbarlow %d, running %d\n", g_cmd, BT_VERSION_NUMBER,
                 bt_version_number());
     print_cpu();
-    if (!strcmp(a.cmd, "pretrain"))
-        return cmd_pretrain(&a);
-    if (!strcmp(a.cmd, "eval"))
-        return cmd_eval(&a);
-    return cmd_embed(&a);
+    if (strcmp(a.cmd, "pretrain") && dist_size() > 1)
+        die("only `barlow pretrain` runs on several ranks (mpirun -np %d); run %s as one process",
+            dist_size(), a.cmd);
+    rc = !strcmp(a.cmd, "pretrain") ? cmd_pretrain(&a) : !strcmp(a.cmd, "eval") ? cmd_eval(&a)
+                                                                                : cmd_embed(&a);
+    dist_finalize();
+    return rc;
 }

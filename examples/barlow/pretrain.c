@@ -118,6 +118,8 @@ struct pictures {
 static void draw_pictures(const struct pictures *pic, struct trainer *t, const struct history *h,
                           int64_t steps, int64_t spe, int64_t epochs)
 {
+    if (dist_rank() != 0) /* under mpirun rank 0 alone writes the run's files */
+        return;
     draw_loss(pic->loss, pic->out, h, steps, spe);
     draw_correlation(pic->corr, pic->out, t->loss, bt_model_embed_dim(t->m));
     draw_knn(pic->knn, pic->out, h, epochs);
@@ -125,6 +127,8 @@ static void draw_pictures(const struct pictures *pic, struct trainer *t, const s
 
 static void save_checkpoint(const char *path, struct trainer *t)
 {
+    if (dist_rank() != 0) /* the ranks' weights are identical: rank 0 saves them */
+        return;
     if (bt_checkpoint_save(path, t->m, t->opt, t->aug) != BT_OK)
         fail("saving %s: %s", path, bt_last_error());
 }
@@ -138,7 +142,7 @@ static void epoch_knn(struct trainer *t, bt_augment *eval_aug, const struct data
     char err[PROBE_ERR_CAP];
     int32_t S = bt_augment_output_size(eval_aug, 0);
     *top1 = *top5 = -1;
-    if (!train->label || test->n == 0)
+    if (!train->label || test->n == 0 || dist_rank() != 0) /* eval-mode encoding: not collective */
         return;
     if (probe_encode(t->m, eval_aug, train, r->knn_bank, S, &fb, err) != 0
         || probe_encode(t->m, eval_aug, test, r->knn_test, S, &fq, err) != 0
@@ -198,7 +202,8 @@ int cmd_pretrain(const struct args *a)
     double lambda, t_epoch, t_start = now_s();
     int64_t *perm, step, step0, perm_epoch = -1, threads, extend = 0;
     struct sigaction sa;
-    int stopped = 0;
+    int stopped = 0, interrupted = 0;
+    int64_t lo, hi; /* this rank's slice [lo, hi) of every global batch */
 
     memset(&r, 0, sizeof r);
     if (a->out)
@@ -270,6 +275,9 @@ int cmd_pretrain(const struct args *a)
         die("--batch %lld is larger than the %lld training images", (long long)r.batch, (long long)train.n);
     if (!a->resume) {
         r.steps_per_epoch = train.n / r.batch;
+        if (a->minutes > 0 && dist_size() > 1)
+            die("--minutes times one process; under mpirun (%d ranks) give --steps or --epochs",
+                dist_size());
         if (a->minutes > 0) {
             double enc, per_step, per_epoch_extra, steps, budget;
             printf("timing a few steps to fit the schedule into %g minutes...\n", a->minutes);
@@ -309,7 +317,17 @@ int cmd_pretrain(const struct args *a)
         cfg_set(cfg, "optim.total_steps", buf, "--epochs/--steps");
     }
 
-    trainer_init(&t, cfg, r.batch, 1);
+    if (r.batch < dist_size())
+        die("--batch %lld is smaller than the %d ranks (each needs an image of every batch)",
+            (long long)r.batch, dist_size());
+    lo = r.batch * dist_rank() / dist_size();
+    hi = r.batch * (dist_rank() + 1) / dist_size();
+    trainer_init(&t, cfg, hi - lo, 1);
+    t.first = lo;
+    /* collective: after it every rank has read config.txt and run.txt, so rank 0 may rewrite them */
+    if (dist_comm() && (bt_model_set_comm(t.m, dist_comm()) != BT_OK
+                        || bt_loss_set_comm(t.loss, dist_comm()) != BT_OK))
+        fail("rank %d: %s", dist_rank(), bt_last_error());
     eval_aug = make_eval_augment(cfg, r.eval_size);
     if (a->resume && bt_checkpoint_load(ckpt, t.m, t.opt, t.aug) != BT_OK)
         die_checkpoint(ckpt);
@@ -322,8 +340,10 @@ int cmd_pretrain(const struct args *a)
                "schedule of a %lld-step run from step %lld on\n", (long long)r.total_steps,
                (long long)extend, (long long)extend, (long long)step0);
         r.total_steps = extend;
-        cfg_write_file(cfg, cfgp);
-        run_write(&r, runp);
+        if (dist_rank() == 0) {
+            cfg_write_file(cfg, cfgp);
+            run_write(&r, runp);
+        }
     }
 
     nepochs = (r.total_steps + r.steps_per_epoch - 1) / r.steps_per_epoch;
@@ -335,7 +355,9 @@ int cmd_pretrain(const struct args *a)
     lambda = cfg_real(cfg, "loss.lambda");
     for (int64_t k = 0; k < nepochs; k++) /* no kNN measured yet */
         h.knn[k] = -1;
-    if (a->resume) {
+    if (dist_rank() != 0) {
+        /* nothing to write: the log goes to /dev/null below */
+    } else if (a->resume) {
         log_rewind(logp, step0, &h, r.total_steps, nepochs, lambda);
     } else {
         mkdirs(out);
@@ -343,7 +365,7 @@ int cmd_pretrain(const struct args *a)
         run_write(&r, runp);
         remove(logp);
     }
-    log = fopen(logp, "a");
+    log = fopen(dist_rank() == 0 ? logp : "/dev/null", "a");
     if (!log)
         fail("%s: cannot write: %s", logp, strerror(errno));
     fprintf(log, "{\"event\":\"start\",\"step\":%lld,\"version\":\"%s\",\"dataset\":\"%s\",\"train\":%lld,"
@@ -376,7 +398,7 @@ int cmd_pretrain(const struct args *a)
     sigaction(SIGTERM, &sa, NULL);
 
     perm = xmalloc((size_t)train.n * sizeof *perm);
-    pg.bar = a->progress >= 0 ? a->progress : isatty(2);
+    pg.bar = dist_rank() != 0 ? 0 : a->progress >= 0 ? a->progress : isatty(2);
     pg.t0 = pg.last = now_s();
     pg.first_step = step0;
     pg.spe = r.steps_per_epoch;
@@ -387,7 +409,9 @@ int cmd_pretrain(const struct args *a)
         int64_t e = step / r.steps_per_epoch, pos = step % r.steps_per_epoch;
         double loss, on, off, lr = bt_optim_lr(t.opt, 0);
         bt_status st;
-        if (g_interrupted || (a->max_steps && step >= a->max_steps)) {
+        /* the ranks agree: a signal on any of them stops all at this step */
+        interrupted = dist_any(g_interrupted);
+        if (interrupted || (a->max_steps && step >= a->max_steps)) {
             stopped = 1;
             break;
         }
@@ -396,7 +420,7 @@ int cmd_pretrain(const struct args *a)
             probe_permutation(perm, train.n, (uint64_t)cfg_int(cfg, "seed"), 1, (uint64_t)e);
             perm_epoch = e;
         }
-        st = trainer_step(&t, &train, perm + pos * r.batch, &loss, &on, &off);
+        st = trainer_step(&t, &train, perm + pos * r.batch + lo, &loss, &on, &off);
         if (st != BT_OK) {
             progress_clear(&pg);
             if (st == BT_E_NUMERIC || !isfinite(loss))
@@ -444,11 +468,11 @@ int cmd_pretrain(const struct args *a)
             save_checkpoint(ckpt, &t);
             draw_pictures(&pic, &t, &h, step, r.steps_per_epoch, step / r.steps_per_epoch);
         }
-        fprintf(log, "{\"event\":\"%s\",\"step\":%lld}\n", g_interrupted ? "interrupted" : "stopped",
+        fprintf(log, "{\"event\":\"%s\",\"step\":%lld}\n", interrupted ? "interrupted" : "stopped",
                 (long long)step);
         fclose(log);
         printf("%s at step %lld of %lld; checkpoint %s saved; continue with: barlow pretrain --out %s --resume\n",
-               g_interrupted ? "interrupted" : "stopped (--max-steps)", (long long)step,
+               interrupted ? "interrupted" : "stopped (--max-steps)", (long long)step,
                (long long)r.total_steps, ckpt, out);
         trainer_free(&t);
         bt_augment_free(eval_aug);
@@ -457,14 +481,14 @@ int cmd_pretrain(const struct args *a)
         data_free(&test);
         free(perm);
         free(h.loss);
-        return g_interrupted ? 130 : 0;
+        return interrupted ? 130 : 0;
     }
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     printf("pretraining done: %lld steps; pictures %s, %s%s%s\n", (long long)step, lossp, corrp,
            train.label ? ", " : "", train.label ? knnp : "");
     fflush(stdout);
-    if (!a->no_eval)
+    if (!a->no_eval && dist_rank() == 0) /* the other ranks are done */
         final_evaluation(&t, cfg, eval_aug, &train, &test, a, &r, log, step, ckpt);
     fclose(log);
     trainer_free(&t);

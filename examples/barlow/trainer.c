@@ -63,7 +63,10 @@ bt_status trainer_step(struct trainer *t, const struct dataset *d, const int64_t
         t->h[i] = d->height[idx[i]];
         t->w[i] = d->width[idx[i]];
     }
-    st = bt_augment_views(t->aug, (int32_t)t->batch, t->img, t->h, t->w, d->channels, 2, t->view);
+    /* views keyed by the images' index within the global batch: a rank's slice
+     * [first, first + batch) gets the views one process makes for it */
+    st = bt_augment_views_at(t->aug, t->first, (int32_t)t->batch, t->img, t->h, t->w, NULL,
+                             d->channels == 1 ? BT_PIXELS_GRAY : BT_PIXELS_RGB, 2, t->view);
     if (st == BT_OK)
         st = bt_model_zero_grad(t->m);
     if (st == BT_OK)
