@@ -35,7 +35,7 @@ def allgather(total, w):
 def step(w):
     """(messages, bytes sent per rank, seconds) per part."""
     parts = {}
-    parts["agreements"] = (8, 8 * 8 * SLOT * w, 8 * allreduce(8 * SLOT * w, w))
+    parts["agreements"] = (9, 9 * 8 * SLOT * w, 9 * allreduce(8 * SLOT * w, w))
     bn_fwd = 2 * BN_LAYERS, 8 * (2 * V * BN_CHANNELS + BN_LAYERS)
     bn_bwd = BN_LAYERS, 8 * 2 * V * BN_CHANNELS
     parts["BatchNorm statistics"] = (
