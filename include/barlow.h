@@ -472,7 +472,10 @@ BT_API int64_t bt_model_embed_dim(const bt_model *m);
  * and a call failing them changes nothing. BT_E_NOMEM while the workspace
  * grows inside the pass discards the cached forward (bt_model_backward then
  * returns BT_E_STATE), and the layers already run may have updated their
- * running statistics. */
+ * running statistics. With a communicator (bt_model_set_comm) x holds this
+ * rank's N_r >= 1 images per view, the views' H and W must match on every
+ * rank and the global N = sum N_r must be >= 2; a failed call leaves the
+ * running statistics unchanged; and BT_E_COMM as that section says. */
 BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
                                   bt_tensor *const *z);
 
@@ -485,7 +488,11 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
  * forward's, a dz[v] not [N, embed_dim]). Allocates nothing. One backward
  * per forward: the backward reuses the memory of what it has read, so a
  * second call without a new forward returns BT_E_STATE (bt_model_features
- * stays valid). */
+ * stays valid). With a communicator, dz[v] are this rank's rows of the global
+ * loss's gradient and the gradients gain that loss's whole parameter gradient
+ * (summed over the ranks; what was accumulated before is counted once); a
+ * failed call leaves the gradients as they were but, like a successful one,
+ * consumes the forward; and BT_E_COMM as that section says. */
 BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz);
 
 /* The bytes of workspace a training step (bt_model_forward of nviews views,
