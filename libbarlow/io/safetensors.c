@@ -7,12 +7,14 @@
  * the destination atomically. */
 #include "io/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1361,24 +1363,24 @@ static int write_full(int fd, const void *buf, size_t len)
 
 static atomic_uint tmp_counter;
 
-/* The directory part of path ("." when there is none), fsync'ed best effort. */
-static int sync_dir(const char *path)
+/* The directory part of path ("." when there is none), malloc'ed; NULL when out of memory. */
+static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd, rc = 0;
-    if (!slash) {
-        dir = malloc(2);
-        if (dir)
-            memcpy(dir, ".", 2);
-    } else {
-        size_t len = slash == path ? 1 : (size_t)(slash - path);
-        dir = malloc(len + 1);
-        if (dir) {
-            memcpy(dir, path, len);
-            dir[len] = '\0';
-        }
+    size_t len = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (dir) {
+        memcpy(dir, slash ? path : ".", len);
+        dir[len] = '\0';
     }
+    return dir;
+}
+
+/* path's directory, fsync'ed best effort. */
+static int sync_dir(const char *path)
+{
+    char *dir = dir_of(path);
+    int fd, rc = 0;
     if (!dir)
         return 0;
     fd = open(dir, O_RDONLY | O_CLOEXEC);
@@ -1389,6 +1391,47 @@ static int sync_dir(const char *path)
         rc = errno;
     close(fd);
     return rc;
+}
+
+/* p past one or more decimal digits, or NULL when there are none. */
+static const char *skip_digits(const char *p)
+{
+    const char *q = p;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    return q > p ? q : NULL;
+}
+
+/* Remove the temporaries of path ("<base>.tmp.<pid>.<k>") that processes
+ * killed while saving left behind. Only those of dead processes: a live one
+ * (this one included) may be saving right now. Best effort, errors ignored. */
+static void remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    const size_t blen = strlen(base);
+    char *dir = dir_of(path);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    free(dir);
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        const char *p = de->d_name, *end;
+        long pid;
+        if (strncmp(p, base, blen) != 0 || strncmp(p + blen, ".tmp.", 5) != 0)
+            continue;
+        p += blen + 5;
+        end = skip_digits(p);
+        if (!end || *end != '.' || !(end = skip_digits(end + 1)) || *end != '\0')
+            continue;
+        errno = 0;
+        pid = strtol(p, NULL, 10);
+        if (errno != 0 || pid <= 0 || (long)(pid_t)pid != pid) /* kill(0) is the group */
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
 }
 
 bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
@@ -1471,6 +1514,7 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
         len8[i] = (unsigned char)((uint64_t)hb.len >> (8 * i));
 
     /* A fresh temporary file beside the destination, so rename is atomic. */
+    remove_stale_temps(path);
     tmp = malloc(strlen(path) + 48);
     if (!tmp) {
         st = bti_fail(BT_E_NOMEM, "safetensors write '%s': out of memory", path);
