@@ -472,7 +472,13 @@ BT_API int64_t bt_model_embed_dim(const bt_model *m);
  * and a call failing them changes nothing. BT_E_NOMEM while the workspace
  * grows inside the pass discards the cached forward (bt_model_backward then
  * returns BT_E_STATE), and the layers already run may have updated their
- * running statistics. With a communicator (bt_model_set_comm) x holds this
+ * running statistics. x is not checked for NaN or infinity: one passes
+ * through the convolutions and BatchNorm (into its running statistics) and is
+ * zeroed by the next ReLU, so z may be finite; the first convolution's
+ * gradient is then not, and bt_optim_step refuses the step. Running
+ * statistics are floats: a batch variance beyond FLT_MAX is kept as inf, with
+ * BT_OK (training uses batch statistics; eval mode and checkpoints see it).
+ * With a communicator (bt_model_set_comm) x holds this
  * rank's N_r >= 1 images per view, the views' H and W must match on every
  * rank and the global N = sum N_r must be >= 2; a failed call leaves the
  * running statistics unchanged; and BT_E_COMM as that section says. */
@@ -963,8 +969,11 @@ BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *g
  * thread count (OpenMP) for the element-wise loops.
  * Returns BT_OK; BT_E_MISUSE (o not live, or an added tensor freed or
  * reshaped); BT_E_STATE (no tensors added); BT_E_NUMERIC (a gradient, or a
- * LARS-adapted parameter, is not finite). On any error nothing changed.
- * Allocates nothing. */
+ * LARS-adapted parameter, is not finite; the message names the tensor). On
+ * any error nothing changed. Allocates nothing. The update itself is not
+ * checked: with finite gradients a rate large enough can write +-inf into a
+ * parameter (sgd, lars) or into AdamW's exp_avg_sq with BT_OK; LARS refuses
+ * such a parameter at its next step. No option allows non-finite values. */
 BT_API bt_status bt_optim_step(bt_optim *o);
 
 /* Number of steps taken (restored by bt_checkpoint_load), or -1

@@ -244,5 +244,45 @@ for d in x1 x2 x3 x4 x5 x6 x7 x8 x9; do
   [[ ! -e "$tmp/$d/checkpoint.safetensors" ]] || bad "failed run $d wrote a checkpoint"
 done
 
+# ---- divergence: a run that explodes stops at once (exit 1, one line naming the step and the
+# value), logs no non-finite step, and leaves the checkpoint saved before it byte for byte
+"$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 3 --no-eval --max-steps 10 --set optim.kind=sgd \
+  --out "$tmp/nan" >"$tmp/nan0.out" 2>&1 || bad "divergence: the sane first 10 steps failed: $(tail -1 "$tmp/nan0.out")"
+cp "$tmp/nan/checkpoint.safetensors" "$tmp/nan.keep"
+# the same run, resumed with rates that blow up (config.txt is what --resume reads)
+printf 'optim.lr=1000\noptim.lr_bias=1000\noptim.grad_scale=1e12\noptim.schedule=constant\n' >>"$tmp/nan/config.txt"
+"$bin" pretrain --out "$tmp/nan" --resume --no-eval >"$tmp/nan.out" 2>"$tmp/nan.err"
+rc=$?
+[[ $rc -eq 1 && $(wc -l <"$tmp/nan.err") -eq 1 ]] \
+  && grep -q "training diverged at step [0-9]*: .* is [-]*\(inf\|nan\).*; the last checkpoint (.*checkpoint.safetensors, step 10) is intact" \
+     "$tmp/nan.err" && ok || { bad "divergence: exit $rc, want 1 and one line naming the step"; cat "$tmp/nan.err"; }
+cmp -s "$tmp/nan.keep" "$tmp/nan/checkpoint.safetensors" && ok || bad "divergence: the checkpoint of step 10 changed"
+grep '"event":"step"' "$tmp/nan/log.jsonl" | grep -qi 'nan\|inf' && bad "divergence: a non-finite step was logged" || ok
+grep -q '"event":"diverged","step":[0-9]*' "$tmp/nan/log.jsonl" && ok || bad "divergence: no diverged record in log.jsonl"
+"$bin" eval --checkpoint "$tmp/nan/checkpoint.safetensors" --data "$tmp/fm" --probe-epochs 1 --no-baselines \
+  >"$tmp/nan_eval.out" 2>&1 && grep -q '^Barlow Twins encoder .*%' "$tmp/nan_eval.out" && ok \
+  || { bad "divergence: the kept checkpoint does not evaluate"; cat "$tmp/nan_eval.out"; }
+
+# a NaN weight (written into the checkpoint) reaches the embeddings: the loss's BT_E_NUMERIC stops the
+# resumed run at its first step, naming the embedding and its index
+"$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 3 --no-eval --max-steps 10 --out "$tmp/nanw" >"$tmp/nanw0.out" 2>&1 \
+  || bad "divergence (NaN weight): the first 10 steps failed: $(tail -1 "$tmp/nanw0.out")"
+"$py" - "$tmp/nanw/checkpoint.safetensors" <<'EOF2' || bad "divergence (NaN weight): could not edit the checkpoint"
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+s = json.loads(b[8:8 + n])["projector.3.weight"]["data_offsets"][0]
+b[8 + n + s:8 + n + s + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[1], "wb").write(b)
+EOF2
+cp "$tmp/nanw/checkpoint.safetensors" "$tmp/nanw.keep"
+"$bin" pretrain --out "$tmp/nanw" --resume --no-eval >"$tmp/nanw.out" 2>"$tmp/nanw.err"
+rc=$?
+[[ $rc -eq 1 && $(wc -l <"$tmp/nanw.err") -eq 1 ]] \
+  && grep -q "training diverged at step 11: bt_loss_forward: za\[[0-9]*, [0-9]*\] is nan; .*(.*checkpoint.safetensors, step 10) is intact" \
+     "$tmp/nanw.err" && cmp -s "$tmp/nanw.keep" "$tmp/nanw/checkpoint.safetensors" \
+  && ! grep '"event":"step"' "$tmp/nanw/log.jsonl" | grep -qi 'nan\|inf' && ok \
+  || { bad "divergence (NaN weight): exit $rc, want 1, one line naming step 11 and za[.., ..]"; cat "$tmp/nanw.err"; }
+
 echo "cli: $pass passed, $failed failed"
 [[ $failed -eq 0 ]]

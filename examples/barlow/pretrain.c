@@ -125,12 +125,66 @@ static void draw_pictures(const struct pictures *pic, struct trainer *t, const s
     draw_knn(pic->knn, pic->out, h, epochs);
 }
 
-static void save_checkpoint(const char *path, struct trainer *t)
+/* The first non-finite value among the model's tensors (only the buffers,
+ * which have no gradient, when buffers_only): 1 with "name[index] is value" in
+ * msg, else 0. A weight that goes non-finite makes the next loss forward fail
+ * (BT_E_NUMERIC); BatchNorm running statistics (a batch variance beyond the
+ * float range is stored as inf) and the weights of a run's last step are only
+ * seen here. */
+static int model_nonfinite(bt_model *m, int buffers_only, char *msg, size_t cap)
 {
+    int32_t i, n = bt_model_tensor_count(m);
+    for (i = 0; i < n; i++) {
+        const char *name;
+        bt_tensor *v, *g;
+        const float *d;
+        int64_t k, numel;
+        if (bt_model_tensor(m, i, &name, &v, &g) != BT_OK || (buffers_only && g))
+            continue;
+        d = bt_tensor_data(v);
+        numel = bt_tensor_numel(v);
+        for (k = 0; k < numel; k++)
+            if (!isfinite(d[k])) {
+                snprintf(msg, cap, "model tensor %s[%lld] is %g", name, (long long)k, (double)d[k]);
+                return 1;
+            }
+    }
+    return 0;
+}
+
+/* The step of the checkpoint on disk (-1: none yet), for the divergence message. */
+static int64_t g_saved_step = -1;
+
+/* Stop a run whose numbers are no longer finite: one line naming the step and
+ * the value, a "diverged" log record, exit 1; the checkpoint on disk (saved
+ * before the failure) is not touched. */
+static void diverged(FILE *log, int64_t step, const char *what, const char *ckpt)
+{
+    char saved[PATH_CAP + 96];
+    if (log) {
+        fprintf(log, "{\"event\":\"diverged\",\"step\":%lld}\n", (long long)step);
+        fflush(log);
+    }
+    if (g_saved_step >= 0)
+        snprintf(saved, sizeof saved, "the last checkpoint (%s, step %lld) is intact", ckpt,
+                 (long long)g_saved_step);
+    else
+        snprintf(saved, sizeof saved, "no checkpoint was saved");
+    fail("training diverged at step %lld: %s; %s; try a smaller optim.lr", (long long)step, what,
+         saved);
+}
+
+static void save_checkpoint(const char *path, struct trainer *t, FILE *log, int64_t step)
+{
+    char what[512];
+    /* never a checkpoint of non-finite numbers: the last good one stays */
+    if (model_nonfinite(t->m, 0, what, sizeof what))
+        diverged(log, step, what, path);
     if (dist_rank() != 0) /* the ranks' weights are identical: rank 0 saves them */
         return;
     if (bt_checkpoint_save(path, t->m, t->opt, t->aug) != BT_OK)
         fail("saving %s: %s", path, bt_last_error());
+    g_saved_step = step;
 }
 
 /* Per-epoch kNN on subsets (documented in docs/results.md): the first knn_bank
@@ -332,6 +386,8 @@ int cmd_pretrain(const struct args *a)
     if (a->resume && bt_checkpoint_load(ckpt, t.m, t.opt, t.aug) != BT_OK)
         die_checkpoint(ckpt);
     step0 = bt_optim_step_count(t.opt);
+    if (a->resume)
+        g_saved_step = step0;
     if (extend) {
         if (extend <= step0)
             die("--resume: the run is at step %lld; a new length of %lld steps does not extend it",
@@ -407,7 +463,8 @@ int cmd_pretrain(const struct args *a)
     t_epoch = now_s();
     for (step = step0; step < r.total_steps;) {
         int64_t e = step / r.steps_per_epoch, pos = step % r.steps_per_epoch;
-        double loss, on, off, lr = bt_optim_lr(t.opt, 0);
+        double loss = NAN, on = NAN, off = NAN, lr = bt_optim_lr(t.opt, 0);
+        char what[512];
         bt_status st;
         /* the ranks agree: a signal on any of them stops all at this step */
         interrupted = dist_any(g_interrupted);
@@ -421,12 +478,21 @@ int cmd_pretrain(const struct args *a)
             perm_epoch = e;
         }
         st = trainer_step(&t, &train, perm + pos * r.batch + lo, &loss, &on, &off);
+        if (st == BT_E_NUMERIC || (st == BT_OK && (!isfinite(loss) || !isfinite(on) || !isfinite(off)))) {
+            progress_clear(&pg);
+            if (st == BT_OK)
+                snprintf(what, sizeof what, "the loss is %g", loss);
+            diverged(log, step + 1, st == BT_OK ? what : bt_last_error(), ckpt);
+        }
         if (st != BT_OK) {
             progress_clear(&pg);
-            if (st == BT_E_NUMERIC || !isfinite(loss))
-                fail("training diverged at step %lld (loss %g): %s; the last checkpoint (%s) is intact; "
-                     "try a smaller optim.lr", (long long)step + 1, loss, bt_last_error(), ckpt);
             fail("step %lld: %s", (long long)step + 1, bt_last_error());
+        }
+        /* buffers every step (cheap); every tensor before an epoch's kNN and checkpoint */
+        if (model_nonfinite(t.m, (step + 1) % r.steps_per_epoch != 0 && step + 1 != r.total_steps, what,
+                            sizeof what)) {
+            progress_clear(&pg);
+            diverged(log, step + 1, what, ckpt);
         }
         step++;
         h.loss[step - 1] = loss;
@@ -444,7 +510,7 @@ int cmd_pretrain(const struct args *a)
                 epoch_loss += h.loss[i];
             epoch_loss /= (double)(step - first);
             epoch_knn(&t, eval_aug, &train, &test, &r, (int32_t)threads, &k1, &k5);
-            save_checkpoint(ckpt, &t);
+            save_checkpoint(ckpt, &t, log, step);
             h.knn[e] = k1;
             draw_pictures(&pic, &t, &h, step, r.steps_per_epoch, e + 1);
             progress_clear(&pg);
@@ -465,7 +531,7 @@ int cmd_pretrain(const struct args *a)
     if (stopped) {
         progress_clear(&pg);
         if (step > step0) {
-            save_checkpoint(ckpt, &t);
+            save_checkpoint(ckpt, &t, log, step);
             draw_pictures(&pic, &t, &h, step, r.steps_per_epoch, step / r.steps_per_epoch);
         }
         fprintf(log, "{\"event\":\"%s\",\"step\":%lld}\n", interrupted ? "interrupted" : "stopped",

@@ -219,12 +219,15 @@ void bti_loss_xent_off(bt_loss *l)
         const float *r = c + i * d;
         double acc = 0;
         int64_t j;
-        /* each term is <= 1 and rounded once (expf); the sum is in double */
+        /* each term is <= 1 and rounded once (expf); the sum is in double. The
+         * diagonal is skipped, not subtracted: its term may overflow (C_ii / tau far
+         * above the off-diagonal maximum m) and inf - inf is NaN. */
         for (j = 0; j < d; j++) {
             double v = (double)r[j] > 0 ? (double)r[j] : 0;
-            acc += (double)expf((float)(v * it - m));
+            if (j != i)
+                acc += (double)expf((float)(v * it - m));
         }
-        part[i] = acc - (double)expf((float)(((double)r[i] > 0 ? (double)r[i] : 0) * it - m));
+        part[i] = acc;
     }
     for (i = 0; i < d; i++)
         s += part[i];
