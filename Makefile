@@ -7,6 +7,7 @@
 #   make check-clang     the Check suites built with clang
 #   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
 #   make check-valgrind  the Check suites under valgrind
+#   make check-tsan      the concurrency suites under ThreadSanitizer (clang, LLVM's OpenMP, BLAS=reference)
 #   make bench           benchmarks (not part of check)
 #   make bench-mpi       data-parallel step throughput: 2 ranks x 1 thread vs 1 x 2 threads
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
@@ -234,6 +235,31 @@ check-valgrind: deps
 	$(MAKE) $(BUILD)/tests/runner
 	cd tests && CK_FORK=no valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 	    ../$(BUILD)/tests/runner
+
+# The concurrency suites under ThreadSanitizer (docs/THREADS.md, "How it is checked"): clang,
+# LLVM's OpenMP and the netlib CBLAS; libgomp and OpenBLAS synchronise their threads in code
+# TSan does not see, which it reports as races. Archer (libarcher.so, in libomp-14-dev) tells
+# TSan what OpenMP's forks, barriers and joins order; ignore_noninstrumented_modules=1 stops it
+# checking the mutexes libomp takes inside itself (not instrumented, ordered by its own atomics).
+# Any report ends the run with status 66 (CK_FORK=no: one process, so the status reaches make).
+# TSAN_SUITES: handles on several threads at once (threads, comm, loss_comm), the per-thread
+# error text (error), the CPU probe (cpu), and the suites whose handles run OpenMP teams of 2+
+# threads (layer, layer_fd, augment, optim); TSAN_SUITES=all runs the whole runner (about 2 min
+# per level; with BLAS=reference it fails loss golden case 3, TSan or not).
+TSAN_SUITES ?= threads error cpu comm loss_comm layer layer_fd augment optim
+TSAN_ARCHER ?= /usr/lib/llvm-14/lib/libarcher.so
+.PHONY: check-tsan
+check-tsan:
+	@bash .ci/deps.sh tsan
+	@test -f $(TSAN_ARCHER) || { echo "check-tsan: no Archer at $(TSAN_ARCHER) (TSAN_ARCHER=...)" >&2; exit 1; }
+	$(MAKE) CC=clang BLAS=reference BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread" \
+	    LDFLAGS="-fsanitize=thread" build/tsan/tests/runner
+	cd tests && export CK_FORK=no OMP_TOOL_LIBRARIES=$(TSAN_ARCHER) \
+	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 ignore_noninstrumented_modules=1"; \
+	for l in $(CPU_LEVELS); do for s in $(TSAN_SUITES); do \
+	  if [ $$s = all ]; then unset CK_RUN_SUITE; else export CK_RUN_SUITE=$$s; fi; \
+	  BT_CPU=$$l ../build/tsan/tests/runner || exit $$?; \
+	done; done
 
 abi-check: lib
 	bash tests/abi/check.sh $(BUILD)/$(SHARED) $(SONAME)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
-#   bash .ci/deps.sh check|bench|demo|golden|clang|mpi|aarch64
+#   bash .ci/deps.sh check|bench|demo|golden|clang|tsan|mpi|aarch64
 # As root, missing packages are installed with apt-get; otherwise the exact
 # command is printed and the script fails.
 set -euo pipefail
@@ -13,6 +13,9 @@ case "${1:-check}" in
   demo)   want=("${base[@]}" dataset-fashion-mnist) ;;
   golden) want=("${base[@]}" python3-torch python3-torchvision python3-pil python3-numpy) ;;
   clang)  want=("${base[@]}" clang libomp-14-dev) ;;
+  # make check-tsan: clang's TSan runtime is in libclang-rt-14-dev (only recommended by clang-14);
+  # libomp-14-dev has LLVM's OpenMP and Archer (libarcher.so); libblas-dev the netlib CBLAS.
+  tsan)   want=("${base[@]}" clang libclang-rt-14-dev libomp-14-dev libblas-dev) ;;
   mpi)    want=("${base[@]}" libopenmpi-dev openmpi-bin) ;;
   # Cross build + run under qemu (make check-aarch64): the cross gcc, qemu-aarch64-static,
   # and the arm64 libraries as multiarch :arm64 packages, which co-install with the amd64
@@ -32,9 +35,14 @@ if [[ -n "$foreign" ]] && ! dpkg --print-foreign-architectures | grep -qx "$fore
   add_arch=(dpkg --add-architecture "$foreign")
 fi
 
+# An unqualified name also matches a :arm64 copy installed beside it (two statuses): ask
+# for the native one first, then the name alone (Architecture: all packages).
+native=$(dpkg --print-architecture)
 missing=()
 for p in "${want[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  status=""
+  [[ $p == *:* ]] || status=$(dpkg-query -W -f='${Status}' "$p:$native" 2>/dev/null || true)
+  [[ -n $status ]] || status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
