@@ -4,6 +4,8 @@
 #include "golden.h"
 #include "io/safetensors.h"
 
+#include "tmpdir.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,29 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static void setup(void)
-{
-    strcpy(dir, "/tmp/bt_ckpt_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *path(const char *name)
-{
-    static char buf[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static bt_model *make(const char *projector, const char *seed)
 {
@@ -95,9 +74,9 @@ START_TEST(model_round_trip_is_exact)
     const char *name;
     step(a);
     ck_assert(!same_tensors(a, b));
-    ck_assert_msg(bt_checkpoint_save(path("a.safetensors"), a, NULL, NULL) == BT_OK, "%s",
+    ck_assert_msg(bt_checkpoint_save(test_path("a.safetensors"), a, NULL, NULL) == BT_OK, "%s",
                   bt_last_error());
-    ck_assert_msg(bt_checkpoint_load(path("a.safetensors"), b, NULL, NULL) == BT_OK, "%s",
+    ck_assert_msg(bt_checkpoint_load(test_path("a.safetensors"), b, NULL, NULL) == BT_OK, "%s",
                   bt_last_error());
     ck_assert(same_tensors(a, b));
     ck_assert_int_eq(bt_model_tensor(b, 5, &name, &nbt, NULL), BT_OK);
@@ -116,13 +95,13 @@ START_TEST(augmentation_state_round_trips)
     ck_assert_int_eq(bt_augment_create(&a, NULL), BT_OK);
     ck_assert_int_eq(bt_augment_create(&b, NULL), BT_OK);
     ck_assert_int_eq(bt_augment_set_state(a, 12345678901234ULL, 77), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_save(path("s.safetensors"), m, NULL, a), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_load(path("s.safetensors"), m, NULL, b), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("s.safetensors"), m, NULL, a), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("s.safetensors"), m, NULL, b), BT_OK);
     ck_assert_int_eq(bt_augment_get_state(b, &seed, &calls), BT_OK);
     ck_assert(seed == 12345678901234ULL && calls == 77);
     /* a file without augmentation state cannot restore one */
-    ck_assert_int_eq(bt_checkpoint_save(path("m.safetensors"), m, NULL, NULL), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_load(path("m.safetensors"), m, NULL, b), BT_E_FORMAT);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("m.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("m.safetensors"), m, NULL, b), BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "augmentation"));
     bt_augment_free(a);
     bt_augment_free(b);
@@ -206,41 +185,41 @@ START_TEST(malformed_files_leave_the_model_unchanged)
     FILE *f;
     char *buf;
     long size;
-    ck_assert_int_eq(bt_checkpoint_save(path("good.safetensors"), other, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("good.safetensors"), other, NULL, NULL), BT_OK);
     /* another architecture: a mis-shaped tensor, named */
-    expect_format_error(m, path("good.safetensors"), "projector.3.weight");
+    expect_format_error(m, test_path("good.safetensors"), "projector.3.weight");
     /* an extra tensor */
-    ck_assert_int_eq(bt_checkpoint_save(path("wide.safetensors"), wide, NULL, NULL), BT_OK);
-    expect_format_error(m, path("wide.safetensors"), "projector");
+    ck_assert_int_eq(bt_checkpoint_save(test_path("wide.safetensors"), wide, NULL, NULL), BT_OK);
+    expect_format_error(m, test_path("wide.safetensors"), "projector");
     /* a missing tensor: the smaller file lacks what this model has */
-    expect_format_error(wide, path("good.safetensors"), "projector");
+    expect_format_error(wide, test_path("good.safetensors"), "projector");
     /* truncated and corrupt copies of a good file */
-    ck_assert_int_eq(bt_checkpoint_save(path("ok.safetensors"), m, NULL, NULL), BT_OK);
-    f = fopen(path("ok.safetensors"), "rb");
+    ck_assert_int_eq(bt_checkpoint_save(test_path("ok.safetensors"), m, NULL, NULL), BT_OK);
+    f = fopen(test_path("ok.safetensors"), "rb");
     fseek(f, 0, SEEK_END);
     size = ftell(f);
     fseek(f, 0, SEEK_SET);
     buf = malloc((size_t)size);
     ck_assert_int_eq(fread(buf, 1, (size_t)size, f), size);
     fclose(f);
-    f = fopen(path("trunc.safetensors"), "wb");
+    f = fopen(test_path("trunc.safetensors"), "wb");
     fwrite(buf, 1, (size_t)size - 100, f);
     fclose(f);
-    expect_format_error(m, path("trunc.safetensors"), "trunc.safetensors");
+    expect_format_error(m, test_path("trunc.safetensors"), "trunc.safetensors");
     buf[12] = '#'; /* inside the JSON header */
-    f = fopen(path("bad.safetensors"), "wb");
+    f = fopen(test_path("bad.safetensors"), "wb");
     fwrite(buf, 1, (size_t)size, f);
     fclose(f);
-    expect_format_error(m, path("bad.safetensors"), "bad.safetensors");
+    expect_format_error(m, test_path("bad.safetensors"), "bad.safetensors");
     free(buf);
     /* unreadable */
-    ck_assert_int_eq(bt_checkpoint_load(path("missing.safetensors"), m, NULL, NULL), BT_E_IO);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("missing.safetensors"), m, NULL, NULL), BT_E_IO);
     ck_assert_int_eq(bt_checkpoint_save("/nonexistent-dir/x.safetensors", m, NULL, NULL), BT_E_IO);
     ck_assert_int_eq(access("/nonexistent-dir", F_OK), -1);
     /* misuse */
     ck_assert_int_eq(bt_checkpoint_save(NULL, m, NULL, NULL), BT_E_MISUSE);
-    ck_assert_int_eq(bt_checkpoint_save(path("x"), NULL, NULL, NULL), BT_E_MISUSE);
-    ck_assert_int_eq(bt_checkpoint_load(path("ok.safetensors"), (bt_model *)(void *)dir, NULL, NULL),
+    ck_assert_int_eq(bt_checkpoint_save(test_path("x"), NULL, NULL, NULL), BT_E_MISUSE);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("ok.safetensors"), (bt_model *)(void *)test_dir, NULL, NULL),
                      BT_E_MISUSE);
     bt_model_free(m);
     bt_model_free(other);
@@ -287,10 +266,10 @@ static void resume_case(const char *kind)
     int k;
     for (k = 0; k < 3; k++)
         train_step(a, oa, k);
-    ck_assert_int_eq(bt_checkpoint_save(path("r.safetensors"), a, oa, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("r.safetensors"), a, oa, NULL), BT_OK);
     for (k = 3; k < 6; k++)
         train_step(a, oa, k);
-    ck_assert_msg(bt_checkpoint_load(path("r.safetensors"), b, ob, NULL) == BT_OK, "%s",
+    ck_assert_msg(bt_checkpoint_load(test_path("r.safetensors"), b, ob, NULL) == BT_OK, "%s",
                   bt_last_error());
     ck_assert_int_eq(bt_optim_step_count(ob), 3);
     for (k = 3; k < 6; k++)
@@ -315,12 +294,12 @@ START_TEST(optimizer_state_of_another_kind_is_refused)
 {
     bt_model *m = make("32-16", "0");
     bt_optim *lars = make_optim(m, "lars"), *adam = make_optim(m, "adamw");
-    ck_assert_int_eq(bt_checkpoint_save(path("o.safetensors"), m, lars, NULL), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_load(path("o.safetensors"), m, adam, NULL), BT_E_FORMAT);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("o.safetensors"), m, lars, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("o.safetensors"), m, adam, NULL), BT_E_FORMAT);
     /* weights only: the optimizer tensors are skipped */
-    ck_assert_int_eq(bt_checkpoint_load(path("o.safetensors"), m, NULL, NULL), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_save(path("w.safetensors"), m, NULL, NULL), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_load(path("w.safetensors"), m, lars, NULL), BT_E_FORMAT);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("o.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("w.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("w.safetensors"), m, lars, NULL), BT_E_FORMAT);
     bt_optim_free(lars);
     bt_optim_free(adam);
     bt_model_free(m);
@@ -343,13 +322,13 @@ START_TEST(checkpoint_describes_its_eval_view)
     ck_assert_int_eq(bt_config_set(c, "aug.view2.size", "12"), BT_OK);
     ck_assert_int_eq(bt_augment_create(&a, c), BT_OK);
     bt_config_free(c);
-    ck_assert_int_eq(bt_checkpoint_save(path("v.safetensors"), m, NULL, a), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_save(path("w.safetensors"), m, NULL, NULL), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_save_ex(path("x.safetensors"), m, NULL, a, "backbone.=",
+    ck_assert_int_eq(bt_checkpoint_save(test_path("v.safetensors"), m, NULL, a), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("w.safetensors"), m, NULL, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save_ex(test_path("x.safetensors"), m, NULL, a, "backbone.=",
                                            BT_SAVE_MAPPED_ONLY), BT_OK);
 
     ck_assert_int_eq(bt_config_create(&c), BT_OK);
-    ck_assert_msg(bt_config_read_checkpoint(c, path("v.safetensors")) == BT_OK, "%s",
+    ck_assert_msg(bt_config_read_checkpoint(c, test_path("v.safetensors")) == BT_OK, "%s",
                   bt_last_error());
     ck_assert_int_eq(bt_config_get(c, "aug.view1.size", buf, sizeof buf), BT_OK);
     ck_assert_str_eq(buf, "20");
@@ -363,9 +342,9 @@ START_TEST(checkpoint_describes_its_eval_view)
     bt_config_free(c);
 
     ck_assert_int_eq(bt_config_create(&c), BT_OK);
-    ck_assert_int_eq(bt_config_read_checkpoint(c, path("w.safetensors")), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, test_path("w.safetensors")), BT_OK);
     ck_assert_int_eq(bt_config_is_set(c, "aug.view1.size"), 0);
-    ck_assert_int_eq(bt_checkpoint_metadata(path("x.safetensors"), "libbarlow.augment", buf,
+    ck_assert_int_eq(bt_checkpoint_metadata(test_path("x.safetensors"), "libbarlow.augment", buf,
                                             sizeof buf), BT_E_FORMAT);
     bt_config_free(c);
     bt_augment_free(a);
@@ -387,8 +366,8 @@ START_TEST(checkpoint_describes_its_model)
     size_t n;
     int k;
     step(a);
-    ck_assert_int_eq(bt_checkpoint_save(path("a.safetensors"), a, NULL, NULL), BT_OK);
-    f = fopen(path("a.safetensors"), "rb");
+    ck_assert_int_eq(bt_checkpoint_save(test_path("a.safetensors"), a, NULL, NULL), BT_OK);
+    f = fopen(test_path("a.safetensors"), "rb");
     ck_assert_ptr_nonnull(f);
     n = fread(head, 1, sizeof head - 1, f);
     fclose(f);
@@ -399,18 +378,18 @@ START_TEST(checkpoint_describes_its_model)
     ck_assert_ptr_nonnull(strstr(head, "model.widths=8-16\\n"));
     ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.cpu_level\":\""));
     ck_assert_ptr_nonnull(strstr(head, "\"libbarlow.blas_core\":\""));
-    ck_assert_int_eq(bt_checkpoint_metadata(path("a.safetensors"), "libbarlow.version", buf,
+    ck_assert_int_eq(bt_checkpoint_metadata(test_path("a.safetensors"), "libbarlow.version", buf,
                                             sizeof buf), BT_OK);
     ck_assert_str_eq(buf, bt_version_string());
-    ck_assert_int_eq(bt_checkpoint_metadata(path("a.safetensors"), "libbarlow.version", buf, 2),
+    ck_assert_int_eq(bt_checkpoint_metadata(test_path("a.safetensors"), "libbarlow.version", buf, 2),
                      BT_E_INVALID_ARG);
-    ck_assert_int_eq(bt_checkpoint_metadata(path("a.safetensors"), "nope", buf, sizeof buf),
+    ck_assert_int_eq(bt_checkpoint_metadata(test_path("a.safetensors"), "nope", buf, sizeof buf),
                      BT_E_FORMAT);
     ck_assert_int_eq(bt_checkpoint_metadata(NULL, "nope", buf, sizeof buf), BT_E_MISUSE);
 
     ck_assert_int_eq(bt_config_create(&c), BT_OK);
     ck_assert_int_eq(bt_config_set(c, "seed", "1"), BT_OK);
-    ck_assert_msg(bt_config_read_checkpoint(c, path("a.safetensors")) == BT_OK, "%s",
+    ck_assert_msg(bt_config_read_checkpoint(c, test_path("a.safetensors")) == BT_OK, "%s",
                   bt_last_error());
     ck_assert_int_eq(bt_config_get(c, "model.projector", buf, sizeof buf), BT_OK);
     ck_assert_str_eq(buf, "32-16");
@@ -419,7 +398,7 @@ START_TEST(checkpoint_describes_its_model)
     ck_assert_int_eq(bt_config_get(c, "seed", buf, sizeof buf), BT_OK);
     ck_assert_str_eq(buf, "1"); /* not a model option: left alone */
     ck_assert_msg(bt_model_create(&b, c) == BT_OK, "%s", bt_last_error());
-    ck_assert_msg(bt_checkpoint_load(path("a.safetensors"), b, NULL, NULL) == BT_OK, "%s",
+    ck_assert_msg(bt_checkpoint_load(test_path("a.safetensors"), b, NULL, NULL) == BT_OK, "%s",
                   bt_last_error());
     ck_assert(same_tensors(a, b));
     bt_model_free(b);
@@ -430,20 +409,20 @@ START_TEST(checkpoint_describes_its_model)
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "libbarlow.model"));
     /* an unknown option, an invalid value, a line without '=': nothing is set */
     bad[0] = "model.widths=4-4\nmodel.nope=1\n";
-    ck_assert_int_eq(bti_st_write(path("b1.safetensors"), &t, 1, keys, bad, 1), BT_OK);
-    ck_assert_int_eq(bt_config_read_checkpoint(c, path("b1.safetensors")), BT_E_FORMAT);
+    ck_assert_int_eq(bti_st_write(test_path("b1.safetensors"), &t, 1, keys, bad, 1), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, test_path("b1.safetensors")), BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "model.nope"));
     bad[0] = "model.widths=4-4\nmodel.in_channels=-3";
-    ck_assert_int_eq(bti_st_write(path("b2.safetensors"), &t, 1, keys, bad, 1), BT_OK);
-    ck_assert_int_eq(bt_config_read_checkpoint(c, path("b2.safetensors")), BT_E_FORMAT);
+    ck_assert_int_eq(bti_st_write(test_path("b2.safetensors"), &t, 1, keys, bad, 1), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, test_path("b2.safetensors")), BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "model.in_channels"));
     bad[0] = "model.widths=4-4\nmodel.stem";
-    ck_assert_int_eq(bti_st_write(path("b3.safetensors"), &t, 1, keys, bad, 1), BT_OK);
-    ck_assert_int_eq(bt_config_read_checkpoint(c, path("b3.safetensors")), BT_E_FORMAT);
+    ck_assert_int_eq(bti_st_write(test_path("b3.safetensors"), &t, 1, keys, bad, 1), BT_OK);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, test_path("b3.safetensors")), BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "not name=value"));
     ck_assert_int_eq(bt_config_get(c, "model.widths", buf, sizeof buf), BT_OK);
     ck_assert_str_eq(buf, "8-16");
-    ck_assert_int_eq(bt_config_read_checkpoint(c, path("missing.safetensors")), BT_E_IO);
+    ck_assert_int_eq(bt_config_read_checkpoint(c, test_path("missing.safetensors")), BT_E_IO);
     ck_assert_int_eq(bt_config_read_checkpoint(c, NULL), BT_E_MISUSE);
     bt_config_free(c);
     bt_model_free(a);
@@ -509,20 +488,20 @@ START_TEST(partial_and_renamed_loads)
     const char *name;
     int32_t i;
     step(a);
-    write_renamed(a, path("bare.safetensors"), "", 1);
-    write_renamed(a, path("ddp.safetensors"), "module.", 0);
+    write_renamed(a, test_path("bare.safetensors"), "", 1);
+    write_renamed(a, test_path("ddp.safetensors"), "module.", 0);
 
     /* a bare backbone with an extra head: refused unless both flags say so */
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("bare.safetensors"), b, NULL, NULL, "=backbone.",
                                            BT_LOAD_PARTIAL, report, sizeof report), BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "'fc.weight'"));
     ck_assert_str_eq(report, "");
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("bare.safetensors"), b, NULL, NULL, "=backbone.",
                                            BT_LOAD_IGNORE_EXTRA, report, sizeof report),
                      BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "has no tensor 'projector."));
     ck_assert(same_tensors(b, b0));
-    ck_assert_msg(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+    ck_assert_msg(bt_checkpoint_load_ex(test_path("bare.safetensors"), b, NULL, NULL, "=backbone.",
                                         BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA, report,
                                         sizeof report) == BT_OK,
                   "%s", bt_last_error());
@@ -538,40 +517,40 @@ START_TEST(partial_and_renamed_loads)
     ck_assert_ptr_nonnull(strstr(report, "\nkept backbone.bn1.num_batches_tracked\n"));
     ck_assert_ptr_nonnull(strstr(report, "\nskipped fc.weight\n"));
     /* a report too small is cut, and says so */
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, "=backbone.",
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("bare.safetensors"), b, NULL, NULL, "=backbone.",
                                            BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA, report, 64),
                      BT_OK);
     ck_assert_uint_eq(strlen(report), 63);
     ck_assert_str_eq(report + 60, "...");
 
     /* DDP's prefix stripped: the whole model, exactly */
-    ck_assert_msg(bt_checkpoint_load_ex(path("ddp.safetensors"), b0, NULL, NULL, "module.=", 0, NULL,
+    ck_assert_msg(bt_checkpoint_load_ex(test_path("ddp.safetensors"), b0, NULL, NULL, "module.=", 0, NULL,
                                         0) == BT_OK,
                   "%s", bt_last_error());
     ck_assert(same_tensors(a, b0));
 
     /* misuse: a pair matching nothing, a malformed map, unknown flags,
      * a partial load with an optimizer, nothing matching at all */
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL,
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("ddp.safetensors"), b, NULL, NULL,
                                            "module.=;other.=", 0, NULL, 0),
                      BT_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "'other.='"));
     /* two file tensors onto one model tensor */
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL,
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("ddp.safetensors"), b, NULL, NULL,
                                            "module.backbone.conv1.=backbone.bn1.;module.=", 0, NULL,
                                            0),
                      BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "both load as"));
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL, "module.", 0,
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("ddp.safetensors"), b, NULL, NULL, "module.", 0,
                                            NULL, 0),
                      BT_E_INVALID_ARG);
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("ddp.safetensors"), b, NULL, NULL, NULL, 4, NULL, 0),
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("ddp.safetensors"), b, NULL, NULL, NULL, 4, NULL, 0),
                      BT_E_INVALID_ARG);
     o = make_optim(b, "lars");
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, o, NULL, "=backbone.",
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("bare.safetensors"), b, o, NULL, "=backbone.",
                                            BT_LOAD_PARTIAL, NULL, 0),
                      BT_E_INVALID_ARG);
-    ck_assert_int_eq(bt_checkpoint_load_ex(path("bare.safetensors"), b, NULL, NULL, NULL,
+    ck_assert_int_eq(bt_checkpoint_load_ex(test_path("bare.safetensors"), b, NULL, NULL, NULL,
                                            BT_LOAD_PARTIAL | BT_LOAD_IGNORE_EXTRA, NULL, 0),
                      BT_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "no tensor of"));
@@ -613,10 +592,10 @@ START_TEST(backbone_export_round_trips)
     ck_assert_int_eq(bt_config_set(c, "seed", "1"), BT_OK);
     ck_assert_int_eq(bt_model_create(&b, c), BT_OK);
     bt_config_free(c);
-    ck_assert_msg(bt_checkpoint_save_ex(path("tv.safetensors"), a, NULL, NULL, "backbone.=",
+    ck_assert_msg(bt_checkpoint_save_ex(test_path("tv.safetensors"), a, NULL, NULL, "backbone.=",
                                         BT_SAVE_MAPPED_ONLY) == BT_OK,
                   "%s", bt_last_error());
-    ck_assert_int_eq(bti_st_read(path("tv.safetensors"), &f), BT_OK);
+    ck_assert_int_eq(bti_st_read(test_path("tv.safetensors"), &f), BT_OK);
     ck_assert_ptr_nonnull(bti_st_find(f, "conv1.weight"));
     ck_assert_ptr_nonnull(bti_st_find(f, "layer4.1.bn2.running_var"));
     ck_assert_int_eq(bti_st_find(f, "layer1.0.bn1.num_batches_tracked")->dtype, BTI_ST_I64);
@@ -627,24 +606,24 @@ START_TEST(backbone_export_round_trips)
     ck_assert_int_eq(bti_st_count(f), 120); /* torchvision's resnet18: 122 with fc.weight, fc.bias */
     ck_assert_ptr_null(bti_st_meta(f, "libbarlow.model"));
     bti_st_close(f);
-    ck_assert_msg(bt_checkpoint_load_ex(path("tv.safetensors"), b, NULL, NULL, "=backbone.",
+    ck_assert_msg(bt_checkpoint_load_ex(test_path("tv.safetensors"), b, NULL, NULL, "=backbone.",
                                         BT_LOAD_PARTIAL, NULL, 0) == BT_OK,
                   "%s", bt_last_error());
-    ck_assert_int_eq(bt_checkpoint_save_ex(path("tv2.safetensors"), b, NULL, NULL, "backbone.=",
+    ck_assert_int_eq(bt_checkpoint_save_ex(test_path("tv2.safetensors"), b, NULL, NULL, "backbone.=",
                                            BT_SAVE_MAPPED_ONLY),
                      BT_OK);
-    one = slurp(path("tv.safetensors"), &l1);
-    two = slurp(path("tv2.safetensors"), &l2);
+    one = slurp(test_path("tv.safetensors"), &l1);
+    two = slurp(test_path("tv2.safetensors"), &l2);
     ck_assert(l1 == l2 && memcmp(one, two, (size_t)l1) == 0);
     free(one);
     free(two);
     /* misuse: an optimizer with a map, unknown flags, a pair matching nothing */
-    ck_assert_int_eq(bt_checkpoint_save_ex(path("x.safetensors"), a, NULL, NULL, "head.=",
+    ck_assert_int_eq(bt_checkpoint_save_ex(test_path("x.safetensors"), a, NULL, NULL, "head.=",
                                            BT_SAVE_MAPPED_ONLY),
                      BT_E_INVALID_ARG);
-    ck_assert_int_eq(bt_checkpoint_save_ex(path("x.safetensors"), a, NULL, NULL, NULL, 2),
+    ck_assert_int_eq(bt_checkpoint_save_ex(test_path("x.safetensors"), a, NULL, NULL, NULL, 2),
                      BT_E_INVALID_ARG);
-    ck_assert_int_eq(access(path("x.safetensors"), F_OK), -1);
+    ck_assert_int_eq(access(test_path("x.safetensors"), F_OK), -1);
     bt_model_free(a);
     bt_model_free(b);
 }
@@ -689,14 +668,14 @@ START_TEST(streamed_loads_convert_across_chunks)
     }
     /* 2200 x 2200 doubles: 37 MiB, two chunks and a part */
     ck_assert_int_gt(elems * 8, (int64_t)(2 * BTI_ST_STREAM_CHUNK));
-    ck_assert_int_eq(bti_st_write(path("f64.safetensors"), t, n, NULL, NULL, 0), BT_OK);
-    ck_assert_msg(bt_checkpoint_load(path("f64.safetensors"), b, NULL, NULL) == BT_OK, "%s",
+    ck_assert_int_eq(bti_st_write(test_path("f64.safetensors"), t, n, NULL, NULL, 0), BT_OK);
+    ck_assert_msg(bt_checkpoint_load(test_path("f64.safetensors"), b, NULL, NULL) == BT_OK, "%s",
                   bt_last_error());
     ck_assert(same_tensors(a, b));
     k = (int64_t)(2 * BTI_ST_STREAM_CHUNK / 8) + 5;
     wide[big][k] = 0.1; /* not a float32 */
-    ck_assert_int_eq(bti_st_write(path("f64.safetensors"), t, n, NULL, NULL, 0), BT_OK);
-    ck_assert_int_eq(bt_checkpoint_load(path("f64.safetensors"), b0, NULL, NULL), BT_E_FORMAT);
+    ck_assert_int_eq(bti_st_write(test_path("f64.safetensors"), t, n, NULL, NULL, 0), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("f64.safetensors"), b0, NULL, NULL), BT_E_FORMAT);
     snprintf(want, sizeof want, "element %lld = 0.1", (long long)k);
     ck_assert_msg(strstr(bt_last_error(), want) != NULL, "%s", bt_last_error());
     ck_assert(!same_tensors(a, b0)); /* b0 kept its own initialisation */
@@ -712,7 +691,7 @@ Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, test_dir_make, test_dir_remove);
     tcase_add_test(tc, model_round_trip_is_exact);
     tcase_add_test(tc, augmentation_state_round_trips);
     tcase_add_test(tc, file_written_by_pytorch_loads);

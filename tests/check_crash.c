@@ -12,6 +12,8 @@
  * BT_CRASH_STATS=1 prints how the kills landed (stderr). */
 #include "barlow.h"
 
+#include "tmpdir.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -29,29 +31,6 @@
 
 #define KILLS 300
 
-static char dir[64];
-
-static void setup(void)
-{
-    strcpy(dir, "/tmp/bt_crash_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *path(const char *name)
-{
-    static char buf[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 static bt_model *make(const char *seed)
 {
@@ -117,10 +96,10 @@ static int load_matches(const char *p, bt_model *a, bt_model *b)
     return r;
 }
 
-/* Entries of dir whose name contains ".tmp." (and then "<pid>." when pid > 0). */
+/* Entries of test_dir whose name contains ".tmp." (and then "<pid>." when pid > 0). */
 static int count_temps_of(pid_t pid)
 {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(test_dir);
     struct dirent *de;
     char tail[32];
     int n = 0;
@@ -194,7 +173,7 @@ static int save_in_child(const char *p, bt_model *next, bt_model *base, int k, d
 
 START_TEST(sigkill_during_save_leaves_a_whole_checkpoint)
 {
-    const char *p = path("m.safetensors");
+    const char *p = test_path("m.safetensors");
     bt_model *base = make("0"), *prev = make("0"), *next = make("0");
     double t_save, t_first, probe[5];
     int i, before = 0, in_write = 0, after = 0, completed = 0, left = 0, status;
@@ -260,7 +239,7 @@ END_TEST
 
 START_TEST(full_disk_fails_with_the_path_and_keeps_the_old_file)
 {
-    const char *p = path("m.safetensors");
+    const char *p = test_path("m.safetensors");
     bt_model *m = make("0"), *other = make("1");
     struct stat sb;
     int k;
@@ -309,13 +288,13 @@ END_TEST
 
 START_TEST(temporaries_of_live_savers_and_other_files_are_kept)
 {
-    const char *p = path("m.safetensors");
+    const char *p = test_path("m.safetensors");
     bt_model *m = make("0");
     char live[160], dead[160], other[160], odd[160];
     const long gone = (long)dead_pid();
     snprintf(live, sizeof live, "%s.tmp.%ld.7", p, (long)getpid());
     snprintf(dead, sizeof dead, "%s.tmp.%ld.3", p, gone);
-    snprintf(other, sizeof other, "%s.tmp.%ld.3", path("n.safetensors"), gone);
+    snprintf(other, sizeof other, "%s.tmp.%ld.3", test_path("n.safetensors"), gone);
     snprintf(odd, sizeof odd, "%s.tmp.%ld.3x", p, gone);
     touch(live);
     touch(dead);
@@ -335,7 +314,7 @@ Suite *crash_suite(void)
 {
     Suite *s = suite_create("crash");
     TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, test_dir_make, test_dir_remove);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, sigkill_during_save_leaves_a_whole_checkpoint);
     tcase_add_test(tc, full_disk_fails_with_the_path_and_keeps_the_old_file);
