@@ -15,20 +15,7 @@ static const char *const modes[] = {"barlow", "invariance_only", "redundancy_onl
                                     "xent"};
 enum { NMODES = 5, XENT = 4, FEATURE_NORM = 3 };
 
-/* ---- inputs shared with tests/golden/gen_loss.py (same formula, bit for bit) ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-static float uni(uint64_t stream, uint64_t k)
-{
-    return (float)(mix64((stream << 32) + k) >> 40) * (1.0f / 16777216.0f) - 0.5f;
-}
+/* ---- inputs shared with tests/golden/gen_loss.py (golden_uni, bit for bit) ---- */
 
 static void gen_inputs(int64_t n, int64_t d, float *za, float *zb)
 {
@@ -36,7 +23,7 @@ static void gen_inputs(int64_t n, int64_t d, float *za, float *zb)
     for (i = 0; i < n; i++)
         for (j = 0; j < d; j++) {
             uint64_t k = (uint64_t)(i * d + j);
-            float u1 = uni(1, k), u2 = uni(2, k);
+            float u1 = golden_uni(1, k), u2 = golden_uni(2, k);
             float sc = (float)(1 + j % 4), off = 0.25f * (float)(j % 3);
             float t = u1 * sc;
             za[k] = t + off;
@@ -189,7 +176,7 @@ static double grad_err(const golden *g, const char *mode, const char *view, cons
         err = rel_err(sub, golden_get(g, name, NULL, NULL), 512);
     }
     for (i = 0; i < n * d; i++) {
-        double w = (double)uni(3, (uint64_t)i);
+        double w = (double)golden_uni(3, (uint64_t)i);
         norm += (double)got[i] * got[i];
         dot += (double)got[i] * w;
         wn += w * w;
@@ -391,8 +378,8 @@ static void affine_case(int mode, int view, int path)
     for (i = 0; i < n; i++)
         for (j = 0; j < d; j++) {
             int64_t k = mode == FEATURE_NORM ? i : j; /* the normalised group */
-            float a = 0.5f + 1.5f * (uni(7, (uint64_t)k) + 0.5f);
-            float b = 6.0f * uni(8, (uint64_t)k);
+            float a = 0.5f + 1.5f * (golden_uni(7, (uint64_t)k) + 0.5f);
+            float b = 6.0f * golden_uni(8, (uint64_t)k);
             float *q = view == 0 ? qa : qb;
             q[i * d + j] = a * q[i * d + j] + b;
         }
@@ -410,7 +397,7 @@ static void affine_case(int mode, int view, int path)
     for (i = 0; i < n; i++)
         for (j = 0; j < d; j++) {
             int64_t k = mode == FEATURE_NORM ? i : j;
-            float a = 0.5f + 1.5f * (uni(7, (uint64_t)k) + 0.5f);
+            float a = 0.5f + 1.5f * (golden_uni(7, (uint64_t)k) + 0.5f);
             ge = fmax(ge, fabs((double)hs[i * d + j] * a - gs[i * d + j]));
             gscale = fmax(gscale, fabs(gs[i * d + j]));
         }

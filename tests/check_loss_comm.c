@@ -5,6 +5,7 @@
  * bad arguments and failing callbacks fail the call on every rank and change
  * nothing, except a failure in the closing agreement (barlow.h). */
 #include "comm_harness.h"
+#include "golden.h"
 #include "loss/loss.h"
 
 #include <check.h>
@@ -19,19 +20,6 @@ enum { NMODES = 5, MAXN = 32, MAXD = 40 };
 
 /* ---- the global batch and its one-process reference -------------------------------- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-static float uni(uint64_t stream, uint64_t k)
-{
-    return (float)(mix64((stream << 32) + k) >> 40) * (1.0f / 16777216.0f) - 0.5f;
-}
-
 /* Correlated views with per-column scales and offsets; `seed` varies the batch. */
 static void gen(int64_t n, int64_t d, uint64_t seed, float *za, float *zb)
 {
@@ -39,7 +27,7 @@ static void gen(int64_t n, int64_t d, uint64_t seed, float *za, float *zb)
     for (i = 0; i < n; i++)
         for (j = 0; j < d; j++) {
             uint64_t k = (uint64_t)(i * d + j);
-            float u1 = uni(2 * seed + 1, k), u2 = uni(2 * seed + 2, k);
+            float u1 = golden_uni(2 * seed + 1, k), u2 = golden_uni(2 * seed + 2, k);
             za[k] = u1 * (float)(1 + j % 4) + 0.25f * (float)(j % 3);
             zb[k] = u1 + 0.5f * u2;
         }

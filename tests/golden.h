@@ -24,4 +24,8 @@ double rel_err(const float *got, const float *want, int64_t n);
 double rel_err_d(const double *got, const double *want, int64_t n);
 double rel_err_fd(const float *got, const double *want, int64_t n);
 
+/* Value k of stream `stream`, uniform in [-0.5, 0.5): the inputs of the loss cases,
+ * the formula of tests/golden/gen_loss.py bit for bit. */
+float golden_uni(uint64_t stream, uint64_t k);
+
 #endif

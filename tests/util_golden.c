@@ -117,3 +117,16 @@ int64_t golden_numel(const golden *g, const char *name)
 REL_ERR(rel_err, float, float, 1e-30)
 REL_ERR(rel_err_d, double, double, 1e-300)
 REL_ERR(rel_err_fd, float, double, 1e-300)
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+float golden_uni(uint64_t stream, uint64_t k)
+{
+    return (float)(mix64((stream << 32) + k) >> 40) * (1.0f / 16777216.0f) - 0.5f;
+}
