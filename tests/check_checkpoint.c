@@ -4,7 +4,7 @@
 #include "golden.h"
 #include "io/safetensors.h"
 
-#include "tmpdir.h"
+#include "fixtures.h"
 
 #include <check.h>
 #include <math.h>
@@ -16,19 +16,11 @@
 
 static bt_model *make(const char *projector, const char *seed)
 {
-    bt_config *c;
-    bt_model *m;
-    ck_assert_int_eq(bt_config_create(&c), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.arch", "resnet"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.blocks", "1-1"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.widths", "8-16"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.stem", "cifar"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.in_channels", "1"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.projector", projector), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "seed", seed), BT_OK);
-    ck_assert_msg(bt_model_create(&m, c) == BT_OK, "%s", bt_last_error());
-    bt_config_free(c);
-    return m;
+    static const char *const small[] = {"model.arch", "resnet", "model.blocks", "1-1",
+                                        "model.widths", "8-16", "model.stem", "cifar",
+                                        "model.in_channels", "1", NULL};
+    const char *const more[] = {"model.projector", projector, "seed", seed, NULL};
+    return test_model(small, more);
 }
 
 /* One training step so running statistics and num_batches_tracked move. */

@@ -3,6 +3,7 @@
  * statistics, gradients (a sum over the ranks, earlier gradients counted once); bad
  * arguments and failing callbacks fail the call on every rank and change nothing. */
 #include "comm_harness.h"
+#include "fixtures.h"
 #include "common/comm.h"
 
 #include <check.h>
@@ -23,18 +24,7 @@ static const char *const opts[] = {"model.arch", "resnet", "model.block", "basic
                                    "model.projector", "16-16", "threads", "1",
                                    "seed", "3", NULL};
 
-static bt_model *make_model(void)
-{
-    bt_config *c;
-    bt_model *m;
-    const char *const *o;
-    ck_assert_int_eq(bt_config_create(&c), BT_OK);
-    for (o = opts; *o; o += 2)
-        ck_assert_int_eq(bt_config_set(c, o[0], o[1]), BT_OK);
-    ck_assert_msg(bt_model_create(&m, c) == BT_OK, "%s", bt_last_error());
-    bt_config_free(c);
-    return m;
-}
+static bt_model *make_model(void) { return test_model(opts, NULL); }
 
 static bt_tensor *tensor(int64_t n, int64_t d1, int64_t d2, int64_t d3, int ndim)
 {
@@ -482,15 +472,9 @@ static int join_body(struct harness_rank *h)
     else
         c = h->comm;
     if (mode == 2 && h->rank == 1) { /* another model */
-        bt_config *cfg;
-        const char *const *o;
+        static const char *const other[] = {"model.projector", "16-8", NULL};
         bt_model_free(m);
-        bt_config_create(&cfg);
-        for (o = opts; *o; o += 2)
-            bt_config_set(cfg, o[0], o[1]);
-        bt_config_set(cfg, "model.projector", "16-8");
-        bad |= bt_model_create(&m, cfg) != BT_OK;
-        bt_config_free(cfg);
+        m = test_model(opts, other);
     }
     st = bt_model_set_comm(m, c);
     bad |= st != BT_E_COMM;

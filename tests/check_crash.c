@@ -12,7 +12,7 @@
  * BT_CRASH_STATS=1 prints how the kills landed (stderr). */
 #include "barlow.h"
 
-#include "tmpdir.h"
+#include "fixtures.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -31,23 +31,15 @@
 
 #define KILLS 300
 
+static const char *const small[] = {"model.arch", "resnet", "model.blocks", "1-1",
+                                    "model.widths", "8-16", "model.stem", "cifar",
+                                    "model.in_channels", "1", "model.projector", "32-16",
+                                    "threads", "1", NULL};
 
 static bt_model *make(const char *seed)
 {
-    bt_config *c;
-    bt_model *m;
-    ck_assert_int_eq(bt_config_create(&c), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.arch", "resnet"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.blocks", "1-1"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.widths", "8-16"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.stem", "cifar"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.in_channels", "1"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "model.projector", "32-16"), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "seed", seed), BT_OK);
-    ck_assert_int_eq(bt_config_set(c, "threads", "1"), BT_OK);
-    ck_assert_msg(bt_model_create(&m, c) == BT_OK, "%s", bt_last_error());
-    bt_config_free(c);
-    return m;
+    const char *const more[] = {"seed", seed, NULL};
+    return test_model(small, more);
 }
 
 static float *values(bt_model *m, int32_t t, int64_t *n)

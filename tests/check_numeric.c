@@ -7,6 +7,7 @@
  * comments: "silent"). */
 #include "barlow.h"
 
+#include "fixtures.h"
 #include "optim/optim.h"
 
 #include <check.h>
@@ -32,26 +33,6 @@ enum { N = 4, S = 8, D = 16 };
 
 static const float bad_values[3] = {NAN, INFINITY, -INFINITY};
 static const char *const bad_text[3] = {"nan", "inf", "-inf"}; /* as %g prints them */
-
-static bt_config *config(const char *const *kv, const char *const *more)
-{
-    bt_config *c;
-    ck_assert_int_eq(bt_config_create(&c), BT_OK);
-    for (; kv && *kv; kv += 2)
-        ck_assert_msg(bt_config_set(c, kv[0], kv[1]) == BT_OK, "%s", bt_last_error());
-    for (; more && *more; more += 2)
-        ck_assert_msg(bt_config_set(c, more[0], more[1]) == BT_OK, "%s", bt_last_error());
-    return c;
-}
-
-static bt_model *tiny_model(void)
-{
-    bt_config *c = config(tiny_opts, NULL);
-    bt_model *m;
-    ck_assert_msg(bt_model_create(&m, c) == BT_OK, "%s", bt_last_error());
-    bt_config_free(c);
-    return m;
-}
 
 static bt_tensor *tensor(int32_t ndim, int64_t a, int64_t b, int64_t c, int64_t d)
 {
@@ -111,7 +92,7 @@ static const int64_t view_pos[3] = {0, N * S * S / 2 + 3, N * S * S - 1};
 START_TEST(view_nonfinite_reaches_the_loss)
 {
     const int val = _i % 3, pos = (_i / 3) % 3, v = _i / 9; /* 18 cases */
-    bt_model *m = tiny_model();
+    bt_model *m = test_model(tiny_opts, NULL);
     bt_loss *l;
     bt_tensor *x[2] = {tensor(4, N, 1, S, S), tensor(4, N, 1, S, S)};
     bt_tensor *z[2] = {tensor(2, N, D, 0, 0), tensor(2, N, D, 0, 0)};
@@ -237,7 +218,7 @@ START_TEST(extreme_finite_embeddings_give_a_finite_loss)
     static const char *const kv[] = {"loss.temperature", "1e-4", "loss.scale", "1e6",
                                      "loss.lambda", "1e3", NULL};
     const char *const mode[] = {"loss.mode", modes[_i], NULL};
-    bt_config *c = config(kv, mode);
+    bt_config *c = test_config(kv, mode);
     bt_loss *l;
     bt_tensor *za = tensor(2, 8, 16, 0, 0), *zb = tensor(2, 8, 16, 0, 0);
     bt_tensor *ga = tensor(2, 8, 16, 0, 0), *gb = tensor(2, 8, 16, 0, 0);
@@ -269,7 +250,7 @@ START_TEST(xent_small_temperature)
 {
     static const char *const taus[] = {"0.1", "0.01", "1e-3", "1e-4"};
     const char *const kv[] = {"loss.mode", "xent", "loss.temperature", taus[_i], NULL};
-    bt_config *c = config(kv, NULL);
+    bt_config *c = test_config(kv, NULL);
     bt_loss *l;
     bt_tensor *za = tensor(2, 8, 16, 0, 0), *zb = tensor(2, 8, 16, 0, 0);
     double loss;
@@ -303,7 +284,7 @@ struct opt {
 
 static void opt_init(struct opt *r, const char *const *kv, const char *const *more)
 {
-    bt_config *c = config(kv, more);
+    bt_config *c = test_config(kv, more);
     ck_assert_msg(bt_optim_create(&r->o, c) == BT_OK, "%s", bt_last_error());
     bt_config_free(c);
     r->val[0] = tensor(2, 6, 5, 0, 0);
@@ -406,7 +387,7 @@ START_TEST(weight_nonfinite_reaches_the_loss)
 {
     /* _i: value (3) x tensor (first conv weight, last projector weight) (2) */
     const int val = _i % 3, last = _i / 3;
-    bt_model *m = tiny_model();
+    bt_model *m = test_model(tiny_opts, NULL);
     bt_loss *l;
     bt_tensor *x[2] = {tensor(4, N, 1, S, S), tensor(4, N, 1, S, S)};
     bt_tensor *z[2] = {tensor(2, N, D, 0, 0), tensor(2, N, D, 0, 0)};
@@ -480,7 +461,7 @@ END_TEST
  * only an eval-mode encode shows it. */
 START_TEST(buffer_nonfinite_is_not_seen_in_training)
 {
-    bt_model *m = tiny_model();
+    bt_model *m = test_model(tiny_opts, NULL);
     bt_loss *l;
     bt_tensor *x[2] = {tensor(4, N, 1, S, S), tensor(4, N, 1, S, S)};
     bt_tensor *z[2] = {tensor(2, N, D, 0, 0), tensor(2, N, D, 0, 0)};
@@ -586,7 +567,7 @@ START_TEST(exploding_rate_saturates_batchnorm_silently)
     static const char *const huge[] = {"optim.kind", "sgd", "optim.lr", "1000", "optim.lr_bias",
                                        "1000", "optim.grad_scale", "1e12", "optim.batch_size",
                                        "16", NULL};
-    bt_config *c = config(tiny_opts, huge);
+    bt_config *c = test_config(tiny_opts, huge);
     bt_model *m;
     bt_loss *l;
     bt_optim *o;
