@@ -702,6 +702,37 @@ static void dx_rows(const bt_layer *l, const struct bn_dims *d, const float *x, 
         dx_rows_task(d->level, d, x, dy, mk, dx, training, muf, sc, mdy, kx, n);
 }
 
+/* Normalise with given statistics, in either layout. */
+static void fwd_apply(const bt_layer *l, const struct bn_dims *d, const float *x, float *y,
+                      const float *skip, int relu, const double *mean, const double *invstd)
+{
+    if (d->s == 1)
+        fwd_rows_apply(l, d, x, y, skip, relu, mean, invstd);
+    else
+        fwd_planes_apply(l, d, x, y, skip, relu, mean, invstd);
+}
+
+/* The running statistics after a training forward whose per-(slice, channel) batch mean
+ * and biased variance are mean, var: updated once per slice, in slice order, exactly as if
+ * each slice ran alone; unbias is count / (count - 1). */
+static void update_running(bt_layer *l, int64_t groups, const double *mean, const double *var,
+                           double unbias)
+{
+    const struct batchnorm *bn = bn_of(l);
+    const int ri = bn->affine ? 2 : 0; /* index of running_mean */
+    const int64_t nc = bn->channels;
+    float *rm = l->value[ri]->data, *rv = l->value[ri + 1]->data, *nbt = l->value[ri + 2]->data;
+    const double mom = bn->momentum;
+    int64_t g, c;
+    for (g = 0; g < groups; g++) {
+        for (c = 0; c < nc; c++) {
+            rm[c] = (float)((1.0 - mom) * rm[c] + mom * mean[g * nc + c]);
+            rv[c] = (float)((1.0 - mom) * rv[c] + mom * var[g * nc + c] * unbias);
+        }
+        nbt[0] += 1.0f;
+    }
+}
+
 /* ---- data-parallel statistics ----------------------------------------------------------
  *
  * The global batch's statistics (SyncBatchNorm): per (slice, channel) the ranks' sums,
@@ -856,26 +887,14 @@ void bti_layer_batchnorm_set_coll(bt_layer *l, struct bti_coll *k)
 void bti_layer_batchnorm_commit(bt_layer *l, int apply)
 {
     struct batchnorm *bn = BTI_LAYER_OF(struct batchnorm, l);
-    const int ri = bn->affine ? 2 : 0; /* index of running_mean */
-    float *rm = l->value[ri]->data, *rv = l->value[ri + 1]->data, *nbt = l->value[ri + 2]->data;
-    const double *mean = (const double *)bn->saved.p, *var;
-    const double mom = bn->momentum, m = (double)bn->global_m;
-    const double unbias = m > 1.0 ? m / (m - 1.0) : 1.0;
-    int64_t g, c;
+    const double m = (double)bn->global_m;
+    const double *mean = (const double *)bn->saved.p;
     if (!bn->pending)
         return;
     bn->pending = 0;
-    if (!apply)
-        return;
-    var = mean + 2 * (int64_t)l->groups * bn->channels;
-    /* once per slice, in slice order, as the one-process forward */
-    for (g = 0; g < l->groups; g++) {
-        for (c = 0; c < bn->channels; c++) {
-            rm[c] = (float)((1.0 - mom) * rm[c] + mom * mean[g * bn->channels + c]);
-            rv[c] = (float)((1.0 - mom) * rv[c] + mom * var[g * bn->channels + c] * unbias);
-        }
-        nbt[0] += 1.0f;
-    }
+    if (apply)
+        update_running(l, l->groups, mean, mean + 2 * (int64_t)l->groups * bn->channels,
+                       m > 1.0 ? m / (m - 1.0) : 1.0);
 }
 
 /* ---- forward / backward ------------------------------------------------------------- */
@@ -888,7 +907,7 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
     double *mean, *invstd, *var;
     const struct batchnorm *bn = bn_of(l);
     const int ri = bn->affine ? 2 : 0; /* index of running_mean */
-    float *rm = l->value[ri]->data, *rv = l->value[ri + 1]->data, *nbt = l->value[ri + 2]->data;
+    const float *rv = l->value[ri + 1]->data, *rm = l->value[ri]->data;
     const float *x = xt->data, *skip = skipt ? skipt->data : NULL;
     float *y = yt->data;
     int64_t i, g, c;
@@ -898,17 +917,13 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
     var = invstd + d.g * d.c;
 
     if (training && bn->coll) {
-        struct batchnorm *w = BTI_LAYER_OF(struct batchnorm, l);
+        struct batchnorm *w = BTI_LAYER_OF(struct batchnorm, l); /* bn, writable */
         w->global_m = sync_stats(l, &d, x, mean, invstd, var);
         w->pending = 1; /* running statistics once the model's call has succeeded */
-        if (d.s == 1)
-            fwd_rows_apply(l, &d, x, y, skip, relu, mean, invstd);
-        else
-            fwd_planes_apply(l, &d, x, y, skip, relu, mean, invstd);
+        fwd_apply(l, &d, x, y, skip, relu, mean, invstd);
         return;
     }
     if (training) {
-        const double mom = bn->momentum, unbias = (double)d.m / (double)(d.m - 1);
         if (d.s == 1) {
             stats_rows(&d, x, mean, var, l->threads);
             for (i = 0; i < d.g * d.c; i++)
@@ -917,14 +932,7 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
         } else {
             fwd_planes_train(l, &d, x, y, skip, relu, mean, invstd, var);
         }
-        /* once per slice, in slice order: exactly as if each slice ran alone */
-        for (g = 0; g < d.g; g++) {
-            for (c = 0; c < d.c; c++) {
-                rm[c] = (float)((1.0 - mom) * rm[c] + mom * mean[g * d.c + c]);
-                rv[c] = (float)((1.0 - mom) * rv[c] + mom * var[g * d.c + c] * unbias);
-            }
-            nbt[0] += 1.0f;
-        }
+        update_running(l, d.g, mean, var, (double)d.m / (double)(d.m - 1));
         return;
     }
     for (g = 0; g < d.g; g++) {
@@ -934,10 +942,7 @@ static void bn_forward_fused(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, in
             invstd[g * d.c + c] = 1.0 / sqrt((double)rv[c] + bn->eps);
         }
     }
-    if (d.s == 1)
-        fwd_rows_apply(l, &d, x, y, skip, relu, mean, invstd);
-    else
-        fwd_planes_apply(l, &d, x, y, skip, relu, mean, invstd);
+    fwd_apply(l, &d, x, y, skip, relu, mean, invstd);
 }
 
 static void bn_forward(bt_layer *l, const bt_tensor *xt, bt_tensor *yt, int training, int groups)
@@ -988,10 +993,7 @@ void bti_layer_batchnorm_output(bt_layer *l, bt_tensor *yt, int relu)
     mean = (const double *)bn_of(l)->saved.p;
     /* the forward's own coefficients from the same doubles and the same norm_run:
      * the same bits as the training forward wrote */
-    if (d.s == 1)
-        fwd_rows_apply(l, &d, l->x->data, yt->data, NULL, relu ? 1 : 0, mean, mean + d.g * d.c);
-    else
-        fwd_planes_apply(l, &d, l->x->data, yt->data, NULL, relu ? 1 : 0, mean, mean + d.g * d.c);
+    fwd_apply(l, &d, l->x->data, yt->data, NULL, relu ? 1 : 0, mean, mean + d.g * d.c);
 }
 
 static void bn_reset(bt_layer *l, uint64_t seed)
