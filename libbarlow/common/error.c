@@ -2,6 +2,7 @@
 #include "common/internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define BTI_ERROR_CAP 512
 
@@ -30,9 +31,12 @@ BT_API const char *bt_last_error(void) { return last_error; }
 
 bt_status bti_fail(bt_status status, const char *fmt, ...)
 {
+    /* Formatted apart first: callers may pass bt_last_error() itself to wrap it. */
+    char text[BTI_ERROR_CAP];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(last_error, text, sizeof text);
     return status;
 }
