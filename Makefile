@@ -100,6 +100,7 @@ EXAMPLE_LIBS_augment_grid := -lz
 EXAMPLE_LIBS_barlow := -lz -lstb
 EX_CFLAGS     = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(CFLAGS)
 
+.PHONY: lint-alloc
 .PHONY: all lib examples check check-mpi check-asan check-clang check-aarch64 check-valgrind run-tests deps abi-check abi-baseline \
         install uninstall install-python check-python bench bench-mpi demo clean FORCE
 
@@ -176,7 +177,7 @@ deps:
 # Everything `make check` runs; the Check suites go last so their summary closes the log.
 check: deps
 	$(MAKE) all $(BUILD)/tests/runner
-	$(MAKE) abi-check
+	$(MAKE) abi-check lint-alloc
 	$(BUILD)/examples/list_options | diff -u docs/options.md - && echo "docs: options.md is current"
 	bash tests/install_test.sh
 	bash tests/cxx/run.sh $(BUILD)
@@ -260,6 +261,13 @@ check-tsan:
 	  if [ $$s = all ]; then unset CK_RUN_SUITE; else export CK_RUN_SUITE=$$s; fi; \
 	  BT_CPU=$$l ../build/tsan/tests/runner || exit $$?; \
 	done; done
+
+# Every allocation goes through common/memory.c, where the fault hook of tests/check_alloc.c sees it.
+ALLOC_CALLS := (^|[^_a-zA-Z0-9.>])(malloc|calloc|realloc|free|strdup|strndup|posix_memalign|aligned_alloc)\(
+lint-alloc:
+	@! grep -nE '$(ALLOC_CALLS)' $(filter-out libbarlow/common/memory.c,$(LIB_SRC)) || \
+	  { echo "lint-alloc: allocate with the bti_* calls of common/memory.c" >&2; exit 1; }
+	@echo "lint-alloc: every allocation goes through common/memory.c"
 
 abi-check: lib
 	bash tests/abi/check.sh $(BUILD)/$(SHARED) $(SONAME)

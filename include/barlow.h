@@ -469,10 +469,11 @@ BT_API int64_t bt_model_embed_dim(const bt_model *m);
  * [N, model.in_channels, H, W], views of different shapes, N < 2, a z[v] not
  * [N, embed_dim], or H, W too small for the network; the message gives the
  * expected and actual shapes); BT_E_NOMEM. The argument checks come first
- * and a call failing them changes nothing. BT_E_NOMEM while the workspace
- * grows inside the pass discards the cached forward (bt_model_backward then
- * returns BT_E_STATE), and the layers already run may have updated their
- * running statistics. x is not checked for NaN or infinity: one passes
+ * and a call failing them changes nothing. Every buffer is reserved before
+ * the first layer runs, so BT_E_NOMEM leaves the weights and running
+ * statistics as they were; it does discard the cached forward when the pass
+ * was planned for a new shape (bt_model_backward then returns BT_E_STATE
+ * until a forward succeeds). x is not checked for NaN or infinity: one passes
  * through the convolutions and BatchNorm (into its running statistics) and is
  * zeroed by the next ReLU, so z may be finite; the first convolution's
  * gradient is then not, and bt_optim_step refuses the step. Running

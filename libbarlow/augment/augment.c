@@ -222,7 +222,7 @@ bt_status bt_augment_create(bt_augment **out, const bt_config *cfg)
     return BT_OK;
 fail:
     bt_config_free(own);
-    free(a->eval_options);
+    bti_free(a->eval_options);
     bti_free(a->ws);
     bti_free(a);
     return st;
@@ -238,7 +238,7 @@ void bt_augment_free(bt_augment *a)
         bti_buffer_release(&a->ws[t]);
     bti_free(a->ws);
     bti_buffer_release(&a->params);
-    free(a->eval_options);
+    bti_free(a->eval_options);
     bti_free(a);
 }
 

@@ -24,7 +24,7 @@ BT_API bt_status bt_comm_create(bt_comm **out, int32_t rank, int32_t size,
     if (rank < 0 || rank >= size)
         return bti_fail(BT_E_INVALID_ARG, "%s: rank is %d; it must be 0..%d (size %d)", fn,
                         (int)rank, (int)size - 1, (int)size);
-    c = calloc(1, sizeof *c);
+    c = bti_calloc(1, sizeof *c);
     if (!c)
         return bti_fail(BT_E_NOMEM, "%s: out of memory for the communicator", fn);
     c->rank = rank;
@@ -33,14 +33,14 @@ BT_API bt_status bt_comm_create(bt_comm **out, int32_t rank, int32_t size,
     c->allgather = allgather;
     c->user = user;
     st = bti_buffer_reserve(&c->agree, (size_t)size * SLOT, sizeof(double), fn);
-    if (st == BT_OK && !(c->counts = calloc((size_t)size, sizeof *c->counts)))
+    if (st == BT_OK && !(c->counts = bti_calloc((size_t)size, sizeof *c->counts)))
         st = bti_fail(BT_E_NOMEM, "%s: out of memory for %d ranks", fn, (int)size);
     if (st == BT_OK && (st = bti_handle_add(c, BTI_KIND_COMM)) != BT_OK)
         st = bti_fail(BT_E_NOMEM, "%s: out of memory for the handle registry", fn);
     if (st != BT_OK) {
         bti_buffer_release(&c->agree);
-        free(c->counts);
-        free(c);
+        bti_free(c->counts);
+        bti_free(c);
         return st;
     }
     *out = c;
@@ -54,8 +54,8 @@ BT_API void bt_comm_free(bt_comm *c)
     bti_handle_remove(c);
     bti_buffer_release(&c->agree);
     bti_buffer_release(&c->gather);
-    free(c->counts);
-    free(c);
+    bti_free(c->counts);
+    bti_free(c);
 }
 
 bt_status bti_coll_begin(struct bti_coll *k, bt_comm *c, const char *fn)

@@ -327,17 +327,17 @@ BT_API bt_status bt_config_create(bt_config **out)
     if (!out)
         return bti_fail(BT_E_MISUSE, "bt_config_create: out is NULL");
     *out = NULL;
-    c = calloc(1, sizeof *c);
+    c = bti_calloc(1, sizeof *c);
     if (c)
-        c->val = calloc((size_t)bti_option_count, sizeof *c->val);
+        c->val = bti_calloc((size_t)bti_option_count, sizeof *c->val);
     if (!c || !c->val) {
-        free(c);
+        bti_free(c);
         return bti_fail(BT_E_NOMEM, "bt_config_create: out of memory");
     }
     st = bti_handle_add(c, BTI_KIND_CONFIG);
     if (st != BT_OK) {
-        free(c->val);
-        free(c);
+        bti_free(c->val);
+        bti_free(c);
         return st;
     }
     *out = c;
@@ -352,9 +352,9 @@ BT_API void bt_config_free(bt_config *c)
     bti_handle_remove(c);
     for (i = 0; i < bti_option_count; i++)
         for (v = 0; v < 3; v++)
-            free(c->val[i][v]);
-    free(c->val);
-    free(c);
+            bti_free(c->val[i][v]);
+    bti_free(c->val);
+    bti_free(c);
 }
 
 static const char *build_key(const char *name)
@@ -392,12 +392,12 @@ BT_API bt_status bt_config_set(bt_config *c, const char *name, const char *value
         st = validate(i, name, value);
         if (st != BT_OK)
             return st;
-        copy = malloc(strlen(value) + 1);
+        copy = bti_malloc(strlen(value) + 1);
         if (!copy)
             return bti_fail(BT_E_NOMEM, "bt_config_set: out of memory");
         strcpy(copy, value);
     }
-    free(c->val[i][view]);
+    bti_free(c->val[i][view]);
     c->val[i][view] = copy;
     return BT_OK;
 }
@@ -543,8 +543,8 @@ static bt_status parse_line(const char *p, size_t len, char **name, char **value
     if (!eq)
         return bti_fail(BT_E_FORMAT, "%s: %s: line '%.*s' is not name=value", fn, what,
                         (int)(len > 60 ? 60 : len), p);
-    *name = malloc(nl + 1);
-    *value = malloc(len - nl);
+    *name = bti_malloc(nl + 1);
+    *value = bti_malloc(len - nl);
     if (!*name || !*value)
         return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
     memcpy(*name, p, nl);
@@ -582,12 +582,12 @@ bt_status bti_config_set_lines(bt_config *c, const char *text, const char *fn, c
     /* every value validated and copied: now nothing can fail */
     for (k = 0; k < n; k++) {
         if (st == BT_OK) {
-            free(c->val[idx[k]][view[k]]);
+            bti_free(c->val[idx[k]][view[k]]);
             c->val[idx[k]][view[k]] = value[k];
         } else {
-            free(value[k]);
+            bti_free(value[k]);
         }
-        free(name[k]);
+        bti_free(name[k]);
     }
     return st;
 }
@@ -602,7 +602,7 @@ bt_status bti_config_lines(const bt_config *c, const char *prefix, const char *c
     char *text = NULL, *p = NULL;
     int pass, i;
     for (pass = 0; pass < 2; pass++) {
-        if (pass == 1 && !(text = p = calloc(len + 1, 1)))
+        if (pass == 1 && !(text = p = bti_calloc(len + 1, 1)))
             return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
         for (i = 0; names ? names[i] != NULL : i < bti_option_count; i++) {
             const char *name = names ? names[i] : bti_options[i].name, *value = NULL;
@@ -610,7 +610,7 @@ bt_status bti_config_lines(const bt_config *c, const char *prefix, const char *c
             if (!names && strncmp(name, prefix, strlen(prefix)) != 0)
                 continue;
             if ((st = bti_config_text(c, name, &value)) != BT_OK) {
-                free(text);
+                bti_free(text);
                 return st;
             }
             if (pass == 0)

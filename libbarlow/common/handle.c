@@ -65,7 +65,7 @@ static int grow(void)
     cap = old_cap ? old_cap : 64;
     while (cap < 4 * (live + 1))
         cap *= 2;
-    fresh = calloc(cap, sizeof *fresh);
+    fresh = bti_calloc(cap, sizeof *fresh);
     if (!fresh) {
         cap = old_cap;
         return -1;
@@ -75,7 +75,7 @@ static int grow(void)
     for (i = 0; i < old_cap; i++)
         if (old[i].key > TOMBSTONE)
             insert_nolock(old[i].key, old[i].kind);
-    free(old);
+    bti_free(old);
     return 0;
 }
 

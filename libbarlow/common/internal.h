@@ -58,10 +58,32 @@ BTI_HIDDEN bt_status bti_check(const void *p, int kind, const char *fn, const ch
 
 /* ---- memory (memory.c) --------------------------------------------------- */
 
-/* 64-byte aligned, NULL on failure or size 0 overflow; release with bti_free. */
-BTI_HIDDEN void *bti_alloc(size_t bytes);
-BTI_HIDDEN void *bti_calloc(size_t count, size_t size);
+/* Every allocation of the library goes through these (the fault hook below
+ * sees them all); each takes the call site, filled in by the macros.
+ * bti_alloc: 64-byte aligned, size rounded up to whole cache lines;
+ * bti_calloc: the same, zeroed; bti_malloc/bti_realloc: as malloc/realloc.
+ * NULL on failure, on size 0 and on overflow; release any of them with bti_free. */
+BTI_HIDDEN void *bti_alloc_at(size_t bytes, const char *site);
+BTI_HIDDEN void *bti_calloc_at(size_t count, size_t size, const char *site);
+BTI_HIDDEN void *bti_malloc_at(size_t bytes, const char *site);
+BTI_HIDDEN void *bti_realloc_at(void *p, size_t bytes, const char *site);
 BTI_HIDDEN void bti_free(void *p);
+#define BTI_STR2(x) #x
+#define BTI_STR(x) BTI_STR2(x)
+#define BTI_SITE __FILE__ ":" BTI_STR(__LINE__)
+#define bti_alloc(bytes) bti_alloc_at((bytes), BTI_SITE)
+#define bti_calloc(count, size) bti_calloc_at((count), (size), BTI_SITE)
+#define bti_malloc(bytes) bti_malloc_at((bytes), BTI_SITE)
+#define bti_realloc(p, bytes) bti_realloc_at((p), (bytes), BTI_SITE)
+
+/* Test hook (tests/check_alloc.c), never called by the library: from now on the
+ * n-th allocation fails (n >= 1), and with `persistent` every one after it too;
+ * n = 0 disarms. bti_fault_failed tells how many allocations were refused since
+ * arming and the site of the first; bti_fault_live counts allocations not yet
+ * freed, process-wide (a leak check that needs no sanitizer). */
+BTI_HIDDEN void bti_fault_arm(long n, int persistent);
+BTI_HIDDEN long bti_fault_failed(const char **first_site);
+BTI_HIDDEN long bti_fault_live(void);
 /* a*b with overflow detection: 0 on success, -1 when it does not fit. */
 BTI_HIDDEN int bti_mul_size(size_t a, size_t b, size_t *out);
 
@@ -76,8 +98,9 @@ struct bti_buffer {
  * keeping its content: a buffer may hold what a pending backward needs while a
  * later step of the same call can still fail, and growth is rare. Never
  * shrinks. BT_E_NOMEM, with a message naming fn, leaves b as it was. */
-BTI_HIDDEN bt_status bti_buffer_reserve(struct bti_buffer *b, size_t count, size_t size,
-                                        const char *fn);
+BTI_HIDDEN bt_status bti_buffer_reserve_at(struct bti_buffer *b, size_t count, size_t size,
+                                           const char *fn, const char *site);
+#define bti_buffer_reserve(b, count, size, fn) bti_buffer_reserve_at((b), (count), (size), (fn), BTI_SITE)
 /* Free b's memory and empty it; NULL is a no-op. */
 BTI_HIDDEN void bti_buffer_release(struct bti_buffer *b);
 

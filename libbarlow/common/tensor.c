@@ -79,7 +79,7 @@ static bt_status tensor_make(bt_tensor **out, float *data, int32_t ndim, const i
     st = bti_shape_check(fn, "shape", ndim, shape, &numel);
     if (st != BT_OK)
         return st;
-    t = calloc(1, sizeof *t);
+    t = bti_calloc(1, sizeof *t);
     if (!t)
         return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
     t->ndim = ndim;
@@ -92,7 +92,7 @@ static bt_status tensor_make(bt_tensor **out, float *data, int32_t ndim, const i
     } else {
         t->data = bti_calloc((size_t)numel, sizeof(float));
         if (!t->data) {
-            free(t);
+            bti_free(t);
             return bti_fail(BT_E_NOMEM, "%s: out of memory for %lld floats", fn, (long long)numel);
         }
     }
@@ -100,7 +100,7 @@ static bt_status tensor_make(bt_tensor **out, float *data, int32_t ndim, const i
     if (st != BT_OK) {
         if (!t->borrowed)
             bti_free(t->data);
-        free(t);
+        bti_free(t);
         return st;
     }
     *out = t;
@@ -138,7 +138,7 @@ void bti_tensor_destroy(bt_tensor *t)
     bti_handle_remove(t);
     if (!t->borrowed)
         bti_free(t->data);
-    free(t);
+    bti_free(t);
 }
 
 BT_API void bt_tensor_free(bt_tensor *t)

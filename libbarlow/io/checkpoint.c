@@ -37,11 +37,11 @@ static bt_status collect(bt_model *m, bt_optim *o, struct entries *e, const char
 {
     int nm = bti_model_tensor_count(m), no = o ? bti_optim_state_count(o) : 0, i;
     e->n = nm + no;
-    e->name = calloc((size_t)e->n + 1, sizeof *e->name);
-    e->value = calloc((size_t)e->n + 1, sizeof *e->value);
+    e->name = bti_calloc((size_t)e->n + 1, sizeof *e->name);
+    e->value = bti_calloc((size_t)e->n + 1, sizeof *e->value);
     if (!e->name || !e->value) {
-        free(e->name);
-        free(e->value);
+        bti_free(e->name);
+        bti_free(e->value);
         return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
     }
     for (i = 0; i < nm; i++) {
@@ -55,8 +55,8 @@ static bt_status collect(bt_model *m, bt_optim *o, struct entries *e, const char
 
 static void release(struct entries *e)
 {
-    free(e->name);
-    free(e->value);
+    bti_free(e->name);
+    bti_free(e->value);
 }
 
 static bt_status check_handles(const char *fn, bt_model *m, bt_optim *o, bt_augment *a)
@@ -160,9 +160,9 @@ static bt_status save(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
         return st;
     if ((st = collect(m, o, &e, fn)) != BT_OK)
         return st;
-    t = calloc((size_t)e.n + 1, sizeof *t);
-    counts = calloc((size_t)e.n + 1, sizeof *counts);
-    names = calloc((size_t)e.n + 1, sizeof *names);
+    t = bti_calloc((size_t)e.n + 1, sizeof *t);
+    counts = bti_calloc((size_t)e.n + 1, sizeof *counts);
+    names = bti_calloc((size_t)e.n + 1, sizeof *names);
     if (!t || !counts || !names) {
         st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
         goto done;
@@ -228,9 +228,9 @@ static bt_status save(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
     }
     st = bti_st_write(path, t, n, keys, vals, nmeta);
 done:
-    free(t);
-    free(counts);
-    free(names);
+    bti_free(t);
+    bti_free(counts);
+    bti_free(names);
     release(&e);
     return st;
 }
@@ -277,6 +277,8 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
     bti_st_file *f = NULL;
     const struct bti_st_tensor **src = NULL; /* per model entry: its file tensor, or NULL */
     char *extra = NULL;                      /* per file tensor: skipped (BT_LOAD_IGNORE_EXTRA) */
+    void *scratch = NULL;                    /* dtype conversions while applying */
+    size_t scratch_bytes = 0;
     const char *meta_step = NULL, *meta_rng = NULL;
     int64_t step = 0;
     uint64_t seed = 0, calls = 0;
@@ -302,8 +304,8 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
     if ((st = bti_st_open(path, &f)) != BT_OK) /* the header; the data stays in the file */
         goto done;
     nfile = bti_st_count(f);
-    src = calloc((size_t)e.n + 1, sizeof *src);
-    extra = calloc((size_t)nfile + 1, 1);
+    src = bti_calloc((size_t)e.n + 1, sizeof *src);
+    extra = bti_calloc((size_t)nfile + 1, 1);
     if (!src || !extra) {
         st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
         goto done;
@@ -364,8 +366,10 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
                           bti_shape_str(v, sb, sizeof sb));
             goto done;
         }
-        if ((st = bti_st_load_f32(f, t, NULL)) != BT_OK)
+        if ((st = bti_st_load_f32(f, t, NULL, NULL)) != BT_OK)
             goto done;
+        if (bti_st_load_scratch(t) > scratch_bytes)
+            scratch_bytes = bti_st_load_scratch(t);
         loaded++;
     }
     if (loaded == 0) {
@@ -399,10 +403,17 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
         }
     }
 
+    /* The conversions' buffer, before anything is written. */
+    if (scratch_bytes && !(scratch = bti_malloc(scratch_bytes))) {
+        st = bti_fail(BT_E_NOMEM, "%s: %s: out of memory for a %zu-byte buffer", fn, path,
+                      scratch_bytes);
+        goto done;
+    }
+
     /* 2. Apply. Only a read can fail now: the file changed or the disk failed
      * between the passes (the message says the model may be partly loaded). */
     for (i = 0; i < e.n; i++)
-        if (src[i] && (st = bti_st_load_f32(f, src[i], e.value[i]->data)) != BT_OK) {
+        if (src[i] && (st = bti_st_load_f32(f, src[i], e.value[i]->data, scratch)) != BT_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", bt_last_error());
             st = bti_fail(st, "%s: %s (after validation: the model may be partly loaded)", fn,
@@ -424,8 +435,9 @@ static bt_status load(const char *path, bt_model *m, bt_optim *o, bt_augment *a,
                 report_line(report, rcap, "skipped", bti_st_get(f, i)->name);
     }
 done:
-    free(src);
-    free(extra);
+    bti_free(scratch);
+    bti_free(src);
+    bti_free(extra);
     bti_st_close(f);
     release(&e);
     return st;
@@ -467,7 +479,7 @@ BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
          * both in one all-or-nothing set */
         const char *aug = bti_st_meta(f, "libbarlow.augment");
         size_t n = strlen(options), k = aug ? strlen(aug) : 0;
-        char *text = malloc(n + k + 2);
+        char *text = bti_malloc(n + k + 2);
         if (!text) {
             st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
         } else {
@@ -475,7 +487,7 @@ BT_API bt_status bt_config_read_checkpoint(bt_config *c, const char *path)
             snprintf(what, sizeof what, "%s, metadata libbarlow.model%s", path,
                      aug ? " and libbarlow.augment" : "");
             st = bti_config_set_lines(c, text, fn, what);
-            free(text);
+            bti_free(text);
         }
     }
     bti_st_close(f);

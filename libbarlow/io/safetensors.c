@@ -368,10 +368,10 @@ static bt_status parse_metadata(struct parser *ps)
             return st;
         if (f->nmeta == f->mcap) {
             int cap = f->mcap ? 2 * f->mcap : 8;
-            const char **k = realloc(f->mkey, (size_t)cap * sizeof *k);
+            const char **k = bti_realloc(f->mkey, (size_t)cap * sizeof *k);
             if (k)
                 f->mkey = k;
-            const char **v = k ? realloc(f->mval, (size_t)cap * sizeof *v) : NULL;
+            const char **v = k ? bti_realloc(f->mval, (size_t)cap * sizeof *v) : NULL;
             if (!v)
                 return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", f->path);
             f->mval = v;
@@ -406,7 +406,7 @@ static bt_status parse_tensor(struct parser *ps, const char *name)
 
     if (f->n == f->cap) {
         int cap = f->cap ? 2 * f->cap : 16;
-        struct entry *ne = realloc(f->e, (size_t)cap * sizeof *ne);
+        struct entry *ne = bti_realloc(f->e, (size_t)cap * sizeof *ne);
         if (!ne)
             return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", f->path);
         f->e = ne;
@@ -632,7 +632,7 @@ static bt_status validate(bti_st_file *f)
                         f->data_size);
 
     if (f->n > 0) {
-        f->by_name = malloc((size_t)f->n * sizeof *f->by_name);
+        f->by_name = bti_malloc((size_t)f->n * sizeof *f->by_name);
         if (!f->by_name)
             return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", path);
         for (i = 0; i < f->n; i++)
@@ -644,7 +644,7 @@ static bt_status validate(bti_st_file *f)
                                 NAME_FMT "'", path, f->by_name[i]->t.name);
     }
     if (f->nmeta > 1) {
-        const char **keys = malloc((size_t)f->nmeta * sizeof *keys);
+        const char **keys = bti_malloc((size_t)f->nmeta * sizeof *keys);
         if (!keys)
             return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", path);
         memcpy(keys, f->mkey, (size_t)f->nmeta * sizeof *keys);
@@ -653,10 +653,10 @@ static bt_status validate(bti_st_file *f)
             if (strcmp(keys[i - 1], keys[i]) == 0) {
                 bt_status st = bti_fail(BT_E_FORMAT, "safetensors file '%s': __metadata__: "
                                         "duplicate key '" NAME_FMT "'", path, keys[i]);
-                free(keys);
+                bti_free(keys);
                 return st;
             }
-        free(keys);
+        bti_free(keys);
     }
     return BT_OK;
 }
@@ -670,10 +670,10 @@ static bt_status open_header(const char *name, const unsigned char *hdr, size_t 
     bti_st_file *f;
     bt_status st;
     *out = NULL;
-    f = calloc(1, sizeof *f);
+    f = bti_calloc(1, sizeof *f);
     if (f) {
-        f->path = malloc(strlen(name) + 1);
-        f->pool = malloc(n + 1);
+        f->path = bti_malloc(strlen(name) + 1);
+        f->pool = bti_malloc(n + 1);
     }
     if (!f || !f->path || !f->pool) {
         bti_st_close(f);
@@ -708,7 +708,7 @@ static bt_status attach_data(bti_st_file *f)
         if (f->e[i].begin % dtype_sizes[f->e[i].t.dtype] != 0 && f->e[i].t.nbytes > 0)
             need++;
     if (need) {
-        f->copies = calloc((size_t)need, sizeof *f->copies);
+        f->copies = bti_calloc((size_t)need, sizeof *f->copies);
         if (!f->copies)
             return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", f->path);
     }
@@ -876,7 +876,7 @@ static bt_status read_file(const char *path, bti_st_file **out, int stream)
     if ((st = check_length(path, size, n)) != BT_OK)
         goto done;
     data_size = size - 8 - n;
-    hdr = malloc((size_t)n + 1);
+    hdr = bti_malloc((size_t)n + 1);
     if (!hdr) {
         st = bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory for a header of %" PRIu64
                       " bytes", path, n);
@@ -908,7 +908,7 @@ static bt_status read_file(const char *path, bti_st_file **out, int stream)
     }
     st = attach_data(f);
 done:
-    free(hdr);
+    bti_free(hdr);
     if (fd >= 0)
         close(fd);
     if (st != BT_OK) {
@@ -980,17 +980,17 @@ void bti_st_close(bti_st_file *f)
         return;
     for (i = 0; i < f->ncopies; i++)
         bti_free(f->copies[i]);
-    free(f->copies);
+    bti_free(f->copies);
     bti_free(f->data);
     if (f->fd >= 0)
         close(f->fd);
-    free(f->by_name);
-    free(f->mkey);
-    free(f->mval);
-    free(f->e);
-    free(f->pool);
-    free(f->path);
-    free(f);
+    bti_free(f->by_name);
+    bti_free(f->mkey);
+    bti_free(f->mval);
+    bti_free(f->e);
+    bti_free(f->pool);
+    bti_free(f->path);
+    bti_free(f);
 }
 
 /* ======================================================================== */
@@ -1157,13 +1157,23 @@ static bt_status tensor_read_fail(const bti_st_file *f, const struct bti_st_tens
     return read_fail(f->path, r, what);
 }
 
-bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, float *out)
+size_t bti_st_load_scratch(const struct bti_st_tensor *t)
+{
+    const size_t es = dtype_sizes[t->dtype];
+    const int64_t per = (int64_t)(BTI_ST_STREAM_CHUNK / es);
+    if (t->dtype == BTI_ST_F32 || t->dtype == BTI_ST_F8_E5M2 || t->dtype == BTI_ST_F8_E4M3)
+        return 0;
+    return (size_t)(t->numel < per ? t->numel : per) * es + 1;
+}
+
+bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, float *out,
+                          void *scratch)
 {
     const struct entry *e = (const struct entry *)t; /* t is an entry's first member */
     const size_t es = dtype_sizes[t->dtype]; /* the header's tensors are validated */
     const uint64_t at = f->data_at + e->begin;
     const int64_t per = (int64_t)(BTI_ST_STREAM_CHUNK / es);
-    unsigned char *buf;
+    unsigned char *buf = scratch;
     int64_t done;
     bt_status st = BT_OK;
     int r;
@@ -1175,8 +1185,7 @@ bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, f
     if (t->dtype == BTI_ST_F8_E5M2 || t->dtype == BTI_ST_F8_E4M3 ||
         (!out && (t->dtype == BTI_ST_F32 || t->dtype == BTI_ST_F16 || t->dtype == BTI_ST_BF16)))
         return convert(t, NULL, 0, 0, out, f->path);
-    buf = malloc((size_t)(t->numel < per ? t->numel : per) * es + 1);
-    if (!buf)
+    if (!buf && !(buf = bti_malloc(bti_st_load_scratch(t))))
         return bti_fail(BT_E_NOMEM, "safetensors file '%s': out of memory", f->path);
     for (done = 0; done < t->numel && st == BT_OK; done += per) {
         const int64_t count = t->numel - done < per ? t->numel - done : per;
@@ -1185,7 +1194,8 @@ bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t, f
         else
             st = convert(t, buf, done, count, out ? out + done : NULL, f->path);
     }
-    free(buf);
+    if (buf != scratch)
+        bti_free(buf);
     return st;
 }
 
@@ -1208,7 +1218,7 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
         char *np;
         while (cap < b->len + n + 1)
             cap *= 2;
-        np = realloc(b->p, cap);
+        np = bti_realloc(b->p, cap);
         if (!np) {
             b->oom = 1;
             return;
@@ -1368,7 +1378,7 @@ static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     size_t len = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(len + 1);
+    char *dir = bti_malloc(len + 1);
     if (dir) {
         memcpy(dir, slash ? path : ".", len);
         dir[len] = '\0';
@@ -1384,7 +1394,7 @@ static int sync_dir(const char *path)
     if (!dir)
         return 0;
     fd = open(dir, O_RDONLY | O_CLOEXEC);
-    free(dir);
+    bti_free(dir);
     if (fd < 0)
         return 0; /* e.g. a write-only directory: nothing we can sync */
     if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
@@ -1412,7 +1422,7 @@ static void remove_stale_temps(const char *path)
     char *dir = dir_of(path);
     DIR *d = dir ? opendir(dir) : NULL;
     struct dirent *de;
-    free(dir);
+    bti_free(dir);
     if (!d)
         return;
     while ((de = readdir(d)) != NULL) {
@@ -1451,7 +1461,7 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
         return big_endian_fail(path);
 
     if (n > 0) {
-        order = malloc((size_t)n * sizeof *order);
+        order = bti_malloc((size_t)n * sizeof *order);
         if (!order)
             return bti_fail(BT_E_NOMEM, "safetensors write '%s': out of memory", path);
         for (i = 0; i < n; i++)
@@ -1461,7 +1471,7 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
             if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
                 st = bti_fail(BT_E_INVALID_ARG, "safetensors write '%s': tensor name '" NAME_FMT
                               "' given twice", path, order[i]->name);
-                free(order);
+                bti_free(order);
                 return st;
             }
         qsort(order, (size_t)n, sizeof *order, cmp_write_order);
@@ -1502,7 +1512,7 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
         off += bytes;
     }
     sb_add(&hb, "}", 1);
-    while (hb.len % 8 != 0)
+    while (!hb.oom && hb.len % 8 != 0) /* sb_add does nothing once out of memory */
         sb_add(&hb, " ", 1);
     if (hb.oom || hb.len > BTI_ST_MAX_HEADER) {
         st = hb.oom ? bti_fail(BT_E_NOMEM, "safetensors write '%s': out of memory", path)
@@ -1515,7 +1525,7 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
 
     /* A fresh temporary file beside the destination, so rename is atomic. */
     remove_stale_temps(path);
-    tmp = malloc(strlen(path) + 48);
+    tmp = bti_malloc(strlen(path) + 48);
     if (!tmp) {
         st = bti_fail(BT_E_NOMEM, "safetensors write '%s': out of memory", path);
         goto fail;
@@ -1529,7 +1539,7 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
     }
     if (fd < 0) {
         st = io_fail(path, "cannot create a temporary file beside it", errno);
-        free(tmp);
+        bti_free(tmp);
         tmp = NULL; /* nothing to remove */
         goto fail;
     }
@@ -1551,9 +1561,9 @@ bt_status bti_st_write(const char *path, const struct bti_st_tensor *t, int n,
         st = io_fail(path, "cannot rename the temporary file over it", errno);
         goto fail;
     }
-    free(tmp);
-    free(order);
-    free(hb.p);
+    bti_free(tmp);
+    bti_free(order);
+    bti_free(hb.p);
     if ((err = sync_dir(path)) != 0)
         return io_fail(path, "the file was replaced, but syncing its directory failed", err);
     return BT_OK;
@@ -1565,9 +1575,9 @@ fail:
         close(fd);
     if (tmp) {
         unlink(tmp);
-        free(tmp);
+        bti_free(tmp);
     }
-    free(order);
-    free(hb.p);
+    bti_free(order);
+    bti_free(hb.p);
     return st;
 }

@@ -119,10 +119,13 @@ BTI_HIDDEN bt_status bti_st_open(const char *path, bti_st_file **out);
  * straight into out, other dtypes through a buffer of at most
  * BTI_ST_STREAM_CHUNK bytes (out NULL: check only, reading only the dtypes
  * whose values need checking). A read failure is BT_E_IO (BT_E_FORMAT if the
- * file became shorter); out may then be partly written. */
+ * file became shorter); out may then be partly written. scratch: NULL, or
+ * bti_st_load_scratch(t) bytes, so that the call allocates nothing. */
 #define BTI_ST_STREAM_CHUNK ((size_t)16 << 20)
 BTI_HIDDEN bt_status bti_st_load_f32(const bti_st_file *f, const struct bti_st_tensor *t,
-                                     float *out);
+                                     float *out, void *scratch);
+/* The bytes of buffer bti_st_load_f32 needs to write tensor t somewhere (0: none). */
+BTI_HIDDEN size_t bti_st_load_scratch(const struct bti_st_tensor *t);
 
 /* The same from memory (size bytes at buf, copied); name is used in messages. */
 BTI_HIDDEN bt_status bti_st_read_mem(const void *buf, size_t size, const char *name,

@@ -13,7 +13,7 @@
 bt_status bti_layer_alloc(bt_layer **out, size_t size, const struct bti_layer_ops *ops, int type,
                           const char *fn)
 {
-    bt_layer *l = calloc(1, size);
+    bt_layer *l = bti_calloc(1, size);
     *out = NULL;
     if (!l)
         return bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
@@ -72,7 +72,7 @@ void bti_layer_destroy(bt_layer *l)
     }
     bti_tensor_destroy(l->xcopy);
     bti_buffer_release(&l->own_scratch);
-    free(l);
+    bti_free(l);
 }
 
 /* ---- private API --------------------------------------------------------------- */
@@ -204,6 +204,11 @@ bt_status bti_layer_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int t
     l->ops->forward(l, x, y, training ? 1 : 0, groups);
     record_forward(l, x, training, groups, ondim, oshape);
     return BT_OK;
+}
+
+bt_status bti_layer_prepare(bt_layer *l, const bt_tensor *x, int training, int groups)
+{
+    return l->ops->prepare(l, x, training, groups, l->ops->name);
 }
 
 static bt_status backward_check(bt_layer *l, const bt_tensor *dy, const bt_tensor *dx,

@@ -84,6 +84,10 @@ struct bt_layer {
  * (in place allowed). Reuses internal buffers (no malloc after the first call at a given shape). */
 BTI_HIDDEN bt_status bti_layer_forward(bt_layer *l, const bt_tensor *x, bt_tensor *y, int training,
                                        int groups);
+/* Reserve every buffer a forward and backward of x would need, changing nothing else: a model
+ * prepares all its layers before running the first, so that its forward fails before any
+ * running statistics move. x is trusted (the model checked its shapes). */
+BTI_HIDDEN bt_status bti_layer_prepare(bt_layer *l, const bt_tensor *x, int training, int groups);
 /* Backward of the last forward: dx may be NULL (skip input gradient); parameter gradients
  * ACCUMULATE. For ReLU, dx may alias dy. */
 BTI_HIDDEN bt_status bti_layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx);

@@ -37,14 +37,14 @@ BT_API bt_status bt_xent_create(bt_xent **out, const bt_config *cfg)
         return st;
     if ((st = bti_cpu_resolve(cfg, &level, "bt_xent_create")) != BT_OK)
         return st;
-    x = calloc(1, sizeof *x);
+    x = bti_calloc(1, sizeof *x);
     if (!x)
         return bti_fail(BT_E_NOMEM, "bt_xent_create: out of memory");
     x->level = level;
     x->threads = bti_threads_resolve(cfg);
     st = bti_handle_add(x, BTI_KIND_XENT);
     if (st != BT_OK) {
-        free(x);
+        bti_free(x);
         return st;
     }
     *out = x;
@@ -59,7 +59,7 @@ BT_API void bt_xent_free(bt_xent *x)
     bti_buffer_release(&x->prob);
     bti_buffer_release(&x->loss);
     bti_buffer_release(&x->rank);
-    free(x);
+    bti_free(x);
 }
 
 /* Grow the buffers to n rows of k classes. They keep their content when they

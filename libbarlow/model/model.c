@@ -100,12 +100,12 @@ static bt_status add_layer(bt_model *m, bt_layer *l, const char *prefix)
 {
     if (m->nlayers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 64;
-        bt_layer **nl = realloc(m->layers, (size_t)cap * sizeof *nl);
+        bt_layer **nl = bti_realloc(m->layers, (size_t)cap * sizeof *nl);
         char(*np)[NAME_CAP];
         if (!nl)
             return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
         m->layers = nl;
-        np = realloc(m->layer_prefix, (size_t)cap * sizeof *np);
+        np = bti_realloc(m->layer_prefix, (size_t)cap * sizeof *np);
         if (!np)
             return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
         m->layer_prefix = np;
@@ -121,7 +121,7 @@ static bt_status add_step(bt_model *m, int kind, bt_layer *l, int is_bn, int in,
 {
     if (m->nsteps == m->cap_steps) {
         int cap = m->cap_steps ? 2 * m->cap_steps : 64;
-        struct step *ns = realloc(m->steps, (size_t)cap * sizeof *ns);
+        struct step *ns = bti_realloc(m->steps, (size_t)cap * sizeof *ns);
         if (!ns)
             return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
         m->steps = ns;
@@ -461,9 +461,9 @@ static bt_status build_tensor_table(bt_model *m)
     for (i = 0; i < m->nlayers; i++)
         if (m->layer_prefix[i][0])
             n += bti_layer_tensor_count(m->layers[i]);
-    m->tensor_name = calloc((size_t)n + 1, sizeof *m->tensor_name);
-    m->tensor_value = calloc((size_t)n + 1, sizeof *m->tensor_value);
-    m->tensor_grad = calloc((size_t)n + 1, sizeof *m->tensor_grad);
+    m->tensor_name = bti_calloc((size_t)n + 1, sizeof *m->tensor_name);
+    m->tensor_value = bti_calloc((size_t)n + 1, sizeof *m->tensor_value);
+    m->tensor_grad = bti_calloc((size_t)n + 1, sizeof *m->tensor_grad);
     if (!m->tensor_name || !m->tensor_value || !m->tensor_grad)
         return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
     for (i = 0; i < m->nlayers; i++) {
@@ -511,7 +511,7 @@ static int vnew(struct vtab *t, int64_t numel, int time)
 {
     if (t->n == t->cap) {
         int cap = t->cap ? 2 * t->cap : 256;
-        struct val *nv = realloc(t->v, (size_t)cap * sizeof *nv);
+        struct val *nv = bti_realloc(t->v, (size_t)cap * sizeof *nv);
         if (!nv)
             return NO_VAL;
         t->v = nv;
@@ -551,12 +551,12 @@ static int by_off(const void *a, const void *b)
 static size_t pack(struct vtab *t)
 {
     const size_t cnt = t->n > 0 ? (size_t)t->n : 1;
-    struct val **order = malloc(cnt * sizeof *order), **live = malloc(cnt * sizeof *live);
+    struct val **order = bti_malloc(cnt * sizeof *order), **live = bti_malloc(cnt * sizeof *live);
     size_t total = 0;
     int i, j;
     if (!order || !live) {
-        free(order);
-        free(live);
+        bti_free(order);
+        bti_free(live);
         return (size_t)-1;
     }
     for (i = 0; i < t->n; i++)
@@ -580,8 +580,8 @@ static size_t pack(struct vtab *t)
         if (at + v->bytes > total)
             total = at + v->bytes;
     }
-    free(order);
-    free(live);
+    bti_free(order);
+    bti_free(live);
     return total;
 }
 
@@ -599,11 +599,11 @@ struct bstep {
 static void plan_release(struct plan *p)
 {
     bti_free(p->arena);
-    free(p->act);
-    free(p->fwd);
-    free(p->rec);
-    free(p->vptr);
-    free(p->bw);
+    bti_free(p->act);
+    bti_free(p->fwd);
+    bti_free(p->rec);
+    bti_free(p->vptr);
+    bti_free(p->bw);
     memset(p, 0, sizeof *p);
 }
 
@@ -774,11 +774,11 @@ static bt_status plan_make(bt_model *m, struct plan *q, int nsteps, int groups,
     q->nsteps = nsteps;
     q->groups = groups;
     memcpy(q->in_shape, in_shape, sizeof q->in_shape);
-    q->act = calloc((size_t)q->nacts, sizeof *q->act);
-    q->fwd = calloc((size_t)q->nacts, sizeof *q->fwd);
-    q->rec = calloc((size_t)q->nacts, sizeof *q->rec);
-    q->bw = calloc((size_t)nsteps, sizeof *q->bw);
-    fwd = malloc((size_t)q->nacts * 4 * sizeof *fwd);
+    q->act = bti_calloc((size_t)q->nacts, sizeof *q->act);
+    q->fwd = bti_calloc((size_t)q->nacts, sizeof *q->fwd);
+    q->rec = bti_calloc((size_t)q->nacts, sizeof *q->rec);
+    q->bw = bti_calloc((size_t)nsteps, sizeof *q->bw);
+    fwd = bti_malloc((size_t)q->nacts * 4 * sizeof *fwd);
     if (!q->act || !q->fwd || !q->rec || !q->bw || !fwd) {
         st = bti_fail(BT_E_NOMEM, "%s: out of memory", fn);
         goto done;
@@ -796,7 +796,7 @@ static bt_status plan_make(bt_model *m, struct plan *q, int nsteps, int groups,
     q->arena_bytes = bytes;
     if (!alloc)
         goto done;
-    q->vptr = calloc(t.n > 0 ? (size_t)t.n : 1, sizeof *q->vptr);
+    q->vptr = bti_calloc(t.n > 0 ? (size_t)t.n : 1, sizeof *q->vptr);
     q->arena = bti_alloc(bytes ? bytes : 64);
     if (!q->vptr || !q->arena) {
         st = bti_fail(BT_E_NOMEM, "%s: out of memory for a %zu-byte workspace", fn, bytes);
@@ -811,8 +811,8 @@ static bt_status plan_make(bt_model *m, struct plan *q, int nsteps, int groups,
     }
     q->ready = 1;
 done:
-    free(t.v);
-    free(fwd);
+    bti_free(t.v);
+    bti_free(fwd);
     return st;
 }
 
@@ -893,6 +893,14 @@ static bt_status run_forward(bt_model *m, struct plan *p, int training)
     bt_status st;
     for (s = 0; s < p->nacts; s++)
         p->act[s].data = p->fwd[s]; /* a backward may have pointed some at recomputed copies */
+    /* every buffer first: a failure then leaves the running statistics as they were */
+    for (s = 0; s < p->nsteps; s++) {
+        const struct step *stp = &m->steps[s];
+        if (stp->kind == STEP_LAYER &&
+            (st = bti_layer_prepare(stp->layer, &p->act[stp->in], training,
+                                    stp->is_bn ? p->groups : 1)) != BT_OK)
+            return st;
+    }
     for (s = 0; s < p->nsteps; s++) {
         const struct step *stp = &m->steps[s];
         const int fz = fused(m, s, p->nsteps);
@@ -987,14 +995,14 @@ static void model_destroy(bt_model *m)
     bti_buffer_release(&m->gsave);
     plan_release(&m->train);
     plan_release(&m->eval);
-    free(m->layers);
-    free(m->layer_prefix);
-    free(m->options);
-    free(m->steps);
-    free(m->tensor_name);
-    free(m->tensor_value);
-    free(m->tensor_grad);
-    free(m);
+    bti_free(m->layers);
+    bti_free(m->layer_prefix);
+    bti_free(m->options);
+    bti_free(m->steps);
+    bti_free(m->tensor_name);
+    bti_free(m->tensor_value);
+    bti_free(m->tensor_grad);
+    bti_free(m);
 }
 
 const char *bti_model_options(const bt_model *m) { return m->options; }
@@ -1016,7 +1024,7 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
     if ((st = read_arch(cfg, &a)) != BT_OK || (st = bti_config_int(cfg, "seed", &seed)) != BT_OK ||
         (st = bti_cpu_resolve(cfg, &level, "bt_model_create")) != BT_OK)
         return st;
-    m = calloc(1, sizeof *m);
+    m = bti_calloc(1, sizeof *m);
     if (!m)
         return bti_fail(BT_E_NOMEM, "bt_model_create: out of memory");
     m->threads = bti_threads_resolve(cfg);

@@ -130,7 +130,7 @@ BT_API bt_status bt_optim_create(bt_optim **out, const bt_config *cfg)
             return st;
         cfg = own;
     }
-    o = calloc(1, sizeof *o);
+    o = bti_calloc(1, sizeof *o);
     if (!o) {
         bt_config_free(own);
         return bti_fail(BT_E_NOMEM, "bt_optim_create: out of memory");
@@ -144,7 +144,7 @@ BT_API bt_status bt_optim_create(bt_optim **out, const bt_config *cfg)
     }
     bt_config_free(own);
     if (st != BT_OK) {
-        free(o);
+        bti_free(o);
         return st;
     }
     *out = o;
@@ -156,9 +156,9 @@ static void param_release(struct param *p)
     int k;
     for (k = 0; k < 2; k++) {
         bti_tensor_destroy(p->state[k]);
-        free(p->state_name[k]);
+        bti_free(p->state_name[k]);
     }
-    free(p->name);
+    bti_free(p->name);
 }
 
 BT_API void bt_optim_free(bt_optim *o)
@@ -169,9 +169,9 @@ BT_API void bt_optim_free(bt_optim *o)
     bti_handle_remove(o);
     for (i = 0; i < o->n; i++)
         param_release(&o->p[i]);
-    free(o->p);
+    bti_free(o->p);
     bti_buffer_release(&o->partial);
-    free(o);
+    bti_free(o);
 }
 
 /* ---- adding tensors ---------------------------------------------------- */
@@ -179,7 +179,7 @@ BT_API void bt_optim_free(bt_optim *o)
 static char *dup_printf(const char *fmt, const char *a, const char *b)
 {
     size_t len = strlen(fmt) + strlen(a) + strlen(b) + 1;
-    char *s = malloc(len);
+    char *s = bti_malloc(len);
     if (s)
         snprintf(s, len, fmt, a, b);
     return s;
@@ -268,7 +268,7 @@ BT_API bt_status bt_optim_add_tensor(bt_optim *o, bt_tensor *value, bt_tensor *g
     }
     if (st == BT_OK && o->n == o->cap) {
         int32_t cap = o->cap ? 2 * o->cap : 16;
-        struct param *grown = realloc(o->p, (size_t)cap * sizeof *grown);
+        struct param *grown = bti_realloc(o->p, (size_t)cap * sizeof *grown);
         if (!grown)
             st = BT_E_NOMEM;
         else {
