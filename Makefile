@@ -8,6 +8,7 @@
 #   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
 #   make check-valgrind  the Check suites under valgrind
 #   make check-tsan      the concurrency suites under ThreadSanitizer (clang, LLVM's OpenMP, BLAS=reference)
+#   make coverage        line and branch coverage per module (gcc --coverage, lcov), HTML in build/coverage/html
 #   make bench           benchmarks (not part of check)
 #   make bench-mpi       data-parallel step throughput: 2 ranks x 1 thread vs 1 x 2 threads
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
@@ -248,6 +249,33 @@ check-valgrind: deps
 # per level; with BLAS=reference it fails loss golden case 3, TSan or not).
 TSAN_SUITES ?= threads error cpu comm loss_comm layer layer_fd augment optim
 TSAN_ARCHER ?= /usr/lib/llvm-14/lib/libarcher.so
+# Line and branch coverage (docs/coverage.md): the library, the Check runner and the examples
+# built with gcc --coverage in build/coverage (never build/), the Check suites run at every
+# CPU level, then the examples' and the barlow command's scripts against that build; lcov
+# gathers the counts of the library's objects, tests/coverage_report.py prints them per module
+# (a folder of libbarlow/) and genhtml writes build/coverage/html/index.html. -O0: optimised
+# code moves and merges lines, which misattributes counts (-O1 reports about 1.5 points more);
+# the run is slower (docs/coverage.md). The counts of the previous run are removed first.
+COV_BUILD  ?= build/coverage
+COV_CFLAGS ?= -O0 -g --coverage
+COV_LCOV    = lcov --quiet --rc lcov_branch_coverage=1
+COV_CK_TIMEOUT_MULTIPLIER ?= 4
+.PHONY: coverage
+coverage:
+	@bash .ci/deps.sh coverage
+	$(MAKE) BUILD=$(COV_BUILD) CFLAGS="$(COV_CFLAGS)" LDFLAGS="--coverage" all $(COV_BUILD)/tests/runner
+	find $(COV_BUILD) -name '*.gcda' -delete
+	rm -rf $(COV_BUILD)/html $(COV_BUILD)/*.info
+	cd tests && for l in $(CPU_LEVELS); do \
+	  CK_TIMEOUT_MULTIPLIER=$(COV_CK_TIMEOUT_MULTIPLIER) BT_CPU=$$l ../$(COV_BUILD)/tests/runner || exit 1; done
+	BUILD=$(COV_BUILD) bash tests/examples_test.sh
+	BUILD=$(COV_BUILD) bash tests/cli_test.sh
+	$(COV_LCOV) --capture --directory $(COV_BUILD)/obj --base-directory . --output-file $(COV_BUILD)/all.info
+	$(COV_LCOV) --extract $(COV_BUILD)/all.info '$(CURDIR)/libbarlow/*' --output-file $(COV_BUILD)/libbarlow.info
+	genhtml --quiet --branch-coverage --title libbarlow --output-directory $(COV_BUILD)/html $(COV_BUILD)/libbarlow.info
+	@echo; $(SYSPYTHON) tests/coverage_report.py $(COV_BUILD)/libbarlow.info
+	@echo "coverage: HTML report in $(COV_BUILD)/html/index.html"
+
 .PHONY: check-tsan
 check-tsan:
 	@bash .ci/deps.sh tsan

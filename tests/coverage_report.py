@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""Line and branch coverage per module of libbarlow, from an lcov tracefile.
+
+    /usr/bin/python3 tests/coverage_report.py build/coverage/libbarlow.info [--files]
+
+A module is a folder of libbarlow/ (augment, common, io, kernels, layers, loss, model, optim);
+each one's LF/LH (lines found/hit) and BRF/BRH (branches found/hit) are the sums over the files
+under it, headers included. --files also lists every file, worst line coverage first.
+Standard library only: `make coverage` runs it after lcov (docs/coverage.md).
+"""
+import os
+import sys
+
+KEYS = ("LF", "LH", "BRF", "BRH")
+
+
+def read(path):
+    """{source path: {LF, LH, BRF, BRH}} for each SF record of the tracefile."""
+    files, cur = {}, None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("SF:"):
+                cur = files.setdefault(line[3:], dict.fromkeys(KEYS, 0))
+            elif line == "end_of_record":
+                cur = None
+            elif cur is not None and ":" in line:
+                key, _, value = line.partition(":")
+                if key in KEYS:
+                    cur[key] += int(value)
+    return files
+
+
+def module_of(source):
+    """'augment' for .../libbarlow/augment/augment.c; None outside libbarlow/<module>/."""
+    parts = os.path.normpath(source).split(os.sep)
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i - 1] == "libbarlow" and i + 1 < len(parts):
+            return parts[i]
+    return None
+
+
+def pct(hit, found):
+    return "-" if found == 0 else "%.1f" % (100.0 * hit / found)
+
+
+def row(name, c):
+    return "%-9s %7s %9s %9s %7s %9s %9s" % (
+        name, pct(c["LH"], c["LF"]), "%d" % c["LH"], "%d" % c["LF"],
+        pct(c["BRH"], c["BRF"]), "%d" % c["BRH"], "%d" % c["BRF"])
+
+
+def main(argv):
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    if len(args) != 1:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    files = read(args[0])
+    modules, total = {}, dict.fromkeys(KEYS, 0)
+    per_file = []
+    for source, c in files.items():
+        mod = module_of(source)
+        if mod is None:
+            continue
+        m = modules.setdefault(mod, dict.fromkeys(KEYS, 0))
+        for k in KEYS:
+            m[k] += c[k]
+            total[k] += c[k]
+        per_file.append((source, c))
+    if not modules:
+        print("coverage_report: no libbarlow/<module>/ file in %s" % args[0], file=sys.stderr)
+        return 1
+    head = "%-9s %7s %9s %9s %7s %9s %9s" % ("module", "lines%", "hit", "lines", "branch%", "hit", "branches")
+    print(head)
+    for mod in sorted(modules):
+        print(row(mod, modules[mod]))
+    print(row("total", total))
+    if "--files" in argv:
+        print()
+        print("%-45s %7s %11s %7s" % ("file", "lines%", "hit/lines", "branch%"))
+        per_file.sort(key=lambda fc: (fc[1]["LH"] / fc[1]["LF"]) if fc[1]["LF"] else 1.0)
+        for source, c in per_file:
+            rel = source[source.rfind("libbarlow" + os.sep):]
+            print("%-45s %7s %11s %7s" % (rel, pct(c["LH"], c["LF"]), "%d/%d" % (c["LH"], c["LF"]),
+                                          pct(c["BRH"], c["BRF"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
