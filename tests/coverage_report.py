@@ -15,19 +15,37 @@ KEYS = ("LF", "LH", "BRF", "BRH")
 
 
 def read(path):
-    """{source path: {LF, LH, BRF, BRH}} for each SF record of the tracefile."""
-    files, cur = {}, None
+    """{source path: {LF, LH, BRF, BRH}} for each SF record of the tracefile. A record without
+    the summary lines (lcov --capture writes none) is counted from its DA and BRDA lines; a file
+    with two records (one per object that compiled it, not merged) is refused."""
+    files, cur, seen = {}, None, {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if line.startswith("SF:"):
-                cur = files.setdefault(line[3:], dict.fromkeys(KEYS, 0))
-            elif line == "end_of_record":
+                if line[3:] in files:
+                    raise SystemExit("coverage_report: %s has two records for %s; merge it first "
+                                     "(lcov --extract or lcov -a)" % (path, line[3:]))
+                cur = files[line[3:]] = dict.fromkeys(KEYS, 0)
+                seen = {"LF": 0, "LH": 0, "BRF": 0, "BRH": 0}
+                counted = dict.fromkeys(KEYS, 0)
+            elif line == "end_of_record" and cur is not None:
+                for k in KEYS:
+                    if not seen[k]:
+                        cur[k] = counted[k]
                 cur = None
             elif cur is not None and ":" in line:
                 key, _, value = line.partition(":")
                 if key in KEYS:
-                    cur[key] += int(value)
+                    cur[key] = int(value)
+                    seen[key] = 1
+                elif key == "DA":
+                    counted["LF"] += 1
+                    counted["LH"] += int(value.split(",")[1]) > 0
+                elif key == "BRDA":
+                    taken = value.split(",")[3]
+                    counted["BRF"] += 1
+                    counted["BRH"] += taken not in ("-", "0")
     return files
 
 
