@@ -216,6 +216,14 @@ START_TEST(blur_wide_radius_matches_pillow_passes)
             free(ws);
         }
     ck_assert(radius_seen[0] && radius_seen[1] && radius_seen[2] && radius_seen[5]);
+    { /* sigma 0: Pillow returns the image as it is */
+        uint8_t img[12] = {0, 255, 3, 250, 9, 7, 128, 1, 2, 200, 100, 50}, same[12];
+        uint8_t *ws = malloc(bti_blur_ws_bytes(2, 2, 3, 0.0f));
+        memcpy(same, img, sizeof img);
+        bti_aug_blur(img, 2, 2, 3, 0.0f, ws);
+        ck_assert_mem_eq(img, same, sizeof img);
+        free(ws);
+    }
 }
 END_TEST
 
