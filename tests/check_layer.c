@@ -1136,6 +1136,64 @@ START_TEST(private_checks_refuse_bad_arguments)
 }
 END_TEST
 
+/* The model's fused BatchNorm forms in the combinations its ResNet never asks for: a skip
+ * without ReLU in training, and the masked backward after an eval forward, for [N, C] and
+ * [N, C, H, W]; each must equal the plain form followed by the add or the mask. */
+START_TEST(fused_batchnorm_forms_match_the_plain_ones)
+{
+    static const int64_t shapes[2][4] = {{6, 3, 0, 0}, {4, 3, 5, 5}};
+    int si;
+    for (si = 0; si < 2; si++) {
+        const int nd = si == 0 ? 2 : 4;
+        bt_layer *f = NULL, *p = NULL;
+        struct bti_buffer sf = {NULL, 0}, sp = {NULL, 0};
+        bt_tensor *x = random_tensor(nd, shapes[si]), *skip = random_tensor(nd, shapes[si]),
+                  *y1 = random_tensor(nd, shapes[si]), *y2 = random_tensor(nd, shapes[si]),
+                  *dy = random_tensor(nd, shapes[si]), *mask = random_tensor(nd, shapes[si]),
+                  *dx1 = random_tensor(nd, shapes[si]), *dx2 = random_tensor(nd, shapes[si]);
+        int64_t i, n = bt_tensor_numel(x), masked = 0;
+        ck_assert_int_eq(bti_layer_batchnorm_new(&f, 3, 1e-5, 0.1, 1, "test"), BT_OK);
+        ck_assert_int_eq(bti_layer_batchnorm_new(&p, 3, 1e-5, 0.1, 1, "test"), BT_OK);
+        bti_layer_set_scratch(f, &sf);
+        bti_layer_set_scratch(p, &sp);
+        ck_assert_int_eq(bti_layer_forward_fused(f, x, y1, 1, 1, skip, 0), BT_OK);
+        ck_assert_int_eq(bti_layer_forward(p, x, y2, 1, 1), BT_OK);
+        for (i = 0; i < n; i++) {
+            const float want = bt_tensor_data(y2)[i] + bt_tensor_data(skip)[i];
+            ck_assert_msg(fabsf(bt_tensor_data(y1)[i] - want) <= 1e-6f * (1 + fabsf(want)),
+                          "%dd: y[%lld] = %g, want %g", nd, (long long)i,
+                          (double)bt_tensor_data(y1)[i], (double)want);
+        }
+        ck_assert_mem_eq(bti_layer_value(f, 2)->data, bti_layer_value(p, 2)->data,
+                         3 * sizeof(float)); /* the same running statistics */
+        ck_assert_int_eq(bti_layer_forward(f, x, y1, 0, 1), BT_OK);
+        ck_assert_int_eq(bti_layer_forward(p, x, y2, 0, 1), BT_OK);
+        ck_assert_int_eq(bti_layer_backward_masked(f, dy, dx1, mask), BT_OK);
+        ck_assert_int_eq(bti_layer_backward(p, dy, dx2), BT_OK);
+        for (i = 0; i < n; i++) {
+            const float m = bt_tensor_data(mask)[i], want = m > 0 ? bt_tensor_data(dx2)[i] : 0.0f;
+            masked += m <= 0;
+            ck_assert_msg(fabsf(bt_tensor_data(dx1)[i] - want) <= 1e-6f * (1 + fabsf(want)),
+                          "%dd: dx[%lld] = %g, want %g", nd, (long long)i,
+                          (double)bt_tensor_data(dx1)[i], (double)want);
+        }
+        ck_assert(masked > 0 && masked < n);
+        bti_layer_destroy(f);
+        bti_layer_destroy(p);
+        bti_buffer_release(&sf);
+        bti_buffer_release(&sp);
+        bt_tensor_free(x);
+        bt_tensor_free(skip);
+        bt_tensor_free(y1);
+        bt_tensor_free(y2);
+        bt_tensor_free(dy);
+        bt_tensor_free(mask);
+        bt_tensor_free(dx1);
+        bt_tensor_free(dx2);
+    }
+}
+END_TEST
+
 Suite *layer_suite(void)
 {
     Suite *s = suite_create("layer");
@@ -1162,6 +1220,7 @@ Suite *layer_suite(void)
     tcase_add_test(api, relu_and_pool_misuse);
     tcase_add_test(api, overlapping_tensors_are_refused);
     tcase_add_test(api, private_checks_refuse_bad_arguments);
+    tcase_add_test(api, fused_batchnorm_forms_match_the_plain_ones);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, api);
     return s;
