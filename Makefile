@@ -8,6 +8,7 @@
 #   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
 #   make check-valgrind  the Check suites that fit under valgrind (memcheck), at the non-AVX-512 levels
 #   make check-tsan      the concurrency suites under ThreadSanitizer (clang, LLVM's OpenMP, BLAS=reference)
+#   make coverage        line and branch coverage per module (gcc --coverage, lcov), HTML in build/coverage/html
 #   make bench           benchmarks (not part of check)
 #   make bench-mpi       data-parallel step throughput: 2 ranks x 1 thread vs 1 x 2 threads
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
@@ -261,6 +262,42 @@ check-valgrind:
 # per level; with BLAS=reference it fails loss golden case 3, TSan or not).
 TSAN_SUITES ?= threads error cpu comm loss_comm layer layer_fd augment optim
 TSAN_ARCHER ?= /usr/lib/llvm-14/lib/libarcher.so
+# Line and branch coverage (docs/coverage.md): the library, the Check runner and the examples
+# built with gcc --coverage in build/coverage (never build/), the Check suites run at every
+# CPU level, then the examples' and the barlow command's scripts against that build; lcov
+# gathers the counts of the library's objects, tests/coverage_report.py prints them per module
+# (a folder of libbarlow/) and genhtml writes build/coverage/html/index.html. -O0: optimised
+# code moves and merges lines, which misattributes counts (-O1 reports about 1.5 points more);
+# the run is slower (docs/coverage.md). The counts of the previous run are removed first, the
+# whole folder when COV_CFLAGS changed (make would keep objects built with other flags).
+COV_BUILD  ?= build/coverage
+COV_CFLAGS ?= -O0 -g --coverage
+COV_LCOV    = lcov --quiet --rc lcov_branch_coverage=1
+COV_CK_TIMEOUT_MULTIPLIER ?= 4
+# COV_SCRIPTS=0: the Check suites alone, without the examples' and the barlow command's scripts
+COV_SCRIPTS ?= 1
+.PHONY: coverage
+coverage:
+	@bash .ci/deps.sh coverage
+	@[ "$$(cat $(COV_BUILD)/cflags 2>/dev/null)" = "$(COV_CFLAGS)" ] || \
+	  { rm -rf $(COV_BUILD) && mkdir -p $(COV_BUILD) && echo "$(COV_CFLAGS)" > $(COV_BUILD)/cflags; }
+	$(MAKE) BUILD=$(COV_BUILD) CFLAGS="$(COV_CFLAGS)" LDFLAGS="--coverage" all $(COV_BUILD)/tests/runner
+	find $(COV_BUILD) -name '*.gcda' -delete
+	rm -rf $(COV_BUILD)/html $(COV_BUILD)/*.info
+	cd tests && for l in $(CPU_LEVELS); do \
+	  CK_TIMEOUT_MULTIPLIER=$(COV_CK_TIMEOUT_MULTIPLIER) BT_CPU=$$l ../$(COV_BUILD)/tests/runner || exit 1; done
+	$(COV_LCOV) --capture --directory $(COV_BUILD)/obj --base-directory . --output-file $(COV_BUILD)/checks-all.info
+	$(COV_LCOV) --extract $(COV_BUILD)/checks-all.info '$(CURDIR)/libbarlow/*' --output-file $(COV_BUILD)/checks.info
+	if [ "$(COV_SCRIPTS)" != 0 ]; then BUILD=$(COV_BUILD) bash tests/examples_test.sh && \
+	  BUILD=$(COV_BUILD) bash tests/cli_test.sh; fi
+	$(COV_LCOV) --capture --directory $(COV_BUILD)/obj --base-directory . --output-file $(COV_BUILD)/all.info
+	$(COV_LCOV) --extract $(COV_BUILD)/all.info '$(CURDIR)/libbarlow/*' --output-file $(COV_BUILD)/libbarlow.info
+	genhtml --quiet --branch-coverage --title libbarlow --output-directory $(COV_BUILD)/html $(COV_BUILD)/libbarlow.info
+	@echo; echo "coverage: the Check suites alone"; $(SYSPYTHON) tests/coverage_report.py $(COV_BUILD)/checks.info
+	@echo; echo "coverage: with the scripts, the report ($(COV_BUILD)/libbarlow.info)"; \
+	  $(SYSPYTHON) tests/coverage_report.py $(COV_BUILD)/libbarlow.info
+	@echo "coverage: HTML report in $(COV_BUILD)/html/index.html"
+
 .PHONY: check-tsan
 check-tsan:
 	@bash .ci/deps.sh tsan

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
-#   bash .ci/deps.sh check|bench|demo|golden|clang|tsan|mpi|valgrind|aarch64
+#   bash .ci/deps.sh check|bench|demo|golden|clang|tsan|mpi|valgrind|coverage|aarch64
 # As root, missing packages are installed with apt-get; otherwise the exact
 # command is printed and the script fails.
 set -euo pipefail
@@ -18,6 +18,8 @@ case "${1:-check}" in
   tsan)   want=("${base[@]}" clang libclang-rt-14-dev libomp-14-dev libblas-dev) ;;
   mpi)    want=("${base[@]}" libopenmpi-dev openmpi-bin) ;;
   valgrind) want=("${base[@]}" valgrind) ;;
+  # make coverage: gcc's gcov is in build-essential; lcov has lcov and genhtml.
+  coverage) want=("${base[@]}" lcov) ;;
   # Cross build + run under qemu (make check-aarch64): the cross gcc, qemu-aarch64-static,
   # and the arm64 libraries as multiarch :arm64 packages, which co-install with the amd64
   # ones. pkgconf:arm64 gives aarch64-linux-gnu-pkg-config. The runner runs on libc6:arm64's

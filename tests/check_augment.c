@@ -144,6 +144,89 @@ START_TEST(blur_matches_pil)
 }
 END_TEST
 
+/* Pillow's box pass written out (BoxBlur.c): out[x] = (ww * sum(in[x-R..x+R]) +
+ * fw * (in[x-R-1] + in[x+R+1]) + 2^23) >> 24, indices clamped to the line. */
+static void ref_box_line(const uint8_t *in, uint8_t *out, int n, ptrdiff_t step, float r)
+{
+    int ri = (int)r, x, k;
+    uint32_t ww = (uint32_t)((float)(1u << 24) / (r * 2 + 1));
+    uint32_t fw = ((1u << 24) - (uint32_t)(ri * 2 + 1) * ww) / 2;
+#define AT(i) in[(ptrdiff_t)((i) < 0 ? 0 : (i) >= n ? n - 1 : (i)) * step]
+    for (x = 0; x < n; x++) {
+        uint32_t acc = 0;
+        for (k = -ri; k <= ri; k++)
+            acc += AT(x + k);
+        out[(ptrdiff_t)x * step] =
+            (uint8_t)((acc * ww + ((uint32_t)AT(x - ri - 1) + AT(x + ri + 1)) * fw + (1u << 23)) >> 24);
+    }
+#undef AT
+}
+
+/* Three passes along the rows, then three along the columns, each rounded to uint8. */
+static void ref_blur(uint8_t *px, int w, int h, int c, float sigma)
+{
+    float r = bti_blur_box_radius(sigma);
+    uint8_t *tmp = malloc((size_t)w * h * c);
+    int pass, y, x, ch;
+    for (pass = 0; pass < 6; pass++) {
+        memcpy(tmp, px, (size_t)w * h * c);
+        if (pass < 3)
+            for (y = 0; y < h; y++)
+                for (ch = 0; ch < c; ch++)
+                    ref_box_line(tmp + (size_t)y * w * c + ch, px + (size_t)y * w * c + ch, w, c, r);
+        else
+            for (x = 0; x < w; x++)
+                for (ch = 0; ch < c; ch++)
+                    ref_box_line(tmp + (size_t)x * c + ch, px + (size_t)x * c + ch, h,
+                                 (ptrdiff_t)w * c, r);
+    }
+    free(tmp);
+}
+
+/* bti_aug_blur has a loop for box radius 0, one for 1 (every sigma of the official
+ * augmentation, <= 2, checked against PIL above) and a general one for wider boxes. The
+ * written-out pass agrees with the first two, which ties it to PIL, and then must agree
+ * with the general loop at sigmas 2.5 to 6 (radius 2 to 5), on images narrower than the box. */
+START_TEST(blur_wide_radius_matches_pillow_passes)
+{
+    static const float sigmas[] = {0.4f, 1.0f, 1.9f, 2.5f, 3.3f, 6.0f};
+    static const int dims[][3] = {{13, 9, 3}, {5, 17, 1}, {2, 3, 3}};
+    size_t si, di;
+    int radius_seen[6] = {0};
+    for (si = 0; si < sizeof sigmas / sizeof sigmas[0]; si++)
+        for (di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            int w = dims[di][0], h = dims[di][1], c = dims[di][2];
+            size_t n = (size_t)w * h * c, i;
+            uint8_t *got = malloc(n), *want = malloc(n);
+            uint8_t *ws = malloc(bti_blur_ws_bytes(w, h, c, sigmas[si]));
+            int changed = 0;
+            for (i = 0; i < n; i++)
+                got[i] = want[i] = (uint8_t)((i * 97 + (i / 7) * 31 + (i % 5 ? 0 : 200)) & 0xff);
+            bti_aug_blur(got, w, h, c, sigmas[si], ws);
+            ref_blur(want, w, h, c, sigmas[si]);
+            for (i = 0; i < n; i++) {
+                ck_assert_msg(got[i] == want[i], "sigma %g, %dx%dx%d, byte %zu: %d, want %d",
+                              (double)sigmas[si], w, h, c, i, got[i], want[i]);
+                changed += got[i] != (uint8_t)((i * 97 + (i / 7) * 31 + (i % 5 ? 0 : 200)) & 0xff);
+            }
+            ck_assert_msg(changed > 0, "sigma %g left the image as it was", (double)sigmas[si]);
+            radius_seen[(int)bti_blur_box_radius(sigmas[si])] = 1;
+            free(got);
+            free(want);
+            free(ws);
+        }
+    ck_assert(radius_seen[0] && radius_seen[1] && radius_seen[2] && radius_seen[5]);
+    { /* sigma 0: Pillow returns the image as it is */
+        uint8_t img[12] = {0, 255, 3, 250, 9, 7, 128, 1, 2, 200, 100, 50}, same[12];
+        uint8_t *ws = malloc(bti_blur_ws_bytes(2, 2, 3, 0.0f));
+        memcpy(same, img, sizeof img);
+        bti_aug_blur(img, 2, 2, 3, 0.0f, ws);
+        ck_assert_mem_eq(img, same, sizeof img);
+        free(ws);
+    }
+}
+END_TEST
+
 START_TEST(resize_matches_pil)
 {
     int k;
@@ -927,6 +1010,7 @@ Suite *augment_suite(void)
     tcase_add_test(ops, hue_matches_pil);
     tcase_add_test(ops, gray_solarize_flip_match_pil);
     tcase_add_test(ops, blur_matches_pil);
+    tcase_add_test(ops, blur_wide_radius_matches_pillow_passes);
     tcase_add_test(ops, resize_matches_pil);
     tcase_add_test(ops, crop_fallback_matches_torchvision);
     tcase_add_test(ops, pipeline_matches_torchvision);

@@ -298,6 +298,47 @@ START_TEST(optimizer_state_of_another_kind_is_refused)
 }
 END_TEST
 
+/* LARS and SGD keep the same state tensors ("momentum"), so only the metadata tells them
+ * apart: loading one's state into the other is refused before anything moves. Saves with
+ * bad arguments write no file. */
+START_TEST(save_and_load_arguments_are_checked)
+{
+    bt_model *m = make("32-16", "0"), *b = make("32-16", "1"), *b0 = make("32-16", "1");
+    bt_optim *lars = make_optim(m, "lars"), *sgd = make_optim(b, "sgd");
+    const char *first;
+    char map[128];
+    step(m);
+    ck_assert_int_eq(bt_optim_step(lars), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_save(test_path("lars.safetensors"), m, lars, NULL), BT_OK);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("lars.safetensors"), b, sgd, NULL), BT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "holds lars optimizer state, not sgd"));
+    ck_assert(same_tensors(b, b0));
+    ck_assert_int_eq(bt_optim_step_count(sgd), 0);
+    ck_assert_int_eq(bt_checkpoint_load(test_path("lars.safetensors"), b, NULL, NULL), BT_OK);
+    ck_assert(same_tensors(b, m)); /* the weights alone load */
+
+    ck_assert_int_eq(bt_checkpoint_save(NULL, m, lars, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "path is NULL"));
+    ck_assert_int_eq(bt_checkpoint_load(NULL, m, NULL, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "path is NULL"));
+    ck_assert_int_eq(bt_checkpoint_save_ex(test_path("map.safetensors"), m, lars, NULL,
+                                           "backbone.=", 0), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "a renamed file holds weights only"));
+    ck_assert_int_eq(bt_model_tensor(m, 0, &first, NULL, NULL), BT_OK);
+    snprintf(map, sizeof map, "%s=", first);
+    ck_assert_int_eq(bt_checkpoint_save_ex(test_path("map.safetensors"), m, NULL, NULL, map, 0),
+                     BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "an empty name"));
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), first));
+    ck_assert_int_eq(access(test_path("map.safetensors"), F_OK), -1);
+    bt_optim_free(lars);
+    bt_optim_free(sgd);
+    bt_model_free(m);
+    bt_model_free(b);
+    bt_model_free(b0);
+}
+END_TEST
+
 /* The evaluation view travels with a saved augmentation handle, so a config
  * read from the file prepares images as in training; the training views do
  * not, and a file saved without the handle (or renamed) carries none. */
@@ -690,6 +731,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(tc, malformed_files_leave_the_model_unchanged);
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, optimizer_state_of_another_kind_is_refused);
+    tcase_add_test(tc, save_and_load_arguments_are_checked);
     tcase_add_test(tc, checkpoint_describes_its_model);
     tcase_add_test(tc, checkpoint_describes_its_eval_view);
     tcase_add_test(tc, partial_and_renamed_loads);

@@ -551,12 +551,64 @@ START_TEST(gathers_uneven_rows_in_rank_order)
 }
 END_TEST
 
+/* Allreduce of one rank: the buffer is already the sum; counts the calls. */
+static int32_t one_rank_allreduce(void *user, void *buf, int64_t count, int32_t dtype)
+{
+    (void)buf, (void)count, (void)dtype;
+    ++*(int *)user;
+    return 0;
+}
+
+/* A model whose communicator was freed refuses its training passes with BT_E_MISUSE instead
+ * of calling through a dangling handle; set back to NULL it trains as one process. One rank
+ * over a communicator computes what one process does. */
+START_TEST(a_freed_communicator_is_misuse)
+{
+    bt_model *m = make_model();
+    bt_comm *c;
+    bt_tensor *x[NV], *zt[NV];
+    float z[NV][NB * EMB];
+    int calls = 0, v;
+    ck_assert_int_eq(bt_comm_create(&c, 0, 1, one_rank_allreduce, NULL, &calls), BT_OK);
+    ck_assert_int_eq(bt_model_set_comm(m, c), BT_OK);
+    ck_assert_int_gt(calls, 0); /* the agreement on sizes and models */
+    forward_all(m, z);
+    for (v = 0; v < NV; v++)
+        ck_assert_msg(close_to(z[v], ref.z[v], NB * EMB, 1.0f), "view %d", v);
+
+    bt_comm_free(c);
+    for (v = 0; v < NV; v++) {
+        x[v] = tensor(NB, 1, SIDE, SIDE, 4);
+        zt[v] = tensor(NB, EMB, 0, 0, 2);
+        memcpy(bt_tensor_data(x[v]), ref.x[v], sizeof ref.x[v]);
+    }
+    calls = 0;
+    ck_assert_int_eq(bt_model_forward(m, NV, (const bt_tensor *const *)x, zt), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "its communicator was freed"));
+    ck_assert_int_eq(calls, 0);
+    for (v = 0; v < NV; v++) {
+        int64_t i;
+        for (i = 0; i < NB * EMB; i++)
+            ck_assert_float_eq(bt_tensor_data(zt[v])[i], 0.0f); /* nothing written */
+    }
+    ck_assert_int_eq(bt_model_set_comm(m, NULL), BT_OK);
+    ck_assert_int_eq(bt_model_forward(m, NV, (const bt_tensor *const *)x, zt), BT_OK);
+    for (v = 0; v < NV; v++) {
+        ck_assert_msg(close_to(bt_tensor_data(zt[v]), ref.z[v], NB * EMB, 1.0f), "view %d", v);
+        bt_tensor_free(x[v]);
+        bt_tensor_free(zt[v]);
+    }
+    bt_model_free(m);
+}
+END_TEST
+
 Suite *comm_suite(void)
 {
     Suite *s = suite_create("comm");
     TCase *t = tcase_create("model");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, comm_create_validates);
+    tcase_add_test(t, a_freed_communicator_is_misuse);
     tcase_add_test(t, gathers_uneven_rows_in_rank_order);
     tcase_add_test(t, ranks_compute_what_one_process_computes);
     tcase_add_test(t, a_bad_argument_on_one_rank_fails_everywhere);

@@ -147,6 +147,32 @@ START_TEST(unknown_names_are_unsupported)
 }
 END_TEST
 
+/* Values are at most 255 characters; a refused set keeps the value before it. NULL names
+ * and handles are misuse, with -1 from bt_config_is_set. */
+START_TEST(long_values_and_null_names_are_refused)
+{
+    char longv[300], buf[300];
+    memset(longv, '1', sizeof longv - 1);
+    longv[sizeof longv - 1] = '\0';
+    ck_assert_int_eq(bt_config_set(cfg, "model.projector", "64-64"), BT_OK);
+    ck_assert_int_eq(bt_config_set(cfg, "model.projector", longv), BT_E_INVALID_ARG);
+    ck_assert_str_eq(bt_last_error(), "option model.projector: value is longer than 255 characters");
+    ck_assert_str_eq(get("model.projector"), "64-64");
+    longv[255] = '\0'; /* 255 characters: long enough to get past the length, not a valid list */
+    ck_assert_int_eq(bt_config_set(cfg, "model.projector", longv), BT_E_INVALID_ARG);
+    ck_assert_ptr_null(strstr(bt_last_error(), "longer than"));
+    ck_assert_str_eq(get("model.projector"), "64-64");
+    ck_assert_int_eq(bt_config_set(cfg, "aug.mean", longv), BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_config_is_set(cfg, NULL), -1);
+    ck_assert_str_eq(bt_last_error(), "bt_config_is_set: name is NULL");
+    ck_assert_int_eq(bt_config_is_set(NULL, "seed"), -1);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bt_config_is_set: c is NULL"));
+    ck_assert_int_eq(bt_config_is_set(cfg, "model.projector"), 1);
+    ck_assert_int_eq(bt_config_get(cfg, "aug.mean", buf, sizeof buf), BT_OK);
+    ck_assert_str_eq(buf, "0.485,0.456,0.406");
+}
+END_TEST
+
 START_TEST(per_view_values_resolve_in_order)
 {
     /* imagenet preset: the paper's asymmetric blur and solarisation */
@@ -212,6 +238,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, listing_describes_every_option);
     tcase_add_test(tc, set_parses_and_validates);
     tcase_add_test(tc, unknown_names_are_unsupported);
+    tcase_add_test(tc, long_values_and_null_names_are_refused);
     tcase_add_test(tc, per_view_values_resolve_in_order);
     tcase_add_test(tc, get_checks_the_buffer);
     tcase_add_test(tc, configs_are_independent);

@@ -900,6 +900,14 @@ START_TEST(bad_create_arguments)
     ck_assert_int_eq(bt_layer_conv2d_create(&l, 3, 4, 3, 1, 1, 2), BT_E_INVALID_ARG);
     ck_assert_int_eq(bt_layer_linear_create(&l, 0, 4, 1), BT_E_INVALID_ARG);
     ck_assert_int_eq(bt_layer_linear_create(&l, 3, -1, 1), BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_layer_linear_create(&l, 3, 4, 2), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bias is 2; it must be 0 or 1"));
+    ck_assert_int_eq(bt_layer_linear_create(NULL, 3, 4, 1), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "out is NULL"));
+    ck_assert_int_eq(bt_layer_conv2d_create(&l, 3, 4, 4097, 1, 1, 1), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "kernel 4097"));
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "too large"));
+    ck_assert_int_eq(bt_layer_conv2d_create(&l, 3, 1 << 27, 3, 1, 1, 1), BT_E_INVALID_ARG);
     ck_assert_int_eq(bt_layer_batchnorm_create(&l, 0, 1e-5, 0.1, 1), BT_E_INVALID_ARG);
     ck_assert_int_eq(bt_layer_batchnorm_create(&l, 4, 0.0, 0.1, 1), BT_E_INVALID_ARG);
     ck_assert_int_eq(bt_layer_batchnorm_create(&l, 4, NAN, 0.1, 1), BT_E_INVALID_ARG);
@@ -909,6 +917,8 @@ START_TEST(bad_create_arguments)
     ck_assert_int_eq(bt_layer_maxpool2d_create(&l, 3, 2, 2), BT_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "half the kernel"));
     ck_assert_int_eq(bt_layer_maxpool2d_create(&l, 0, 1, 0), BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_layer_maxpool2d_create(NULL, 3, 2, 1), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "out is NULL"));
     ck_assert_int_eq(bt_layer_relu_create(NULL), BT_E_MISUSE);
     ck_assert_int_eq(bt_layer_avgpool_create(NULL), BT_E_MISUSE);
     ck_assert_ptr_null(l);
@@ -1033,6 +1043,157 @@ START_TEST(relu_and_pool_misuse)
 }
 END_TEST
 
+/* Overlapping tensors (bt_tensor_wrap over one buffer): relu runs in place but refuses a dx
+ * that partly overlaps dy, other layers refuse any overlap; a refused call writes nothing. */
+START_TEST(overlapping_tensors_are_refused)
+{
+    float buf[20], keep[20];
+    int64_t s8[2] = {2, 4};
+    bt_tensor *a, *b, *c, *x, *y;
+    bt_layer *r = NULL, *lin = NULL;
+    int i;
+    for (i = 0; i < 20; i++)
+        buf[i] = (float)(i % 3) - 1.0f; /* -1, 0, 1, ... */
+    ck_assert_int_eq(bt_tensor_wrap(&a, buf, 2, s8), BT_OK);      /* buf[0..8) */
+    ck_assert_int_eq(bt_tensor_wrap(&b, buf + 2, 2, s8), BT_OK);  /* buf[2..10) */
+    ck_assert_int_eq(bt_tensor_wrap(&c, buf + 10, 2, s8), BT_OK); /* buf[10..18) */
+    ck_assert_int_eq(bt_layer_relu_create(&r), BT_OK);
+    ck_assert_int_eq(bt_layer_forward(r, a, a, 1), BT_OK);
+    memcpy(keep, buf, sizeof keep);
+    ck_assert_int_eq(bt_layer_backward(r, a, b), BT_E_INVALID_ARG);
+    ck_assert_str_eq(bt_last_error(), "bt_layer_backward: dx partly overlaps dy");
+    ck_assert_mem_eq(keep, buf, sizeof keep);
+    ck_assert_int_eq(bt_layer_backward(r, a, c), BT_OK); /* apart: the masked gradient */
+    for (i = 0; i < 8; i++)
+        ck_assert_float_eq(buf[10 + i], keep[i] > 0 ? keep[i] : 0.0f);
+
+    ck_assert_int_eq(bt_layer_linear_create(&lin, 4, 4, 0), BT_OK);
+    ck_assert_int_eq(bt_tensor_create(&x, 2, s8), BT_OK);
+    ck_assert_int_eq(bt_tensor_create(&y, 2, s8), BT_OK);
+    ck_assert_int_eq(bt_layer_forward(lin, x, y, 1), BT_OK);
+    memcpy(keep, buf, sizeof keep);
+    ck_assert_int_eq(bt_layer_backward(lin, a, b), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "dx overlaps dy or x"));
+    ck_assert_int_eq(bt_layer_backward(lin, a, a), BT_E_INVALID_ARG);
+    ck_assert_mem_eq(keep, buf, sizeof keep);
+    ck_assert_int_eq(bt_layer_backward(lin, a, c), BT_OK);
+    bt_layer_free(r);
+    bt_layer_free(lin);
+    bt_tensor_free(a);
+    bt_tensor_free(b);
+    bt_tensor_free(c);
+    bt_tensor_free(x);
+    bt_tensor_free(y);
+}
+END_TEST
+
+/* The private entry points the model calls check what the public ones do: groups,
+ * NULL tensors, and the BatchNorm-only fused forms on another type. */
+START_TEST(private_checks_refuse_bad_arguments)
+{
+    bt_layer *bn = NULL, *lin = NULL;
+    int64_t shape[2] = {4, 3};
+    bt_tensor *x = random_tensor(2, shape), *y = random_tensor(2, shape),
+              *wrong = random_tensor(2, (int64_t[2]){4, 2});
+    struct bti_buffer shared = {NULL, 0};
+    float rm[3];
+    ck_assert_int_eq(bti_layer_batchnorm_new(&bn, 3, 1e-5, 0.1, 1, "test"), BT_OK);
+    ck_assert_int_eq(bti_layer_linear_new(&lin, 3, 3, 1, "test"), BT_OK);
+    bti_layer_set_scratch(bn, &shared);
+    memcpy(rm, bti_layer_value(bn, 2)->data, sizeof rm);
+    ck_assert_int_eq(bti_layer_forward(bn, x, y, 1, 0), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "groups is 0; it must be >= 1"));
+    ck_assert_int_eq(bti_layer_forward(bn, NULL, y, 1, 1), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "x is NULL"));
+    ck_assert_int_eq(bti_layer_forward(bn, x, NULL, 1, 1), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "y is NULL"));
+    ck_assert_int_eq(bti_layer_forward_fused(lin, x, y, 1, 1, NULL, 1), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "not a batchnorm"));
+    ck_assert_int_eq(bti_layer_forward_fused(bn, x, NULL, 1, 1, NULL, 1), BT_E_MISUSE);
+    ck_assert_int_eq(bti_layer_forward_fused(bn, x, y, 1, 1, wrong, 1), BT_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "skip does not have the output's shape"));
+    ck_assert_int_eq(bti_layer_forward_fused(bn, x, y, 1, 1, y, 1), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "y overlaps x or skip"));
+    ck_assert_mem_eq(rm, bti_layer_value(bn, 2)->data, sizeof rm); /* no statistics moved */
+    ck_assert_int_eq(bti_layer_backward(bn, y, NULL), BT_E_STATE); /* no forward yet */
+    ck_assert_int_eq(bti_layer_forward_fused(bn, x, y, 1, 1, NULL, 1), BT_OK);
+    ck_assert_int_eq(bti_layer_backward(bn, NULL, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "dy is NULL"));
+    ck_assert_int_eq(bti_layer_backward_masked(lin, y, NULL, y), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "not a batchnorm"));
+    ck_assert_int_eq(bti_layer_backward_masked(bn, NULL, NULL, y), BT_E_MISUSE);
+    ck_assert_int_eq(bti_layer_backward_masked(bn, x, NULL, wrong), BT_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "mask does not have the output's shape"));
+    ck_assert_int_eq(bti_layer_backward_masked(bn, x, y, y), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "dx overlaps mask"));
+    ck_assert_int_eq(bti_layer_backward_masked(bn, x, NULL, y), BT_OK);
+    bti_layer_destroy(bn);
+    bti_layer_destroy(lin);
+    bti_buffer_release(&shared);
+    bt_tensor_free(x);
+    bt_tensor_free(y);
+    bt_tensor_free(wrong);
+}
+END_TEST
+
+/* The model's fused BatchNorm forms in the combinations its ResNet never asks for: a skip
+ * without ReLU in training, and the masked backward after an eval forward, for [N, C] and
+ * [N, C, H, W]; each must equal the plain form followed by the add or the mask. */
+START_TEST(fused_batchnorm_forms_match_the_plain_ones)
+{
+    static const int64_t shapes[2][4] = {{6, 3, 0, 0}, {4, 3, 5, 5}};
+    int si;
+    for (si = 0; si < 2; si++) {
+        const int nd = si == 0 ? 2 : 4;
+        bt_layer *f = NULL, *p = NULL;
+        struct bti_buffer sf = {NULL, 0}, sp = {NULL, 0};
+        bt_tensor *x = random_tensor(nd, shapes[si]), *skip = random_tensor(nd, shapes[si]),
+                  *y1 = random_tensor(nd, shapes[si]), *y2 = random_tensor(nd, shapes[si]),
+                  *dy = random_tensor(nd, shapes[si]), *mask = random_tensor(nd, shapes[si]),
+                  *dx1 = random_tensor(nd, shapes[si]), *dx2 = random_tensor(nd, shapes[si]);
+        int64_t i, n = bt_tensor_numel(x), masked = 0;
+        ck_assert_int_eq(bti_layer_batchnorm_new(&f, 3, 1e-5, 0.1, 1, "test"), BT_OK);
+        ck_assert_int_eq(bti_layer_batchnorm_new(&p, 3, 1e-5, 0.1, 1, "test"), BT_OK);
+        bti_layer_set_scratch(f, &sf);
+        bti_layer_set_scratch(p, &sp);
+        ck_assert_int_eq(bti_layer_forward_fused(f, x, y1, 1, 1, skip, 0), BT_OK);
+        ck_assert_int_eq(bti_layer_forward(p, x, y2, 1, 1), BT_OK);
+        for (i = 0; i < n; i++) {
+            const float want = bt_tensor_data(y2)[i] + bt_tensor_data(skip)[i];
+            ck_assert_msg(fabsf(bt_tensor_data(y1)[i] - want) <= 1e-6f * (1 + fabsf(want)),
+                          "%dd: y[%lld] = %g, want %g", nd, (long long)i,
+                          (double)bt_tensor_data(y1)[i], (double)want);
+        }
+        ck_assert_mem_eq(bti_layer_value(f, 2)->data, bti_layer_value(p, 2)->data,
+                         3 * sizeof(float)); /* the same running statistics */
+        ck_assert_int_eq(bti_layer_forward(f, x, y1, 0, 1), BT_OK);
+        ck_assert_int_eq(bti_layer_forward(p, x, y2, 0, 1), BT_OK);
+        ck_assert_int_eq(bti_layer_backward_masked(f, dy, dx1, mask), BT_OK);
+        ck_assert_int_eq(bti_layer_backward(p, dy, dx2), BT_OK);
+        for (i = 0; i < n; i++) {
+            const float m = bt_tensor_data(mask)[i], want = m > 0 ? bt_tensor_data(dx2)[i] : 0.0f;
+            masked += m <= 0;
+            ck_assert_msg(fabsf(bt_tensor_data(dx1)[i] - want) <= 1e-6f * (1 + fabsf(want)),
+                          "%dd: dx[%lld] = %g, want %g", nd, (long long)i,
+                          (double)bt_tensor_data(dx1)[i], (double)want);
+        }
+        ck_assert(masked > 0 && masked < n);
+        bti_layer_destroy(f);
+        bti_layer_destroy(p);
+        bti_buffer_release(&sf);
+        bti_buffer_release(&sp);
+        bt_tensor_free(x);
+        bt_tensor_free(skip);
+        bt_tensor_free(y1);
+        bt_tensor_free(y2);
+        bt_tensor_free(dy);
+        bt_tensor_free(mask);
+        bt_tensor_free(dx1);
+        bt_tensor_free(dx2);
+    }
+}
+END_TEST
+
 Suite *layer_suite(void)
 {
     Suite *s = suite_create("layer");
@@ -1057,6 +1218,9 @@ Suite *layer_suite(void)
     tcase_add_test(api, bad_create_arguments);
     tcase_add_test(api, wrong_shapes_and_order);
     tcase_add_test(api, relu_and_pool_misuse);
+    tcase_add_test(api, overlapping_tensors_are_refused);
+    tcase_add_test(api, private_checks_refuse_bad_arguments);
+    tcase_add_test(api, fused_batchnorm_forms_match_the_plain_ones);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, api);
     return s;

@@ -645,6 +645,8 @@ START_TEST(misuse_leaves_state)
     ck_assert_int_eq(bt_loss_forward(l, v1, v1, &v), BT_E_SHAPE);
     ck_assert_int_eq(bt_loss_forward(l, t3, t3, &v), BT_E_SHAPE);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "[2, 4, 16]"));
+    ck_assert_int_eq(bt_loss_forward(l, a, t3, &v), BT_E_SHAPE); /* only zb has three */
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "zb has shape [2, 4, 16]; expected 2 dimensions"));
     ck_assert_int_eq(bt_loss_forward(l, one, one_b, &v), BT_E_SHAPE);
     ck_assert_ptr_nonnull(strstr(bt_last_error(), "N must be >= 2"));
     ck_assert_int_eq(bt_loss_forward(l, (bt_tensor *)l, b, &v), BT_E_MISUSE);

@@ -415,6 +415,98 @@ START_TEST(misuse_is_reported_and_changes_nothing)
 }
 END_TEST
 
+/* The argument checks misuse_is_reported_and_changes_nothing leaves out: each failure names
+ * the argument, caches no forward and leaves the parameters and gradients as they were. */
+START_TEST(argument_checks_name_the_argument)
+{
+    bt_model *m = make(small_opts);
+    bt_config *c;
+    bt_tensor *x[2], *z[2], *x3 = tensor4(3, 1, 28, 28), *one[2], *z1[2], *w, *g;
+    const bt_tensor *feat;
+    float wbefore[16];
+    int v;
+    fill(m);
+    for (v = 0; v < 2; v++) {
+        x[v] = tensor4(4, 1, 28, 28);
+        fill_pattern(x[v], 70 + (uint64_t)v, 1.0);
+        z[v] = tensor2(4, 512);
+        one[v] = tensor4(1, 1, 28, 28);
+        z1[v] = tensor2(1, 512);
+    }
+    ck_assert_int_eq(bt_model_tensor(m, 0, NULL, &w, &g), BT_OK);
+    memcpy(wbefore, bt_tensor_data(w), sizeof wbefore);
+
+    /* views of different batch sizes */
+    {
+        bt_tensor *xx[2] = {x[0], x3};
+        ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)xx, z), BT_E_SHAPE);
+        ck_assert_ptr_nonnull(strstr(bt_last_error(), "views must match"));
+        ck_assert_ptr_nonnull(strstr(bt_last_error(), "[3, 1, 28, 28]"));
+    }
+    /* a training batch of one image per view: BatchNorm needs two */
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)one, z1), BT_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "at least 2"));
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "z is NULL"));
+    {
+        bt_tensor *zz[2] = {z[0], NULL};
+        ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, zz), BT_E_MISUSE);
+        ck_assert_ptr_nonnull(strstr(bt_last_error(), "z[1]"));
+    }
+    ck_assert_int_eq(bt_model_features(m, 0, &feat), BT_E_STATE); /* no forward was cached */
+    ck_assert_int_eq(bt_model_features(m, 0, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "out is NULL"));
+    ck_assert(memcmp(wbefore, bt_tensor_data(w), sizeof wbefore) == 0);
+
+    /* a failed backward keeps the forward: the right call still runs, once */
+    ck_assert_int_eq(bt_model_forward(m, 2, (const bt_tensor *const *)x, z), BT_OK);
+    fill_pattern(z[0], 80, 0.1);
+    fill_pattern(z[1], 81, 0.1);
+    ck_assert_int_eq(bt_model_backward(m, 2, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "dz is NULL"));
+    {
+        bt_tensor *dd[2] = {z[0], NULL};
+        ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)dd), BT_E_MISUSE);
+        ck_assert_ptr_nonnull(strstr(bt_last_error(), "dz[1]"));
+    }
+    {
+        bt_tensor *dd[2] = {z[0], z1[1]};
+        ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)dd), BT_E_SHAPE);
+        ck_assert_ptr_nonnull(strstr(bt_last_error(), "dz[1] is [1, 512]; expected [4, 512]"));
+    }
+    for (v = 0; v < 16; v++)
+        ck_assert_float_eq(bt_tensor_data(g)[v], 0.0f);
+    ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)z), BT_OK);
+    for (v = 0; v < 16 && bt_tensor_data(g)[v] == 0.0f; v++)
+        ;
+    ck_assert_msg(v < 16, "the backward after the failed ones left the gradient at zero");
+    ck_assert_int_eq(bt_model_backward(m, 2, (const bt_tensor *const *)z), BT_E_STATE);
+    ck_assert(memcmp(wbefore, bt_tensor_data(w), sizeof wbefore) == 0);
+
+    /* threads, the sizes of a non-model, the creation's out */
+    ck_assert_int_eq(bt_model_set_threads(m, 0), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "threads is 0"));
+    ck_assert_int_eq(bt_model_set_threads(m, 1025), BT_E_INVALID_ARG);
+    ck_assert_int_eq(bt_model_set_threads(m, 1), BT_OK);
+    ck_assert_int_eq(bt_model_feature_dim(NULL), -1);
+    ck_assert_int_eq(bt_model_embed_dim(NULL), -1);
+    ck_assert_int_eq(bt_model_feature_dim(m), 64);
+    ck_assert_int_eq(bt_model_embed_dim(m), 512);
+    ck_assert_int_eq(bt_config_create(&c), BT_OK);
+    ck_assert_int_eq(bt_model_create(NULL, c), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "out is NULL"));
+    bt_config_free(c);
+    for (v = 0; v < 2; v++) {
+        bt_tensor_free(x[v]);
+        bt_tensor_free(z[v]);
+        bt_tensor_free(one[v]);
+        bt_tensor_free(z1[v]);
+    }
+    bt_tensor_free(x3);
+    bt_model_free(m);
+}
+END_TEST
+
 START_TEST(gradients_accumulate_until_zeroed)
 {
     bt_model *m = make(small_opts);
@@ -612,6 +704,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, initialisation_follows_torchvision);
     tcase_add_test(tc, eval_encoding_is_per_sample_and_changes_nothing);
     tcase_add_test(tc, misuse_is_reported_and_changes_nothing);
+    tcase_add_test(tc, argument_checks_name_the_argument);
     tcase_add_test(tc, gradients_accumulate_until_zeroed);
     tcase_add_test(tc, fused_steps_give_the_same_bits);
     tcase_add_test(tc, workspace_bytes_match_a_step);

@@ -651,6 +651,95 @@ START_TEST(add_tensor_misuse)
 }
 END_TEST
 
+/* bt_optim_add_layer: the layer's trainable tensors under its names, a step that moves them
+ * by -lr * grad (sgd, no momentum or decay), and all or nothing on failure. */
+START_TEST(add_layer_attaches_all_or_nothing)
+{
+    static const char *const kv[] = {"optim.kind", "sgd", "optim.momentum", "0",
+                                     "optim.weight_decay", "0", "optim.schedule", "constant",
+                                     "optim.lr", "0.5", "optim.lr_bias", "0.25", NULL};
+    bt_optim *o = optim_of(kv), *o2 = optim_of(kv);
+    bt_layer *lin, *relu, *bn, *lin2;
+    bt_tensor *w, *gw, *b, *gb, *other, *gother;
+    const char *name;
+    float w0[12], b0[3];
+    int64_t s1[1] = {3};
+    double lr0, lr1;
+    int i;
+    ck_assert_int_eq(bt_layer_linear_create(&lin, 4, 3, 1), BT_OK);
+    ck_assert_int_eq(bt_layer_linear_create(&lin2, 4, 3, 1), BT_OK);
+    ck_assert_int_eq(bt_layer_relu_create(&relu), BT_OK);
+    ck_assert_int_eq(bt_layer_batchnorm_create(&bn, 3, 1e-5, 0.1, 0), BT_OK);
+
+    /* bad handles and layers without a trainable tensor add nothing */
+    ck_assert_int_eq(bt_optim_add_layer(NULL, lin), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bt_optim_add_layer: o is NULL"));
+    ck_assert_int_eq(bt_optim_add_layer(o, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bt_optim_add_layer: l is NULL"));
+    ck_assert_int_eq(bt_optim_add_layer(o, (bt_layer *)o2), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "not a live"));
+    ck_assert_int_eq(bt_optim_add_model(o, NULL), BT_E_MISUSE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bt_optim_add_model: m is NULL"));
+    ck_assert_int_eq(bt_optim_add_model(NULL, NULL), BT_E_MISUSE);
+    ck_assert_int_eq(bt_optim_add_layer(o, relu), BT_E_STATE);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "no trainable tensor"));
+    ck_assert_int_eq(bt_optim_add_layer(o, bn), BT_E_STATE); /* no affine: buffers only */
+    ck_assert_int_eq(bti_optim_tensor_count(o), 0);
+
+    /* a failure on the layer's second tensor takes back its first */
+    other = tensor_from(1, s1, NULL);
+    gother = tensor_from(1, s1, NULL);
+    ck_assert_int_eq(bt_optim_add_tensor(o2, other, gother, "bias"), BT_OK);
+    ck_assert_int_eq(bt_optim_add_layer(o2, lin2), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "bias"));
+    ck_assert_int_eq(bti_optim_tensor_count(o2), 1);
+    ck_assert_int_eq(bti_optim_state_count(o2), 1);
+
+    /* the layer's two tensors, its names, one step of sgd */
+    ck_assert_int_eq(bt_optim_add_layer(o, lin), BT_OK);
+    ck_assert_int_eq(bti_optim_tensor_count(o), 2);
+    ck_assert_int_eq(bti_optim_state_count(o), 2);
+    ck_assert_int_eq(bti_optim_state(o, 0, &name, NULL), BT_OK);
+    ck_assert_str_eq(name, "optim.weight.momentum");
+    ck_assert_int_eq(bti_optim_state(o, 1, &name, NULL), BT_OK);
+    ck_assert_str_eq(name, "optim.bias.momentum");
+    ck_assert_int_eq(bt_optim_add_layer(o, lin), BT_E_INVALID_ARG); /* already added */
+    ck_assert_int_eq(bti_optim_tensor_count(o), 2);
+    ck_assert_int_eq(bt_layer_tensor(lin, 0, NULL, &w, &gw), BT_OK);
+    ck_assert_int_eq(bt_layer_tensor(lin, 1, NULL, &b, &gb), BT_OK);
+    for (i = 0; i < 12; i++)
+        bt_tensor_data(gw)[i] = (float)(i - 5) / 8;
+    for (i = 0; i < 3; i++)
+        bt_tensor_data(gb)[i] = (float)(i + 1) / 4;
+    memcpy(w0, bt_tensor_data(w), sizeof w0);
+    memcpy(b0, bt_tensor_data(b), sizeof b0);
+    lr0 = bt_optim_lr(o, 0);
+    lr1 = bt_optim_lr(o, 1);
+    ck_assert_double_gt(lr0, 0);
+    ck_assert_double_gt(lr1, 0);
+    ck_assert_double_ne(lr0, lr1);
+    ck_assert_int_eq(bt_optim_step(o), BT_OK);
+    for (i = 0; i < 12; i++)
+        ck_assert_float_eq_tol(bt_tensor_data(w)[i], w0[i] - (float)lr0 * bt_tensor_data(gw)[i],
+                               1e-6f);
+    for (i = 0; i < 3; i++)
+        ck_assert_float_eq_tol(bt_tensor_data(b)[i], b0[i] - (float)lr1 * bt_tensor_data(gb)[i],
+                               1e-6f);
+    /* an optimizer that has stepped takes no more tensors */
+    ck_assert_int_eq(bt_optim_add_layer(o, lin2), BT_E_STATE);
+    ck_assert_int_eq(bti_optim_tensor_count(o), 2);
+
+    bt_optim_free(o);
+    bt_optim_free(o2);
+    bt_tensor_free(other);
+    bt_tensor_free(gother);
+    bt_layer_free(lin);
+    bt_layer_free(lin2);
+    bt_layer_free(relu);
+    bt_layer_free(bn);
+}
+END_TEST
+
 START_TEST(truncate_removes_tensors_and_names)
 {
     bt_optim *o;
@@ -699,6 +788,7 @@ Suite *optim_suite(void)
     tcase_add_test(tc, grad_scale_overflow_is_refused);
     tcase_add_test(tc, create_rejects_bad_combinations);
     tcase_add_test(tc, add_tensor_misuse);
+    tcase_add_test(tc, add_layer_attaches_all_or_nothing);
     tcase_add_test(tc, truncate_removes_tensors_and_names);
     suite_add_tcase(s, tc);
     return s;

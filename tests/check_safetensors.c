@@ -598,8 +598,12 @@ START_TEST(bad_json)
                "not a string");
     expect_bad("{\"__metadata__\":{\"k\":\"v\",\"k\":\"w\"}}", 0, BT_E_FORMAT, "duplicate key 'k'",
                NULL);
+    expect_bad("{\"w\":{\"shape\":[2],\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+               8, BT_E_FORMAT, "tensor 'w'", "field 'shape' given twice");
+    expect_bad("{\"w", 0, BT_E_FORMAT, "unterminated string", NULL);
+    expect_bad("{\"w\\", 0, BT_E_FORMAT, NULL, NULL); /* the file ends inside an escape */
     /* And what is fine: escapes, white space, empty metadata, key order. */
-    expect_ok("{ \"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\" : { \"data_offsets\" : [ 0 , 8 ] ,"
+    expect_ok("{ \"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\u00C9\\ud83d\\uDE00\" : { \"data_offsets\" : [ 0 , 8 ] ,"
               " \"shape\" : [ 2 ] , \"dtype\" : \"F32\" } , \"__metadata__\" : { } }",
               8);
 }
@@ -699,6 +703,67 @@ START_TEST(conversion_must_be_exact)
     ck_assert(bti_st_to_f32(NULL, out, "c") == BT_E_INVALID_ARG);
     t = tensor("nodata", BTI_ST_F32, 1, s2, NULL);
     ck_assert(bti_st_to_f32(&t, out, "c") == BT_E_INVALID_ARG);
+}
+END_TEST
+
+/* The integer dtypes, F16 and BF16 convert exactly, infinities and NaN included; an integer
+ * that float32 cannot hold is refused, naming the element; a malformed tensor record is an
+ * argument error. */
+START_TEST(integers_and_halves_convert_exactly)
+{
+    const int8_t i8[3] = {-128, 127, -1};
+    const int16_t i16[2] = {-32768, 32767};
+    const uint16_t u16[1] = {65535};
+    const int32_t i32[2] = {-2147483647 - 1, 16777217};
+    const uint32_t u32[2] = {4294967040u, 4294967295u};
+    const uint16_t f16[7] = {0x3C00, 0xC000, 0x0001, 0x8000, 0x7C00, 0xFC00, 0x7E00};
+    const uint16_t bf16[2] = {0x3F80, 0xC2F7};
+    const int64_t s1[1] = {1}, s2[1] = {2}, s3[1] = {3}, s7[1] = {7}, neg[1] = {-1};
+    float out[7];
+    struct bti_st_tensor t = tensor("i8", BTI_ST_I8, 1, s3, i8);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == -128.0f && out[1] == 127.0f && out[2] == -1.0f);
+    t = tensor("i16", BTI_ST_I16, 1, s2, i16);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == -32768.0f && out[1] == 32767.0f);
+    t = tensor("u16", BTI_ST_U16, 1, s1, u16);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == 65535.0f);
+    t = tensor("i32", BTI_ST_I32, 1, s2, i32);
+    out[0] = out[1] = -7;
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_E_FORMAT);
+    ck_assert_msg(contains(bt_last_error(), "tensor 'i32' (I32, shape [2]): element 1 = 16777217"),
+                  "%s", bt_last_error());
+    ck_assert(out[0] == -7 && out[1] == -7); /* checked before anything is written */
+    t.shape[0] = 1;
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == -2147483648.0f);
+    t = tensor("u32", BTI_ST_U32, 1, s2, u32);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, NULL), BT_E_FORMAT);
+    ck_assert_msg(contains(bt_last_error(), "'(unnamed)'") && contains(bt_last_error(), "4294967295"),
+                  "%s", bt_last_error());
+    t.shape[0] = 1;
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == 4294967040.0f);
+    t = tensor("f16", BTI_ST_F16, 1, s7, f16);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == 1.0f && out[1] == -2.0f && out[2] == ldexpf(1.0f, -24));
+    ck_assert(out[3] == 0.0f && signbit(out[3]));
+    ck_assert(isinf(out[4]) && out[4] > 0 && isinf(out[5]) && out[5] < 0 && isnan(out[6]));
+    t = tensor("bf16", BTI_ST_BF16, 1, s2, bf16);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_OK);
+    ck_assert(out[0] == 1.0f && out[1] == -123.5f);
+    /* records no reader makes */
+    t = tensor("x", BTI_ST_DTYPE_COUNT, 1, s1, u16);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "tensor 'x' has dtype"));
+    t = tensor("x", BTI_ST_F32, 1, s1, u16);
+    t.ndim = BTI_ST_MAX_DIMS + 1;
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "9 dimensions"));
+    t = tensor("x", BTI_ST_F32, 1, neg, u16);
+    ck_assert_int_eq(bti_st_to_f32(&t, out, "c"), BT_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(bt_last_error(), "tensor 'x' has shape [-1]"));
 }
 END_TEST
 
@@ -971,6 +1036,7 @@ Suite *safetensors_suite(void)
     tcase_add_test(tc, bad_json);
     tcase_add_test(tc, bad_tensors);
     tcase_add_test(tc, conversion_must_be_exact);
+    tcase_add_test(tc, integers_and_halves_convert_exactly);
     tcase_add_test(tc, write_to_missing_directory);
     tcase_add_test(tc, overwrite_replaces_fully);
     tcase_add_test(tc, failed_write_keeps_previous_file);
