@@ -246,8 +246,8 @@ check-valgrind:
 	$(MAKE) $(BUILD)/tests/runner
 	cd tests && export CK_FORK=no; for l in $(VALGRIND_LEVELS); do for s in $(VALGRIND_SUITES); do \
 	  if [ $$s = all ]; then unset CK_RUN_SUITE; else export CK_RUN_SUITE=$$s; fi; \
-	  BT_CPU=$$l valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-	    ../$(BUILD)/tests/runner || exit 1; \
+	  BT_CPU=$$l valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+	    --errors-for-leak-kinds=definite ../$(BUILD)/tests/runner || exit 1; \
 	done; done
 
 # The concurrency suites under ThreadSanitizer (docs/THREADS.md, "How it is checked"): clang,
