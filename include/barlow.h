@@ -543,7 +543,8 @@ BT_API bt_status bt_model_forward_backbone(bt_model *m, int32_t nviews, const bt
  * forward or a backward since); BT_E_SHAPE (nviews differs from the
  * forward's, a dfeatures[v] not [N, feature_dim], a dx[v] not the shape of
  * x[v]). The checks come first: a failed call changes nothing. Allocates
- * nothing. One backward per forward, as bt_model_backward. */
+ * nothing. One backward per forward, as bt_model_backward. One handle, one
+ * thread at a time. */
 BT_API bt_status bt_model_backward_backbone(bt_model *m, int32_t nviews,
                                             const bt_tensor *const *dfeatures,
                                             bt_tensor *const *dx);
@@ -558,7 +559,8 @@ BT_API bt_status bt_model_backward_backbone(bt_model *m, int32_t nviews,
  * bt_model_backward_backbone with dx gives it); BT_E_STATE (no such backward:
  * none yet, or a forward or bt_model_encode since); BT_E_INVALID_ARG (view
  * outside 0..nviews-1); BT_E_SHAPE (dx not [N, feature_dim]). A failed call
- * changes nothing; m is only read. */
+ * changes nothing; m is only read, but like every call on m it must not
+ * overlap another call on m from a second thread. */
 BT_API bt_status bt_model_input_grad(bt_model *m, int32_t view, bt_tensor *dx);
 
 /* The bytes of workspace a training step (bt_model_forward of nviews views,
