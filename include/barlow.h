@@ -435,12 +435,17 @@ BT_API bt_status bt_layer_reset_parameters(bt_layer *l, uint64_t seed);
 
 /* Build a model from cfg: model.arch, model.block, model.blocks, model.widths,
  * model.stem, model.in_channels, model.zero_init_residual, model.projector,
- * model.projector_bias, model.projector_bn, seed (initialisation), threads
- * and cpu.level (the model and all its layers run at that level). cfg is
- * required here (unlike the other create functions) and not kept.
+ * model.projector_bias, model.projector_bn, model.feature_dim, seed
+ * (initialisation), threads and cpu.level (the model and all its layers run
+ * at that level). cfg is required here (unlike the other create functions)
+ * and not kept. model.arch "none" builds the projector alone: its input is
+ * the host's own features, [N, model.feature_dim] per view (2-D), from an
+ * encoder the host runs itself; bt_model_feature_dim is then
+ * model.feature_dim and bt_model_encode the identity.
  * Returns BT_OK; BT_E_MISUSE (out NULL, cfg NULL or not a live config);
  * BT_E_INVALID_ARG (model.blocks and model.widths of different lengths with
- * model.arch "resnet"; BT_CPU unknown); BT_E_UNSUPPORTED (cpu.level or
+ * model.arch "resnet"; model.arch "none" without model.feature_dim >= 1, or
+ * model.feature_dim set with another arch; BT_CPU unknown); BT_E_UNSUPPORTED (cpu.level or
  * BT_CPU names a level this CPU cannot run); BT_E_NOMEM. */
 BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg);
 
@@ -457,7 +462,8 @@ BT_API int64_t bt_model_feature_dim(const bt_model *m);
 BT_API int64_t bt_model_embed_dim(const bt_model *m);
 
 /* Training-mode forward of nviews views (1 to 8). x[v] are [N, C, H, W] with
- * the same shape for every view (C = model.in_channels, N >= 2 since
+ * the same shape for every view ([N, model.feature_dim] with model.arch
+ * "none") (C = model.in_channels, N >= 2 since
  * BatchNorm needs a batch, H and W large enough for the strides); z[v] are
  * caller-created [N, embed_dim] outputs. Each view is its own BatchNorm batch,
  * exactly as if each view went through the network alone, and running
@@ -499,8 +505,63 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
  * loss's gradient and the gradients gain that loss's whole parameter gradient
  * (summed over the ranks; what was accumulated before is counted once); a
  * failed call leaves the gradients as they were but, like a successful one,
- * consumes the forward; and BT_E_COMM as that section says. */
+ * consumes the forward; and BT_E_COMM as that section says. With model.arch
+ * "none" it also keeps the gradient with respect to the input views, for
+ * bt_model_input_grad. */
 BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor *const *dz);
+
+/* Training-mode forward of the backbone alone, for a host that trains the
+ * encoder with its own head (a bt_layer linear classifier, say) instead of the
+ * projector and the Barlow Twins loss. x[v] are [N, model.in_channels, H, W]
+ * views as for bt_model_forward (same shape for every view, N >= 2); features[v]
+ * are caller-created [N, bt_model_feature_dim(m)] outputs. Each view is its own
+ * BatchNorm batch and running statistics update once per view, in view order,
+ * as bt_model_forward does; the projector does not run. x is copied. The
+ * forward replaces any cached one (bt_model_features then gives these
+ * features); a switch between this call and bt_model_forward, or a new shape,
+ * plans the workspace again.
+ * Returns BT_OK; BT_E_MISUSE (m bad; x, features, an x[v] or a features[v]
+ * NULL or not live); BT_E_INVALID_ARG (nviews outside 1..8); BT_E_SHAPE (as
+ * bt_model_forward, with features[v] in place of z[v]; the message gives the
+ * expected and actual shapes); BT_E_UNSUPPORTED (model.arch "none", which has
+ * no backbone; a communicator is set); BT_E_NOMEM. A failed call changes no
+ * weights or running statistics (BT_E_NOMEM discards the cached forward, as
+ * bt_model_forward). One handle, one thread at a time. */
+BT_API bt_status bt_model_forward_backbone(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+                                           bt_tensor *const *features);
+
+/* Backward of the last bt_model_forward_backbone: dfeatures[v] are the
+ * [N, feature_dim] gradients of the host's loss with respect to features[v].
+ * Parameter gradients ACCUMULATE (sum over the views) until
+ * bt_model_zero_grad(); the projector's are untouched. dx is NULL (no input
+ * gradient, which saves the first convolution's input gradient) or nviews
+ * caller-created tensors shaped like x[v], which receive the gradient with
+ * respect to each view (overwritten). dfeatures and dx are borrowed.
+ * Returns BT_OK; BT_E_MISUSE (m bad; dfeatures, a dfeatures[v] or a dx[v]
+ * NULL or not live); BT_E_STATE (no backbone forward cached: none yet, or
+ * the cached forward is a bt_model_forward's, or bt_model_encode, a failed
+ * forward or a backward since); BT_E_SHAPE (nviews differs from the
+ * forward's, a dfeatures[v] not [N, feature_dim], a dx[v] not the shape of
+ * x[v]). The checks come first: a failed call changes nothing. Allocates
+ * nothing. One backward per forward, as bt_model_backward. One handle, one
+ * thread at a time. */
+BT_API bt_status bt_model_backward_backbone(bt_model *m, int32_t nviews,
+                                            const bt_tensor *const *dfeatures,
+                                            bt_tensor *const *dx);
+
+/* After bt_model_backward of a model.arch "none" model: the gradient with
+ * respect to view `view`'s input (x[view] of the forward, the host's
+ * features) into dx, a caller-created [N, feature_dim] tensor (overwritten),
+ * so a host chains the backward into its own encoder. Valid until the next
+ * forward or bt_model_encode; with a communicator, this rank's rows.
+ * Returns BT_OK; BT_E_MISUSE (m bad; dx NULL or not live); BT_E_UNSUPPORTED
+ * (a ResNet model: its bt_model_backward does not compute the image gradient;
+ * bt_model_backward_backbone with dx gives it); BT_E_STATE (no such backward:
+ * none yet, or a forward or bt_model_encode since); BT_E_INVALID_ARG (view
+ * outside 0..nviews-1); BT_E_SHAPE (dx not [N, feature_dim]). A failed call
+ * changes nothing; m is only read, but like every call on m it must not
+ * overlap another call on m from a second thread. */
+BT_API bt_status bt_model_input_grad(bt_model *m, int32_t view, bt_tensor *dx);
 
 /* The bytes of workspace a training step (bt_model_forward of nviews views,
  * each of shape[0..ndim-1] = [N, C, H, W], then bt_model_backward) reserves:
@@ -529,10 +590,12 @@ BT_API bt_status bt_model_features(bt_model *m, int32_t view, const bt_tensor **
 
 /* Eval-mode encoding: backbone only, BatchNorm with running statistics, no
  * statistics updated. x is [N, C, H, W] (N >= 1), features a caller-created
- * [N, feature_dim]. Invalidates the cached training activations: a
+ * [N, feature_dim]. With model.arch "none" (no backbone) x is [N, feature_dim]
+ * and features a copy of it: the identity. Invalidates the cached training activations: a
  * bt_model_backward after it returns BT_E_STATE.
  * Returns BT_OK; BT_E_MISUSE (m, x or features NULL or not live);
- * BT_E_SHAPE (x not [N, model.in_channels, H, W], H or W too small for the
+ * BT_E_SHAPE (x not [N, model.in_channels, H, W] ([N, feature_dim] with
+ * model.arch "none"), H or W too small for the
  * network, features not [N, feature_dim]); BT_E_NOMEM. */
 BT_API bt_status bt_model_encode(bt_model *m, const bt_tensor *x, bt_tensor *features);
 

@@ -878,6 +878,42 @@ public:
             return detail::too_many_views();
         return result::from(bt_model_backward(p_, static_cast<int32_t>(dz.size()), dz.data()));
     }
+    /// Training-mode forward of the backbone alone (bt_model_forward_backbone).
+    result try_forward_backbone(const const_tensor_list &x, const tensor_list &features) noexcept
+    {
+        if (x.too_many() || features.too_many())
+            return detail::too_many_views();
+        if (x.size() != features.size())
+            return detail::wrapper_error(
+                BT_E_INVALID_ARG, "barlow::model::forward_backbone: x and features have different lengths");
+        return result::from(bt_model_forward_backbone(p_, static_cast<int32_t>(x.size()), x.data(),
+                                                      features.data()));
+    }
+    /// Backward of the last forward_backbone; gradients accumulate, no input gradient
+    /// (bt_model_backward_backbone with dx NULL).
+    result try_backward_backbone(const const_tensor_list &dfeatures) noexcept
+    {
+        if (dfeatures.too_many())
+            return detail::too_many_views();
+        return result::from(bt_model_backward_backbone(p_, static_cast<int32_t>(dfeatures.size()),
+                                                       dfeatures.data(), nullptr));
+    }
+    /// The same, with the input gradient of each view into dx (bt_model_backward_backbone).
+    result try_backward_backbone(const const_tensor_list &dfeatures, const tensor_list &dx) noexcept
+    {
+        if (dfeatures.too_many() || dx.too_many())
+            return detail::too_many_views();
+        if (dfeatures.size() != dx.size())
+            return detail::wrapper_error(
+                BT_E_INVALID_ARG, "barlow::model::backward_backbone: dfeatures and dx have different lengths");
+        return result::from(bt_model_backward_backbone(p_, static_cast<int32_t>(dfeatures.size()),
+                                                       dfeatures.data(), dx.data()));
+    }
+    /// Gradient of view `view`'s input after backward, model.arch none (bt_model_input_grad).
+    result try_input_grad(int32_t view, tensor_ref dx) noexcept
+    {
+        return result::from(bt_model_input_grad(p_, view, dx.get()));
+    }
     /// Workspace bytes of a training step of nviews views of shape (bt_model_workspace_bytes).
     result try_workspace_bytes(int32_t nviews, const int64_t *shape, int32_t ndim, std::size_t &bytes) noexcept
     {
@@ -952,6 +988,16 @@ public:
     }
     void forward(const const_tensor_list &x, const tensor_list &z) { check(try_forward(x, z)); }
     void backward(const const_tensor_list &dz) { check(try_backward(dz)); }
+    void forward_backbone(const const_tensor_list &x, const tensor_list &features)
+    {
+        check(try_forward_backbone(x, features));
+    }
+    void backward_backbone(const const_tensor_list &dfeatures) { check(try_backward_backbone(dfeatures)); }
+    void backward_backbone(const const_tensor_list &dfeatures, const tensor_list &dx)
+    {
+        check(try_backward_backbone(dfeatures, dx));
+    }
+    void input_grad(int32_t view, tensor_ref dx) { check(try_input_grad(view, dx)); }
     std::size_t workspace_bytes(int32_t nviews, const std::vector<int64_t> &shape)
     {
         std::size_t b = 0;

@@ -13,6 +13,12 @@ pushd "$tmp" >/dev/null
 run "train_loop" "$top/$build/examples/train_loop" 3
 popd >/dev/null
 [[ -s "$tmp/train_loop.safetensors" ]] || { echo "examples: FAIL train_loop wrote no checkpoint"; exit 1; }
+# own_encoder: the host's Linear + ReLU in front of a model.arch none projector; the loss of
+# each step is printed, and 8 steps must lower it.
+run "own_encoder" "$top/$build/examples/own_encoder" 8
+[[ $(grep -c '^step [1-8]: loss [0-9.]* (on-diag' "$tmp/out.txt") -eq 8 ]] \
+  && awk '/^step 1:/ {a = $4} /^step 8:/ {b = $4} END {exit !(b < a)}' "$tmp/out.txt" \
+  || { echo "examples: FAIL own_encoder output (8 steps, a lower loss at the end)"; cat "$tmp/out.txt"; exit 1; }
 # cxx_embed builds whatever model a checkpoint records: train_loop's small one, and the
 # default architecture of `barlow pretrain` (one step on 32 synthetic Fashion-MNIST images).
 # Each printed model.* option must be the run's own, and the widths must follow from them.
@@ -50,4 +56,4 @@ grep -qx 'model\.block=bottleneck' <<<"$opts" && fdim=$((fdim * 4))
 edim=$(sed -n 's/^model\.projector=\(.*-\)*//p' <<<"$opts")
 # shellcheck disable=SC2086 # one name=value per word
 cxx_check "barlow pretrain's default checkpoint" "$tmp/pretrain/checkpoint.safetensors" "$fdim" "$edim" $opts
-echo "examples: $pass passed, 0 failed (train_loop, cxx_embed x3, barlow pretrain)"
+echo "examples: $pass passed, 0 failed (train_loop, own_encoder, cxx_embed x3, barlow pretrain)"

@@ -10,8 +10,9 @@
 
 /* name, type, default, lo, hi, min_len, max_len, choices, flags, help */
 const struct bti_option bti_options[] = {
-    {"model.arch", BTI_OPT_CHOICE, "resnet50", 0, 0, 0, 0, "resnet18|resnet34|resnet50|resnet", 0,
-     "encoder: a torchvision ResNet, or 'resnet' built from model.block/blocks/widths"},
+    {"model.arch", BTI_OPT_CHOICE, "resnet50", 0, 0, 0, 0, "resnet18|resnet34|resnet50|resnet|none", 0,
+     "encoder: a torchvision ResNet, 'resnet' built from model.block/blocks/widths, or 'none' "
+     "(projector only: the input is the host's [N, model.feature_dim] features)"},
     {"model.block", BTI_OPT_CHOICE, "basic", 0, 0, 0, 0, "basic|bottleneck", 0,
      "residual block of the custom 'resnet' arch"},
     {"model.blocks", BTI_OPT_INT_LIST, "2-2-2-2", 1, 64, 1, 8, NULL, 0,
@@ -20,6 +21,9 @@ const struct bti_option bti_options[] = {
      "base width per stage of the custom 'resnet' arch (bottleneck output is 4x)"},
     {"model.stem", BTI_OPT_CHOICE, "imagenet", 0, 0, 0, 0, "imagenet|cifar", 0,
      "imagenet: 7x7/2 conv + 3x3/2 max-pool; cifar: 3x3/1 conv, no pool"},
+    {"model.feature_dim", BTI_OPT_INT, "0", 0, 1048576, 0, 0, NULL, 0,
+     "width of the host's features, the projector's input, with model.arch none (required "
+     "there, 0 otherwise)"},
     {"model.in_channels", BTI_OPT_INT, "3", 1, 16, 0, 0, NULL, 0, "input image channels"},
     {"model.zero_init_residual", BTI_OPT_INT, "1", 0, 1, 0, 0, NULL, 0,
      "start each residual branch's last BatchNorm at gamma = 0"},

@@ -28,6 +28,10 @@
 
 enum { STEP_LAYER, STEP_ADD_RELU };
 
+/* What the cached training forward ran: the whole network (bt_model_forward) or
+ * the backbone alone (bt_model_forward_backbone). */
+enum { MODE_FULL, MODE_BACKBONE };
+
 /* Fusions, decided once the network is built (see plan_fusion): a BatchNorm
  * whose output only feeds a ReLU writes the ReLU's output itself, and its
  * backward reads the ReLU's gradient through the ReLU's mask; a BatchNorm whose
@@ -60,6 +64,8 @@ struct plan {
     float **vptr;          /* per buffer number */
     struct bstep *bw;      /* per step: its backward (plans with gradients) */
     int dz;                /* buffer number of dz */
+    int need_dx;           /* the backward also gives the input's gradient */
+    int dx;                /* its buffer number, or NO_VAL */
     void *arena;
     size_t arena_bytes;
 };
@@ -74,6 +80,8 @@ struct bt_model {
     int nlayers, cap_layers;
     char (*layer_prefix)[NAME_CAP];
     int64_t in_channels, feature_dim, embed_dim;
+    int arch_none;  /* model.arch none: no backbone, the input is [N, feature_dim] */
+    int in_ndim;    /* of an input view: 4, or 2 with arch_none */
     int nacts; /* activations, the input included */
 
     /* tensor table for bt_model_tensor */
@@ -84,6 +92,8 @@ struct bt_model {
     struct plan train, eval;
     int nviews;         /* of the last training forward */
     int can_backward;   /* a training forward is cached and not yet differentiated */
+    int mode;           /* of the cached training forward: MODE_* */
+    int have_dx;        /* the last bt_model_backward left the input's gradient (arch none) */
     int have_features;  /* the last training forward's features are valid */
     int64_t batch;      /* per view */
     bt_tensor *features[MAX_VIEWS]; /* registered borrowed views of the feature rows */
@@ -265,6 +275,8 @@ static bt_status residual_block(struct builder *b, const char *name, int in, int
 }
 
 struct arch {
+    int none; /* model.arch none: projector only */
+    int64_t feature_dim;
     int bottleneck, nstages, cifar_stem, zero_init, proj_bias, proj_bn, nproj;
     int64_t blocks[MAX_STAGES], widths[MAX_STAGES], proj[MAX_PROJ], in_channels;
 };
@@ -280,7 +292,19 @@ static bt_status read_arch(const bt_config *cfg, struct arch *a)
         (st = bti_config_text(cfg, "model.block", &block)) != BT_OK ||
         (st = bti_config_text(cfg, "model.stem", &stem)) != BT_OK)
         return st;
-    if (strcmp(arch, "resnet") == 0) {
+    if ((st = bti_config_int(cfg, "model.feature_dim", &a->feature_dim)) != BT_OK)
+        return st;
+    a->none = strcmp(arch, "none") == 0;
+    if (a->none && a->feature_dim < 1)
+        return bti_fail(BT_E_INVALID_ARG, "bt_model_create: model.arch none needs "
+                        "model.feature_dim, the width of the host's features (>= 1)");
+    if (!a->none && a->feature_dim != 0)
+        return bti_fail(BT_E_INVALID_ARG, "bt_model_create: model.feature_dim is %lld but "
+                        "model.arch is %s; it is only for model.arch none (a ResNet's width "
+                        "follows from model.widths)", (long long)a->feature_dim, arch);
+    if (a->none) {
+        a->nstages = 0;
+    } else if (strcmp(arch, "resnet") == 0) {
         a->bottleneck = strcmp(block, "bottleneck") == 0;
         if ((st = bti_config_int_list(cfg, "model.blocks", a->blocks, MAX_STAGES, &n1)) != BT_OK ||
             (st = bti_config_int_list(cfg, "model.widths", a->widths, MAX_STAGES, &n2)) != BT_OK)
@@ -332,6 +356,10 @@ static bt_status build(bt_model *m, const struct arch *a, uint64_t seed)
         if ((st = (e)) != BT_OK)                                                                   \
             return st;                                                                             \
     } while (0)
+    if (a->none) { /* the input is the features */
+        ch = a->feature_dim;
+        goto projector;
+    }
     if (a->cifar_stem)
         TRY(conv(&b, "backbone.conv1", x, ch, stem_w, 3, 1, 1, &x));
     else
@@ -353,6 +381,7 @@ static bt_status build(bt_model *m, const struct arch *a, uint64_t seed)
     }
     st = bti_layer_avgpool_new(&l, "bt_model_create");
     TRY(simple(&b, l, st, x, &x));
+projector:
     m->act_features = x;
     m->feature_dim = ch;
     m->backbone_steps = m->nsteps;
@@ -695,7 +724,7 @@ static bt_status plan_lifetimes(const bt_model *m, struct plan *q, struct vtab *
                 }
                 vuse(t, rec[a], time);
             }
-            if (st->in != 0) {
+            if (st->in != 0 || q->need_dx) {
                 if (slot[st->in] == NO_VAL) {
                     NEW(slot[st->in], st->in, time);
                     b->dx = slot[st->in];
@@ -723,6 +752,12 @@ static bt_status plan_lifetimes(const bt_model *m, struct plan *q, struct vtab *
         }
         slot[gout] = NO_VAL;
     }
+    if (q->need_dx) { /* read after the backward, until the next forward */
+        q->dx = slot[0];
+        if (q->dx == NO_VAL)
+            return bti_fail(BT_E_INTERNAL, "%s: the gradient plan has no input gradient", fn);
+        vuse(t, q->dx, end);
+    }
     return BT_OK;
 #undef NEW
 }
@@ -733,8 +768,8 @@ static bt_status plan_shapes(const bt_model *m, struct plan *q, const int64_t *i
                              const char *fn)
 {
     int s;
-    q->act[0].ndim = 4;
-    memcpy(q->act[0].shape, in_shape, 4 * sizeof(int64_t));
+    q->act[0].ndim = m->in_ndim;
+    memcpy(q->act[0].shape, in_shape, (size_t)m->in_ndim * sizeof(int64_t));
     for (s = 0; s < q->nsteps; s++) {
         const struct step *stp = &m->steps[s];
         struct bt_tensor *o = &q->act[stp->out];
@@ -763,7 +798,8 @@ static bt_status plan_shapes(const bt_model *m, struct plan *q, const int64_t *i
  * lifetimes, the arena's layout and (alloc) the arena itself. q is fresh (zeroed);
  * on failure the caller releases it. */
 static bt_status plan_make(bt_model *m, struct plan *q, int nsteps, int groups,
-                           const int64_t *in_shape, int need_grads, int alloc, const char *fn)
+                           const int64_t *in_shape, int need_grads, int need_dx, int alloc,
+                           const char *fn)
 {
     struct vtab t = {NULL, 0, 0};
     int *fwd = NULL, *rec = NULL, *recby = NULL, *slot = NULL, i;
@@ -773,6 +809,8 @@ static bt_status plan_make(bt_model *m, struct plan *q, int nsteps, int groups,
     q->nacts = m->nacts;
     q->nsteps = nsteps;
     q->groups = groups;
+    q->need_dx = need_grads && need_dx;
+    q->dx = NO_VAL;
     memcpy(q->in_shape, in_shape, sizeof q->in_shape);
     q->act = bti_calloc((size_t)q->nacts, sizeof *q->act);
     q->fwd = bti_calloc((size_t)q->nacts, sizeof *q->fwd);
@@ -818,12 +856,12 @@ done:
 
 /* Build a plan into p, or leave p untouched on failure. */
 static bt_status plan_build(bt_model *m, struct plan *p, int nsteps, int groups,
-                            const int64_t *in_shape, int need_grads, const char *fn)
+                            const int64_t *in_shape, int need_grads, int need_dx, const char *fn)
 {
     struct plan q;
     bt_status st;
     memset(&q, 0, sizeof q);
-    st = plan_make(m, &q, nsteps, groups, in_shape, need_grads, 1, fn);
+    st = plan_make(m, &q, nsteps, groups, in_shape, need_grads, need_dx, 1, fn);
     if (st != BT_OK) {
         plan_release(&q);
         return st;
@@ -938,7 +976,8 @@ static bt_status layer_backward(bt_layer *l, const bt_tensor *dy, bt_tensor *dx,
     return mask ? bti_layer_backward_masked(l, dy, dx, mask) : bti_layer_backward(l, dy, dx);
 }
 
-static bt_status run_backward(bt_model *m, struct plan *p)
+/* want_dx 0: the input's gradient is not computed even where the plan has room for it. */
+static bt_status run_backward(bt_model *m, struct plan *p, int want_dx)
 {
     int s, k;
     bt_status st = BT_OK;
@@ -959,7 +998,7 @@ static bt_status run_backward(bt_model *m, struct plan *p)
         if (stp->kind == STEP_LAYER) {
             /* the fused ReLU's output, the mask of its BatchNorm's backward */
             const struct bt_tensor *mask = gout != stp->out ? &p->act[gout] : NULL;
-            if (b->dx == NO_VAL) {
+            if (b->dx == NO_VAL || (stp->in == 0 && !want_dx)) {
                 st = layer_backward(stp->layer, &dy, NULL, mask);
             } else {
                 struct bt_tensor dx = gview(p, stp->in, p->vptr[b->dx]);
@@ -1030,6 +1069,8 @@ BT_API bt_status bt_model_create(bt_model **out, const bt_config *cfg)
     m->threads = bti_threads_resolve(cfg);
     m->level = level;
     m->in_channels = a.in_channels;
+    m->arch_none = a.none;
+    m->in_ndim = a.none ? 2 : 4;
     st = bti_config_lines(cfg, "model.", NULL, "bt_model_create", &m->options);
     if (st == BT_OK && (st = build(m, &a, (uint64_t)seed)) == BT_OK)
         plan_fusion(m);
@@ -1104,10 +1145,14 @@ static bt_status check_views(const bt_model *m, const char *fn, int32_t n,
         snprintf(arg, sizeof arg, "%s[%d]", out_name, (int)v);
         if ((st = bti_check(out[v], BTI_KIND_TENSOR, fn, arg)) != BT_OK)
             return st;
-        if (x[v]->ndim != 4 || x[v]->shape[1] != m->in_channels)
+        if (m->arch_none && (x[v]->ndim != 2 || x[v]->shape[1] != m->feature_dim))
+            return bti_fail(BT_E_SHAPE, "%s: x[%d] is %s; expected [N, %lld] (model.arch none: "
+                            "the input is the features)", fn, (int)v,
+                            bti_shape_str(x[v], a, sizeof a), (long long)m->feature_dim);
+        if (!m->arch_none && (x[v]->ndim != 4 || x[v]->shape[1] != m->in_channels))
             return bti_fail(BT_E_SHAPE, "%s: x[%d] is %s; expected [N, %lld, H, W]", fn, (int)v,
                             bti_shape_str(x[v], a, sizeof a), (long long)m->in_channels);
-        if (!bti_tensor_has_shape(x[v], 4, x[0]->shape))
+        if (!bti_tensor_has_shape(x[v], m->in_ndim, x[0]->shape))
             return bti_fail(BT_E_SHAPE, "%s: x[%d] is %s but x[0] is %s; views must match", fn,
                             (int)v, bti_shape_str(x[v], a, sizeof a),
                             bti_shape_str(x[0], b, sizeof b));
@@ -1146,25 +1191,42 @@ static bt_status make_feature_views(bt_model *m, int nviews, int64_t batch)
     return BT_OK;
 }
 
-/* Everything a training forward checks, and its plan; min_batch: per view. */
-static bt_status prepare_forward(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+/* The steps a training forward of this mode runs, and the width of its outputs. */
+static int mode_steps(const bt_model *m, int mode)
+{
+    return mode == MODE_BACKBONE ? m->backbone_steps : m->nsteps;
+}
+
+static int64_t mode_width(const bt_model *m, int mode)
+{
+    return mode == MODE_BACKBONE ? m->feature_dim : m->embed_dim;
+}
+
+/* Everything a training forward checks, and its plan; min_batch: per view. The
+ * input's gradient is planned for the backbone (bt_model_backward_backbone's dx)
+ * and for arch none (bt_model_input_grad), where it costs one GEMM. */
+static bt_status prepare_forward(bt_model *m, int mode, int32_t nviews, const bt_tensor *const *x,
                                  bt_tensor *const *z, int64_t min_batch, const char *fn)
 {
-    int64_t in_shape[4];
+    const int nsteps = mode_steps(m, mode);
+    int64_t in_shape[4] = {0, 0, 0, 0};
     bt_status st;
     if (nviews < 1 || nviews > MAX_VIEWS)
         return bti_fail(BT_E_INVALID_ARG, "%s: nviews is %d; it must be 1 to %d", fn, (int)nviews,
                         MAX_VIEWS);
-    if ((st = check_views(m, fn, nviews, x, (const bt_tensor *const *)z, "z", m->embed_dim,
+    if ((st = check_views(m, fn, nviews, x, (const bt_tensor *const *)z,
+                          mode == MODE_BACKBONE ? "features" : "z", mode_width(m, mode),
                           min_batch)) != BT_OK)
         return st;
-    memcpy(in_shape, x[0]->shape, sizeof in_shape);
+    memcpy(in_shape, x[0]->shape, (size_t)m->in_ndim * sizeof *in_shape);
     in_shape[0] *= nviews;
     if (!m->train.ready || memcmp(in_shape, m->train.in_shape, sizeof in_shape) != 0 ||
-        m->train.groups != nviews) {
+        m->train.groups != nviews || m->train.nsteps != nsteps) {
         m->can_backward = 0; /* a new plan drops the cached forward, even if it fails */
         m->have_features = 0;
-        if ((st = plan_build(m, &m->train, m->nsteps, nviews, in_shape, 1, fn)) != BT_OK)
+        m->have_dx = 0;
+        if ((st = plan_build(m, &m->train, nsteps, nviews, in_shape, 1,
+                             mode == MODE_BACKBONE || m->arch_none, fn)) != BT_OK)
             return st;
         if ((st = make_feature_views(m, nviews, x[0]->shape[0])) != BT_OK) {
             plan_release(&m->train);
@@ -1182,17 +1244,21 @@ static void load_views(bt_model *m, int32_t nviews, const bt_tensor *const *x)
         memcpy(m->train.fwd[0] + (size_t)v * (size_t)per, x[v]->data, (size_t)per * sizeof(float));
     m->can_backward = 0;
     m->have_features = 0;
+    m->have_dx = 0;
 }
 
-static void store_embeddings(bt_model *m, int32_t nviews, int64_t batch, bt_tensor *const *z)
+/* z: the outputs of the plan's last step (the embeddings, or the features). */
+static void store_embeddings(bt_model *m, int mode, int32_t nviews, int64_t batch,
+                             bt_tensor *const *z)
 {
-    const int last = m->steps[m->nsteps - 1].out;
+    const int last = m->steps[m->train.nsteps - 1].out;
     const int64_t per = z[0]->numel;
     int32_t v;
     for (v = 0; v < nviews; v++)
         memcpy(z[v]->data, m->train.fwd[last] + (size_t)v * (size_t)per, (size_t)per * sizeof(float));
     m->nviews = nviews;
     m->batch = batch;
+    m->mode = mode;
     m->can_backward = 1;
     m->have_features = 1;
 }
@@ -1217,7 +1283,7 @@ static bt_status forward_comm(bt_model *m, int32_t nviews, const bt_tensor *cons
     bt_status st = bti_coll_begin(&k, m->comm, fn);
     if (st != BT_OK)
         return st;
-    st = prepare_forward(m, nviews, x, z, 1, fn);
+    st = prepare_forward(m, MODE_FULL, nviews, x, z, 1, fn);
     if (st == BT_OK) {
         same[1] = x[0]->shape[2];
         same[2] = x[0]->shape[3];
@@ -1241,7 +1307,7 @@ static bt_status forward_comm(bt_model *m, int32_t nviews, const bt_tensor *cons
             bti_layer_batchnorm_commit(m->steps[s].layer, st == BT_OK);
     if (st != BT_OK)
         return st;
-    store_embeddings(m, nviews, x[0]->shape[0], z);
+    store_embeddings(m, MODE_FULL, nviews, x[0]->shape[0], z);
     return BT_OK;
 }
 
@@ -1254,48 +1320,94 @@ BT_API bt_status bt_model_forward(bt_model *m, int32_t nviews, const bt_tensor *
         return st;
     if (m->comm)
         return forward_comm(m, nviews, x, z, fn);
-    if ((st = prepare_forward(m, nviews, x, z, 2, fn)) != BT_OK)
+    if ((st = prepare_forward(m, MODE_FULL, nviews, x, z, 2, fn)) != BT_OK)
         return st;
     load_views(m, nviews, x);
     if ((st = run_forward(m, &m->train, 1)) != BT_OK)
         return st;
-    store_embeddings(m, nviews, x[0]->shape[0], z);
+    store_embeddings(m, MODE_FULL, nviews, x[0]->shape[0], z);
     return BT_OK;
 }
 
-static bt_status check_backward(const bt_model *m, int32_t nviews, const bt_tensor *const *dz,
+BT_API bt_status bt_model_forward_backbone(bt_model *m, int32_t nviews, const bt_tensor *const *x,
+                                           bt_tensor *const *features)
+{
+    static const char *fn = "bt_model_forward_backbone";
+    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
+    if (st != BT_OK)
+        return st;
+    if (m->arch_none)
+        return bti_fail(BT_E_UNSUPPORTED, "%s: model.arch is none: the model has no backbone "
+                        "(its input is already the features)", fn);
+    if (m->comm)
+        return bti_fail(BT_E_UNSUPPORTED, "%s: not available with a communicator "
+                        "(bt_model_set_comm); use bt_model_forward", fn);
+    if ((st = prepare_forward(m, MODE_BACKBONE, nviews, x, features, 2, fn)) != BT_OK)
+        return st;
+    load_views(m, nviews, x);
+    if ((st = run_forward(m, &m->train, 1)) != BT_OK)
+        return st;
+    store_embeddings(m, MODE_BACKBONE, nviews, x[0]->shape[0], features);
+    return BT_OK;
+}
+
+/* The backward of a mode-`mode` forward: dz[v] [N, width]; dx (backbone only, may be
+ * NULL) [N, C, H, W] like the forward's views. */
+static bt_status check_backward(const bt_model *m, int mode, int32_t nviews,
+                                const bt_tensor *const *dz, const bt_tensor *const *dx,
                                 const char *fn)
 {
+    static const char *const fwd_name[] = {"bt_model_forward", "bt_model_forward_backbone"};
+    const char *dz_name = mode == MODE_BACKBONE ? "dfeatures" : "dz";
     char a[96], b[96];
-    int64_t want[2];
+    int64_t want[4];
     int32_t v;
     bt_status st;
     if (!m->can_backward)
         return bti_fail(BT_E_STATE, "%s: no training forward to differentiate (call "
-                                    "bt_model_forward first, once per backward; "
-                                    "bt_model_encode discards it)", fn);
+                                    "%s first, once per backward; "
+                                    "bt_model_encode discards it)", fn, fwd_name[mode]);
+    if (m->mode != mode)
+        return bti_fail(BT_E_STATE, "%s: the cached forward is %s's; its backward is %s", fn,
+                        fwd_name[m->mode],
+                        m->mode == MODE_BACKBONE ? "bt_model_backward_backbone"
+                                                 : "bt_model_backward");
     if (nviews != m->nviews)
         return bti_fail(BT_E_SHAPE, "%s: nviews is %d but the forward had %d", fn, (int)nviews,
                         m->nviews);
     if (!dz)
-        return bti_fail(BT_E_MISUSE, "%s: dz is NULL", fn);
+        return bti_fail(BT_E_MISUSE, "%s: %s is NULL", fn, dz_name);
     want[0] = m->batch;
-    want[1] = m->embed_dim;
+    want[1] = mode_width(m, mode);
     for (v = 0; v < nviews; v++) {
         char arg[32];
-        snprintf(arg, sizeof arg, "dz[%d]", (int)v);
+        snprintf(arg, sizeof arg, "%s[%d]", dz_name, (int)v);
         if ((st = bti_check(dz[v], BTI_KIND_TENSOR, fn, arg)) != BT_OK)
             return st;
         if (!bti_tensor_has_shape(dz[v], 2, want))
-            return bti_fail(BT_E_SHAPE, "%s: dz[%d] is %s; expected %s", fn, (int)v,
+            return bti_fail(BT_E_SHAPE, "%s: %s[%d] is %s; expected %s", fn, dz_name, (int)v,
                             bti_shape_str(dz[v], a, sizeof a), bti_dims_str(2, want, b, sizeof b));
+    }
+    if (!dx)
+        return BT_OK;
+    memcpy(want, m->train.in_shape, sizeof want);
+    want[0] = m->batch;
+    for (v = 0; v < nviews; v++) {
+        char arg[32];
+        snprintf(arg, sizeof arg, "dx[%d]", (int)v);
+        if ((st = bti_check(dx[v], BTI_KIND_TENSOR, fn, arg)) != BT_OK)
+            return st;
+        if (!bti_tensor_has_shape(dx[v], m->in_ndim, want))
+            return bti_fail(BT_E_SHAPE, "%s: dx[%d] is %s; expected %s, the shape of x[%d]", fn,
+                            (int)v, bti_shape_str(dx[v], a, sizeof a),
+                            bti_dims_str(m->in_ndim, want, b, sizeof b), (int)v);
     }
     return BT_OK;
 }
 
 static void load_dz(bt_model *m, int32_t nviews, const bt_tensor *const *dz)
 {
-    const int64_t per = m->batch * m->embed_dim;
+    const int64_t per = m->batch * mode_width(m, m->mode);
     int32_t v;
     for (v = 0; v < nviews; v++)
         memcpy(m->train.vptr[m->train.dz] + (size_t)v * (size_t)per, dz[v]->data,
@@ -1351,19 +1463,20 @@ static bt_status backward_comm(bt_model *m, int32_t nviews, const bt_tensor *con
     bt_status st = bti_coll_begin(&k, m->comm, fn);
     if (st != BT_OK)
         return st;
-    st = check_backward(m, nviews, dz, fn);
+    st = check_backward(m, MODE_FULL, nviews, dz, NULL, fn);
     if ((st = bti_coll_agree(&k, st, m->batch, same, 1, names, NULL)) != BT_OK)
         return st;
     load_dz(m, nviews, dz);
     grads_saved(m, 0);
     set_coll(m, &k);
-    st = run_backward(m, &m->train);
+    st = run_backward(m, &m->train, 1);
     set_coll(m, NULL);
     for (i = 0; i < m->ntensors; i++)
         if (m->tensor_grad[i])
             bti_coll_sum_f32(&k, m->tensor_grad[i]->data, m->tensor_grad[i]->numel, "gradients");
     st = bti_coll_agree(&k, st, 0, NULL, 0, NULL, NULL);
     grads_saved(m, st == BT_OK ? 1 : 2);
+    m->have_dx = st == BT_OK && m->train.dx != NO_VAL;
     return st;
 }
 
@@ -1375,10 +1488,64 @@ BT_API bt_status bt_model_backward(bt_model *m, int32_t nviews, const bt_tensor 
         return st;
     if (m->comm)
         return backward_comm(m, nviews, dz, fn);
-    if ((st = check_backward(m, nviews, dz, fn)) != BT_OK)
+    if ((st = check_backward(m, MODE_FULL, nviews, dz, NULL, fn)) != BT_OK)
         return st;
     load_dz(m, nviews, dz);
-    return run_backward(m, &m->train);
+    st = run_backward(m, &m->train, 1);
+    m->have_dx = st == BT_OK && m->train.dx != NO_VAL;
+    return st;
+}
+
+BT_API bt_status bt_model_backward_backbone(bt_model *m, int32_t nviews,
+                                            const bt_tensor *const *dfeatures,
+                                            bt_tensor *const *dx)
+{
+    static const char *fn = "bt_model_backward_backbone";
+    int32_t v;
+    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
+    if (st != BT_OK)
+        return st;
+    if ((st = check_backward(m, MODE_BACKBONE, nviews, dfeatures, (const bt_tensor *const *)dx,
+                             fn)) != BT_OK)
+        return st;
+    load_dz(m, nviews, dfeatures);
+    if ((st = run_backward(m, &m->train, dx != NULL)) != BT_OK || !dx)
+        return st;
+    for (v = 0; v < nviews; v++)
+        memcpy(dx[v]->data, m->train.vptr[m->train.dx] + (size_t)v * (size_t)dx[v]->numel,
+               (size_t)dx[v]->numel * sizeof(float));
+    return BT_OK;
+}
+
+BT_API bt_status bt_model_input_grad(bt_model *m, int32_t view, bt_tensor *dx)
+{
+    static const char *fn = "bt_model_input_grad";
+    char a[96], b[96];
+    int64_t want[2];
+    bt_status st = bti_check(m, BTI_KIND_MODEL, fn, "m");
+    if (st != BT_OK)
+        return st;
+    if (!m->arch_none)
+        return bti_fail(BT_E_UNSUPPORTED, "%s: only for model.arch none; a ResNet's "
+                        "bt_model_backward does not compute the image gradient (use "
+                        "bt_model_forward_backbone and bt_model_backward_backbone with dx)", fn);
+    if (!m->have_dx)
+        return bti_fail(BT_E_STATE, "%s: no input gradient (call bt_model_backward after "
+                        "bt_model_forward; a forward or bt_model_encode since discards it)", fn);
+    if (view < 0 || view >= m->nviews)
+        return bti_fail(BT_E_INVALID_ARG, "%s: view %d is not in [0, %d)", fn, (int)view,
+                        m->nviews);
+    if ((st = bti_check(dx, BTI_KIND_TENSOR, fn, "dx")) != BT_OK)
+        return st;
+    want[0] = m->batch;
+    want[1] = m->feature_dim;
+    if (!bti_tensor_has_shape(dx, 2, want))
+        return bti_fail(BT_E_SHAPE, "%s: dx is %s; expected %s, the shape of view %d's input", fn,
+                        bti_shape_str(dx, a, sizeof a), bti_dims_str(2, want, b, sizeof b),
+                        (int)view);
+    memcpy(dx->data, m->train.vptr[m->train.dx] + (size_t)view * (size_t)dx->numel,
+           (size_t)dx->numel * sizeof(float));
+    return BT_OK;
 }
 
 BT_API bt_status bt_model_set_comm(bt_model *m, bt_comm *c)
@@ -1435,12 +1602,20 @@ BT_API bt_status bt_model_encode(bt_model *m, const bt_tensor *x, bt_tensor *fea
     if ((st = check_views(m, fn, 1, &x, (const bt_tensor *const *)&features, "features",
                           m->feature_dim, 1)) != BT_OK)
         return st;
+    if (m->arch_none) { /* no backbone: the features are the input */
+        m->can_backward = 0; /* as for every arch */
+        m->have_features = 0;
+        m->have_dx = 0;
+        memcpy(features->data, x->data, (size_t)x->numel * sizeof(float));
+        return BT_OK;
+    }
     if (!m->eval.ready || memcmp(x->shape, m->eval.in_shape, sizeof m->eval.in_shape) != 0)
-        if ((st = plan_build(m, &m->eval, m->backbone_steps, 1, x->shape, 0, fn)) != BT_OK)
+        if ((st = plan_build(m, &m->eval, m->backbone_steps, 1, x->shape, 0, 0, fn)) != BT_OK)
             return st;
     memcpy(m->eval.fwd[0], x->data, (size_t)x->numel * sizeof(float));
     m->can_backward = 0;
     m->have_features = 0;
+    m->have_dx = 0;
     if ((st = run_forward(m, &m->eval, 0)) != BT_OK)
         return st;
     memcpy(features->data, m->eval.fwd[m->act_features],
@@ -1515,21 +1690,27 @@ BT_API bt_status bt_model_workspace_bytes(bt_model *m, int32_t nviews, int32_t n
     if (nviews < 1 || nviews > MAX_VIEWS)
         return bti_fail(BT_E_INVALID_ARG, "%s: nviews is %d; it must be 1 to %d", fn, (int)nviews,
                         MAX_VIEWS);
-    if (ndim != 4)
-        return bti_fail(BT_E_INVALID_ARG, "%s: ndim is %d; a view is [N, %lld, H, W]", fn,
-                        (int)ndim, (long long)m->in_channels);
-    for (k = 0; k < 4; k++)
+    if (ndim != m->in_ndim)
+        return bti_fail(BT_E_INVALID_ARG, m->arch_none ? "%s: ndim is %d; a view is [N, %lld]"
+                                                       : "%s: ndim is %d; a view is [N, %lld, H, W]",
+                        fn, (int)ndim,
+                        (long long)(m->arch_none ? m->feature_dim : m->in_channels));
+    for (k = 0; k < ndim; k++)
         if (shape[k] < 1 || shape[k] > ((int64_t)1 << 31))
             return bti_fail(BT_E_INVALID_ARG, "%s: shape %s has a dimension outside 1 to 2^31", fn,
-                            bti_dims_str(4, shape, sb, sizeof sb));
-    if (shape[1] != m->in_channels || shape[0] < 2)
+                            bti_dims_str(ndim, shape, sb, sizeof sb));
+    if (shape[1] != (m->arch_none ? m->feature_dim : m->in_channels) || shape[0] < 2)
         return bti_fail(BT_E_INVALID_ARG,
-                        "%s: shape %s; a view is [N, %lld, H, W] with N >= 2 for training", fn,
-                        bti_dims_str(4, shape, sb, sizeof sb), (long long)m->in_channels);
-    memcpy(in_shape, shape, sizeof in_shape);
+                        m->arch_none ? "%s: shape %s; a view is [N, %lld] with N >= 2 for training"
+                                     : "%s: shape %s; a view is [N, %lld, H, W] with N >= 2 for "
+                                       "training",
+                        fn, bti_dims_str(ndim, shape, sb, sizeof sb),
+                        (long long)(m->arch_none ? m->feature_dim : m->in_channels));
+    memset(in_shape, 0, sizeof in_shape);
+    memcpy(in_shape, shape, (size_t)ndim * sizeof *in_shape);
     in_shape[0] *= nviews;
     memset(&q, 0, sizeof q);
-    st = plan_make(m, &q, m->nsteps, nviews, in_shape, 1, 0, fn);
+    st = plan_make(m, &q, m->nsteps, nviews, in_shape, 1, m->arch_none, 0, fn);
     /* the shared scratch: the most any layer's preparation asks for */
     for (s = 0; s < m->nsteps && st == BT_OK; s++) {
         const struct step *stp = &m->steps[s];

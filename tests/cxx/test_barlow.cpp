@@ -429,6 +429,52 @@ void test_layers()
     OK(bn.try_forward(a1, a2, false)); // eval mode
 }
 
+// ---- fine-tuning: the backbone alone, and a projector-only model ---------------------------
+
+void test_backbone_and_projector_only()
+{
+    barlow::config cfg = small_config();
+    barlow::model m;
+    OK(barlow::model::try_create(m, cfg));
+    barlow::tensor x1 = make({4, 1, 6, 6}), x2 = make({4, 1, 6, 6});
+    for (int64_t i = 0; i < x1.numel(); i++) {
+        x1.data()[i] = static_cast<float>((i * 37) % 11) * 0.1f - 0.5f;
+        x2.data()[i] = static_cast<float>((i * 53) % 13) * 0.1f - 0.6f;
+    }
+    barlow::tensor f1 = make({4, 8}), f2 = make({4, 8}), d1 = make({4, 8}), d2 = make({4, 8});
+    for (int64_t i = 0; i < d1.numel(); i++)
+        d1.data()[i] = d2.data()[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
+    barlow::tensor dx1 = make({4, 1, 6, 6}), dx2 = make({4, 1, 6, 6});
+    OK(m.try_forward_backbone({x1, x2}, {f1, f2}));
+    CHECK(sum_abs(f1) > 0);
+    OK(m.try_backward_backbone({d1, d2}, {dx1, dx2}));
+    CHECK(sum_abs(dx1) > 0 && sum_abs(dx2) > 0);
+    CHECK(m.try_backward_backbone({d1, d2}).status() == BT_E_STATE); // one backward per forward
+    OK(m.try_forward_backbone({x1, x2}, {f1, f2}));
+    barlow::result r = m.try_backward_backbone({d1, d2}, {dx1});
+    CHECK(r.status() == BT_E_INVALID_ARG && contains(r.message(), "different lengths"));
+    OK(m.try_backward_backbone({d1, d2})); // dx left out
+    CHECK(m.try_input_grad(0, dx1).status() == BT_E_UNSUPPORTED);
+
+    barlow::config c2;
+    OK(barlow::config::try_create(c2));
+    OK(c2.try_set("model.arch", "none"));
+    barlow::model bad;
+    r = barlow::model::try_create(bad, c2);
+    CHECK(r.status() == BT_E_INVALID_ARG && contains(r.message(), "model.feature_dim"));
+    OK(c2.try_set("model.feature_dim", "8"));
+    OK(c2.try_set("model.projector", "16-16"));
+    OK(c2.try_set("threads", "1"));
+    barlow::model p;
+    OK(barlow::model::try_create(p, c2));
+    CHECK(p.feature_dim() == 8 && p.embed_dim() == 16);
+    barlow::tensor z1 = make({4, 16}), z2 = make({4, 16}), g = make({4, 8});
+    OK(p.try_forward({f1, f2}, {z1, z2}));
+    OK(p.try_backward({z1, z2}));
+    OK(p.try_input_grad(1, g));
+    CHECK(sum_abs(g) > 0);
+}
+
 // ---- model, loss, optimizer: one training step --------------------------------------------
 
 void test_model_loss_optim()
@@ -912,6 +958,7 @@ int main()
     test_config();
     test_layers();
     test_model_loss_optim();
+    test_backbone_and_projector_only();
     test_xent();
     test_augment();
     test_checkpoint();

@@ -206,3 +206,32 @@ def test_spawned_worker_can_use_barlow():
     p.join(30)
     assert p.exitcode == 0 and got == here
     assert "fork" in barlow.__doc__ and "spawn" in barlow.__doc__
+
+
+def test_backbone_finetune_and_projector_only():
+    """forward_backbone / backward_backbone with dx, and model.arch none's input gradient."""
+    rng = np.random.default_rng(3)
+    with barlow.Model(barlow.Config(TINY)) as m:
+        xs = [rng.standard_normal((4, 1, 6, 6)).astype(np.float32) for _ in range(2)]
+        fs = m.forward_backbone(xs)
+        assert [f.shape for f in fs] == [(4, m.feature_dim)] * 2
+        assert np.array_equal(fs[1], m.features(1))
+        dx = [np.zeros_like(x) for x in xs]
+        assert m.backward_backbone([np.ones_like(f) for f in fs], dx) == dx
+        assert all(np.abs(d).sum() > 0 for d in dx)
+        with pytest.raises(barlow.Error) as e:  # one backward per forward
+            m.backward_backbone([np.ones_like(f) for f in fs])
+        assert e.value.status_name == "BT_E_STATE"
+        with pytest.raises(barlow.Error) as e:
+            m.input_grad(0, np.zeros((4, m.feature_dim), np.float32))
+        assert e.value.status_name == "BT_E_UNSUPPORTED"
+    cfg = barlow.Config({"model.arch": "none", "model.feature_dim": 6, "model.projector": "8-8",
+                         "threads": 1})
+    with barlow.Model(cfg) as m:
+        assert m.feature_dim == 6
+        xs = [rng.standard_normal((5, 6)).astype(np.float32) for _ in range(2)]
+        zs = m.forward(xs)
+        m.backward([np.ones_like(z) * 0.1 for z in zs])
+        g = m.input_grad(1)
+        assert g.shape == (5, 6) and np.isfinite(g).all()
+        assert np.array_equal(m.encode(xs[0]), xs[0])  # the identity

@@ -569,6 +569,52 @@ class Model(_Handle):
         ds, n = a.tensors(dz, "Model.backward dz")
         self._call("bt_model_backward", n, ds)
 
+    def forward_backbone(self, views: Sequence[ArrayLike],
+                         out: Optional[Sequence[ArrayLike]] = None) -> List[Any]:
+        """Training-mode forward of the backbone alone (no projector), for a
+        host's own head. Returns features[v] [N, feature_dim]: ``out`` when
+        given, else new float32 arrays."""
+        a = _Args()
+        xs, n = a.tensors(views, "Model.forward_backbone views")
+        if out is None:
+            first = views[0] if len(views) else None
+            rows = first.shape[0] if first is not None and len(first.shape) else 1
+            out = [_empty((rows, self.feature_dim)) for _ in range(n)]
+        fs, nf = a.tensors(out, "Model.forward_backbone out", writable=True)
+        if nf != n:
+            raise ArgumentValueError(BT_E_INVALID_ARG, "Model.forward_backbone: %d views but %d "
+                                     "outputs" % (n, nf), "Model.forward_backbone")
+        self._call("bt_model_forward_backbone", n, xs, fs)
+        return list(out)
+
+    def backward_backbone(self, dfeatures: Sequence[ArrayLike],
+                          dx: Optional[Sequence[ArrayLike]] = None) -> Optional[List[Any]]:
+        """Backward of the last forward_backbone; parameter gradients
+        ACCUMULATE. With ``dx`` (arrays shaped like the views) fills and returns
+        the input gradients; without, computes none and returns None."""
+        a = _Args()
+        ds, n = a.tensors(dfeatures, "Model.backward_backbone dfeatures")
+        if dx is None:
+            self._call("bt_model_backward_backbone", n, ds, None)
+            return None
+        xs, nx = a.tensors(dx, "Model.backward_backbone dx", writable=True)
+        if nx != n:
+            raise ArgumentValueError(BT_E_INVALID_ARG, "Model.backward_backbone: %d dfeatures but "
+                                     "%d dx" % (n, nx), "Model.backward_backbone")
+        self._call("bt_model_backward_backbone", n, ds, xs)
+        return list(dx)
+
+    def input_grad(self, view: int = 0, out: Optional[ArrayLike] = None) -> Any:
+        """After backward of a model.arch none model: the gradient with
+        respect to view ``view``'s input [N, feature_dim] (``out`` or a new array)."""
+        a = _Args()
+        if out is None:
+            f = self.features(view)
+            out = _empty(f.shape)
+        self._call("bt_model_input_grad", int(view), a.tensor(out, "Model.input_grad out",
+                                                               writable=True))
+        return out
+
     def zero_grad(self) -> None:
         self._call("bt_model_zero_grad")
 
