@@ -79,6 +79,34 @@ static int data_gzread_all(gzFile f, void *buf, size_t n)
     return 0;
 }
 
+/* Exactly n bytes (n >= 1) from a gz stream into a buffer grown as they arrive, so that a
+ * header announcing more than the file holds costs no more memory than the file's data;
+ * NULL on a short read or a gzip error, or with *nomem set when memory ran out. */
+static unsigned char *data_gzread_grow(gzFile f, size_t n, int *nomem)
+{
+    unsigned char *buf = NULL, *nb;
+    size_t have = 0, cap;
+    *nomem = 0;
+    while (have < n) {
+        cap = have ? 2 * have : (size_t)1 << 20;
+        if (cap > n)
+            cap = n;
+        nb = realloc(buf, cap);
+        if (!nb) {
+            free(buf);
+            *nomem = 1;
+            return NULL;
+        }
+        buf = nb;
+        if (data_gzread_all(f, buf + have, cap - have) != 0) {
+            free(buf);
+            return NULL;
+        }
+        have = cap;
+    }
+    return buf;
+}
+
 /* Open DIR/base.gz, or DIR/base when no .gz exists; the path is left in path. */
 static gzFile data_open_idx(const char *dir, const char *base, char *path, size_t cap, char *err)
 {
@@ -104,6 +132,7 @@ static int data_load_idx(struct dataset *d, const char *dir, const char *split, 
     gzFile f;
     int64_t n, rows, cols, keep, i;
     size_t img_bytes;
+    int nomem;
 
     snprintf(base, sizeof base, "%s-images-idx3-ubyte", split);
     f = data_open_idx(dir, base, path, sizeof path, err);
@@ -130,14 +159,14 @@ static int data_load_idx(struct dataset *d, const char *dir, const char *split, 
         return -1;
     }
     /* Read the whole file even when keeping fewer, so truncation is always detected. */
-    d->block = malloc((size_t)n * img_bytes);
-    if (!d->block) {
+    d->block = data_gzread_grow(f, (size_t)n * img_bytes, &nomem);
+    if (!d->block && nomem) {
         gzclose(f);
         data_free(d);
         data_fail(err, "%s: out of memory for %lld images", path, (long long)n);
         return -1;
     }
-    if (data_gzread_all(f, d->block, (size_t)n * img_bytes) != 0 || gzread(f, &extra, 1) != 0) {
+    if (!d->block || gzread(f, &extra, 1) != 0) {
         gzclose(f);
         data_free(d);
         data_fail(err, "%s: corrupt: the header announces %lld images of %lldx%lld; the data %s",
