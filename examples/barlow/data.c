@@ -319,6 +319,94 @@ static int data_has_image_ext(const char *name)
     return 0;
 }
 
+/* Debian 12's stb_image (2.27) writes past a Huffman table's 256 values when a JPEG's DHT
+ * segment declares more codes (stb 2.28 checks it): walk the JPEG's markers as stb reads
+ * them and refuse such a file before decoding it. The walk visits every position stb can
+ * read a marker at, and more (after a scan it follows any marker, where stb may stop); 0
+ * when a DHT table has more than 256 codes, else 1 (any file that is not a JPEG too). */
+static int data_jpeg_ok(const unsigned char *p, size_t n)
+{
+    size_t i = 2;
+    if (n < 2 || p[0] != 0xff || p[1] != 0xd8)
+        return 1;
+    while (i < n) {
+        unsigned m;
+        size_t len;
+        if (p[i] != 0xff) { /* padding between segments: stb skips it before the frame */
+            i++;
+            continue;
+        }
+        while (i < n && p[i] == 0xff)
+            i++;
+        if (i >= n)
+            break;
+        m = p[i++];
+        if (m == 0xd9) /* EOI */
+            break;
+        if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8))
+            continue; /* no length */
+        if (i + 2 > n)
+            break;
+        len = (size_t)p[i] << 8 | p[i + 1];
+        if (m == 0xc4) { /* DHT: tables until the length is used, as stb reads them */
+            long left = (long)len - 2;
+            size_t q = i + 2;
+            while (left > 0 && q < n) {
+                int k, codes = 0;
+                for (k = 1; k <= 16; k++) /* stb reads zeros past the end */
+                    codes += q + k < n ? p[q + k] : 0;
+                if (codes > 256)
+                    return 0;
+                q += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        }
+        i += len;
+        if (m == 0xda) { /* SOS: skip the entropy-coded data to the next marker */
+            while (i + 1 < n && !(p[i] == 0xff && p[i + 1] != 0x00 && p[i + 1] != 0xff
+                                  && !(p[i + 1] >= 0xd0 && p[i + 1] <= 0xd7)))
+                i++;
+        }
+    }
+    return 1;
+}
+
+/* The image file at path decoded to `channels` (stb_image from memory, after data_jpeg_ok);
+ * NULL with the reason in err. */
+static unsigned char *data_decode(const char *path, int *w, int *h, int channels, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf, *px = NULL;
+    long size = -1;
+    int got;
+    if (!f) {
+        data_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0
+        || size > 0x7fffffffL) {
+        fclose(f);
+        data_fail(err, "%s: cannot decode image: %s", path, size > 0x7fffffffL ? "larger than 2 GiB"
+                                                                              : "cannot read it");
+        return NULL;
+    }
+    buf = malloc((size_t)size + 1);
+    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f);
+        free(buf);
+        data_fail(err, "%s: %s", path, buf ? "short read" : "out of memory");
+        return NULL;
+    }
+    fclose(f);
+    if (!data_jpeg_ok(buf, (size_t)size))
+        data_fail(err, "%s: cannot decode image: corrupt JPEG (a Huffman table of more than 256 codes)",
+                  path);
+    else if (!(px = stbi_load_from_memory(buf, (int)size, w, h, &got, channels)))
+        data_fail(err, "%s: cannot decode image: %s", path, stbi_failure_reason());
+    free(buf);
+    return px;
+}
+
 /* Sorted names in dir (no dot files); want_dirs selects sub-folders or image files. */
 static int data_list_dir(const char *dir, int want_dirs, char ***names, int64_t *count, char *err)
 {
@@ -409,7 +497,7 @@ static int data_load_folder(struct dataset *d, const char *dir, int32_t channels
         if (data_list_dir(sub, 0, &files, &nfiles, err) != 0)
             goto fail;
         for (i = 0; i < nfiles; i++) {
-            int w, h, got;
+            int w, h;
             unsigned char *px;
             if (labelled && split == 1 && i % 10 == 9)
                 continue;
@@ -418,9 +506,12 @@ static int data_load_folder(struct dataset *d, const char *dir, int32_t channels
             if (limit > 0 && n >= limit)
                 break;
             snprintf(path, sizeof path, "%s/%s", sub, files[i]);
-            px = stbi_load(path, &w, &h, &got, channels);
-            if (!px) {
-                data_fail(err, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            px = data_decode(path, &w, &h, channels, err);
+            if (!px)
+                goto fail;
+            if (w < 1 || h < 1) { /* stb_image 2.27 returns PNM files of height 0 */
+                stbi_image_free(px);
+                data_fail(err, "%s: cannot decode image: it is empty (%dx%d)", path, w, h);
                 goto fail;
             }
             if (n == cap) {
