@@ -8,6 +8,8 @@
 #   make check-aarch64   the Check suites cross-built for aarch64, run under qemu
 #   make check-valgrind  the Check suites under valgrind
 #   make check-tsan      the concurrency suites under ThreadSanitizer (clang, LLVM's OpenMP, BLAS=reference)
+#   make fuzz            each libFuzzer target FUZZ_SECONDS (60) s: tests/fuzz/fuzz.mk, docs/fuzz.md
+#   make check-fuzz      the fuzz targets: replay tests/fuzz/{corpus,regress}, then 20 s each
 #   make bench           benchmarks (not part of check)
 #   make bench-mpi       data-parallel step throughput: 2 ranks x 1 thread vs 1 x 2 threads
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
@@ -266,6 +268,9 @@ abi-check: lib
 
 abi-baseline: lib
 	abidw --headers-dir include --drop-private-types --out-file tests/abi/barlow.abi $(BUILD)/$(SHARED)
+
+# libFuzzer targets (make fuzz, make check-fuzz): tests/fuzz/fuzz.mk, docs/fuzz.md.
+include tests/fuzz/fuzz.mk
 
 # ---- install ----------------------------------------------------------------
 
