@@ -16,6 +16,9 @@
 #include "paths.h"
 
 #define DATA_MAX_CLASSES 1000
+/* Largest image a folder may hold, in pixels (8192 x 8192): stb_image reads the pixels of a
+ * truncated file as zeros, so a few hundred bytes can announce gigabytes. */
+#define DATA_MAX_PIXELS ((int64_t)1 << 26)
 
 static void data_fail(char *err, const char *fmt, ...)
 {
@@ -401,6 +404,9 @@ static unsigned char *data_decode(const char *path, int *w, int *h, int channels
     if (!data_jpeg_ok(buf, (size_t)size))
         data_fail(err, "%s: cannot decode image: corrupt JPEG (a Huffman table of more than 256 codes)",
                   path);
+    else if (stbi_info_from_memory(buf, (int)size, w, h, &got) && (int64_t)*w * *h > DATA_MAX_PIXELS)
+        data_fail(err, "%s: cannot decode image: %dx%d is more than %d megapixels", path, *w, *h,
+                  (int)(DATA_MAX_PIXELS >> 20));
     else if (!(px = stbi_load_from_memory(buf, (int)size, w, h, &got, channels)))
         data_fail(err, "%s: cannot decode image: %s", path, stbi_failure_reason());
     free(buf);

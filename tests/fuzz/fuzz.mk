@@ -42,6 +42,8 @@ FUZZ_OBJ_idx    := $(FUZZ_DATA_OBJ)
 FUZZ_OBJ_cifar  := $(FUZZ_DATA_OBJ)
 FUZZ_OBJ_folder := $(FUZZ_DATA_OBJ)
 FUZZ_OBJ_config := $(FUZZ_BUILD)/obj/config.o $(FUZZ_BUILD)/obj/util.o $(FUZZ_DATA_OBJ)
+# kept: make would delete them as intermediates of the fuzz_% rule
+.SECONDARY: $(FUZZ_DATA_OBJ) $(FUZZ_BUILD)/obj/config.o $(FUZZ_BUILD)/obj/util.o
 FUZZ_LIBS_idx    := -lz
 FUZZ_LIBS_cifar  := -lz
 FUZZ_LIBS_folder := -lz

@@ -4,10 +4,13 @@
  * sub-folder DIR/a/, else images directly in DIR), the split (bit 2: test) and
  * the file name's extension (bits 3-6, of the nine data.c lists); byte 1 how many
  * copies of the file (bit 0: 10, so that the test split, every tenth image of a
- * class, has one; else 1); the rest is the image file. */
+ * class, has one, when the image is at most a megapixel; else 1); the rest is the
+ * image file. */
 #include "data.h"
 
 #include "fuzz_util.h"
+
+#include <stb/stb_image.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -36,6 +39,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     copies = (data[1] & 1) ? 10 : 1;
     data += 2;
     size -= 2;
+    {
+        /* ten copies of a big image are the harness's doing, not the reader's: the
+         * loader keeps them all, and -rss_limit_mb would call that a leak */
+        int iw, ih, ic;
+        if (copies > 1 && size < 0x7fffffff && stbi_info_from_memory(data, (int)size, &iw, &ih, &ic)
+            && (int64_t)iw * ih > ((int64_t)1 << 20))
+            copies = 1;
+    }
     channels = (flags & 1) ? 3 : 1;
     test = (flags >> 2) & 1;
     fuzz_rm_tree(img_dir);
