@@ -27,12 +27,7 @@ FUZZ_OBJ_CFLAGS    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -
                       $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Iinclude -Ilibbarlow -Iexamples/barlow -Itests/fuzz
 FUZZ_CFLAGS        := $(FUZZ_OBJ_CFLAGS) -fsanitize=fuzzer
 FUZZ_LIB           := $(FUZZ_BUILD)/lib/libbarlow.a
-# The library's threads (OpenMP, OpenBLAS) stay at one: one input, one thread, reproducible.
-FUZZ_ENV           := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
-                      ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 \
-                      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# -rss_limit_mb: the default 2048; -timeout: one input taking longer is reported
-FUZZ_RUN_FLAGS     := -rss_limit_mb=2048 -timeout=25 -print_final_stats=1
+# How the targets run (one thread, sanitizer options, libFuzzer's limits): tests/fuzz/run.sh.
 
 # The files of the barlow command each target links (examples/barlow/data.h, cli.h), and
 # stb_image compiled with the same flags (tests/fuzz/stb_image_impl.c), as objects in
