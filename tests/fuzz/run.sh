@@ -42,7 +42,9 @@ for t in "$@"; do
   crashes=$build/crashes/$t
   mkdir -p "$work" "$crashes"
   [[ -d $here/corpus/$t ]] && cp -n "$here/corpus/$t"/* "$work"/ 2>/dev/null
-  before=$(find "$crashes" -type f | wc -l)
+  # crash-, leak-, timeout-, oom- files (slow-unit- ones are only reported)
+  count() { find "$crashes" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l; }
+  before=$(count)
   log=$build/fuzz_$t.log
   t0=$(date +%s)
   # shellcheck disable=SC2086
@@ -52,11 +54,11 @@ for t in "$@"; do
   t1=$(date +%s)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cpu=$(tail -1 "$build/time_$t" | awk '{printf "%.0f", $1 + $2}')
-  found=$(( $(find "$crashes" -type f | wc -l) - before ))
+  found=$(( $(count) - before ))
   echo "fuzz $t: ${execs:-?} execs in $((t1 - t0)) s (${cpu:-?} s CPU), $found crashes (log: $log)"
   if [[ $rc -ne 0 || $found -gt 0 ]]; then
     grep -m3 -E 'ERROR: |runtime error|fuzz: check failed' "$log"
-    ls "$crashes" | tail -3
+    ls -t "$crashes" | grep -v '^slow-unit-' | head -3
     status=1
   fi
 done
