@@ -381,7 +381,7 @@ static unsigned char *data_decode(const char *path, int *w, int *h, int channels
     FILE *f = fopen(path, "rb");
     unsigned char *buf, *px = NULL;
     long size = -1;
-    int got;
+    int got = 0;
     if (!f) {
         data_fail(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
@@ -407,6 +407,12 @@ static unsigned char *data_decode(const char *path, int *w, int *h, int channels
     else if (stbi_info_from_memory(buf, (int)size, w, h, &got) && (int64_t)*w * *h > DATA_MAX_PIXELS)
         data_fail(err, "%s: cannot decode image: %dx%d is more than %d megapixels", path, *w, *h,
                   (int)(DATA_MAX_PIXELS >> 20));
+    else if (size >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6') && got != channels
+             && stbi_is_16_bit_from_memory(buf, (int)size))
+        /* stb_image 2.27 converts a 16-bit PGM/PPM's channels with its 8-bit converter, then
+         * reads twice the bytes it holds (stb 2.28 fixed it) */
+        data_fail(err, "%s: cannot decode image: a 16-bit %s as %d channel%s is not supported",
+                  path, buf[1] == '5' ? "PGM" : "PPM", channels, channels == 1 ? "" : "s");
     else if (!(px = stbi_load_from_memory(buf, (int)size, w, h, &got, channels)))
         data_fail(err, "%s: cannot decode image: %s", path, stbi_failure_reason());
     free(buf);
