@@ -329,9 +329,12 @@ static int data_has_image_ext(const char *name)
  * when a DHT table has more than 256 codes, else 1 (any file that is not a JPEG too). */
 static int data_jpeg_ok(const unsigned char *p, size_t n)
 {
-    size_t i = 2;
-    if (n < 2 || p[0] != 0xff || p[1] != 0xd8)
+    size_t i = 0;
+    while (i < n && p[i] == 0xff) /* stb takes FF fill bytes before the SOI marker too */
+        i++;
+    if (i == 0 || i >= n || p[i] != 0xd8)
         return 1;
+    i++;
     while (i < n) {
         unsigned m;
         size_t len;
