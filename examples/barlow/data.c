@@ -377,6 +377,34 @@ static int data_jpeg_ok(const unsigned char *p, size_t n)
     return 1;
 }
 
+/* stb_image 2.27 parses a PGM/PPM header's width, height and maximum into an int without
+ * an overflow check (undefined behaviour; stb 2.28 checks): 0 when one of the three numbers,
+ * read as stb reads them (whitespace and # comments between), exceeds INT_MAX, else 1. */
+static int data_pnm_ok(const unsigned char *p, size_t n)
+{
+    size_t i = 2;
+    int k;
+    if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6'))
+        return 1;
+    for (k = 0; k < 3; k++) {
+        int64_t v = 0;
+        for (;;) {
+            while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r')))
+                i++;
+            if (i >= n || p[i] != '#')
+                break;
+            while (i < n && p[i] != '\n' && p[i] != '\r')
+                i++;
+        }
+        while (i < n && p[i] >= '0' && p[i] <= '9') {
+            v = v * 10 + (p[i++] - '0');
+            if (v > 0x7fffffff)
+                return 0;
+        }
+    }
+    return 1;
+}
+
 /* The image file at path decoded to `channels` (stb_image from memory, after data_jpeg_ok);
  * NULL with the reason in err. */
 static unsigned char *data_decode(const char *path, int *w, int *h, int channels, char *err)
@@ -407,6 +435,8 @@ static unsigned char *data_decode(const char *path, int *w, int *h, int channels
     if (!data_jpeg_ok(buf, (size_t)size))
         data_fail(err, "%s: cannot decode image: corrupt JPEG (a Huffman table of more than 256 codes)",
                   path);
+    else if (!data_pnm_ok(buf, (size_t)size))
+        data_fail(err, "%s: cannot decode image: corrupt PGM/PPM (a size over 2^31)", path);
     else if (stbi_info_from_memory(buf, (int)size, w, h, &got) && (int64_t)*w * *h > DATA_MAX_PIXELS)
         data_fail(err, "%s: cannot decode image: %dx%d is more than %d megapixels", path, *w, *h,
                   (int)(DATA_MAX_PIXELS >> 20));

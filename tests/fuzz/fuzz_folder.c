@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* ten copies of a big image are the harness's doing, not the reader's: the
          * loader keeps them all, and -rss_limit_mb would call that a leak */
         int iw, ih, ic;
-        if (size >= 1 && data[0] == 0xff)
-            copies = 1; /* a JPEG: stbi_info would meet the DHT overflow data.c guards against */
+        if (size >= 1 && (data[0] == 0xff || data[0] == 'P'))
+            copies = 1; /* JPEG, PNM: stbi_info would meet the stb bugs data.c guards against */
         else if (size < 0x7fffffff && stbi_info_from_memory(data, (int)size, &iw, &ih, &ic)) {
             int64_t px = (int64_t)iw * ih;
             if (px > ((int64_t)1 << 20))
