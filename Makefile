@@ -9,6 +9,8 @@
 #   make check-valgrind  the Check suites that fit under valgrind (memcheck), at the non-AVX-512 levels
 #   make check-tsan      the concurrency suites under ThreadSanitizer (clang, LLVM's OpenMP, BLAS=reference)
 #   make coverage        line and branch coverage per module (gcc --coverage, lcov), HTML in build/coverage/html
+#   make fuzz            each libFuzzer target FUZZ_SECONDS (60) s: tests/fuzz/fuzz.mk, docs/fuzz.md
+#   make check-fuzz      the fuzz targets: replay tests/fuzz/{corpus,regress}, then a fixed seeded run of each
 #   make bench           benchmarks (not part of check)
 #   make bench-mpi       data-parallel step throughput: 2 ranks x 1 thread vs 1 x 2 threads
 #   make demo            the main job: pretrain + evaluate on Fashion-MNIST
@@ -323,6 +325,9 @@ abi-check: lib
 
 abi-baseline: lib
 	abidw --headers-dir include --drop-private-types --out-file tests/abi/barlow.abi $(BUILD)/$(SHARED)
+
+# libFuzzer targets (make fuzz, make check-fuzz): tests/fuzz/fuzz.mk, docs/fuzz.md.
+include tests/fuzz/fuzz.mk
 
 # ---- install ----------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
-#   bash .ci/deps.sh check|bench|demo|golden|clang|tsan|mpi|valgrind|coverage|aarch64
+#   bash .ci/deps.sh check|bench|demo|golden|clang|tsan|fuzz|mpi|valgrind|coverage|aarch64
 # As root, missing packages are installed with apt-get; otherwise the exact
 # command is printed and the script fails.
 set -euo pipefail
@@ -16,6 +16,9 @@ case "${1:-check}" in
   # make check-tsan: clang's TSan runtime is in libclang-rt-14-dev (only recommended by clang-14);
   # libomp-14-dev has LLVM's OpenMP and Archer (libarcher.so); libblas-dev the netlib CBLAS.
   tsan)   want=("${base[@]}" clang libclang-rt-14-dev libomp-14-dev libblas-dev) ;;
+  # make fuzz / check-fuzz (tests/fuzz/fuzz.mk): libFuzzer and the sanitizers' runtimes are in
+  # libclang-rt-14-dev; clang's -fopenmp links libomp-14-dev; time(1) measures each run's CPU.
+  fuzz)   want=("${base[@]}" clang libclang-rt-14-dev libomp-14-dev time) ;;
   mpi)    want=("${base[@]}" libopenmpi-dev openmpi-bin) ;;
   valgrind) want=("${base[@]}" valgrind) ;;
   # make coverage: gcc's gcov is in build-essential; lcov has lcov and genhtml.

@@ -97,6 +97,9 @@ void cfg_apply_preset(bt_config *c, const char *kind);
 
 /* A config file: name=value lines; blank lines and # comments ignored. */
 void cfg_load_file(bt_config *c, const char *path);
+/* The same without exiting: -1 with one line ("path:line: why") in err of cap bytes,
+ * the lines before the bad one applied; cfg_load_file dies with that line. */
+int cfg_read_file(bt_config *c, const char *path, char *err, size_t cap);
 
 /* Every --set name=value of the command line, in order. */
 void cfg_apply_sets(bt_config *c, const struct args *a);

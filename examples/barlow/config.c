@@ -67,15 +67,17 @@ void cfg_apply_preset(bt_config *c, const char *kind)
         cfg_set(c, (*p)[0], (*p)[1], "preset");
 }
 
-void cfg_load_file(bt_config *c, const char *path)
+int cfg_read_file(bt_config *c, const char *path, char *err, size_t cap)
 {
     FILE *f = fopen(path, "r");
     char line[8192];
     int ln = 0;
-    if (!f)
-        die("%s: cannot open: %s", path, strerror(errno));
+    if (!f) {
+        snprintf(err, cap, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
     while (fgets(line, sizeof line, f)) {
-        char *s = line, *e, *eq, where[PATH_CAP + 32];
+        char *s = line, *e, *eq;
         ln++;
         while (*s == ' ' || *s == '\t')
             s++;
@@ -85,8 +87,11 @@ void cfg_load_file(bt_config *c, const char *path)
         if (!*s || *s == '#')
             continue;
         eq = strchr(s, '=');
-        if (!eq)
-            die("%s:%d: '%s' is not name=value", path, ln, s);
+        if (!eq) {
+            snprintf(err, cap, "%s:%d: '%s' is not name=value", path, ln, s);
+            fclose(f);
+            return -1;
+        }
         e = eq;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
@@ -94,10 +99,21 @@ void cfg_load_file(bt_config *c, const char *path)
         eq++;
         while (*eq == ' ' || *eq == '\t')
             eq++;
-        snprintf(where, sizeof where, "%s:%d", path, ln);
-        cfg_set(c, s, eq, where);
+        if (bt_config_set(c, s, eq) != BT_OK) {
+            snprintf(err, cap, "%s:%d: %s", path, ln, bt_last_error());
+            fclose(f);
+            return -1;
+        }
     }
     fclose(f);
+    return 0;
+}
+
+void cfg_load_file(bt_config *c, const char *path)
+{
+    char err[PATH_CAP + 1024];
+    if (cfg_read_file(c, path, err, sizeof err) != 0)
+        die("%s", err);
 }
 
 void cfg_apply_sets(bt_config *c, const struct args *a)

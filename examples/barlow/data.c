@@ -16,6 +16,9 @@
 #include "paths.h"
 
 #define DATA_MAX_CLASSES 1000
+/* Largest image a folder may hold, in pixels (8192 x 8192): stb_image reads the pixels of a
+ * truncated file as zeros, so a few hundred bytes can announce gigabytes. */
+#define DATA_MAX_PIXELS ((int64_t)1 << 26)
 
 static void data_fail(char *err, const char *fmt, ...)
 {
@@ -79,6 +82,34 @@ static int data_gzread_all(gzFile f, void *buf, size_t n)
     return 0;
 }
 
+/* Exactly n bytes (n >= 1) from a gz stream into a buffer grown as they arrive, so that a
+ * header announcing more than the file holds costs no more memory than the file's data;
+ * NULL on a short read or a gzip error, or with *nomem set when memory ran out. */
+static unsigned char *data_gzread_grow(gzFile f, size_t n, int *nomem)
+{
+    unsigned char *buf = NULL, *nb;
+    size_t have = 0, cap;
+    *nomem = 0;
+    while (have < n) {
+        cap = have ? 2 * have : (size_t)1 << 20;
+        if (cap > n)
+            cap = n;
+        nb = realloc(buf, cap);
+        if (!nb) {
+            free(buf);
+            *nomem = 1;
+            return NULL;
+        }
+        buf = nb;
+        if (data_gzread_all(f, buf + have, cap - have) != 0) {
+            free(buf);
+            return NULL;
+        }
+        have = cap;
+    }
+    return buf;
+}
+
 /* Open DIR/base.gz, or DIR/base when no .gz exists; the path is left in path. */
 static gzFile data_open_idx(const char *dir, const char *base, char *path, size_t cap, char *err)
 {
@@ -104,6 +135,7 @@ static int data_load_idx(struct dataset *d, const char *dir, const char *split, 
     gzFile f;
     int64_t n, rows, cols, keep, i;
     size_t img_bytes;
+    int nomem;
 
     snprintf(base, sizeof base, "%s-images-idx3-ubyte", split);
     f = data_open_idx(dir, base, path, sizeof path, err);
@@ -130,14 +162,14 @@ static int data_load_idx(struct dataset *d, const char *dir, const char *split, 
         return -1;
     }
     /* Read the whole file even when keeping fewer, so truncation is always detected. */
-    d->block = malloc((size_t)n * img_bytes);
-    if (!d->block) {
+    d->block = data_gzread_grow(f, (size_t)n * img_bytes, &nomem);
+    if (!d->block && nomem) {
         gzclose(f);
         data_free(d);
         data_fail(err, "%s: out of memory for %lld images", path, (long long)n);
         return -1;
     }
-    if (data_gzread_all(f, d->block, (size_t)n * img_bytes) != 0 || gzread(f, &extra, 1) != 0) {
+    if (!d->block || gzread(f, &extra, 1) != 0) {
         gzclose(f);
         data_free(d);
         data_fail(err, "%s: corrupt: the header announces %lld images of %lldx%lld; the data %s",
@@ -290,6 +322,136 @@ static int data_has_image_ext(const char *name)
     return 0;
 }
 
+/* Debian 12's stb_image (2.27) writes past a Huffman table's 256 values when a JPEG's DHT
+ * segment declares more codes (stb 2.28 checks it): walk the JPEG's markers as stb reads
+ * them and refuse such a file before decoding it. The walk visits every position stb can
+ * read a marker at, and more (after a scan it follows any marker, where stb may stop); 0
+ * when a DHT table has more than 256 codes, else 1 (any file that is not a JPEG too). */
+static int data_jpeg_ok(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] == 0xff) /* stb takes FF fill bytes before the SOI marker too */
+        i++;
+    if (i == 0 || i >= n || p[i] != 0xd8)
+        return 1;
+    i++;
+    while (i < n) {
+        unsigned m;
+        size_t len;
+        if (p[i] != 0xff) { /* padding between segments: stb skips it before the frame */
+            i++;
+            continue;
+        }
+        while (i < n && p[i] == 0xff)
+            i++;
+        if (i >= n)
+            break;
+        m = p[i++];
+        if (m == 0xd9) /* EOI */
+            break;
+        if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8))
+            continue; /* no length */
+        if (i + 2 > n)
+            break;
+        len = (size_t)p[i] << 8 | p[i + 1];
+        if (m == 0xc4) { /* DHT: tables until the length is used, as stb reads them */
+            long left = (long)len - 2;
+            size_t q = i + 2;
+            while (left > 0 && q < n) {
+                int k, codes = 0;
+                for (k = 1; k <= 16; k++) /* stb reads zeros past the end */
+                    codes += q + k < n ? p[q + k] : 0;
+                if (codes > 256)
+                    return 0;
+                q += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        }
+        i += len;
+        if (m == 0xda) { /* SOS: skip the entropy-coded data to the next marker */
+            while (i + 1 < n && !(p[i] == 0xff && p[i + 1] != 0x00 && p[i + 1] != 0xff
+                                  && !(p[i + 1] >= 0xd0 && p[i + 1] <= 0xd7)))
+                i++;
+        }
+    }
+    return 1;
+}
+
+/* stb_image 2.27 parses a PGM/PPM header's width, height and maximum into an int without
+ * an overflow check (undefined behaviour; stb 2.28 checks): 0 when one of the three numbers,
+ * read as stb reads them (whitespace and # comments between), exceeds INT_MAX, else 1. */
+static int data_pnm_ok(const unsigned char *p, size_t n)
+{
+    size_t i = 2;
+    int k;
+    if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6'))
+        return 1;
+    for (k = 0; k < 3; k++) {
+        int64_t v = 0;
+        for (;;) {
+            while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r')))
+                i++;
+            if (i >= n || p[i] != '#')
+                break;
+            while (i < n && p[i] != '\n' && p[i] != '\r')
+                i++;
+        }
+        while (i < n && p[i] >= '0' && p[i] <= '9') {
+            v = v * 10 + (p[i++] - '0');
+            if (v > 0x7fffffff)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The image file at path decoded to `channels` (stb_image from memory, after data_jpeg_ok);
+ * NULL with the reason in err. */
+static unsigned char *data_decode(const char *path, int *w, int *h, int channels, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf, *px = NULL;
+    long size = -1;
+    int got = 0;
+    if (!f) {
+        data_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0
+        || size > 0x7fffffffL) {
+        fclose(f);
+        data_fail(err, "%s: cannot decode image: %s", path, size > 0x7fffffffL ? "larger than 2 GiB"
+                                                                              : "cannot read it");
+        return NULL;
+    }
+    buf = malloc((size_t)size + 1);
+    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f);
+        free(buf);
+        data_fail(err, "%s: %s", path, buf ? "short read" : "out of memory");
+        return NULL;
+    }
+    fclose(f);
+    if (!data_jpeg_ok(buf, (size_t)size))
+        data_fail(err, "%s: cannot decode image: corrupt JPEG (a Huffman table of more than 256 codes)",
+                  path);
+    else if (!data_pnm_ok(buf, (size_t)size))
+        data_fail(err, "%s: cannot decode image: corrupt PGM/PPM (a size over 2^31)", path);
+    else if (stbi_info_from_memory(buf, (int)size, w, h, &got) && (int64_t)*w * *h > DATA_MAX_PIXELS)
+        data_fail(err, "%s: cannot decode image: %dx%d is more than %d megapixels", path, *w, *h,
+                  (int)(DATA_MAX_PIXELS >> 20));
+    else if (size >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6') && got != channels
+             && stbi_is_16_bit_from_memory(buf, (int)size))
+        /* stb_image 2.27 converts a 16-bit PGM/PPM's channels with its 8-bit converter, then
+         * reads twice the bytes it holds (stb 2.28 fixed it) */
+        data_fail(err, "%s: cannot decode image: a 16-bit %s as %d channel%s is not supported",
+                  path, buf[1] == '5' ? "PGM" : "PPM", channels, channels == 1 ? "" : "s");
+    else if (!(px = stbi_load_from_memory(buf, (int)size, w, h, &got, channels)))
+        data_fail(err, "%s: cannot decode image: %s", path, stbi_failure_reason());
+    free(buf);
+    return px;
+}
+
 /* Sorted names in dir (no dot files); want_dirs selects sub-folders or image files. */
 static int data_list_dir(const char *dir, int want_dirs, char ***names, int64_t *count, char *err)
 {
@@ -380,7 +542,7 @@ static int data_load_folder(struct dataset *d, const char *dir, int32_t channels
         if (data_list_dir(sub, 0, &files, &nfiles, err) != 0)
             goto fail;
         for (i = 0; i < nfiles; i++) {
-            int w, h, got;
+            int w, h;
             unsigned char *px;
             if (labelled && split == 1 && i % 10 == 9)
                 continue;
@@ -389,9 +551,12 @@ static int data_load_folder(struct dataset *d, const char *dir, int32_t channels
             if (limit > 0 && n >= limit)
                 break;
             snprintf(path, sizeof path, "%s/%s", sub, files[i]);
-            px = stbi_load(path, &w, &h, &got, channels);
-            if (!px) {
-                data_fail(err, "%s: cannot decode image: %s", path, stbi_failure_reason());
+            px = data_decode(path, &w, &h, channels, err);
+            if (!px)
+                goto fail;
+            if (w < 1 || h < 1) { /* stb_image 2.27 returns PNM files of height 0 */
+                stbi_image_free(px);
+                data_fail(err, "%s: cannot decode image: it is empty (%dx%d)", path, w, h);
                 goto fail;
             }
             if (n == cap) {
