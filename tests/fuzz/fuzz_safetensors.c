@@ -44,10 +44,17 @@ static uint64_t walk(const bti_st_file *f, int streamed)
         h = fuzz_fnv(h, t->name, strlen(t->name) + 1);
         if (t->numel > (int64_t)1 << 22)
             continue; /* announced big and valid: reading it is not the parser's business */
-        st = streamed ? bti_st_load_f32(f, t, NULL) : bti_st_to_f32(t, NULL, bti_st_path(f));
+        st = streamed ? bti_st_load_f32(f, t, NULL, NULL) : bti_st_to_f32(t, NULL, bti_st_path(f));
         buf = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *buf);
         FUZZ_CHECK(buf, "malloc");
-        st2 = streamed ? bti_st_load_f32(f, t, buf) : bti_st_to_f32(t, buf, bti_st_path(f));
+        if (streamed) { /* through the caller's conversion buffer, as bt_checkpoint_load does */
+            void *scratch = malloc(bti_st_load_scratch(t) + 1);
+            FUZZ_CHECK(scratch, "malloc");
+            st2 = bti_st_load_f32(f, t, buf, scratch);
+            free(scratch);
+        } else {
+            st2 = bti_st_to_f32(t, buf, bti_st_path(f));
+        }
         FUZZ_CHECK(st == st2, "'%s': check-only %d, converting %d", t->name, st, st2);
         if (st2 == BT_OK)
             h = fuzz_fnv(h, buf, (size_t)t->numel * sizeof *buf);
