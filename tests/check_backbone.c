@@ -17,48 +17,6 @@
 #define FD_H 1e-5
 #define NV 2
 
-/* gen_model.py's pattern(): values in [-0.5, 0.5). */
-static double pattern(uint64_t t, uint64_t i)
-{
-    uint64_t h = (i * 2654435761u + t * 40503u + 12345u) & 0xffffffffu;
-    h = ((h ^ (h >> 13)) * 1274126177u) & 0xffffffffu;
-    h ^= h >> 16;
-    return (double)h / 4294967296.0 - 0.5;
-}
-
-static int ends_with(const char *s, const char *tail)
-{
-    size_t a = strlen(s), b = strlen(tail);
-    return a >= b && strcmp(s + a - b, tail) == 0;
-}
-
-/* gen_model.py's fill(): tensor t of the model gets pattern(t, .). */
-static void fill(bt_model *m)
-{
-    int32_t t, n = bt_model_tensor_count(m);
-    for (t = 0; t < n; t++) {
-        const char *name;
-        bt_tensor *v;
-        int64_t i, numel;
-        float *d;
-        ck_assert_int_eq(bt_model_tensor(m, t, &name, &v, NULL), BT_OK);
-        numel = bt_tensor_numel(v);
-        d = bt_tensor_data(v);
-        for (i = 0; i < numel; i++) {
-            double p = pattern((uint64_t)t, (uint64_t)i);
-            if (ends_with(name, "num_batches_tracked"))
-                d[i] = 0;
-            else if (ends_with(name, "running_mean"))
-                d[i] = (float)(0.2 * p);
-            else if (ends_with(name, "running_var"))
-                d[i] = (float)(1.0 + p);
-            else if (bt_tensor_ndim(v) == 1)
-                d[i] = (float)((ends_with(name, "weight") ? 1.0 : 0.0) + 0.4 * p);
-            else
-                d[i] = (float)(p * 2.0 * sqrt(6.0 / (double)(numel / bt_tensor_dim(v, 0))));
-        }
-    }
-}
 
 static bt_tensor *tensor(int32_t ndim, int64_t a, int64_t b, int64_t c, int64_t d)
 {
@@ -72,7 +30,7 @@ static void fill_pattern(bt_tensor *t, uint64_t id, double scale)
 {
     int64_t i, n = bt_tensor_numel(t);
     for (i = 0; i < n; i++)
-        bt_tensor_data(t)[i] = (float)(scale * pattern(id, (uint64_t)i));
+        bt_tensor_data(t)[i] = (float)(scale * golden_pattern(id, (uint64_t)i));
 }
 
 static void free_all(bt_tensor **t, int n)
@@ -163,9 +121,9 @@ static bt_layer *make_head(int64_t feat)
     ck_assert_int_eq(bt_layer_tensor(h, 0, NULL, &w, NULL), BT_OK);
     ck_assert_int_eq(bt_layer_tensor(h, 1, NULL, &b, NULL), BT_OK);
     for (i = 0; i < bt_tensor_numel(w); i++)
-        bt_tensor_data(w)[i] = (float)(pattern(500, (uint64_t)i) * 2.0 * sqrt(6.0 / (double)feat));
+        bt_tensor_data(w)[i] = (float)(golden_pattern(500, (uint64_t)i) * 2.0 * sqrt(6.0 / (double)feat));
     for (i = 0; i < bt_tensor_numel(b); i++)
-        bt_tensor_data(b)[i] = (float)(0.2 * pattern(501, (uint64_t)i));
+        bt_tensor_data(b)[i] = (float)(0.2 * golden_pattern(501, (uint64_t)i));
     return h;
 }
 
@@ -184,7 +142,7 @@ START_TEST(finetune_gradients_match_pytorch)
     char key[160];
 
     ck_assert_int_eq(fd, 8);
-    fill(m);
+    golden_fill_model(m);
     head = make_head(fd);
     for (v = 0; v < NV; v++) {
         x[v] = tensor(4, n, 3, hw, hw);
@@ -295,7 +253,7 @@ START_TEST(projector_only_matches_pytorch)
     ck_assert_int_eq(bt_model_feature_dim(m), 12);
     ck_assert_int_eq(bt_model_embed_dim(m), 8);
     ck_assert_int_eq(bt_model_tensor_count(m), 7); /* 0.weight, BN's five, 3.weight */
-    fill(m);
+    golden_fill_model(m);
     for (v = 0; v < NV; v++) {
         x[v] = tensor(2, n, 12, 0, 0);
         dx[v] = tensor(2, n, 12, 0, 0);
@@ -520,7 +478,7 @@ START_TEST(backbone_backward_matches_finite_differences)
     int32_t v, c;
     int64_t i;
 
-    fill(m);
+    golden_fill_model(m);
     dtab_load(&d, m);
     for (v = 0; v < NV; v++) {
         x[v] = tensor(4, N, 3, HW, HW);
@@ -631,7 +589,7 @@ START_TEST(input_grad_matches_finite_differences)
     int32_t v;
     int64_t i;
 
-    fill(m);
+    golden_fill_model(m);
     dtab_load(&d, m);
     for (v = 0; v < NV; v++) {
         x[v] = tensor(2, N, 12, 0, 0);
@@ -853,7 +811,7 @@ START_TEST(projector_only_checkpoint_round_trips)
     bt_config *c;
     char buf[32];
     int32_t t;
-    fill(m);
+    golden_fill_model(m);
     ck_assert_msg(bt_checkpoint_save(test_path("none.safetensors"), m, NULL, NULL) == BT_OK, "%s",
                   bt_last_error());
     ck_assert_int_eq(bt_config_create(&c), BT_OK);

@@ -14,48 +14,6 @@
 
 #define TOL 1e-4
 
-/* The formula of pattern() in gen_model.py: values in [-0.5, 0.5). */
-static double pattern(uint64_t t, uint64_t i)
-{
-    uint64_t h = (i * 2654435761u + t * 40503u + 12345u) & 0xffffffffu;
-    h = ((h ^ (h >> 13)) * 1274126177u) & 0xffffffffu;
-    h ^= h >> 16;
-    return (double)h / 4294967296.0 - 0.5;
-}
-
-static int ends_with(const char *s, const char *tail)
-{
-    size_t a = strlen(s), b = strlen(tail);
-    return a >= b && strcmp(s + a - b, tail) == 0;
-}
-
-/* Weights as gen_model.py's fill(). */
-static void fill(bt_model *m)
-{
-    int32_t t, n = bt_model_tensor_count(m);
-    for (t = 0; t < n; t++) {
-        const char *name;
-        bt_tensor *v;
-        int64_t i, numel;
-        float *d;
-        ck_assert_int_eq(bt_model_tensor(m, t, &name, &v, NULL), BT_OK);
-        numel = bt_tensor_numel(v);
-        d = bt_tensor_data(v);
-        for (i = 0; i < numel; i++) {
-            double p = pattern((uint64_t)t, (uint64_t)i);
-            if (ends_with(name, "num_batches_tracked"))
-                d[i] = 0;
-            else if (ends_with(name, "running_mean"))
-                d[i] = (float)(0.2 * p);
-            else if (ends_with(name, "running_var"))
-                d[i] = (float)(1.0 + p);
-            else if (bt_tensor_ndim(v) == 1)
-                d[i] = (float)((ends_with(name, "weight") ? 1.0 : 0.0) + 0.4 * p);
-            else
-                d[i] = (float)(p * 2.0 * sqrt(6.0 / (double)(numel / bt_tensor_dim(v, 0))));
-        }
-    }
-}
 
 static bt_model *make(const char *const *opts)
 {
@@ -89,7 +47,7 @@ static void fill_pattern(bt_tensor *t, uint64_t id, double scale)
 {
     int64_t i, n = bt_tensor_numel(t);
     for (i = 0; i < n; i++)
-        bt_tensor_data(t)[i] = (float)(scale * pattern(id, (uint64_t)i));
+        bt_tensor_data(t)[i] = (float)(scale * golden_pattern(id, (uint64_t)i));
 }
 
 static void check_names(bt_model *m, const char *file)
@@ -129,7 +87,7 @@ static void golden_case(const char *tag, const char *const *opts, int64_t in_ch)
     n = (int64_t)golden_get(g, "n", NULL, NULL)[0];
     hw = (int64_t)golden_get(g, "hw", NULL, NULL)[0];
     x_id = (uint64_t)golden_get(g, "x_id", NULL, NULL)[0]; /* the seed gen_model.py chose */
-    fill(m);
+    golden_fill_model(m);
     for (v = 0; v < 2; v++) {
         x[v] = tensor4(n, in_ch, hw, hw);
         fill_pattern(x[v], x_id + (uint64_t)v, 2.0);
@@ -190,7 +148,7 @@ static void golden_case(const char *tag, const char *const *opts, int64_t in_ch)
             }
             ck_assert_msg(err <= TOL, "%s gradient of %s: relative error %g at %lld", tag, name,
                           err, (long long)worst);
-        } else if (ends_with(name, "running_mean") || ends_with(name, "running_var")) {
+        } else if (golden_ends_with(name, "running_mean") || golden_ends_with(name, "running_var")) {
             double err;
             snprintf(key, sizeof key, "buffer.%s", name);
             err = rel_err(bt_tensor_data(val), golden_get(g, key, NULL, NULL), bt_tensor_numel(val));
@@ -291,11 +249,11 @@ START_TEST(initialisation_follows_torchvision)
             ck_assert_msg(fabs(s2 / (double)numel / want - 1.0) < 0.1, "%s variance %g, want %g",
                           name, s2 / (double)numel, want);
         }
-        if (ends_with(name, "bn2.weight")) { /* zero_init_residual: last BN of each block */
+        if (golden_ends_with(name, "bn2.weight")) { /* zero_init_residual: last BN of each block */
             for (i = 0; i < numel; i++)
                 ck_assert(bt_tensor_data(v)[i] == 0.0f);
             saw_zero_gamma = 1;
-        } else if (ends_with(name, "bn1.weight")) {
+        } else if (golden_ends_with(name, "bn1.weight")) {
             for (i = 0; i < numel; i++)
                 ck_assert(bt_tensor_data(v)[i] == 1.0f);
         }
@@ -332,7 +290,7 @@ START_TEST(eval_encoding_is_per_sample_and_changes_nothing)
               *f1 = tensor2(1, 64), *rm;
     float before[16];
     int i;
-    fill(m);
+    golden_fill_model(m);
     fill_pattern(x, 77, 2.0);
     ck_assert_int_eq(bt_model_tensor(m, 3, NULL, &rm, NULL), BT_OK); /* backbone.bn1.running_mean */
     memcpy(before, bt_tensor_data(rm), sizeof before);
@@ -425,7 +383,7 @@ START_TEST(argument_checks_name_the_argument)
     const bt_tensor *feat;
     float wbefore[16];
     int v;
-    fill(m);
+    golden_fill_model(m);
     for (v = 0; v < 2; v++) {
         x[v] = tensor4(4, 1, 28, 28);
         fill_pattern(x[v], 70 + (uint64_t)v, 1.0);
@@ -513,7 +471,7 @@ START_TEST(gradients_accumulate_until_zeroed)
     bt_tensor *x[2], *z[2], *g;
     float first;
     int v;
-    fill(m);
+    golden_fill_model(m);
     for (v = 0; v < 2; v++) {
         x[v] = tensor4(3, 1, 28, 28);
         fill_pattern(x[v], 50 + (uint64_t)v, 1.0);
@@ -554,7 +512,7 @@ static float *run_steps(const char *const *opts, int fusion, int64_t ch, int64_t
     int64_t e, fd, total = 0;
     float *out;
     int32_t t, v, step;
-    fill(m);
+    golden_fill_model(m);
     bti_model_set_fusion(m, fusion);
     e = bt_model_embed_dim(m);
     fd = bt_model_feature_dim(m);

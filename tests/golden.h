@@ -28,4 +28,15 @@ double rel_err_fd(const float *got, const double *want, int64_t n);
  * the formula of tests/golden/gen_loss.py bit for bit. */
 float golden_uni(uint64_t stream, uint64_t k);
 
+/* gen_model.py's pattern(t, i), bit for bit: values in [-0.5, 0.5). */
+double golden_pattern(uint64_t t, uint64_t i);
+
+/* 1 when s ends with tail (tensor names: "bn1.weight", "running_var"). */
+int golden_ends_with(const char *s, const char *tail);
+
+typedef struct bt_model bt_model;
+/* gen_model.py's fill(): tensor t of m gets golden_pattern(t, .), scaled per kind
+ * (weights fan-in-scaled, BatchNorm affine near 1/0, running statistics, a zero count). */
+void golden_fill_model(bt_model *m);
+
 #endif

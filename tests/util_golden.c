@@ -1,6 +1,8 @@
 /* util_golden.c - golden-file reader and comparison helpers for the tests. */
 #include "golden.h"
 
+#include <barlow.h>
+
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -129,4 +131,45 @@ static uint64_t mix64(uint64_t x)
 float golden_uni(uint64_t stream, uint64_t k)
 {
     return (float)(mix64((stream << 32) + k) >> 40) * (1.0f / 16777216.0f) - 0.5f;
+}
+
+double golden_pattern(uint64_t t, uint64_t i)
+{
+    uint64_t h = (i * 2654435761u + t * 40503u + 12345u) & 0xffffffffu;
+    h = ((h ^ (h >> 13)) * 1274126177u) & 0xffffffffu;
+    h ^= h >> 16;
+    return (double)h / 4294967296.0 - 0.5;
+}
+
+int golden_ends_with(const char *s, const char *tail)
+{
+    size_t a = strlen(s), b = strlen(tail);
+    return a >= b && strcmp(s + a - b, tail) == 0;
+}
+
+void golden_fill_model(bt_model *m)
+{
+    int32_t t, n = bt_model_tensor_count(m);
+    for (t = 0; t < n; t++) {
+        const char *name;
+        bt_tensor *v;
+        int64_t i, numel;
+        float *d;
+        ck_assert_int_eq(bt_model_tensor(m, t, &name, &v, NULL), BT_OK);
+        numel = bt_tensor_numel(v);
+        d = bt_tensor_data(v);
+        for (i = 0; i < numel; i++) {
+            double p = golden_pattern((uint64_t)t, (uint64_t)i);
+            if (golden_ends_with(name, "num_batches_tracked"))
+                d[i] = 0;
+            else if (golden_ends_with(name, "running_mean"))
+                d[i] = (float)(0.2 * p);
+            else if (golden_ends_with(name, "running_var"))
+                d[i] = (float)(1.0 + p);
+            else if (bt_tensor_ndim(v) == 1)
+                d[i] = (float)((golden_ends_with(name, "weight") ? 1.0 : 0.0) + 0.4 * p);
+            else
+                d[i] = (float)(p * 2.0 * sqrt(6.0 / (double)(numel / bt_tensor_dim(v, 0))));
+        }
+    }
 }
