@@ -219,7 +219,7 @@ int cmd_finetune(const struct args *a)
     int64_t *perm;
     FILE *log = NULL;
     double best1 = -1, best5 = 0, last1 = 0, last5 = 0, t_start = now_s();
-    uint64_t seed, gs;
+    uint64_t seed, gs, subset_hash = 0xCBF29CE484222325ull;
     char err[PROBE_ERR_CAP];
 
     if (a->checkpoint) {
@@ -260,6 +260,8 @@ int cmd_finetune(const struct args *a)
     subset = xmalloc((size_t)train.n * sizeof *subset);
     count = xmalloc((size_t)K * sizeof *count);
     nsub = choose_subset(&train, a->train_percent, (uint64_t)a->subset_seed, subset, count);
+    for (i = 0; i < nsub; i++) /* FNV-1a of the chosen indices: which images, in one number */
+        subset_hash = (subset_hash ^ (uint64_t)subset[i]) * 0x100000001B3ull;
     B = a->batch ? a->batch : 256;
     if (B > nsub)
         B = nsub;
@@ -328,7 +330,7 @@ int cmd_finetune(const struct args *a)
     printf("subset per class:");
     for (i = 0; i < K; i++)
         printf(" %lld", (long long)count[i]);
-    printf("\n");
+    printf(" (images hash %016llx)\n", (unsigned long long)subset_hash);
     fflush(stdout);
     if (log) {
         fprintf(log, "{\"event\":\"start\",\"version\":\"%s\",\"dataset\":\"%s\",\"init\":\"%s\",\"train_percent\":%g,"
@@ -342,7 +344,7 @@ int cmd_finetune(const struct args *a)
         fprintf(log, "{\"event\":\"subset\",\"count\":%lld,\"per_class\":[", (long long)nsub);
         for (i = 0; i < K; i++)
             fprintf(log, "%s%lld", i ? "," : "", (long long)count[i]);
-        fprintf(log, "]}\n");
+        fprintf(log, "],\"hash\":\"%016llx\"}\n", (unsigned long long)subset_hash);
         fflush(log);
     }
 
