@@ -2,8 +2,9 @@
 # The `barlow` command end to end, on small synthetic datasets in the three
 # formats (made here with Python's standard library, so no dataset package is
 # needed): pretrain, exact resume (after --max-steps and after Ctrl-C), eval,
-# embed (.npy header), and the bad-input cases (one-line error naming the
-# file or option, exit status 2, an existing checkpoint left untouched).
+# embed (.npy header), finetune (subsets, both inits, determinism), and the
+# bad-input cases (one-line error naming the file or option, exit status 2, an
+# existing checkpoint left untouched).
 #   bash tests/cli_test.sh            (BUILD=build by default; `make` first)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -182,6 +183,56 @@ assert f["descr"] == "<f4" and not f["fortran_order"] and f["shape"] == (60, 8),
 assert l["descr"] == "<i4" and l["shape"] == (60,), l
 EOF
 
+# ---- finetune: from the pretrain checkpoint and from scratch on the same class-balanced subset
+ftck=(finetune --checkpoint "$tmp/run/checkpoint.safetensors" --epochs 2 --batch 16)
+"$bin" "${ftck[@]}" --train-percent 100 --out "$tmp/ft" >"$tmp/ft.out" 2>&1 && ok || { bad "finetune"; cat "$tmp/ft.out"; }
+for f in checkpoint.safetensors classifier.safetensors config.txt run.txt log.jsonl; do
+  [[ -s "$tmp/ft/$f" ]] && ok || bad "finetune left no $f"
+done
+grep -q '"event":"subset","count":160,"per_class":\[16,16,16,16,16,16,16,16,16,16\]' "$tmp/ft/log.jsonl" && ok \
+  || bad "finetune 100 %: log lacks the whole training split"
+[[ $(grep -c '"event":"epoch".*"test_top1":[0-9.]*,"test_top5"' "$tmp/ft/log.jsonl") -eq 2 ]] \
+  && grep -q '"event":"done","best_top1":[0-9.]*,"best_top5":[0-9.]*,"best_epoch":[12],"last_top1"' "$tmp/ft/log.jsonl" \
+  && grep -q '^fine-tuning done: best top-1 [0-9.]*% (top-5 [0-9.]*%) at epoch [12], last top-1' "$tmp/ft.out" \
+  && ok || { bad "finetune: no per-epoch test accuracy or best/last summary"; cat "$tmp/ft.out"; }
+# the fine-tuned encoder is a checkpoint the other commands read
+"$bin" eval --checkpoint "$tmp/ft/checkpoint.safetensors" --probe-epochs 1 --no-baselines >"$tmp/fteval.out" 2>&1 \
+  && grep -q '^Barlow Twins encoder .*%' "$tmp/fteval.out" && ok || { bad "eval of a fine-tuned checkpoint"; cat "$tmp/fteval.out"; }
+"$py" - "$tmp/ft/classifier.safetensors" <<'EOF3' && ok || bad "finetune: classifier.safetensors malformed"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert h["fc.weight"]["shape"] == [10, 8] and h["fc.bias"]["shape"] == [10], h
+assert len(b) == 8 + n + 4 * (10 * 8 + 10)
+EOF3
+# 10 %: 1.6 images per class rounds to 2 (at least 1): 20 of 160, the same ones for both inits
+"$bin" "${ftck[@]}" --train-percent 10 --out "$tmp/ft10" >"$tmp/ft10.out" 2>&1 \
+  && "$bin" "${ftck[@]}" --train-percent 10 --from-scratch --out "$tmp/ft10s" >"$tmp/ft10s.out" 2>&1 \
+  && grep -q '"event":"subset","count":20,"per_class":\[2,2,2,2,2,2,2,2,2,2\]' "$tmp/ft10/log.jsonl" \
+  && grep -q '^subset per class: 2 2 2 2 2 2 2 2 2 2 (images hash [0-9a-f]*)$' "$tmp/ft10.out" \
+  && grep -q '"init":"scratch"' "$tmp/ft10s/log.jsonl" && ok || { bad "finetune 10 %"; cat "$tmp/ft10.out" "$tmp/ft10s.out"; }
+subset_of() { sed -n 's/.*"event":"subset",\(.*\)/\1/p' "$1"; }
+[[ -n $(subset_of "$tmp/ft10/log.jsonl") && $(subset_of "$tmp/ft10/log.jsonl") == "$(subset_of "$tmp/ft10s/log.jsonl")" ]] \
+  && ok || bad "finetune: the checkpoint and the scratch run chose different subsets"
+cmp -s "$tmp/ft10/checkpoint.safetensors" "$tmp/ft10s/checkpoint.safetensors" && bad "finetune --from-scratch ignored" || ok
+# from scratch without a checkpoint: the preset's network with --set, the same subset
+"$bin" finetune "${fm[@]}" --from-scratch --set model.widths=4-8 --set model.blocks=1-1 --set model.projector=16-16 \
+  --epochs 2 --batch 16 --train-percent 10 --out "$tmp/ft10p" >"$tmp/ft10p.out" 2>&1 \
+  && [[ $(subset_of "$tmp/ft10p/log.jsonl") == "$(subset_of "$tmp/ft10/log.jsonl")" ]] && ok \
+  || { bad "finetune --from-scratch without a checkpoint"; cat "$tmp/ft10p.out"; }
+# determinism: the same run twice gives the same numbers and the same fine-tuned weights
+"$bin" "${ftck[@]}" --train-percent 10 --out "$tmp/ft10b" >"$tmp/ft10b.out" 2>&1 \
+  && diff <(grep '"event":"\(epoch\|done\)"' "$tmp/ft10/log.jsonl" | sed 's/"seconds":[0-9.]*//') \
+          <(grep '"event":"\(epoch\|done\)"' "$tmp/ft10b/log.jsonl" | sed 's/"seconds":[0-9.]*//') >/dev/null \
+  && cmp -s "$tmp/ft10/checkpoint.safetensors" "$tmp/ft10b/checkpoint.safetensors" && ok \
+  || bad "finetune: two identical runs differ"
+# another --subset-seed picks other images, still balanced
+"$bin" "${ftck[@]}" --train-percent 10 --subset-seed 3 --epochs 1 >"$tmp/ft10c.out" 2>&1 \
+  && grep -q '^subset per class: 2 2 2 2 2 2 2 2 2 2 (images hash [0-9a-f]*)$' "$tmp/ft10c.out" \
+  && [[ $(grep -o 'images hash [0-9a-f]*' "$tmp/ft10c.out") != $(grep -o 'images hash [0-9a-f]*' "$tmp/ft10.out") ]] \
+  && ok || bad "finetune --subset-seed 3"
+
 # ---- the other two dataset formats
 "$bin" pretrain --data "$tmp/cifar" "${tiny[@]}" --epochs 1 --no-eval --set model.arch=resnet --set model.projector=16 --out "$tmp/c10" \
   >"$tmp/c10.out" 2>&1 && grep -q 'pretraining cifar10: 120 train / 30 test' "$tmp/c10.out" && ok \
@@ -230,6 +281,20 @@ expect2 "bad config line" "bad.cfg:2" bash -c "printf 'loss.lambda=0.1\nmodel.ar
   '$bin' pretrain --data '$tmp/fm' --config '$tmp/bad.cfg' --out '$tmp/x9'"
 expect2 "other architecture (eval)" "checkpoint" "$bin" eval --checkpoint "$tmp/run/checkpoint.safetensors" \
   --set model.widths=4-16
+expect2 "finetune: bad percent" "--train-percent: '5'" "$bin" finetune --checkpoint "$tmp/run/checkpoint.safetensors" \
+  --train-percent 5
+expect2 "finetune: no percent" "--train-percent" "$bin" finetune --checkpoint "$tmp/run/checkpoint.safetensors"
+expect2 "finetune: no checkpoint" "--from-scratch" "$bin" finetune --train-percent 1
+expect2 "finetune: other architecture" "checkpoint" "$bin" finetune --checkpoint "$tmp/run/checkpoint.safetensors" \
+  --train-percent 10 --set model.widths=4-16
+expect2 "finetune: no such checkpoint" "$tmp/nope.safetensors" "$bin" finetune --checkpoint "$tmp/nope.safetensors" \
+  --train-percent 10
+expect2 "finetune: pretrain flag" "--steps" "$bin" finetune --checkpoint "$tmp/run/checkpoint.safetensors" \
+  --train-percent 10 --steps 3
+expect2 "finetune flag elsewhere" "--lr-backbone" "$bin" eval --checkpoint "$tmp/run/checkpoint.safetensors" \
+  --lr-backbone 0.1
+expect2 "finetune: existing output" "choose another --out" "$bin" finetune --checkpoint \
+  "$tmp/run/checkpoint.safetensors" --train-percent 10 --out "$tmp/ft"
 expect2 "existing checkpoint" "--resume" "$bin" pretrain "${fm[@]}" "${tiny[@]}" --epochs 1 --out "$tmp/run"
 cp "$tmp/run/config.txt" "$tmp/config.keep"
 sed -i 's/^model.widths=.*/model.widths=8-8/' "$tmp/run/config.txt"

@@ -13,6 +13,8 @@ static void usage(FILE *f)
         "usage: barlow pretrain [options]   Barlow Twins pretraining, then evaluation\n"
         "       barlow eval --checkpoint FILE [options]   linear probe + kNN on frozen features\n"
         "       barlow embed --checkpoint FILE --out FEATURES.npy [options]\n"
+        "       barlow finetune --checkpoint FILE|--from-scratch --train-percent P [options]\n"
+        "                                    fine-tune encoder + linear head on P %% of the labels\n"
         "       barlow version   the library's version and build (CPU levels, BLAS)\n"
         "       barlow help\n"
         "       mpirun -np W barlow pretrain ...   data-parallel (a `make MPI=1` build)\n"
@@ -50,7 +52,20 @@ static void usage(FILE *f)
         "  --knn-k N             neighbours of kNN (default 20)\n"
         "  --no-baselines        skip the random-init encoder and raw-pixel probes\n"
         "  --split train|test    embed: which split (default train)\n"
-        "  --labels FILE.npy     embed: also write the labels (int32)\n");
+        "  --labels FILE.npy     embed: also write the labels (int32)\n"
+        "finetune (evaluate.py --weights finetune; also --data, --epochs, --batch, --seed, --set,\n"
+        "          --threads, --eval-size, --limit as above):\n"
+        "  --checkpoint FILE     start from a pretrain checkpoint (its model options as eval), or\n"
+        "  --from-scratch        the same network from random init (the checkpoint's, given one;\n"
+        "                        else the dataset preset with --config / --set)\n"
+        "  --train-percent P     P %% of every class of the training split: 1, 10 or 100 (required)\n"
+        "  --subset-seed N       seed choosing that subset (default 0; independent of --seed)\n"
+        "  --epochs N            epochs over the subset (default 20); --batch N (default 256)\n"
+        "  --lr-backbone X --lr-classifier X  SGD rates per 256 images, scaled by batch/256\n"
+        "                        (default 0.005 / 0.5), momentum 0.9, cosine to 0\n"
+        "  --weight-decay X      on every parameter, biases and BatchNorm included (default 0)\n"
+        "  --out DIR             write log.jsonl, the fine-tuned checkpoint.safetensors,\n"
+        "                        classifier.safetensors (fc.weight, fc.bias), config.txt, run.txt\n");
 }
 
 int64_t parse_int(const char *flag, const char *v, int64_t lo, int64_t hi)
@@ -85,6 +100,8 @@ void parse_args(int argc, char **argv, struct args *a)
     a->knn_k = 20;
     a->probe_epochs = 30;
     a->probe_lr = 0.1;
+    a->lr_backbone = 0.005;
+    a->lr_classifier = 0.5;
     if (argc < 2) {
         usage(stderr);
         exit(2);
@@ -98,8 +115,9 @@ void parse_args(int argc, char **argv, struct args *a)
         printf("barlow %s\n%s\n", bt_version_string(), bt_build_info());
         exit(0);
     }
-    if (strcmp(a->cmd, "pretrain") && strcmp(a->cmd, "eval") && strcmp(a->cmd, "embed"))
-        die("unknown command '%s' (pretrain, eval, embed, version or help)", a->cmd);
+    if (strcmp(a->cmd, "pretrain") && strcmp(a->cmd, "eval") && strcmp(a->cmd, "embed")
+        && strcmp(a->cmd, "finetune"))
+        die("unknown command '%s' (pretrain, eval, embed, finetune, version or help)", a->cmd);
     for (i = 2; i < argc; i++) {
         const char *arg = argv[i], *eq = strchr(arg, '=');
         char flag[64];
@@ -114,10 +132,13 @@ void parse_args(int argc, char **argv, struct args *a)
         }
 #define FLAG(name) (!strcmp(flag, name))
 #define VALUE() (val ? val : (i + 1 < argc ? argv[++i] : (die("%s needs a value", flag), "")))
-        if (FLAG("--resume") || FLAG("--eval") || FLAG("--no-eval") || FLAG("--no-baselines")) {
+        if (FLAG("--resume") || FLAG("--eval") || FLAG("--no-eval") || FLAG("--no-baselines")
+            || FLAG("--from-scratch")) {
             if (val)
                 die("%s takes no value", flag);
-            if (FLAG("--resume"))
+            if (FLAG("--from-scratch"))
+                a->from_scratch = 1;
+            else if (FLAG("--resume"))
                 a->resume = 1;
             else if (FLAG("--eval"))
                 a->eval = 1;
@@ -184,6 +205,19 @@ void parse_args(int argc, char **argv, struct args *a)
             a->probe_epochs = parse_int(flag, VALUE(), 1, 100000);
         else if (FLAG("--probe-lr"))
             a->probe_lr = parse_real(flag, VALUE(), 1e-9, 1000);
+        else if (FLAG("--train-percent")) {
+            const char *v = VALUE();
+            a->train_percent = parse_real(flag, v, 0, 100);
+            if (a->train_percent != 1 && a->train_percent != 10 && a->train_percent != 100)
+                die("--train-percent: '%s' is not 1, 10 or 100", v);
+        } else if (FLAG("--subset-seed"))
+            a->subset_seed = parse_int(flag, VALUE(), 0, 1000000000000000LL);
+        else if (FLAG("--lr-backbone"))
+            a->lr_backbone = parse_real(flag, VALUE(), 0, 1000);
+        else if (FLAG("--lr-classifier"))
+            a->lr_classifier = parse_real(flag, VALUE(), 0, 1000);
+        else if (FLAG("--weight-decay"))
+            a->weight_decay = parse_real(flag, VALUE(), 0, 10);
         else if (FLAG("--progress")) {
             const char *p = VALUE();
             if (!strcmp(p, "bar"))
@@ -199,7 +233,20 @@ void parse_args(int argc, char **argv, struct args *a)
     }
     if ((a->epochs != 0) + (a->minutes > 0) + (a->steps != 0) > 1)
         die("--epochs, --minutes and --steps exclude each other");
-    if (strcmp(a->cmd, "pretrain") != 0) {
+    if (strcmp(a->cmd, "finetune") && (a->from_scratch || a->train_percent > 0 || a->subset_seed
+                                        || a->lr_backbone != 0.005 || a->lr_classifier != 0.5 || a->weight_decay))
+        die("--from-scratch, --train-percent, --subset-seed, --lr-backbone, --lr-classifier and "
+            "--weight-decay belong to finetune");
+    if (!strcmp(a->cmd, "finetune")) {
+        if (!a->checkpoint && !a->from_scratch)
+            die("finetune needs --checkpoint FILE (or --from-scratch)");
+        if (a->train_percent <= 0)
+            die("finetune needs --train-percent 1, 10 or 100");
+        if (a->resume || a->steps || a->minutes > 0 || a->max_steps)
+            die("--resume, --steps, --minutes and --max-steps belong to pretrain");
+        if (a->split || a->labels_out)
+            die("--split and --labels belong to embed");
+    } else if (strcmp(a->cmd, "pretrain") != 0) {
         if (!a->checkpoint)
             die("%s needs --checkpoint FILE", a->cmd);
         if (a->resume || a->epochs || a->steps || a->minutes > 0 || a->batch || a->max_steps)

@@ -70,6 +70,10 @@ struct args {
     int resume, eval, no_eval, no_baselines, has_seed, has_threads;
     int64_t knn_bank, knn_test, knn_k, eval_train, eval_test, probe_epochs, eval_size;
     double probe_lr;
+    /* finetune */
+    int from_scratch;
+    double train_percent, lr_backbone, lr_classifier, weight_decay;
+    int64_t subset_seed;
     int progress; /* -1 auto (TTY), 0 plain lines, 1 bar */
 };
 
@@ -212,6 +216,12 @@ bt_model *load_for_eval(const struct args *a, bt_config **cfg_out, char *kind, s
 
 /* barlow eval: linear probe and kNN of a checkpoint's encoder; the exit status. */
 int cmd_eval(const struct args *a);
+
+/* ---- finetune.c: the finetune command */
+
+/* barlow finetune: evaluate.py's semi-supervised protocol (a class-balanced
+ * --train-percent subset, backbone and linear head trained together); the exit status. */
+int cmd_finetune(const struct args *a);
 
 /* ---- embed.c: the embed command */
 

@@ -7,13 +7,14 @@
  *                   [--set name=value ...] [--config FILE] [--limit N] [--resume]
  *   barlow eval     --checkpoint FILE [--data ...] [--dataset ...]
  *   barlow embed    --checkpoint FILE --out FEATURES.npy [--split train|test]
+ *   barlow finetune --checkpoint FILE | --from-scratch, --train-percent 1|10|100 [--out DIR]
  *
  * It is also the example of owning a training loop with libbarlow: the data,
  * the epoch order, logging, checkpoint policy and evaluation are all here,
  * on the public API only (include/barlow.h). `barlow help` lists every flag.
  * The files of this folder, one job each: main.c (this: start-up and the
  * command), args.c (flags), config.c (library options), run_state.c (run.txt),
- * pretrain.c, eval.c, embed.c (the three commands), trainer.c (one training
+ * pretrain.c, eval.c, embed.c, finetune.c (the four commands), trainer.c (one training
  * step), progress.c, pictures.c (PNG), data.c (datasets), probe.c (kNN and
  * linear probe), fast_blas.c (OpenBLAS kernels), paths.c and util.c; cli.h
  * declares what they share.
@@ -100,8 +101,10 @@ int main(int argc, char **argv)
     if (strcmp(a.cmd, "pretrain") && dist_size() > 1)
         die("only `barlow pretrain` runs on several ranks (mpirun -np %d); run %s as one process",
             dist_size(), a.cmd);
-    rc = !strcmp(a.cmd, "pretrain") ? cmd_pretrain(&a) : !strcmp(a.cmd, "eval") ? cmd_eval(&a)
-                                                                                : cmd_embed(&a);
+    rc = !strcmp(a.cmd, "pretrain")   ? cmd_pretrain(&a)
+         : !strcmp(a.cmd, "eval")     ? cmd_eval(&a)
+         : !strcmp(a.cmd, "finetune") ? cmd_finetune(&a)
+                                      : cmd_embed(&a);
     dist_finalize();
     return rc;
 }
