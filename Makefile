@@ -215,9 +215,11 @@ check-asan: deps
 	    LDFLAGS="-fsanitize=address,undefined" run-tests
 
 # The library and the Check suites built with clang (LLVM's OpenMP), at every level.
+# tests/omp_stale.sh first: libomp aborts when a stale registration file has its pid.
 check-clang:
 	@bash .ci/deps.sh clang
-	$(MAKE) CC=clang BUILD=build/clang run-tests
+	$(MAKE) CC=clang BUILD=build/clang build/clang/tests/runner
+	cd tests && for l in $(CPU_LEVELS); do bash omp_stale.sh; BT_CPU=$$l ../build/clang/tests/runner || exit 1; done
 
 # The library and the Check suites cross-built for aarch64 and run under qemu
 # (called explicitly: no binfmt_misc here), at the generic level, the only one
@@ -306,6 +308,7 @@ check-tsan:
 	@test -f $(TSAN_ARCHER) || { echo "check-tsan: no Archer at $(TSAN_ARCHER) (TSAN_ARCHER=...)" >&2; exit 1; }
 	$(MAKE) CC=clang BLAS=reference BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread" \
 	    LDFLAGS="-fsanitize=thread" build/tsan/tests/runner
+	bash tests/omp_stale.sh
 	cd tests && export CK_FORK=no OMP_TOOL_LIBRARIES=$(TSAN_ARCHER) \
 	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 ignore_noninstrumented_modules=1"; \
 	for l in $(CPU_LEVELS); do for s in $(TSAN_SUITES); do \

@@ -28,6 +28,7 @@ check_runs() {
 
 status=0
 for t in "$@"; do
+  bash "$here/../omp_stale.sh" # the targets link libomp (tests/omp_stale.sh)
   bin=$build/fuzz_$t
   dict=()
   [[ -f $here/$t.dict ]] && dict=(-dict="$here/$t.dict")
